@@ -1,0 +1,3 @@
+//! The OCALA engine: a pure, clock-injected state machine.
+pub mod dns;
+pub mod wire;
