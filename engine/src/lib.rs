@@ -1,3 +1,28 @@
-//! The OCALA engine: a pure, clock-injected state machine.
+//! The OCALA engine: a pure, clock-injected state machine (DESIGN.md §2).
+//!
+//! Unmodified apps look up an overlay name such as `bob.udp` or `foo.udp_gw.udp`, get back a
+//! local-scope address (a *handle*), and their packets then travel over the *path* the name
+//! chose — one or more *tunnels* over overlays, joined by *gateways*. The engine never touches
+//! a socket, file, clock or OS randomness: drivers feed it [`Input`]s with the current time
+//! and carry out the [`Output`]s it returns.
+
+mod api;
+pub mod config;
 pub mod dns;
+mod engine;
+pub mod ocd;
+pub mod oci;
+mod packet;
+mod rng;
+pub mod time;
+mod timers;
 pub mod wire;
+
+pub use api::{
+    ApiError, Command, Counters, DropReason, Event, HandleStatus, Input, Output, OverlayId, QueryId, Status,
+    TunnelStatus, UpstreamError,
+};
+pub use config::{Config, ConfigError};
+pub use engine::Engine;
+pub use packet::{Packet, HEADROOM};
+pub use time::Instant;

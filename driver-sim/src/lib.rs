@@ -1,0 +1,21 @@
+//! `ocala-sim`: many OCALA engines in one deterministic in-memory network. Scenario files
+//! describe nodes, links, apps and faults; a run prints a summary and a digest of its whole
+//! trace, the same for the same seed on every machine.
+
+pub mod apps;
+pub mod hoststack;
+pub mod resolver;
+pub mod scenario;
+pub mod sim;
+
+pub use scenario::Scenario;
+pub use sim::{Outcome, Sim};
+
+/// The scenario `ocala-sim` runs when given no file: the README's main command.
+pub const QUICKSTART: &str = include_str!("../scenarios/quickstart.toml");
+
+/// Parses and runs a scenario text.
+pub fn run_text(file: &str, text: &str, seed: Option<u64>) -> Result<Outcome, String> {
+    let sc = Scenario::parse(file, text)?;
+    Ok(Sim::new(sc, seed)?.run())
+}

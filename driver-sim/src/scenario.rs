@@ -1,0 +1,240 @@
+//! Scenario files (TOML): the nodes and their engine configs, the links between them, the
+//! apps that run on them, the faults injected, and what must come out.
+
+use ocala_engine::config::OverlayConfig;
+use ocala_engine::Config;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// A whole scenario.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Shown in the summary.
+    pub name: String,
+    /// What the scenario shows, shown in the summary.
+    #[serde(default)]
+    pub description: String,
+    /// Default seed (`--seed` overrides it).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Simulated time to run.
+    pub duration_ms: u64,
+    pub nodes: Vec<NodeSpec>,
+    #[serde(default)]
+    pub links: Vec<LinkSpec>,
+    #[serde(default)]
+    pub apps: Vec<AppSpec>,
+    #[serde(default)]
+    pub faults: Vec<FaultSpec>,
+    /// Names the simulated upstream resolver knows: name → address.
+    #[serde(default)]
+    pub dns: BTreeMap<String, IpAddr>,
+    /// Drop counts that must be reached at least, by node and drop reason text.
+    #[serde(default)]
+    pub expect_drops: Vec<DropExpectation>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// One host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub name: String,
+    /// Its underlay address; overlay sockets listen on it at each overlay's port.
+    pub ip: IpAddr,
+    /// The engine config. Without overlays the node gets one `udp` overlay named after it.
+    #[serde(default)]
+    pub config: Config,
+    /// Fill each overlay's address book with every scenario node on the same overlay.
+    #[serde(default = "yes")]
+    pub auto_address_book: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A bidirectional link between two nodes. Nodes without a link cannot reach each other.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    pub a: String,
+    pub b: String,
+    #[serde(default = "default_latency")]
+    pub latency_ms: f64,
+    #[serde(default)]
+    pub jitter_ms: f64,
+    /// Probability in [0, 1] that a datagram is lost, each direction.
+    #[serde(default)]
+    pub loss: f64,
+    /// Megabits per second each direction; 0 means unlimited.
+    #[serde(default)]
+    pub bandwidth_mbps: f64,
+}
+
+fn default_latency() -> f64 {
+    5.0
+}
+
+/// An app model on a node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSpec {
+    pub node: String,
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub kind: AppKind,
+}
+
+/// What an app does and what it must see.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AppKind {
+    /// One DNS query; `expect` is the rcode (`noerror`, `nxdomain`, `servfail`, `formerr`).
+    Lookup {
+        name: String,
+        #[serde(default = "default_qtype")]
+        qtype: String,
+        #[serde(default)]
+        expect: Option<String>,
+        /// Text the Extended DNS Error must contain.
+        #[serde(default)]
+        expect_ede: Option<String>,
+    },
+    /// Resolve `name`, then send `count` ICMP echo requests to the handle.
+    Ping {
+        name: String,
+        #[serde(default = "default_count")]
+        count: u32,
+        #[serde(default = "default_interval")]
+        interval_ms: u64,
+        #[serde(default = "default_size")]
+        size: usize,
+        #[serde(default)]
+        ipv6: bool,
+        /// Echo replies that must arrive.
+        #[serde(default)]
+        expect_replies: Option<u32>,
+    },
+    /// Resolve `name`, then UDP requests to the echo service (port 7) on the far host.
+    Udp {
+        name: String,
+        #[serde(default = "default_count")]
+        count: u32,
+        #[serde(default = "default_interval")]
+        interval_ms: u64,
+        #[serde(default = "default_size")]
+        size: usize,
+        #[serde(default)]
+        expect_replies: Option<u32>,
+    },
+    /// A raw datagram sprayed at a node's overlay socket (bad input).
+    Garbage {
+        target: String,
+        #[serde(default = "default_count")]
+        count: u32,
+        #[serde(default = "default_garbage_port")]
+        port: u16,
+    },
+}
+
+fn default_qtype() -> String {
+    "A".into()
+}
+fn default_count() -> u32 {
+    5
+}
+fn default_interval() -> u64 {
+    200
+}
+fn default_size() -> usize {
+    56
+}
+fn default_garbage_port() -> u16 {
+    4789
+}
+
+/// A fault at a point in time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub kind: FaultKind,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FaultKind {
+    /// Every datagram on the link is lost until `link_up`.
+    LinkDown { a: String, b: String },
+    LinkUp { a: String, b: String },
+    /// The node's engine is replaced by a fresh one (all state lost), as after a crash.
+    Restart { node: String },
+}
+
+/// At least `at_least` drops with a reason whose text contains `reason`, on `node`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropExpectation {
+    pub node: String,
+    pub reason: String,
+    pub at_least: u64,
+}
+
+impl Scenario {
+    /// Parses a scenario; errors name the file and the key.
+    pub fn parse(file: &str, text: &str) -> Result<Scenario, String> {
+        toml::from_str(text).map_err(|e| format!("{file}: {e}"))
+    }
+
+    /// The engine config of a node, with the simulator's defaults filled in.
+    pub fn node_config(&self, index: usize) -> Config {
+        let node = &self.nodes[index];
+        let mut cfg = node.config.clone();
+        if cfg.overlays.is_empty() {
+            cfg.overlays.push(udp_overlay("udp", &node.name));
+        }
+        if node.auto_address_book {
+            for o in cfg.overlays.iter_mut() {
+                for (j, other) in self.nodes.iter().enumerate() {
+                    if j == index {
+                        continue;
+                    }
+                    let other_cfg = &self.nodes[j].config;
+                    let attached = if other_cfg.overlays.is_empty() {
+                        (o.name == "udp").then_some(4789)
+                    } else {
+                        other_cfg.overlays.iter().find(|x| x.name == o.name).map(|x| x.port)
+                    };
+                    if let Some(port) = attached {
+                        let host = self.local_name(j, &o.name).unwrap_or_else(|| other.name.clone());
+                        o.address_book.entry(host).or_insert(std::net::SocketAddr::new(other.ip, port));
+                    }
+                }
+            }
+        }
+        cfg
+    }
+
+    fn local_name(&self, index: usize, overlay: &str) -> Option<String> {
+        self.nodes[index].config.overlays.iter().find(|o| o.name == overlay).map(|o| o.local_name.clone())
+    }
+}
+
+/// A `udp` overlay entry with the defaults.
+pub fn udp_overlay(name: &str, local_name: &str) -> OverlayConfig {
+    OverlayConfig {
+        name: name.into(),
+        module: "udp".into(),
+        local_name: local_name.into(),
+        port: 4789,
+        keepalive_secs: 25,
+        address_book: BTreeMap::new(),
+    }
+}

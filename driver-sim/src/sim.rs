@@ -1,0 +1,592 @@
+//! The simulator: a virtual clock, a `(time, seq)`-ordered event queue, seeded randomness,
+//! nodes running real engines behind simulated TUNs, and links with latency, jitter, loss
+//! and bandwidth. Everything that happens is hashed into a trace digest, so two runs with
+//! the same seed can be compared byte for byte.
+
+use crate::apps::{ms, App, Phase, DNS_RETRY, DNS_TRIES};
+use crate::hoststack::{self, Delivered, ECHO_PORT};
+use crate::resolver;
+use crate::scenario::{AppKind, FaultKind, Scenario};
+use blake2::{Blake2b512, Digest};
+use ocala_engine::{Config, Engine, Event, Input, Instant, Output, OverlayId, QueryId};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// Something scheduled to happen.
+#[derive(Debug)]
+enum Ev {
+    Datagram { node: usize, overlay: OverlayId, from: SocketAddr, payload: Vec<u8> },
+    Tun { node: usize, packet: Vec<u8> },
+    Wake { node: usize },
+    App { app: usize },
+    Fault { index: usize },
+    Upstream { node: usize, id: QueryId, answer: Option<Vec<u8>> },
+}
+
+/// One direction of a link.
+#[derive(Debug, Clone)]
+struct Direction {
+    busy_until: Instant,
+}
+
+#[derive(Debug, Clone)]
+struct Link {
+    latency: Duration,
+    jitter: Duration,
+    loss: f64,
+    bits_per_sec: f64,
+    up: bool,
+    dirs: [Direction; 2],
+}
+
+/// A simulated host.
+struct Node {
+    name: String,
+    ip: IpAddr,
+    cfg: Config,
+    engine: Engine,
+    deadline: Instant,
+    incarnation: u64,
+    drops: BTreeMap<String, u64>,
+    relayed_paths: u64,
+    setups: Vec<(String, Duration)>,
+    failures: Vec<String>,
+    downs: Vec<String>,
+}
+
+/// What the run produced.
+pub struct Outcome {
+    pub summary: String,
+    pub failures: Vec<String>,
+    pub digest: String,
+}
+
+pub struct Sim {
+    sc: Scenario,
+    seed: u64,
+    now: Instant,
+    queue: BTreeMap<(Instant, u64), Ev>,
+    seq: u64,
+    rng: ChaCha20Rng,
+    nodes: Vec<Node>,
+    links: BTreeMap<(usize, usize), Link>,
+    apps: Vec<App>,
+    trace: Blake2b512,
+    trace_events: u64,
+    errors: Vec<String>,
+    datagrams: u64,
+    lost: u64,
+}
+
+fn node_seed(seed: u64, name: &str, incarnation: u64) -> [u8; 32] {
+    let mut h = Blake2b512::new();
+    h.update(seed.to_le_bytes());
+    h.update(name.as_bytes());
+    h.update(incarnation.to_le_bytes());
+    let out = h.finalize();
+    let mut s = [0u8; 32];
+    s.copy_from_slice(&out[..32]);
+    s
+}
+
+impl Sim {
+    /// Builds every node's engine; errors name the node and the config key.
+    pub fn new(sc: Scenario, seed: Option<u64>) -> Result<Sim, String> {
+        let seed = seed.unwrap_or(sc.seed);
+        let mut nodes = Vec::new();
+        let mut names = BTreeMap::new();
+        for (i, n) in sc.nodes.iter().enumerate() {
+            if names.insert(n.name.clone(), i).is_some() {
+                return Err(format!("nodes[{i}].name: '{}' appears twice", n.name));
+            }
+            let cfg = sc.node_config(i);
+            let engine = Engine::new(cfg.clone(), node_seed(seed, &n.name, 0), Instant::ZERO)
+                .map_err(|e| format!("nodes[{i}] ({}): config.{e}", n.name))?;
+            nodes.push(Node {
+                name: n.name.clone(),
+                ip: n.ip,
+                cfg,
+                engine,
+                deadline: Instant::MAX,
+                incarnation: 0,
+                drops: BTreeMap::new(),
+                relayed_paths: 0,
+                setups: Vec::new(),
+                failures: Vec::new(),
+                downs: Vec::new(),
+            });
+        }
+        let find = |what: &str, name: &str| names.get(name).copied().ok_or_else(|| format!("{what}: no node named '{name}'"));
+        let mut links = BTreeMap::new();
+        for (i, l) in sc.links.iter().enumerate() {
+            let (a, b) = (find(&format!("links[{i}].a"), &l.a)?, find(&format!("links[{i}].b"), &l.b)?);
+            if !(0.0..=1.0).contains(&l.loss) {
+                return Err(format!("links[{i}].loss: {} is not a probability", l.loss));
+            }
+            let dir = Direction { busy_until: Instant::ZERO };
+            links.insert(
+                (a.min(b), a.max(b)),
+                Link {
+                    latency: Duration::from_secs_f64(l.latency_ms.max(0.0) / 1000.0),
+                    jitter: Duration::from_secs_f64(l.jitter_ms.max(0.0) / 1000.0),
+                    loss: l.loss,
+                    bits_per_sec: l.bandwidth_mbps.max(0.0) * 1e6,
+                    up: true,
+                    dirs: [dir.clone(), dir],
+                },
+            );
+        }
+        let mut apps = Vec::new();
+        for (i, a) in sc.apps.iter().enumerate() {
+            let node = find(&format!("apps[{i}].node"), &a.node)?;
+            if let AppKind::Garbage { target, .. } = &a.kind {
+                find(&format!("apps[{i}].target"), target)?;
+            }
+            let start = Instant::from_nanos(a.at_ms * 1_000_000);
+            apps.push(App::new(node, a.kind.clone(), start, 40000 + i as u16));
+        }
+        for (i, f) in sc.faults.iter().enumerate() {
+            match &f.kind {
+                FaultKind::LinkDown { a, b } | FaultKind::LinkUp { a, b } => {
+                    let (x, y) = (find(&format!("faults[{i}].a"), a)?, find(&format!("faults[{i}].b"), b)?);
+                    if !links.contains_key(&(x.min(y), x.max(y))) {
+                        return Err(format!("faults[{i}]: no link between '{a}' and '{b}'"));
+                    }
+                }
+                FaultKind::Restart { node } => {
+                    find(&format!("faults[{i}].node"), node)?;
+                }
+            }
+        }
+        let mut rng_seed = [0u8; 32];
+        rng_seed.copy_from_slice(&node_seed(seed, "network", 0));
+        let mut sim = Sim {
+            sc,
+            seed,
+            now: Instant::ZERO,
+            queue: BTreeMap::new(),
+            seq: 0,
+            rng: ChaCha20Rng::from_seed(rng_seed),
+            nodes,
+            links,
+            apps,
+            trace: Blake2b512::new(),
+            trace_events: 0,
+            errors: Vec::new(),
+            datagrams: 0,
+            lost: 0,
+        };
+        for i in 0..sim.apps.len() {
+            let at = sim.apps[i].start;
+            sim.push(at, Ev::App { app: i });
+        }
+        for i in 0..sim.sc.faults.len() {
+            let at = Instant::from_nanos(sim.sc.faults[i].at_ms * 1_000_000);
+            sim.push(at, Ev::Fault { index: i });
+        }
+        for node in 0..sim.nodes.len() {
+            sim.drain(node);
+        }
+        Ok(sim)
+    }
+
+    fn push(&mut self, at: Instant, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), ev);
+    }
+
+    fn record(&mut self, node: usize, tag: &str, bytes: &[u8]) {
+        self.trace.update(self.now.as_nanos().to_le_bytes());
+        self.trace.update((node as u64).to_le_bytes());
+        self.trace.update(tag.as_bytes());
+        self.trace.update((bytes.len() as u64).to_le_bytes());
+        self.trace.update(bytes);
+        self.trace_events += 1;
+    }
+
+    /// Runs until the scenario's duration and reports.
+    pub fn run(mut self) -> Outcome {
+        let end = Instant::from_nanos(self.sc.duration_ms.saturating_mul(1_000_000));
+        while let Some(entry) = self.queue.first_entry() {
+            let (at, _) = *entry.key();
+            if at > end {
+                break;
+            }
+            let ev = entry.remove();
+            self.now = at;
+            self.step(ev);
+        }
+        self.now = end;
+        self.finish()
+    }
+
+    fn input(&mut self, node: usize, input: Input<'_>) {
+        let now = self.now;
+        if let Err(e) = self.nodes[node].engine.handle_input(now, input) {
+            self.errors.push(format!("{}: engine error: {e}", self.nodes[node].name));
+        }
+        self.drain(node);
+    }
+
+    fn step(&mut self, ev: Ev) {
+        match ev {
+            Ev::Datagram { node, overlay, from, payload } => {
+                self.record(node, "rx", &payload);
+                self.input(node, Input::Datagram { overlay, from, payload: &payload });
+            }
+            Ev::Tun { node, packet } => {
+                self.record(node, "tun-in", &packet);
+                self.input(node, Input::TunPacket(&packet));
+            }
+            Ev::Wake { node } => {
+                if self.nodes[node].deadline <= self.now {
+                    self.input(node, Input::Timeout);
+                }
+            }
+            Ev::App { app } => self.app_step(app),
+            Ev::Fault { index } => self.fault(index),
+            Ev::Upstream { node, id, answer } => {
+                let result = answer.as_deref().ok_or(ocala_engine::UpstreamError::Timeout);
+                self.input(node, Input::Resolved { id, result });
+            }
+        }
+    }
+
+    /// Carries out everything a node's engine asked for.
+    fn drain(&mut self, node: usize) {
+        loop {
+            let out = self.nodes[node].engine.poll_output();
+            match out {
+                Output::Timeout(at) => {
+                    self.nodes[node].deadline = at;
+                    if at != Instant::MAX {
+                        self.push(at.max(self.now), Ev::Wake { node });
+                    }
+                    return;
+                }
+                Output::WriteTun(p) => {
+                    self.record(node, "tun-out", &p);
+                    self.deliver_to_host(node, &p);
+                    self.nodes[node].engine.recycle(p);
+                }
+                Output::Transmit { overlay, to, payload } => {
+                    self.record(node, "tx", &payload);
+                    self.transmit(node, overlay, to, &payload);
+                    self.nodes[node].engine.recycle(payload);
+                }
+                Output::UpstreamDns { id, query } => {
+                    let answer = resolver::upstream_answer(&self.sc.dns, &query);
+                    let at = self.now.add(Duration::from_millis(2));
+                    self.push(at, Ev::Upstream { node, id, answer });
+                }
+                Output::Event(e) => self.on_event(node, e),
+            }
+        }
+    }
+
+    fn on_event(&mut self, node: usize, e: Event) {
+        self.record(node, "event", format!("{e:?}").as_bytes());
+        let n = &mut self.nodes[node];
+        match e {
+            Event::Dropped { reason } => *n.drops.entry(reason.to_string()).or_insert(0) += 1,
+            Event::PathUp { name, setup, .. } => n.setups.push((name, setup)),
+            Event::PathRelayed { .. } => n.relayed_paths += 1,
+            Event::SetupFailed { name, reason } => n.failures.push(format!("{name}: {reason}")),
+            Event::PathDown { name, reason } => n.downs.push(format!("{name}: {reason}")),
+            _ => {}
+        }
+    }
+
+    /// Sends a datagram across the link between two nodes, if there is one and it is up.
+    fn transmit(&mut self, node: usize, overlay: OverlayId, to: SocketAddr, payload: &[u8]) {
+        self.datagrams += 1;
+        let from_port = self.nodes[node].cfg.overlays.get(usize::from(overlay.0)).map_or(0, |o| o.port);
+        let from = SocketAddr::new(self.nodes[node].ip, from_port);
+        let Some(dst) = self.nodes.iter().position(|n| n.ip == to.ip()) else {
+            self.lost += 1;
+            return;
+        };
+        let Some(dst_overlay) = self.nodes[dst].cfg.overlays.iter().position(|o| o.port == to.port()) else {
+            self.lost += 1;
+            return;
+        };
+        let key = (node.min(dst), node.max(dst));
+        let dir = usize::from(node > dst);
+        let draw = self.rng.next_u64();
+        let jitter_draw = self.rng.next_u64();
+        let Some(link) = self.links.get_mut(&key) else {
+            self.lost += 1;
+            return;
+        };
+        if !link.up || (draw as f64 / u64::MAX as f64) < link.loss {
+            self.lost += 1;
+            return;
+        }
+        let wire_bytes = payload.len() + 28;
+        let serialize = if link.bits_per_sec > 0.0 {
+            Duration::from_secs_f64(wire_bytes as f64 * 8.0 / link.bits_per_sec)
+        } else {
+            Duration::ZERO
+        };
+        let start = link.dirs[dir].busy_until.max(self.now);
+        let done = start.add(serialize);
+        link.dirs[dir].busy_until = done;
+        let jitter = link.jitter.mul_f64(jitter_draw as f64 / u64::MAX as f64);
+        let at = done.add(link.latency + jitter);
+        let ev = Ev::Datagram { node: dst, overlay: OverlayId(dst_overlay as u16), from, payload: payload.to_vec() };
+        self.push(at, ev);
+    }
+
+    /// A packet the engine wrote to a host's TUN: the host's stack and apps take it.
+    fn deliver_to_host(&mut self, node: usize, packet: &[u8]) {
+        if !hoststack::checksums_ok(packet) {
+            self.errors.push(format!("{}: engine delivered a packet with a bad checksum", self.nodes[node].name));
+        }
+        match hoststack::classify(packet) {
+            Delivered::Dns { port, message } => {
+                if let Some(app) = self.app_by_port(node, port) {
+                    self.on_dns_answer(app, &message);
+                }
+            }
+            Delivered::EchoRequest { reply } | Delivered::UdpEcho { reply } => {
+                let at = self.now;
+                self.push(at, Ev::Tun { node, packet: reply });
+            }
+            Delivered::EchoReply { id, seq } => {
+                if let Some(app) = self.app_by_port(node, id) {
+                    let now = self.now;
+                    self.apps[app].on_reply(now, u32::from(seq));
+                }
+            }
+            Delivered::UdpReply { port, payload } => {
+                if let (Some(app), Some(seq)) = (self.app_by_port(node, port), payload.get(..4)) {
+                    let now = self.now;
+                    self.apps[app].on_reply(now, u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]));
+                }
+            }
+            Delivered::Other => {}
+        }
+    }
+
+    fn app_by_port(&self, node: usize, port: u16) -> Option<usize> {
+        self.apps.iter().position(|a| a.node == node && a.port == port)
+    }
+
+    fn host_addrs(&self, node: usize) -> (IpAddr, IpAddr, IpAddr, IpAddr) {
+        let h = &self.nodes[node].cfg.handles;
+        (h.tun_v4.into(), h.tun_v6.into(), h.dns_v4.into(), h.dns_v6.into())
+    }
+
+    fn send_query(&mut self, app: usize) {
+        let node = self.apps[app].node;
+        let (tun4, _, dns4, _) = self.host_addrs(node);
+        let Some(name) = self.apps[app].name().map(str::to_string) else { return };
+        let qtype = self.apps[app].qtype();
+        match resolver::query(app as u16, &name, &qtype) {
+            Ok(q) => {
+                let port = self.apps[app].port;
+                let packet = hoststack::udp(SocketAddr::new(tun4, port), SocketAddr::new(dns4, 53), &q);
+                let now = self.now;
+                self.push(now, Ev::Tun { node, packet });
+            }
+            Err(e) => self.errors.push(format!("app {app}: {e}")),
+        }
+    }
+
+    fn app_step(&mut self, app: usize) {
+        let now = self.now;
+        match self.apps[app].phase.clone() {
+            Phase::NotStarted => {
+                if let AppKind::Garbage { target, count, port } = self.apps[app].kind.clone() {
+                    return self.spray(&target, count, port);
+                }
+                self.apps[app].phase = Phase::Resolving { tries: 1 };
+                self.send_query(app);
+                self.push(now.add(DNS_RETRY), Ev::App { app });
+            }
+            Phase::Resolving { tries } => {
+                if tries < DNS_TRIES {
+                    self.apps[app].phase = Phase::Resolving { tries: tries + 1 };
+                    self.send_query(app);
+                    self.push(now.add(DNS_RETRY), Ev::App { app });
+                } else {
+                    self.apps[app].phase = Phase::Done;
+                }
+            }
+            Phase::Talking { target, next_seq } => {
+                let (count, interval) = self.apps[app].schedule();
+                if next_seq >= count {
+                    self.apps[app].phase = Phase::Done;
+                    return;
+                }
+                self.send_probe(app, target, next_seq);
+                self.apps[app].phase = Phase::Talking { target, next_seq: next_seq + 1 };
+                self.push(now.add(interval), Ev::App { app });
+            }
+            Phase::Done => {}
+        }
+    }
+
+    fn send_probe(&mut self, app: usize, target: IpAddr, seq: u32) {
+        let node = self.apps[app].node;
+        let (tun4, tun6, _, _) = self.host_addrs(node);
+        let src = if target.is_ipv4() { tun4 } else { tun6 };
+        let a = &mut self.apps[app];
+        a.sent += 1;
+        a.sent_at.insert(seq, self.now);
+        let packet = match &a.kind {
+            AppKind::Ping { size, .. } => {
+                let payload = vec![0x61; *size];
+                hoststack::echo(src, target, true, a.port, seq as u16, &payload)
+            }
+            AppKind::Udp { size, .. } => {
+                let mut payload = seq.to_be_bytes().to_vec();
+                payload.resize((*size).max(4), 0x62);
+                hoststack::udp(SocketAddr::new(src, a.port), SocketAddr::new(target, ECHO_PORT), &payload)
+            }
+            _ => return,
+        };
+        let now = self.now;
+        self.push(now, Ev::Tun { node, packet });
+    }
+
+    fn on_dns_answer(&mut self, app: usize, message: &[u8]) {
+        let Phase::Resolving { .. } = self.apps[app].phase else { return };
+        let Some(answer) = resolver::read_answer(message) else {
+            self.errors.push(format!("app {app}: unreadable DNS answer"));
+            return;
+        };
+        let now = self.now;
+        let a = &mut self.apps[app];
+        a.lookup_time = Some(now.since(a.start));
+        let target = answer.addrs.first().copied();
+        a.answer = Some(answer);
+        match (&a.kind, target) {
+            (AppKind::Ping { .. } | AppKind::Udp { .. }, Some(target)) => {
+                a.phase = Phase::Talking { target, next_seq: 0 };
+                self.push(now, Ev::App { app });
+            }
+            _ => a.phase = Phase::Done,
+        }
+    }
+
+    fn spray(&mut self, target: &str, count: u32, port: u16) {
+        let Some(node) = self.nodes.iter().position(|n| n.name == target) else { return };
+        let Some(overlay) = self.nodes[node].cfg.overlays.iter().position(|o| o.port == port) else { return };
+        for i in 0..count {
+            let len = (self.rng.next_u64() % 64) as usize;
+            let mut payload = vec![0u8; len];
+            self.rng.fill_bytes(&mut payload);
+            // Some sprays look like OCALA messages with random labels, to reach deeper parsers.
+            if i % 2 == 0 && !payload.is_empty() {
+                payload[0] = 0x10 | ((i / 2 % 6) as u8 + 1);
+            }
+            let from = SocketAddr::new(IpAddr::from([203, 0, 113, (i % 250) as u8 + 1]), 9999);
+            let now = self.now;
+            self.push(now, Ev::Datagram { node, overlay: OverlayId(overlay as u16), from, payload });
+        }
+    }
+
+    fn fault(&mut self, index: usize) {
+        let f = self.sc.faults[index].clone();
+        match &f.kind {
+            FaultKind::LinkDown { a, b } | FaultKind::LinkUp { a, b } => {
+                let x = self.nodes.iter().position(|n| &n.name == a).unwrap_or(0);
+                let y = self.nodes.iter().position(|n| &n.name == b).unwrap_or(0);
+                if let Some(l) = self.links.get_mut(&(x.min(y), x.max(y))) {
+                    l.up = matches!(f.kind, FaultKind::LinkUp { .. });
+                }
+                self.record(x, "fault", format!("{:?}", f.kind).as_bytes());
+            }
+            FaultKind::Restart { node } => {
+                let Some(i) = self.nodes.iter().position(|n| &n.name == node) else { return };
+                let n = &mut self.nodes[i];
+                n.incarnation += 1;
+                let seed = node_seed(self.seed, &n.name, n.incarnation);
+                match Engine::new(n.cfg.clone(), seed, self.now) {
+                    Ok(e) => n.engine = e,
+                    Err(e) => self.errors.push(format!("{}: restart failed: {e}", n.name)),
+                }
+                self.record(i, "fault", b"restart");
+                self.drain(i);
+            }
+        }
+    }
+
+    fn finish(mut self) -> Outcome {
+        let mut s = String::new();
+        let mut failures = std::mem::take(&mut self.errors);
+        s.push_str(&format!("scenario {} (seed {})\n", self.sc.name, self.seed));
+        if !self.sc.description.is_empty() {
+            s.push_str(&format!("  {}\n", self.sc.description.trim()));
+        }
+        s.push_str("nodes:\n");
+        for n in &self.nodes {
+            let overlays: Vec<String> = n.cfg.overlays.iter().map(|o| format!("{}.{}", o.local_name, o.name)).collect();
+            let role = if n.cfg.gateway { ", gateway" } else { "" };
+            s.push_str(&format!("  {:<8} {:<15} {}{role}\n", n.name, n.ip.to_string(), overlays.join(" ")));
+        }
+        s.push_str("apps:\n");
+        for a in &self.apps {
+            let (line, fails) = a.report(&self.nodes[a.node].name);
+            s.push_str(&format!("  {line}\n"));
+            failures.extend(fails);
+        }
+        s.push_str("paths:\n");
+        for n in &self.nodes {
+            for (name, setup) in &n.setups {
+                s.push_str(&format!("  {} -> {name}: up, setup took {}\n", n.name, ms(*setup)));
+            }
+            if n.relayed_paths > 0 {
+                s.push_str(&format!("  {}: relayed {} path(s) as a gateway\n", n.name, n.relayed_paths));
+            }
+            for f in &n.failures {
+                s.push_str(&format!("  {}: setup failed: {f}\n", n.name));
+            }
+            for d in &n.downs {
+                s.push_str(&format!("  {}: path down: {d}\n", n.name));
+            }
+        }
+        s.push_str("drops:\n");
+        let mut any = false;
+        for n in &self.nodes {
+            for (reason, count) in &n.drops {
+                any = true;
+                s.push_str(&format!("  {}: {count} x {reason}\n", n.name));
+            }
+        }
+        if !any {
+            s.push_str("  none\n");
+        }
+        for e in &self.sc.expect_drops {
+            let got: u64 = self
+                .nodes
+                .iter()
+                .filter(|n| n.name == e.node)
+                .flat_map(|n| n.drops.iter())
+                .filter(|(r, _)| r.contains(&e.reason))
+                .map(|(_, c)| *c)
+                .sum();
+            if got < e.at_least {
+                failures.push(format!("{}: expected at least {} drops '{}', got {got}", e.node, e.at_least, e.reason));
+            }
+        }
+        s.push_str(&format!(
+            "network: {} datagrams sent, {} lost; {} trace events\n",
+            self.datagrams, self.lost, self.trace_events
+        ));
+        if failures.is_empty() {
+            s.push_str("expectations: all met\n");
+        } else {
+            s.push_str("expectations FAILED:\n");
+            for f in &failures {
+                s.push_str(&format!("  {f}\n"));
+            }
+        }
+        let digest: String = self.trace.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
+        Outcome { summary: s, failures, digest }
+    }
+}

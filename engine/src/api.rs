@@ -1,0 +1,241 @@
+//! What goes into the engine and what comes out of it (DESIGN.md §2).
+
+use crate::packet::Packet;
+use crate::time::Instant;
+use crate::wire::WireError;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// Index of an overlay in [`crate::Config::overlays`]; also names the driver's socket for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OverlayId(pub u16);
+
+/// Matches an [`Output::UpstreamDns`] request with its [`Input::Resolved`] answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueryId(pub u64);
+
+/// One thing that happened to the engine.
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// A deadline passed. Calling early is harmless.
+    Timeout,
+    /// An IP packet written by local apps to the TUN (DNS to the sentinel address too).
+    TunPacket(&'a [u8]),
+    /// A UDP datagram that arrived on an overlay's socket.
+    Datagram {
+        /// Which overlay socket it arrived on.
+        overlay: OverlayId,
+        /// Who sent it.
+        from: SocketAddr,
+        /// The UDP payload.
+        payload: &'a [u8],
+    },
+    /// The upstream resolver's answer to an [`Output::UpstreamDns`] request.
+    Resolved {
+        /// The request's id.
+        id: QueryId,
+        /// The answer message, or why there is none.
+        result: Result<&'a [u8], UpstreamError>,
+    },
+    /// A request from the operator.
+    Command(Command),
+}
+
+/// Why the upstream resolver gave no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// No answer within the driver's timeout.
+    Timeout,
+    /// No resolver is configured or reachable.
+    Unreachable,
+}
+
+/// Operator requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Report paths, handles and counters as an [`Event::Status`].
+    Status,
+    /// Close every path to this name (as a user typed it).
+    ClosePath(String),
+}
+
+/// What the engine wants done.
+#[derive(Debug)]
+pub enum Output {
+    /// Deliver an IP packet to local apps.
+    WriteTun(Packet),
+    /// Send a UDP datagram from an overlay's socket.
+    Transmit {
+        /// Which overlay socket to send from.
+        overlay: OverlayId,
+        /// Destination.
+        to: SocketAddr,
+        /// The UDP payload.
+        payload: Packet,
+    },
+    /// Send this DNS query to the host's real resolver; answer with [`Input::Resolved`].
+    UpstreamDns {
+        /// Echo this in the answer.
+        id: QueryId,
+        /// The DNS message.
+        query: Packet,
+    },
+    /// Something worth telling the operator.
+    Event(Event),
+    /// Nothing more to do until this instant, or until new input. Ends every drain.
+    Timeout(Instant),
+}
+
+/// Notable happenings, for logs, the status command and the simulator's summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A handle was bound to a name.
+    HandleBound { name: String, v4: IpAddr, v6: IpAddr },
+    /// An idle handle was released.
+    HandleReleased { name: String },
+    /// A path this node started is ready; `setup` is the time from first setup message to accept.
+    PathUp { name: String, label: u32, setup: Duration },
+    /// A peer opened a path to this node.
+    PathAccepted { name: String, label: u32 },
+    /// A gateway path was relayed through this node.
+    PathRelayed { from: String, to: String },
+    /// A path went away; the next packet to its handle sets it up again.
+    PathDown { name: String, reason: String },
+    /// A path could not be set up; apps waiting on DNS got SERVFAIL.
+    SetupFailed { name: String, reason: String },
+    /// The handle pool has no free address.
+    PoolExhausted { name: String },
+    /// Input was dropped. Counted in [`Status::drops`].
+    Dropped { reason: DropReason },
+    /// Answer to [`Command::Status`].
+    Status(Box<Status>),
+}
+
+/// A snapshot of the engine's tables.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Status {
+    /// Handles: name, IPv4, IPv6, the path's state.
+    pub handles: Vec<HandleStatus>,
+    /// Tunnels per overlay and how many paths use each.
+    pub tunnels: Vec<TunnelStatus>,
+    /// Paths relayed by this gateway.
+    pub relayed: usize,
+    /// Drop counters, by reason.
+    pub drops: Vec<(DropReason, u64)>,
+    /// Packets and bytes through the engine.
+    pub counters: Counters,
+}
+
+/// One handle's line in [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandleStatus {
+    pub name: String,
+    pub v4: IpAddr,
+    pub v6: IpAddr,
+    pub path: String,
+}
+
+/// One tunnel's line in [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TunnelStatus {
+    pub overlay: String,
+    pub remote: String,
+    pub paths: usize,
+}
+
+/// Traffic counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    pub tun_in: u64,
+    pub tun_out: u64,
+    pub datagrams_in: u64,
+    pub datagrams_out: u64,
+    pub relayed: u64,
+    pub dns_answered: u64,
+}
+
+/// Why the engine dropped an input. Every drop is counted by reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DropReason {
+    /// A TUN packet that is not a well-formed IP packet.
+    TunMalformed(WireError),
+    /// A TUN packet to an address in the pool that no name holds.
+    NoHandle,
+    /// A TUN packet not addressed to a handle or the DNS sentinel.
+    NotOurs,
+    /// Larger than `limits.max_packet`.
+    Oversized,
+    /// The path is coming up and its queue is full.
+    PendingFull,
+    /// A DNS message from an app that has no readable header, or is a response.
+    DnsUnreadable,
+    /// Too many DNS queries already wait for paths or upstream answers.
+    DnsBusy,
+    /// A datagram that is not a well-formed OCALA message.
+    DatagramMalformed(WireError),
+    /// A data packet or control message for a label this node does not have.
+    UnknownLabel,
+    /// A message for a label that belongs to another tunnel or another path.
+    WrongPeer,
+    /// Data arrived on a path that is not up.
+    PathNotUp,
+    /// The inner packet of a data message is not an IP packet of the path's family.
+    InnerMalformed(WireError),
+    /// A setup that has crossed too many gateways.
+    HopLimit,
+    /// A setup that came back to a gateway it already crossed.
+    Loop,
+    /// A setup asking this node to relay, but it is not a gateway.
+    NotAGateway,
+    /// The path table is full.
+    NoResources,
+    /// An upstream answer for a query that is no longer waiting.
+    UnknownQuery,
+    /// A datagram on an overlay the node does not run.
+    UnknownOverlay,
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DropReason::TunMalformed(e) => write!(f, "malformed TUN packet ({e})"),
+            DropReason::NoHandle => f.write_str("no handle for destination"),
+            DropReason::NotOurs => f.write_str("not addressed to a handle"),
+            DropReason::Oversized => f.write_str("oversized packet"),
+            DropReason::PendingFull => f.write_str("queue full while path comes up"),
+            DropReason::DnsUnreadable => f.write_str("unreadable DNS message"),
+            DropReason::DnsBusy => f.write_str("too many DNS queries waiting"),
+            DropReason::DatagramMalformed(e) => write!(f, "malformed datagram ({e})"),
+            DropReason::UnknownLabel => f.write_str("unknown label"),
+            DropReason::WrongPeer => f.write_str("label of another peer"),
+            DropReason::PathNotUp => f.write_str("data on a path not up"),
+            DropReason::InnerMalformed(e) => write!(f, "malformed inner packet ({e})"),
+            DropReason::HopLimit => f.write_str("hop limit exceeded"),
+            DropReason::Loop => f.write_str("setup loop"),
+            DropReason::NotAGateway => f.write_str("relay refused: not a gateway"),
+            DropReason::NoResources => f.write_str("path table full"),
+            DropReason::UnknownQuery => f.write_str("upstream answer for unknown query"),
+            DropReason::UnknownOverlay => f.write_str("datagram on unknown overlay"),
+        }
+    }
+}
+
+/// A caller's mistake, as opposed to bad input (which is dropped and counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiError {
+    /// `now` went backwards.
+    TimeWentBackwards { last: Instant, now: Instant },
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::TimeWentBackwards { last, now } => {
+                write!(f, "time went backwards: {now} after {last}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}

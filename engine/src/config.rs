@@ -1,0 +1,256 @@
+//! Engine configuration: what a node is called, which overlays it speaks, which names it
+//! rewrites, where its handles come from, and the bounds on every table. Drivers read it
+//! from TOML (`serde`), so field names are the config file's keys.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Everything an [`crate::Engine`] needs to start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Overlays this node is attached to, each served by one overlay module (OC-D).
+    pub overlays: Vec<OverlayConfig>,
+    /// Whether this node relays paths for others (paper §3.2.1). Off by default: a node
+    /// relays only where its owner says so.
+    pub gateway: bool,
+    /// Name rewriting rules applied before parsing (paper §3.3), first match wins.
+    pub rules: Vec<RuleConfig>,
+    /// Where handles and the node's own TUN addresses come from.
+    pub handles: HandleConfig,
+    /// Bounds on every table and timer.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            overlays: Vec::new(),
+            gateway: false,
+            rules: Vec::new(),
+            handles: HandleConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// One overlay this node is attached to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlayConfig {
+    /// The name suffix that selects this overlay (`udp` in `bob.udp`).
+    pub name: String,
+    /// Which module serves it (`udp`).
+    pub module: String,
+    /// This node's own host name in the overlay (`alice` makes it `alice.udp`).
+    pub local_name: String,
+    /// UDP port of peers whose address comes from a DNS lookup of their host name.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Seconds between keepalives on an otherwise quiet tunnel, so NAT bindings stay open.
+    #[serde(default = "default_keepalive")]
+    pub keepalive_secs: u64,
+    /// Host name to socket address, consulted before DNS.
+    #[serde(default)]
+    pub address_book: BTreeMap<String, SocketAddr>,
+}
+
+fn default_port() -> u16 {
+    4789
+}
+
+fn default_keepalive() -> u64 {
+    25
+}
+
+/// `pattern => replace`, as in `^(.*)\.company1\.com$ => $0_gw1.udp`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// A regular expression over the whole queried name (case-insensitive).
+    pub pattern: String,
+    /// Its replacement, with `$0`, `$1`, `${name}` expansion.
+    pub replace: String,
+}
+
+/// Handle pools and the addresses the node itself answers on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HandleConfig {
+    /// IPv4 pool; default `198.18.0.0/15` (benchmarking space, never routed publicly).
+    pub pool_v4: Prefix,
+    /// IPv6 pool; default a ULA /48.
+    pub pool_v6: Prefix,
+    /// The node's own address on its TUN (destination of packets delivered to local apps).
+    pub tun_v4: Ipv4Addr,
+    /// The node's own IPv6 address on its TUN.
+    pub tun_v6: Ipv6Addr,
+    /// Where apps send DNS queries (the sentinel address).
+    pub dns_v4: Ipv4Addr,
+    /// IPv6 sentinel.
+    pub dns_v6: Ipv6Addr,
+    /// A handle unused (no DNS query, no packet) for this long is released (paper §6.1.1).
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for HandleConfig {
+    fn default() -> Self {
+        HandleConfig {
+            pool_v4: Prefix::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 0)), 15),
+            pool_v6: Prefix::new(IpAddr::V6(Ipv6Addr::new(0xfd6f, 0x6361, 0x6c61, 0, 0, 0, 0, 0)), 48),
+            tun_v4: Ipv4Addr::new(198, 18, 0, 1),
+            tun_v6: Ipv6Addr::new(0xfd6f, 0x6361, 0x6c61, 0, 0, 0, 0, 1),
+            dns_v4: Ipv4Addr::new(198, 18, 0, 2),
+            dns_v6: Ipv6Addr::new(0xfd6f, 0x6361, 0x6c61, 0, 0, 0, 0, 2),
+            idle_timeout_secs: 7200,
+        }
+    }
+}
+
+/// Bounds, so no input can grow a table without limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Paths (end and relay halves together).
+    pub max_paths: usize,
+    /// Handles bound to names.
+    pub max_handles: usize,
+    /// Packets held per path while it comes up.
+    pub pending_packets: usize,
+    /// DNS queries from apps waiting for a path.
+    pub pending_queries: usize,
+    /// Queries relayed to the upstream resolver at once.
+    pub upstream_in_flight: usize,
+    /// Seconds before an upstream query is answered SERVFAIL.
+    pub upstream_timeout_secs: u64,
+    /// Setup transmissions before a path setup fails.
+    pub setup_attempts: u32,
+    /// First setup retransmission timeout, doubled each attempt.
+    pub setup_rto_ms: u64,
+    /// Hops a path may have (elements in a name, gateways a setup may cross).
+    pub max_hops: u8,
+    /// Unanswered keepalive intervals after which a tunnel counts as dead.
+    pub keepalive_misses: u32,
+    /// Largest IP packet accepted from apps or peers.
+    pub max_packet: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_paths: 65_536,
+            max_handles: 65_536,
+            pending_packets: 32,
+            pending_queries: 1024,
+            upstream_in_flight: 512,
+            upstream_timeout_secs: 5,
+            setup_attempts: 6,
+            setup_rto_ms: 250,
+            max_hops: 8,
+            keepalive_misses: 3,
+            max_packet: 65_535,
+        }
+    }
+}
+
+/// An address prefix such as `198.18.0.0/15`, written as a string in config files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    /// The network address (host bits cleared).
+    pub addr: IpAddr,
+    /// Prefix length in bits.
+    pub len: u8,
+}
+
+impl Prefix {
+    /// A prefix with host bits cleared.
+    pub fn new(addr: IpAddr, len: u8) -> Prefix {
+        let len = len.min(if addr.is_ipv4() { 32 } else { 128 });
+        let addr = match addr {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
+            }
+        };
+        Prefix { addr, len }
+    }
+
+    /// Whether `ip` lies inside the prefix.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        Prefix::new(ip, self.len).addr == self.addr && ip.is_ipv4() == self.addr.is_ipv4()
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl std::str::FromStr for Prefix {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Prefix, String> {
+        let (addr, len) = s
+            .split_once('/')
+            .ok_or_else(|| format!("'{s}' is not a prefix like 198.18.0.0/15"))?;
+        let addr: IpAddr = addr.parse().map_err(|e| format!("'{addr}': {e}"))?;
+        let len: u8 = len.parse().map_err(|e| format!("'{len}': {e}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if len > max {
+            return Err(format!("prefix length {len} exceeds {max}"));
+        }
+        Ok(Prefix::new(addr, len))
+    }
+}
+
+impl<'de> Deserialize<'de> for Prefix {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Prefix, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A configuration the engine cannot run with, naming the key and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The offending key, as a dotted path (`overlays[1].name`).
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError { key: key.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_parse_and_contain() {
+        let p: Prefix = "198.18.5.7/15".parse().unwrap();
+        assert_eq!(p.to_string(), "198.18.0.0/15");
+        assert!(p.contains("198.19.255.255".parse().unwrap()));
+        assert!(!p.contains("198.20.0.0".parse().unwrap()));
+        assert!(!p.contains("::1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Prefix>().is_err());
+        assert!("nonsense".parse::<Prefix>().is_err());
+    }
+}

@@ -1,0 +1,318 @@
+//! The engine: one per host, driven by its driver (DESIGN.md §2). `handle_input` takes one
+//! timestamped input; `poll_output` is then called until it returns `Output::Timeout`.
+//! Control-plane work lives in `oci/setup.rs`, the data path in `oci/forward.rs`, DNS in
+//! `dns/intercept.rs`; this file owns the tables, the timers and the drain.
+
+use crate::api::{
+    ApiError, Command, Counters, DropReason, Event, HandleStatus, Input, Output, OverlayId, QueryId,
+    Status, TunnelStatus,
+};
+use crate::config::{Config, ConfigError};
+use crate::dns::intercept::Upstream;
+use crate::dns::rules::Rules;
+use crate::ocd::{self, Overlay, OverlayEvent};
+use crate::oci::handles::Handles;
+use crate::oci::paths::{Paths, State, MAX_PATHS};
+use crate::oci::tunnels::Tunnels;
+use crate::packet::{Packet, PacketPool};
+use crate::rng::Rng;
+use crate::time::Instant;
+use crate::timers::{Timer, Timers};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// One overlay the node is attached to.
+pub(crate) struct OverlaySlot {
+    /// The suffix that selects it.
+    pub(crate) name: String,
+    /// This node's host name there.
+    pub(crate) local_name: String,
+    pub(crate) module: Box<dyn Overlay>,
+}
+
+/// The OCALA state machine of one host.
+pub struct Engine {
+    pub(crate) cfg: Config,
+    pub(crate) now: Instant,
+    pub(crate) rng: Rng,
+    pub(crate) overlays: Vec<OverlaySlot>,
+    pub(crate) rules: Rules,
+    pub(crate) handles: Handles,
+    pub(crate) paths: Paths,
+    pub(crate) tunnels: Tunnels,
+    pub(crate) timers: Timers,
+    pub(crate) out: VecDeque<Output>,
+    pub(crate) pool: PacketPool,
+    pub(crate) upstream: BTreeMap<QueryId, Upstream>,
+    pub(crate) next_query: u64,
+    /// App queries waiting on paths, across all paths.
+    pub(crate) waiting_queries: usize,
+    pub(crate) drops: BTreeMap<DropReason, u64>,
+    pub(crate) counters: Counters,
+    /// Replies to strangers (rejects, unknown-label closes) left in the current window, so
+    /// forged datagrams cannot turn the node into a reflector.
+    pub(crate) reply_budget: u32,
+    pub(crate) reply_window: Instant,
+}
+
+/// Stateless replies allowed per 100 ms window.
+const REPLY_BUDGET: u32 = 32;
+
+impl Engine {
+    /// A node with this configuration, randomness from `seed`, started at `now`.
+    pub fn new(cfg: Config, seed: [u8; 32], now: Instant) -> Result<Engine, ConfigError> {
+        let mut overlays = Vec::new();
+        for (i, o) in cfg.overlays.iter().enumerate() {
+            if o.name.is_empty() || !o.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(ConfigError::new(
+                    format!("overlays[{i}].name"),
+                    format!("'{}' must be a single DNS label (letters, digits, '-')", o.name),
+                ));
+            }
+            if o.name.eq_ignore_ascii_case("oci") {
+                return Err(ConfigError::new(format!("overlays[{i}].name"), "'oci' is reserved for path options"));
+            }
+            if overlays.iter().any(|s: &OverlaySlot| s.name.eq_ignore_ascii_case(&o.name)) {
+                return Err(ConfigError::new(format!("overlays[{i}].name"), format!("overlay '{}' is configured twice", o.name)));
+            }
+            if o.local_name.is_empty() || o.local_name.contains('_') {
+                return Err(ConfigError::new(
+                    format!("overlays[{i}].local_name"),
+                    "must be a non-empty host name without '_'",
+                ));
+            }
+            let module = ocd::new_module(i, o, &cfg.limits)?;
+            overlays.push(OverlaySlot {
+                name: o.name.to_ascii_lowercase(),
+                local_name: o.local_name.to_ascii_lowercase(),
+                module,
+            });
+        }
+        if overlays.len() > usize::from(u16::MAX) {
+            return Err(ConfigError::new("overlays", "too many overlays"));
+        }
+        let pairs: Vec<(String, String)> = cfg.rules.iter().map(|r| (r.pattern.clone(), r.replace.clone())).collect();
+        let rules = Rules::new(&pairs)
+            .map_err(|e| ConfigError::new(format!("rules[{}].pattern", e.index), e.message))?;
+        if cfg.limits.max_paths > MAX_PATHS {
+            return Err(ConfigError::new("limits.max_paths", format!("at most {MAX_PATHS}")));
+        }
+        if cfg.limits.max_hops == 0 || cfg.limits.max_hops > 8 {
+            return Err(ConfigError::new("limits.max_hops", "must be between 1 and 8"));
+        }
+        let handles = Handles::new(&cfg.handles, cfg.limits.max_handles)?;
+        Ok(Engine {
+            rng: Rng::new(seed),
+            now,
+            overlays,
+            rules,
+            handles,
+            paths: Paths::default(),
+            tunnels: Tunnels::default(),
+            timers: Timers::default(),
+            out: VecDeque::new(),
+            pool: PacketPool::default(),
+            upstream: BTreeMap::new(),
+            next_query: 1,
+            waiting_queries: 0,
+            drops: BTreeMap::new(),
+            counters: Counters::default(),
+            reply_budget: REPLY_BUDGET,
+            reply_window: now,
+            cfg,
+        })
+    }
+
+    /// Feeds one input. `Err` only for a caller's mistake; bad input is counted and dropped.
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), ApiError> {
+        if now < self.now {
+            return Err(ApiError::TimeWentBackwards { last: self.now, now });
+        }
+        self.now = now;
+        self.fire_timers();
+        match input {
+            Input::Timeout => {}
+            Input::TunPacket(packet) => self.on_tun_packet(packet),
+            Input::Datagram { overlay, from, payload } => self.on_datagram(overlay, from, payload),
+            Input::Resolved { id, result } => self.on_resolved(id, result),
+            Input::Command(cmd) => self.on_command(cmd),
+        }
+        Ok(())
+    }
+
+    /// The next thing to do; `Output::Timeout` when there is nothing until that instant.
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(o) = self.out.pop_front() {
+            return o;
+        }
+        let mut next = self.timers.next();
+        for slot in &self.overlays {
+            next = next.min(slot.module.poll_timeout());
+        }
+        Output::Timeout(next)
+    }
+
+    /// Gives a buffer from `WriteTun`, `Transmit` or `UpstreamDns` back for reuse, so the
+    /// data path does not allocate once warm.
+    pub fn recycle(&mut self, packet: Packet) {
+        self.pool.give(packet);
+    }
+
+    /// Counts and reports a drop.
+    pub(crate) fn drop_input(&mut self, reason: DropReason) {
+        *self.drops.entry(reason).or_insert(0) += 1;
+        self.out.push_back(Output::Event(Event::Dropped { reason }));
+    }
+
+    pub(crate) fn event(&mut self, event: Event) {
+        self.out.push_back(Output::Event(event));
+    }
+
+    /// Whether a reply to an unknown sender fits the rate limit.
+    pub(crate) fn may_reply(&mut self) -> bool {
+        if self.now.since(self.reply_window) >= Duration::from_millis(100) {
+            self.reply_window = self.now;
+            self.reply_budget = REPLY_BUDGET;
+        }
+        if self.reply_budget == 0 {
+            return false;
+        }
+        self.reply_budget -= 1;
+        true
+    }
+
+    pub(crate) fn overlay_id(&self, name: &str) -> Option<OverlayId> {
+        self.overlays.iter().position(|s| s.name == name).map(|i| OverlayId(i as u16))
+    }
+
+    pub(crate) fn module(&mut self, id: OverlayId) -> Option<&mut Box<dyn Overlay>> {
+        self.overlays.get_mut(usize::from(id.0)).map(|s| &mut s.module)
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.now;
+        for i in 0..self.overlays.len() {
+            if self.overlays[i].module.poll_timeout() <= now {
+                self.overlays[i].module.handle_timeout(now);
+                self.drain_overlay(OverlayId(i as u16));
+            }
+        }
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Setup { path, gen } => self.on_setup_timer(path, gen),
+                Timer::HandleIdle { handle, gen } => self.on_handle_idle(handle, gen),
+                Timer::Upstream(id) => self.on_upstream_timeout(id),
+            }
+        }
+    }
+
+    /// Turns a module's events into outputs and OC-I actions.
+    pub(crate) fn drain_overlay(&mut self, id: OverlayId) {
+        loop {
+            let Some(event) = self.module(id).and_then(|m| m.poll_event()) else { return };
+            match event {
+                OverlayEvent::Transmit { to, payload } => {
+                    self.counters.datagrams_out += 1;
+                    self.out.push_back(Output::Transmit { overlay: id, to, payload });
+                }
+                OverlayEvent::SetupDone(r) => self.on_tunnel_up(id, r),
+                OverlayEvent::SetupFailed(r, why) => self.on_tunnel_failed(id, r, &why),
+                OverlayEvent::TunnelDead(r) => self.on_tunnel_dead(id, r),
+                OverlayEvent::Resolve { token, host } => self.resolve_for_overlay(id, token, &host),
+            }
+        }
+    }
+
+    fn on_handle_idle(&mut self, key: usize, gen: u32) {
+        let idle = Duration::from_secs(self.cfg.handles.idle_timeout_secs);
+        let Some(h) = self.handles.get(key).filter(|h| h.gen == gen) else { return };
+        let expires = h.last_used.add(idle);
+        if expires > self.now {
+            self.timers.schedule(expires, Timer::HandleIdle { handle: key, gen });
+            return;
+        }
+        let path = h.path;
+        if let Some(p) = path {
+            self.close_path(p, crate::wire::message::CloseReason::Idle, "idle");
+        }
+        if let Some(h) = self.handles.release(key) {
+            self.event(Event::HandleReleased { name: h.name });
+        }
+    }
+
+    /// Binds (or refreshes) the handle for a canonical name, arming its idle timer when new.
+    pub(crate) fn bind_handle(&mut self, name: &str) -> Option<usize> {
+        let (key, new) = self.handles.bind(name, self.now)?;
+        if new {
+            let idle = Duration::from_secs(self.cfg.handles.idle_timeout_secs);
+            if let Some(h) = self.handles.get(key) {
+                let (gen, v4, v6) = (h.gen, h.v4, h.v6);
+                self.timers.schedule(self.now.add(idle), Timer::HandleIdle { handle: key, gen });
+                self.event(Event::HandleBound { name: name.to_string(), v4: v4.into(), v6: v6.into() });
+            }
+        }
+        Some(key)
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Status => {
+                let status = self.status();
+                self.event(Event::Status(Box::new(status)));
+            }
+            Command::ClosePath(name) => {
+                let canonical = name.trim_end_matches('.').to_ascii_lowercase();
+                let path = self.handles.by_name(&canonical).and_then(|h| self.handles.get(h)).and_then(|h| h.path);
+                if let Some(p) = path {
+                    self.close_path(p, crate::wire::message::CloseReason::Idle, "closed by operator");
+                }
+            }
+        }
+    }
+
+    /// A snapshot of the tables for the operator.
+    pub fn status(&self) -> Status {
+        let handles = self
+            .handles
+            .iter_by_name()
+            .map(|h| HandleStatus {
+                name: h.name.clone(),
+                v4: h.v4.into(),
+                v6: h.v6.into(),
+                path: match h.path.and_then(|p| self.paths.get(p)) {
+                    None => "none".into(),
+                    Some(p) => match p.state {
+                        State::Up => format!("up (label {:#x}, peer {:#x})", p.label, p.peer_label),
+                        State::AwaitTunnel => "waiting for tunnel".into(),
+                        State::Connecting { attempts } => format!("connecting (attempt {attempts})"),
+                        State::AwaitDownstream => "waiting for next hop".into(),
+                    },
+                },
+            })
+            .collect();
+        let tunnels = self
+            .tunnels
+            .iter()
+            .map(|(_, t)| TunnelStatus {
+                overlay: self.overlays.get(usize::from(t.overlay.0)).map_or(String::new(), |s| s.name.clone()),
+                remote: self
+                    .overlays
+                    .get(usize::from(t.overlay.0))
+                    .map_or(String::new(), |s| s.module.describe(t.module_ref)),
+                paths: t.paths,
+            })
+            .collect();
+        let relayed = self
+            .paths
+            .iter()
+            .filter(|(_, p)| matches!(p.role, crate::oci::paths::Role::Relay { downstream: false, .. }))
+            .count();
+        Status {
+            handles,
+            tunnels,
+            relayed,
+            drops: self.drops.iter().map(|(r, n)| (*r, *n)).collect(),
+            counters: self.counters,
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! The `udp` overlay: a direct tunnel over UDP to another ocala node. The peer's address
+//! comes from the config's address book, an IP literal in the name, or a DNS lookup of the
+//! host part done through the driver. Keepalives keep NAT bindings open and tell when a peer
+//! has gone silent.
+
+use super::{HopSpec, Overlay, OverlayEvent, Received, TunnelRef};
+use crate::config::OverlayConfig;
+use crate::packet::Packet;
+use crate::time::Instant;
+use crate::wire::message::{Keepalive, Message, KEEPALIVE_TYPE_BYTE};
+use slab::Slab;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// Where a tunnel's far end is.
+#[derive(Debug)]
+enum Remote {
+    /// Waiting for the driver's DNS answer.
+    Resolving { token: u64 },
+    /// Known.
+    Known(SocketAddr),
+}
+
+#[derive(Debug)]
+struct Tunnel {
+    remote: Remote,
+    host: String,
+    last_rx: Instant,
+    last_tx: Instant,
+    /// When the last keepalive was sent, so one goes out per interval at most.
+    last_probe: Instant,
+    probe_seq: u32,
+}
+
+/// The module.
+pub struct UdpOverlay {
+    port: u16,
+    book: BTreeMap<String, SocketAddr>,
+    keepalive: Duration,
+    misses: u32,
+    tunnels: Slab<Tunnel>,
+    by_remote: BTreeMap<SocketAddr, TunnelRef>,
+    next_token: u64,
+    next_tick: Instant,
+    events: VecDeque<OverlayEvent>,
+}
+
+impl UdpOverlay {
+    /// A module for one `[[overlays]]` entry with `module = "udp"`.
+    pub fn new(cfg: &OverlayConfig, keepalive_misses: u32) -> UdpOverlay {
+        UdpOverlay {
+            port: cfg.port,
+            book: cfg.address_book.iter().map(|(k, v)| (k.to_ascii_lowercase(), *v)).collect(),
+            keepalive: Duration::from_secs(cfg.keepalive_secs.max(1)),
+            misses: keepalive_misses.max(1),
+            tunnels: Slab::new(),
+            by_remote: BTreeMap::new(),
+            next_token: 1,
+            next_tick: Instant::MAX,
+            events: VecDeque::new(),
+        }
+    }
+
+    fn tick_period(&self) -> Duration {
+        (self.keepalive / 5).max(Duration::from_millis(100))
+    }
+
+    fn arm_tick(&mut self, now: Instant) {
+        if self.next_tick == Instant::MAX {
+            self.next_tick = now.add(self.tick_period());
+        }
+    }
+
+    /// Marks a tunnel usable at `addr`, or merges it into an existing tunnel to the same
+    /// address (two names for one host share one tunnel).
+    fn become_known(&mut self, now: Instant, tunnel: TunnelRef, addr: SocketAddr) {
+        if let Some(t) = self.tunnels.get_mut(tunnel as usize) {
+            t.remote = Remote::Known(addr);
+            t.last_rx = now;
+            t.last_tx = now;
+            self.by_remote.entry(addr).or_insert(tunnel);
+            self.events.push_back(OverlayEvent::SetupDone(tunnel));
+            self.arm_tick(now);
+        }
+    }
+
+    fn probe(&mut self, now: Instant, tunnel: TunnelRef, addr: SocketAddr) {
+        let Some(t) = self.tunnels.get_mut(tunnel as usize) else { return };
+        t.probe_seq = t.probe_seq.wrapping_add(1);
+        t.last_probe = now;
+        t.last_tx = now;
+        let msg = Message::Keepalive(Keepalive {
+            reply_requested: true,
+            is_reply: false,
+            seq: t.probe_seq,
+        });
+        let mut payload = Packet::from_slice(&[]);
+        if msg.encode(payload.tail_vec()).is_ok() {
+            self.events.push_back(OverlayEvent::Transmit { to: addr, payload });
+        }
+    }
+}
+
+impl Overlay for UdpOverlay {
+    fn parse_hop(&self, prefix: &str) -> Result<HopSpec, String> {
+        // The udp overlay has no options of its own: the whole prefix is the host name.
+        if prefix.is_empty() {
+            return Err("empty host name".into());
+        }
+        Ok(HopSpec { host: prefix.to_string(), options: Vec::new() })
+    }
+
+    fn setup(&mut self, now: Instant, hop: &HopSpec) -> TunnelRef {
+        let host = hop.host.to_ascii_lowercase();
+        let direct = self
+            .book
+            .get(&host)
+            .copied()
+            .or_else(|| host.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, self.port)));
+        if let Some(addr) = direct {
+            if let Some(&existing) = self.by_remote.get(&addr) {
+                if self.tunnels.contains(existing as usize) {
+                    self.events.push_back(OverlayEvent::SetupDone(existing));
+                    return existing;
+                }
+            }
+        }
+        let token = self.next_token;
+        self.next_token += 1;
+        let tunnel = self.tunnels.insert(Tunnel {
+            remote: Remote::Resolving { token },
+            host: host.clone(),
+            last_rx: now,
+            last_tx: now,
+            last_probe: now,
+            probe_seq: 0,
+        }) as TunnelRef;
+        match direct {
+            Some(addr) => self.become_known(now, tunnel, addr),
+            None => self.events.push_back(OverlayEvent::Resolve { token, host }),
+        }
+        tunnel
+    }
+
+    fn accept(&mut self, now: Instant, from: SocketAddr) -> TunnelRef {
+        if let Some(&existing) = self.by_remote.get(&from) {
+            if self.tunnels.contains(existing as usize) {
+                return existing;
+            }
+        }
+        let tunnel = self.tunnels.insert(Tunnel {
+            remote: Remote::Known(from),
+            host: from.to_string(),
+            last_rx: now,
+            last_tx: now,
+            last_probe: now,
+            probe_seq: 0,
+        }) as TunnelRef;
+        self.by_remote.insert(from, tunnel);
+        self.arm_tick(now);
+        tunnel
+    }
+
+    fn reply(&mut self, to: SocketAddr, datagram: Packet) {
+        self.events.push_back(OverlayEvent::Transmit { to, payload: datagram });
+    }
+
+    fn close(&mut self, tunnel: TunnelRef) {
+        let Some(t) = self.tunnels.try_remove(tunnel as usize) else { return };
+        if let Remote::Known(addr) = t.remote {
+            if self.by_remote.get(&addr) == Some(&tunnel) {
+                self.by_remote.remove(&addr);
+            }
+        }
+        if self.tunnels.is_empty() {
+            self.next_tick = Instant::MAX;
+        }
+    }
+
+    fn send(&mut self, now: Instant, tunnel: TunnelRef, datagram: Packet) -> Result<(), Packet> {
+        match self.tunnels.get_mut(tunnel as usize) {
+            Some(t) => match t.remote {
+                Remote::Known(to) => {
+                    t.last_tx = now;
+                    self.events.push_back(OverlayEvent::Transmit { to, payload: datagram });
+                    Ok(())
+                }
+                Remote::Resolving { .. } => Err(datagram),
+            },
+            None => Err(datagram),
+        }
+    }
+
+    fn receive<'a>(&mut self, now: Instant, from: SocketAddr, payload: &'a [u8]) -> Received<'a> {
+        let tunnel = self.by_remote.get(&from).copied();
+        if let Some(t) = tunnel.and_then(|r| self.tunnels.get_mut(r as usize)) {
+            t.last_rx = now;
+        }
+        if payload.first() != Some(&KEEPALIVE_TYPE_BYTE) {
+            return Received::Message { tunnel, message: payload };
+        }
+        let ka = match Message::parse(payload) {
+            Ok(Message::Keepalive(ka)) => ka,
+            Ok(_) => return Received::Message { tunnel, message: payload },
+            Err(e) => return Received::Malformed(e),
+        };
+        // Answer only peers we have a tunnel with, so spoofed probes cannot make us reflect.
+        if ka.reply_requested && tunnel.is_some() {
+            let reply = Message::Keepalive(Keepalive { reply_requested: false, is_reply: true, seq: ka.seq });
+            let mut out = Packet::from_slice(&[]);
+            if reply.encode(out.tail_vec()).is_ok() {
+                self.events.push_back(OverlayEvent::Transmit { to: from, payload: out });
+            }
+        }
+        Received::Consumed
+    }
+
+    fn resolved(&mut self, now: Instant, token: u64, result: Result<Vec<IpAddr>, String>) {
+        let Some(tunnel) = self.tunnels.iter().find_map(|(k, t)| {
+            matches!(t.remote, Remote::Resolving { token: tk } if tk == token).then_some(k as TunnelRef)
+        }) else {
+            return;
+        };
+        match result {
+            Ok(addrs) => match addrs.first() {
+                Some(ip) => {
+                    let addr = SocketAddr::new(*ip, self.port);
+                    self.become_known(now, tunnel, addr);
+                }
+                None => self
+                    .events
+                    .push_back(OverlayEvent::SetupFailed(tunnel, "host has no address".into())),
+            },
+            Err(why) => self.events.push_back(OverlayEvent::SetupFailed(tunnel, why)),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if now < self.next_tick {
+            return;
+        }
+        self.next_tick = if self.tunnels.is_empty() { Instant::MAX } else { now.add(self.tick_period()) };
+        let dead_after = self.keepalive * self.misses;
+        let mut probes = Vec::new();
+        let mut dead = Vec::new();
+        for (k, t) in self.tunnels.iter() {
+            let Remote::Known(addr) = t.remote else { continue };
+            if now.since(t.last_rx) >= dead_after {
+                dead.push(k as TunnelRef);
+            } else if (now.since(t.last_tx) >= self.keepalive || now.since(t.last_rx) >= self.keepalive)
+                && now.since(t.last_probe) >= self.keepalive
+            {
+                probes.push((k as TunnelRef, addr));
+            }
+        }
+        for (k, addr) in probes {
+            self.probe(now, k, addr);
+        }
+        for k in dead {
+            if let Some(t) = self.tunnels.get_mut(k as usize) {
+                // Reported once; OC-I closes the tunnel's paths and drops its references.
+                t.last_rx = now;
+            }
+            self.events.push_back(OverlayEvent::TunnelDead(k));
+        }
+    }
+
+    fn poll_timeout(&self) -> Instant {
+        self.next_tick
+    }
+
+    fn poll_event(&mut self) -> Option<OverlayEvent> {
+        self.events.pop_front()
+    }
+
+    fn describe(&self, tunnel: TunnelRef) -> String {
+        match self.tunnels.get(tunnel as usize) {
+            Some(Tunnel { remote: Remote::Known(a), host, .. }) => format!("{host} at {a}"),
+            Some(Tunnel { host, .. }) => format!("{host} (resolving)"),
+            None => "closed".into(),
+        }
+    }
+}

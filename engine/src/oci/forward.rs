@@ -1,0 +1,219 @@
+//! The data path (paper §3.1.2, §3.2.1): packets from apps to their handle's path, datagrams
+//! from peers to apps or — on a gateway — on to the next hop with the label swapped. Nothing
+//! here allocates once the packet pool is warm.
+
+use crate::api::{DropReason, OverlayId};
+use crate::engine::Engine;
+use crate::ocd::Received;
+use crate::oci::paths::{Role, State};
+use crate::packet::Packet;
+use crate::wire::ip::{IpView, PROTO_UDP};
+use crate::wire::message::{self, Close, CloseReason, Message, DATA_HEADER_LEN};
+use crate::wire::rewrite::rewrite_addresses;
+use crate::wire::transport::UdpView;
+use std::net::{IpAddr, SocketAddr};
+
+impl Engine {
+    /// An IP packet written by a local app.
+    pub(crate) fn on_tun_packet(&mut self, packet: &[u8]) {
+        self.counters.tun_in += 1;
+        if packet.len() > self.cfg.limits.max_packet {
+            return self.drop_input(DropReason::Oversized);
+        }
+        let ip = match IpView::parse(packet) {
+            Ok(ip) => ip,
+            Err(e) => return self.drop_input(DropReason::TunMalformed(e)),
+        };
+        let dst = ip.dst();
+        if self.is_sentinel(dst) {
+            return self.on_sentinel_packet(&ip);
+        }
+        let Some(handle) = self.handles.by_addr(dst) else {
+            let reason = if self.handles.in_pool(dst) { DropReason::NoHandle } else { DropReason::NotOurs };
+            return self.drop_input(reason);
+        };
+        let now = self.now;
+        let path = match self.handles.get_mut(handle) {
+            Some(h) => {
+                h.last_used = now;
+                h.path
+            }
+            None => None,
+        };
+        let path = match path {
+            Some(p) => p,
+            // The path was lost (or never set up): the next packet sets it up again, so apps
+            // that cached the address never need to ask DNS again.
+            None => match self.start_path(handle) {
+                Ok(p) => p,
+                Err(f) => {
+                    let name = self.handles.get(handle).map(|h| h.name.clone()).unwrap_or_default();
+                    self.event(crate::api::Event::SetupFailed { name, reason: f.text });
+                    return self.drop_input(DropReason::PathNotUp);
+                }
+            },
+        };
+        let Some(p) = self.paths.get(path) else { return };
+        if p.state == State::Up {
+            let (tunnel, peer) = (p.tunnel, p.peer_label);
+            self.send_data(tunnel, peer, packet);
+            return;
+        }
+        if p.pending.len() >= self.cfg.limits.pending_packets {
+            return self.drop_input(DropReason::PendingFull);
+        }
+        let mut buf = self.pool.take();
+        buf.extend_from_slice(packet);
+        if let Some(p) = self.paths.get_mut(path) {
+            p.pending.push_back(buf);
+        }
+    }
+
+    fn is_sentinel(&self, ip: IpAddr) -> bool {
+        let h = &self.cfg.handles;
+        ip == IpAddr::V4(h.dns_v4) || ip == IpAddr::V6(h.dns_v6)
+    }
+
+    fn on_sentinel_packet(&mut self, ip: &IpView<'_>) {
+        if ip.protocol() != PROTO_UDP || ip.is_fragment() {
+            return self.drop_input(DropReason::NotOurs);
+        }
+        let udp = match UdpView::parse(ip.payload()) {
+            Ok(u) => u,
+            Err(e) => return self.drop_input(DropReason::TunMalformed(e)),
+        };
+        if udp.dst_port() != 53 {
+            return self.drop_input(DropReason::NotOurs);
+        }
+        let client = SocketAddr::new(ip.src(), udp.src_port());
+        let server = SocketAddr::new(ip.dst(), 53);
+        self.on_dns_query(client, server, udp.payload());
+    }
+
+    /// Wraps an app's packet in a data header and sends it over a tunnel.
+    fn send_data(&mut self, tunnel: usize, peer_label: u32, packet: &[u8]) {
+        let mut buf = self.pool.take();
+        let mut header = [0u8; DATA_HEADER_LEN];
+        message::write_data_header(&mut header, peer_label);
+        buf.extend_from_slice(&header);
+        buf.extend_from_slice(packet);
+        self.send_over(tunnel, buf);
+    }
+
+    /// Hands a finished datagram to the tunnel's module.
+    fn send_over(&mut self, tunnel: usize, buf: Packet) {
+        let Some(t) = self.tunnels.get(tunnel) else { return self.pool.give(buf) };
+        let (overlay, r) = (t.overlay, t.module_ref);
+        let now = self.now;
+        match self.module(overlay) {
+            Some(m) => {
+                if let Err(buf) = m.send(now, r, buf) {
+                    self.pool.give(buf);
+                }
+            }
+            None => self.pool.give(buf),
+        }
+        self.drain_overlay(overlay);
+    }
+
+    /// Sends what apps wrote while the path was coming up.
+    pub(crate) fn flush_pending(&mut self, key: usize) {
+        let Some(p) = self.paths.get_mut(key) else { return };
+        let mut pending = std::mem::take(&mut p.pending);
+        let (tunnel, peer) = (p.tunnel, p.peer_label);
+        while let Some(pkt) = pending.pop_front() {
+            self.send_data(tunnel, peer, &pkt);
+            self.pool.give(pkt);
+        }
+        if let Some(p) = self.paths.get_mut(key) {
+            p.pending = pending;
+        }
+    }
+
+    /// A datagram from an overlay socket.
+    pub(crate) fn on_datagram(&mut self, overlay: OverlayId, from: SocketAddr, payload: &[u8]) {
+        self.counters.datagrams_in += 1;
+        let now = self.now;
+        let Some(module) = self.module(overlay) else {
+            return self.drop_input(DropReason::UnknownOverlay);
+        };
+        let received = module.receive(now, from, payload);
+        self.drain_overlay(overlay);
+        let (known, bytes) = match received {
+            Received::Consumed => return,
+            Received::Malformed(e) => return self.drop_input(DropReason::DatagramMalformed(e)),
+            Received::Message { tunnel, message } => (tunnel, message),
+        };
+        let tunnel = known.and_then(|r| self.tunnels.by_module(overlay, r));
+        match Message::parse(bytes) {
+            Err(e) => self.drop_input(DropReason::DatagramMalformed(e)),
+            Ok(Message::Data { label, payload }) => self.on_data(overlay, from, tunnel, label, bytes, payload),
+            Ok(Message::Setup(s)) => self.on_setup(overlay, from, tunnel, &s),
+            Ok(Message::Accept(a)) => self.on_accept(tunnel, &a),
+            Ok(Message::Reject(r)) => self.on_reject(tunnel, &r),
+            Ok(Message::Close(c)) => self.on_close(tunnel, &c),
+            // Keepalives are the module's; one that reaches OC-I came from a stranger.
+            Ok(Message::Keepalive(_)) => self.drop_input(DropReason::UnknownLabel),
+        }
+    }
+
+    fn on_data(&mut self, overlay: OverlayId, from: SocketAddr, tunnel: Option<usize>, label: u32, datagram: &[u8], inner: &[u8]) {
+        let Some(key) = self.paths.by_label(label) else {
+            self.drop_input(DropReason::UnknownLabel);
+            // Tell the sender, so its path goes down and its next packet sets up a new one.
+            let msg = Message::Close(Close { receiver_label: label, path_id: 0, reason: CloseReason::UnknownLabel });
+            return self.reply_stateless(overlay, from, &msg);
+        };
+        let Some(p) = self.paths.get(key) else { return };
+        if Some(p.tunnel) != tunnel {
+            return self.drop_input(DropReason::WrongPeer);
+        }
+        match p.role {
+            Role::Relay { twin, .. } => {
+                let Some(t) = self.paths.get(twin).filter(|t| t.state == State::Up) else {
+                    return self.drop_input(DropReason::PathNotUp);
+                };
+                let (tt, peer) = (t.tunnel, t.peer_label);
+                let mut buf = self.pool.take();
+                buf.extend_from_slice(datagram);
+                if message::set_data_label(&mut buf, peer).is_err() {
+                    self.pool.give(buf);
+                    return self.drop_input(DropReason::PathNotUp);
+                }
+                self.counters.relayed += 1;
+                self.send_over(tt, buf);
+            }
+            Role::Initiator { handle } | Role::Responder { handle } => {
+                if p.state != State::Up {
+                    return self.drop_input(DropReason::PathNotUp);
+                }
+                self.deliver(handle, inner);
+            }
+        }
+    }
+
+    /// Rewrites a peer's packet so it comes from the handle and goes to this node's own TUN
+    /// address, then hands it to local apps.
+    fn deliver(&mut self, handle: usize, inner: &[u8]) {
+        let src = match IpView::parse(inner) {
+            Ok(ip) => ip.src(),
+            Err(e) => return self.drop_input(DropReason::InnerMalformed(e)),
+        };
+        let now = self.now;
+        let Some(h) = self.handles.get_mut(handle) else { return };
+        h.last_used = now;
+        let from = h.addr_like(src);
+        let to = match src {
+            IpAddr::V4(_) => IpAddr::V4(self.cfg.handles.tun_v4),
+            IpAddr::V6(_) => IpAddr::V6(self.cfg.handles.tun_v6),
+        };
+        let mut buf = self.pool.take();
+        buf.extend_from_slice(inner);
+        if let Err(e) = rewrite_addresses(&mut buf, from, to) {
+            self.pool.give(buf);
+            return self.drop_input(DropReason::InnerMalformed(e));
+        }
+        self.counters.tun_out += 1;
+        self.out.push_back(crate::api::Output::WriteTun(buf));
+    }
+}

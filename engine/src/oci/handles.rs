@@ -1,0 +1,260 @@
+//! OC handles (paper §3.1.1): local-scope addresses given to apps for overlay names.
+//!
+//! A handle is sticky per name: the same name gets the same addresses for as long as it is
+//! in use, so apps that cache an address keep working across path loss and re-setup. It is
+//! released only after `idle_timeout` without DNS queries or packets, and its addresses go to
+//! the back of a free queue, so a just-released address is the last one handed out again.
+
+use crate::config::{ConfigError, HandleConfig, Prefix};
+use crate::time::Instant;
+use slab::Slab;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// A handle's bookkeeping.
+#[derive(Debug)]
+pub(crate) struct Handle {
+    pub(crate) gen: u32,
+    /// Canonical overlay name (after rules), as paths are set up for it.
+    pub(crate) name: String,
+    pub(crate) v4: Ipv4Addr,
+    pub(crate) v6: Ipv6Addr,
+    /// Last DNS query or packet for this name.
+    pub(crate) last_used: Instant,
+    /// The path carrying its packets, if any.
+    pub(crate) path: Option<usize>,
+}
+
+impl Handle {
+    /// The handle's address in the family of `like`.
+    pub(crate) fn addr_like(&self, like: IpAddr) -> IpAddr {
+        match like {
+            IpAddr::V4(_) => IpAddr::V4(self.v4),
+            IpAddr::V6(_) => IpAddr::V6(self.v6),
+        }
+    }
+}
+
+/// Hands out addresses of one prefix: never-used ones first, then released ones oldest first.
+#[derive(Debug)]
+struct AddressPool {
+    prefix: Prefix,
+    /// Offset of the next never-used address.
+    cursor: u128,
+    size: u128,
+    released: VecDeque<u128>,
+    reserved: BTreeSet<u128>,
+}
+
+impl AddressPool {
+    fn new(prefix: Prefix, reserved: &[IpAddr]) -> AddressPool {
+        let bits = if prefix.addr.is_ipv4() { 32 } else { 128 };
+        let host_bits = u32::from(bits - prefix.len);
+        let size = 1u128.checked_shl(host_bits).unwrap_or(u128::MAX);
+        let base = to_u128(prefix.addr);
+        let mut set: BTreeSet<u128> = reserved
+            .iter()
+            .filter(|ip| prefix.contains(**ip))
+            .map(|ip| to_u128(*ip) - base)
+            .collect();
+        // The network address, and for IPv4 the broadcast address, confuse some stacks.
+        set.insert(0);
+        if prefix.addr.is_ipv4() {
+            set.insert(size - 1);
+        }
+        AddressPool { prefix, cursor: 0, size, released: VecDeque::new(), reserved: set }
+    }
+
+    fn take(&mut self) -> Option<IpAddr> {
+        while self.cursor < self.size {
+            let offset = self.cursor;
+            self.cursor += 1;
+            if !self.reserved.contains(&offset) {
+                return Some(from_u128(self.prefix.addr, to_u128(self.prefix.addr) + offset));
+            }
+        }
+        let offset = self.released.pop_front()?;
+        Some(from_u128(self.prefix.addr, to_u128(self.prefix.addr) + offset))
+    }
+
+    fn give_back(&mut self, ip: IpAddr) {
+        if self.prefix.contains(ip) {
+            self.released.push_back(to_u128(ip) - to_u128(self.prefix.addr));
+        }
+    }
+}
+
+fn to_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn from_u128(like: IpAddr, v: u128) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(v as u32)),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(v)),
+    }
+}
+
+/// All handles of a node.
+#[derive(Debug)]
+pub(crate) struct Handles {
+    pub(crate) slab: Slab<Handle>,
+    by_name: BTreeMap<String, usize>,
+    /// Lookups only (never iterated), so a HashMap keeps the data path fast.
+    by_addr: HashMap<IpAddr, usize>,
+    v4: AddressPool,
+    v6: AddressPool,
+    max: usize,
+    next_gen: u32,
+}
+
+impl Handles {
+    pub(crate) fn new(cfg: &HandleConfig, max: usize) -> Result<Handles, ConfigError> {
+        if !cfg.pool_v4.addr.is_ipv4() || cfg.pool_v4.len > 30 {
+            return Err(ConfigError::new(
+                "handles.pool_v4",
+                format!("'{}' must be an IPv4 prefix of length 30 or shorter", cfg.pool_v4),
+            ));
+        }
+        if !cfg.pool_v6.addr.is_ipv6() || cfg.pool_v6.len > 126 {
+            return Err(ConfigError::new(
+                "handles.pool_v6",
+                format!("'{}' must be an IPv6 prefix of length 126 or shorter", cfg.pool_v6),
+            ));
+        }
+        let reserved = [
+            IpAddr::V4(cfg.tun_v4),
+            IpAddr::V4(cfg.dns_v4),
+            IpAddr::V6(cfg.tun_v6),
+            IpAddr::V6(cfg.dns_v6),
+        ];
+        Ok(Handles {
+            slab: Slab::new(),
+            by_name: BTreeMap::new(),
+            by_addr: HashMap::new(),
+            v4: AddressPool::new(cfg.pool_v4, &reserved),
+            v6: AddressPool::new(cfg.pool_v6, &reserved),
+            max,
+            next_gen: 0,
+        })
+    }
+
+    /// Whether `ip` lies in one of the pools (a packet there with no handle is dropped,
+    /// not sent anywhere else).
+    pub(crate) fn in_pool(&self, ip: IpAddr) -> bool {
+        self.v4.prefix.contains(ip) || self.v6.prefix.contains(ip)
+    }
+
+    pub(crate) fn by_name(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    pub(crate) fn by_addr(&self, ip: IpAddr) -> Option<usize> {
+        self.by_addr.get(&ip).copied()
+    }
+
+    pub(crate) fn get(&self, key: usize) -> Option<&Handle> {
+        self.slab.get(key)
+    }
+
+    pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut Handle> {
+        self.slab.get_mut(key)
+    }
+
+    /// The handle for `name`, bound now if it has none. `None` when a pool or the table is
+    /// exhausted. The bool says whether the handle is new.
+    pub(crate) fn bind(&mut self, name: &str, now: Instant) -> Option<(usize, bool)> {
+        if let Some(key) = self.by_name(name) {
+            if let Some(h) = self.slab.get_mut(key) {
+                h.last_used = now;
+            }
+            return Some((key, false));
+        }
+        if self.slab.len() >= self.max {
+            return None;
+        }
+        let v4 = self.v4.take()?;
+        let Some(v6) = self.v6.take() else {
+            self.v4.give_back(v4);
+            return None;
+        };
+        let (IpAddr::V4(v4), IpAddr::V6(v6)) = (v4, v6) else { return None };
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let key = self.slab.insert(Handle {
+            gen: self.next_gen,
+            name: name.to_string(),
+            v4,
+            v6,
+            last_used: now,
+            path: None,
+        });
+        self.by_name.insert(name.to_string(), key);
+        self.by_addr.insert(IpAddr::V4(v4), key);
+        self.by_addr.insert(IpAddr::V6(v6), key);
+        Some((key, true))
+    }
+
+    /// Releases a handle and queues its addresses for reuse.
+    pub(crate) fn release(&mut self, key: usize) -> Option<Handle> {
+        let h = self.slab.try_remove(key)?;
+        self.by_name.remove(&h.name);
+        self.by_addr.remove(&IpAddr::V4(h.v4));
+        self.by_addr.remove(&IpAddr::V6(h.v6));
+        self.v4.give_back(IpAddr::V4(h.v4));
+        self.v6.give_back(IpAddr::V6(h.v6));
+        Some(h)
+    }
+
+    /// Handles in name order, for status output.
+    pub(crate) fn iter_by_name(&self) -> impl Iterator<Item = &Handle> {
+        self.by_name.values().filter_map(|k| self.slab.get(*k))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(len: u8) -> Handles {
+        let cfg = HandleConfig {
+            pool_v4: Prefix::new("10.99.0.0".parse().unwrap(), len),
+            tun_v4: "10.99.0.1".parse().unwrap(),
+            dns_v4: "10.99.0.2".parse().unwrap(),
+            ..HandleConfig::default()
+        };
+        Handles::new(&cfg, 100).unwrap()
+    }
+
+    #[test]
+    fn sticky_per_name_and_skips_reserved() {
+        let mut h = small(29);
+        let (a, new) = h.bind("bob.udp", Instant::ZERO).unwrap();
+        assert!(new);
+        assert_eq!(h.get(a).unwrap().v4, Ipv4Addr::new(10, 99, 0, 3));
+        let (again, new) = h.bind("bob.udp", Instant::ZERO).unwrap();
+        assert_eq!((again, new), (a, false));
+        assert_eq!(h.by_addr("10.99.0.3".parse().unwrap()), Some(a));
+    }
+
+    #[test]
+    fn exhaustion_then_release_reuses_oldest() {
+        let mut h = small(29); // 8 addresses: network, broadcast, tun, dns reserved => 4 usable
+        let keys: Vec<_> = (0..4).map(|i| h.bind(&format!("n{i}.udp"), Instant::ZERO).unwrap().0).collect();
+        assert!(h.bind("extra.udp", Instant::ZERO).is_none());
+        let first = h.release(keys[0]).unwrap();
+        h.release(keys[1]).unwrap();
+        let (k, _) = h.bind("extra.udp", Instant::ZERO).unwrap();
+        assert_eq!(h.get(k).unwrap().v4, first.v4);
+        assert!(h.by_name("n0.udp").is_none());
+    }
+
+    #[test]
+    fn rejects_bad_pools() {
+        let cfg = HandleConfig { pool_v4: Prefix::new("::".parse().unwrap(), 64), ..HandleConfig::default() };
+        let err = Handles::new(&cfg, 10).unwrap_err();
+        assert_eq!(err.key, "handles.pool_v4");
+    }
+}

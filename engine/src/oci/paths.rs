@@ -1,0 +1,168 @@
+//! Path descriptors (paper §3.1.1, §3.2.1). Each path end — and each half of a path relayed
+//! by a gateway — is a slot in a slab. The label a peer puts in data packets is the slot index
+//! in its low bits and a generation in its high bits, so a label that outlived its path is
+//! recognised as stale instead of reaching the path that reused the slot.
+
+use crate::packet::Packet;
+use crate::time::Instant;
+use slab::Slab;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Bits of a label that index the slab; the rest carry the generation.
+const INDEX_BITS: u32 = 20;
+const INDEX_MASK: u32 = (1 << INDEX_BITS) - 1;
+/// The most paths a node can hold, given the label layout.
+pub(crate) const MAX_PATHS: usize = 1 << INDEX_BITS;
+
+/// What this path is to the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Started here for a handle.
+    Initiator { handle: usize },
+    /// Opened by a peer; packets go to local apps under `handle`.
+    Responder { handle: usize },
+    /// One half of a path this gateway relays; data continues on `twin`.
+    Relay { twin: usize, downstream: bool },
+}
+
+/// Where the path's setup stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Waiting for the tunnel to the first hop.
+    AwaitTunnel,
+    /// Setup sent `attempts` times; the last at `sent_at`.
+    Connecting { attempts: u32 },
+    /// A relay's upstream half, waiting for the downstream half to be accepted.
+    AwaitDownstream,
+    /// Carrying data.
+    Up,
+}
+
+/// The setup message a path (re)transmits.
+#[derive(Debug, Clone)]
+pub(crate) struct SetupSpec {
+    pub(crate) remaining: String,
+    pub(crate) return_name: String,
+    pub(crate) hop_count: u8,
+    pub(crate) options: u8,
+}
+
+#[derive(Debug)]
+pub(crate) struct Path {
+    /// This path's label (what peers send to reach it).
+    pub(crate) label: u32,
+    /// End-to-end identity of the path, chosen by its initiator.
+    pub(crate) path_id: u64,
+    /// OC-I tunnel index.
+    pub(crate) tunnel: usize,
+    /// The label the next node expects; 0 until accepted.
+    pub(crate) peer_label: u32,
+    pub(crate) role: Role,
+    pub(crate) state: State,
+    /// Human name of the far end, for events.
+    pub(crate) name: String,
+    /// What to send while connecting (initiators and relays' downstream halves).
+    pub(crate) setup: Option<SetupSpec>,
+    pub(crate) started: Instant,
+    /// Packets from apps held while the path comes up (bounded).
+    pub(crate) pending: VecDeque<Packet>,
+    /// DNS answers waiting for the path: (app's address, sentinel it asked, raw query).
+    pub(crate) queries: Vec<crate::dns::intercept::WaitingQuery>,
+}
+
+impl Path {
+    /// The slot's generation, for timers.
+    pub(crate) fn gen(&self) -> u32 {
+        self.label >> INDEX_BITS
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Paths {
+    slab: Slab<Path>,
+    /// (tunnel, the peer's label) → path: finds a duplicate setup, and the path a peer's
+    /// "unknown label" close refers to.
+    by_peer: BTreeMap<(usize, u32), usize>,
+    /// Relayed path ids, to refuse a setup that loops back through this gateway.
+    relayed: BTreeMap<u64, usize>,
+    next_gen: u32,
+}
+
+impl Paths {
+    pub(crate) fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// Stores a new path and gives it a label.
+    pub(crate) fn insert(&mut self, mut path: Path) -> usize {
+        let entry = self.slab.vacant_entry();
+        let key = entry.key();
+        self.next_gen = (self.next_gen + 1) & (u32::MAX >> INDEX_BITS);
+        if self.next_gen == 0 {
+            self.next_gen = 1;
+        }
+        path.label = (self.next_gen << INDEX_BITS) | (key as u32 & INDEX_MASK);
+        entry.insert(path);
+        key
+    }
+
+    /// The path a label names, if it is still the same path.
+    pub(crate) fn by_label(&self, label: u32) -> Option<usize> {
+        let key = (label & INDEX_MASK) as usize;
+        (self.slab.get(key)?.label == label).then_some(key)
+    }
+
+    pub(crate) fn get(&self, key: usize) -> Option<&Path> {
+        self.slab.get(key)
+    }
+
+    pub(crate) fn get_mut(&mut self, key: usize) -> Option<&mut Path> {
+        self.slab.get_mut(key)
+    }
+
+    /// Checks a timer's generation against the slot.
+    pub(crate) fn get_gen(&self, key: usize, gen: u32) -> Option<&Path> {
+        self.slab.get(key).filter(|p| p.gen() == gen)
+    }
+
+    /// Records the peer's label once known.
+    pub(crate) fn set_peer(&mut self, key: usize, peer_label: u32) {
+        if let Some(p) = self.slab.get_mut(key) {
+            p.peer_label = peer_label;
+            self.by_peer.insert((p.tunnel, peer_label), key);
+        }
+    }
+
+    pub(crate) fn by_peer(&self, tunnel: usize, peer_label: u32) -> Option<usize> {
+        self.by_peer.get(&(tunnel, peer_label)).copied()
+    }
+
+    pub(crate) fn mark_relayed(&mut self, path_id: u64, key: usize) {
+        self.relayed.insert(path_id, key);
+    }
+
+    pub(crate) fn relayed(&self, path_id: u64) -> Option<usize> {
+        self.relayed.get(&path_id).copied()
+    }
+
+    /// Frees a path and its index entries.
+    pub(crate) fn remove(&mut self, key: usize) -> Option<Path> {
+        let p = self.slab.try_remove(key)?;
+        if p.peer_label != 0 && self.by_peer.get(&(p.tunnel, p.peer_label)) == Some(&key) {
+            self.by_peer.remove(&(p.tunnel, p.peer_label));
+        }
+        if self.relayed.get(&p.path_id) == Some(&key) {
+            self.relayed.remove(&p.path_id);
+        }
+        Some(p)
+    }
+
+    /// Paths over a tunnel, in slot order.
+    pub(crate) fn on_tunnel(&self, tunnel: usize) -> Vec<usize> {
+        self.slab.iter().filter(|(_, p)| p.tunnel == tunnel).map(|(k, _)| k).collect()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Path)> {
+        self.slab.iter()
+    }
+}

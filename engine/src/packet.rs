@@ -1,0 +1,135 @@
+//! Reusable packet buffers. The data path must not allocate once warm, so every buffer the
+//! engine hands out comes from a free list, and drivers give buffers back with
+//! [`crate::Engine::recycle`] once they have written them out.
+
+use std::ops::{Deref, DerefMut};
+
+/// Room left in front of a packet so overlay modules can prepend their encapsulation
+/// without moving the payload.
+pub const HEADROOM: usize = 64;
+
+/// Capacity of a pooled buffer: a full-size IP packet plus headroom and OCALA headers.
+const BUFFER_CAPACITY: usize = 2048;
+
+/// A byte buffer with headroom. Dereferences to the packet bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Packet {
+    /// A packet holding a copy of `bytes` (for tests and drivers; the engine uses its pool).
+    pub fn from_slice(bytes: &[u8]) -> Packet {
+        let mut p = Packet { buf: Vec::with_capacity(HEADROOM + bytes.len()), start: HEADROOM };
+        p.buf.resize(HEADROOM, 0);
+        p.buf.extend_from_slice(bytes);
+        p
+    }
+
+    /// A packet that takes over `bytes`, without headroom (for control-path messages that were
+    /// built whole).
+    pub fn from_vec(bytes: Vec<u8>) -> Packet {
+        Packet { buf: bytes, start: 0 }
+    }
+
+    /// Makes room for `n` more bytes in front and returns them, if the headroom allows.
+    pub fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        let start = self.start.checked_sub(n)?;
+        self.start = start;
+        self.buf.get_mut(start..start + n)
+    }
+
+    /// Appends bytes at the end.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Shortens the packet to `len` bytes.
+    pub fn truncate(&mut self, len: usize) {
+        self.buf.truncate(self.start + len);
+    }
+
+    /// The whole backing vector, for encoders that append (headroom stays in front).
+    pub(crate) fn tail_vec(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Empties the packet, keeping headroom and capacity.
+    fn reset(&mut self) {
+        self.buf.clear();
+        self.buf.resize(HEADROOM, 0);
+        self.start = HEADROOM;
+    }
+}
+
+impl Deref for Packet {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or(&[])
+    }
+}
+
+impl DerefMut for Packet {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        let start = self.start;
+        self.buf.get_mut(start..).unwrap_or(&mut [])
+    }
+}
+
+/// The engine's free list of buffers.
+#[derive(Debug, Default)]
+pub(crate) struct PacketPool {
+    free: Vec<Packet>,
+}
+
+/// Buffers kept on the free list at most; beyond that returned buffers are dropped.
+const POOL_MAX: usize = 1024;
+
+impl PacketPool {
+    /// An empty packet with headroom, reused when one is free.
+    pub(crate) fn take(&mut self) -> Packet {
+        match self.free.pop() {
+            Some(p) => p,
+            None => {
+                let mut p = Packet { buf: Vec::with_capacity(BUFFER_CAPACITY), start: HEADROOM };
+                p.reset();
+                p
+            }
+        }
+    }
+
+    /// Returns a buffer to the free list.
+    pub(crate) fn give(&mut self, mut p: Packet) {
+        if self.free.len() < POOL_MAX && p.buf.capacity() >= BUFFER_CAPACITY {
+            p.reset();
+            self.free.push(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepend_uses_headroom_and_stops_at_its_end() {
+        let mut p = Packet::from_slice(b"payload");
+        p.prepend(2).unwrap().copy_from_slice(b"h:");
+        assert_eq!(&*p, b"h:payload");
+        assert!(p.prepend(HEADROOM).is_none());
+        assert_eq!(&*p, b"h:payload");
+    }
+
+    #[test]
+    fn pool_reuses_buffers() {
+        let mut pool = PacketPool::default();
+        let mut p = pool.take();
+        p.extend_from_slice(&[1, 2, 3]);
+        let ptr = p.buf.as_ptr();
+        pool.give(p);
+        let q = pool.take();
+        assert!(q.is_empty());
+        assert_eq!(q.buf.as_ptr(), ptr);
+    }
+}
