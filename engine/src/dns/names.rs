@@ -280,7 +280,7 @@ pub fn parse_name(
 ///
 /// Overlay modules own their option vocabulary (paper §3.3); this is the shared mechanics.
 /// The host never becomes empty, so `shortcut.i3` names the host `shortcut`.
-pub fn split_options<'a>(prefix: &'a str, is_option: impl Fn(&str) -> bool) -> (&'a str, Vec<&'a str>) {
+pub fn split_options(prefix: &str, is_option: impl Fn(&str) -> bool) -> (&str, Vec<&str>) {
     let mut host = prefix;
     let mut options = Vec::new();
     while let Some((rest, label)) = host.rsplit_once('.') {

@@ -184,7 +184,7 @@ impl<'q> Response<'q> {
         out.extend_from_slice(&TYPE_OPT.to_be_bytes());
         out.extend_from_slice(&OUR_PAYLOAD_SIZE.to_be_bytes());
         out.extend_from_slice(&0u32.to_be_bytes()); // extended RCODE 0, version 0, no flags
-        // The text is cut to fit at most 1232 bytes of message, so the casts are exact.
+                                                    // The text is cut to fit at most 1232 bytes of message, so the casts are exact.
         out.extend_from_slice(&(options_len as u16).to_be_bytes());
         if let Some((code, _)) = ede {
             out.extend_from_slice(&OPTION_EDE.to_be_bytes());

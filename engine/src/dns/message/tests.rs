@@ -49,7 +49,12 @@ fn check_common(m: &Message, q: &Query, rcode: ResponseCode, aa: bool) {
     let echoed = &m.queries[0];
     // Case preserved: compare the label bytes, not the case-insensitive Name equality.
     let expected = Name::from_ascii(format!("{}.", q.name)).unwrap();
-    assert!(echoed.name().eq_case(&expected), "{} vs {}", echoed.name(), expected);
+    assert!(
+        echoed.name().eq_case(&expected),
+        "{} vs {}",
+        echoed.name(),
+        expected
+    );
     assert_eq!(u16::from(echoed.query_type()), q.qtype);
     assert_eq!(u16::from(echoed.query_class()), q.qclass);
 }
@@ -77,8 +82,16 @@ fn parses_a_plain_query() {
     assert!(q.recursion_desired);
     assert_eq!(q.edns, None);
     assert_eq!(q.question(), &bytes[12..]);
-    assert_eq!(parse::fast(&bytes, q.id, true), Some(q.clone()), "fast path taken");
-    assert_eq!(parse::checked(&bytes, q.id, true), Some(q), "both paths agree");
+    assert_eq!(
+        parse::fast(&bytes, q.id, true),
+        Some(q.clone()),
+        "fast path taken"
+    );
+    assert_eq!(
+        parse::checked(&bytes, q.id, true),
+        Some(q),
+        "both paths agree"
+    );
 }
 
 #[test]
@@ -227,7 +240,11 @@ fn every_error_code() {
         assert!(m.edns.is_some(), "OPT echoed");
         assert_eq!(ede_of(&m), None);
 
-        let m = reparse(&answer_error(&q, code, Some((EDE_NETWORK_ERROR, "gw down"))));
+        let m = reparse(&answer_error(
+            &q,
+            code,
+            Some((EDE_NETWORK_ERROR, "gw down")),
+        ));
         assert_eq!(ede_of(&m), Some((EDE_NETWORK_ERROR, "gw down".into())));
     }
     let plain = query("bob.i3", RecordType::A, None);
@@ -266,9 +283,11 @@ fn header_only_errors() {
         assert_eq!(m.metadata.response_code, rcode);
         assert!(m.queries.is_empty());
     }
-    assert!(!reparse(&error_for_header(1, false, ErrorCode::FormErr))
-        .metadata
-        .recursion_desired);
+    assert!(
+        !reparse(&error_for_header(1, false, ErrorCode::FormErr))
+            .metadata
+            .recursion_desired
+    );
 }
 
 #[test]
@@ -315,8 +334,14 @@ fn query_errors() {
 #[test]
 fn two_questions_are_formerr() {
     let mut m = Message::new(9, MessageType::Query, OpCode::Query);
-    m.add_query(HQuery::query(Name::from_ascii("a.i3.").unwrap(), RecordType::A));
-    m.add_query(HQuery::query(Name::from_ascii("b.i3.").unwrap(), RecordType::A));
+    m.add_query(HQuery::query(
+        Name::from_ascii("a.i3.").unwrap(),
+        RecordType::A,
+    ));
+    m.add_query(HQuery::query(
+        Name::from_ascii("b.i3.").unwrap(),
+        RecordType::A,
+    ));
     let bytes = m.to_vec().unwrap();
     assert_eq!(
         parse_query(&bytes),
@@ -332,10 +357,16 @@ fn compression_loops_are_formerr() {
     // A question name that points at itself, and one that points forward.
     let mut looped = vec![0, 5, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
     looped.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
-    assert!(matches!(parse_query(&looped), Err(QueryError::FormErr { id: 5, .. })));
+    assert!(matches!(
+        parse_query(&looped),
+        Err(QueryError::FormErr { id: 5, .. })
+    ));
     let mut forward = vec![0, 5, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
     forward.extend_from_slice(&[0xc0, 20, 0, 1, 0, 1, 0, 0, 1, b'a', 0]);
-    assert!(matches!(parse_query(&forward), Err(QueryError::FormErr { .. })));
+    assert!(matches!(
+        parse_query(&forward),
+        Err(QueryError::FormErr { .. })
+    ));
 }
 
 #[test]
@@ -357,7 +388,10 @@ fn duplicate_opt_is_formerr() {
 fn unusual_shapes_take_the_checked_path() {
     // An A record in the additional section: not the fast shape, still a valid query.
     let mut m = Message::new(11, MessageType::Query, OpCode::Query);
-    m.add_query(HQuery::query(Name::from_ascii("Bob.i3.").unwrap(), RecordType::A));
+    m.add_query(HQuery::query(
+        Name::from_ascii("Bob.i3.").unwrap(),
+        RecordType::A,
+    ));
     m.add_additional(Record::from_rdata(
         Name::from_ascii("x.").unwrap(),
         0,
@@ -432,7 +466,10 @@ fn ptr_targets() {
         v4("1.0.18.198.IN-ADDR.ARPA."),
         Some(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)))
     );
-    assert_eq!(v4("255.0.0.0.in-addr.arpa"), Some(IpAddr::V4(Ipv4Addr::new(0, 0, 0, 255))));
+    assert_eq!(
+        v4("255.0.0.0.in-addr.arpa"),
+        Some(IpAddr::V4(Ipv4Addr::new(0, 0, 0, 255)))
+    );
     for bad in [
         "0.18.198.in-addr.arpa",
         "1.1.0.18.198.in-addr.arpa",
@@ -464,8 +501,16 @@ fn ptr_targets() {
         Some(IpAddr::V6(addr))
     );
     assert_eq!(ptr_target(&format!("0.{name}")), None, "33 nibbles");
-    assert_eq!(ptr_target(&format!("{}ip6.arpa", &nibbles[2..])), None, "31");
-    assert_eq!(ptr_target(&name.replacen('1', "10", 1)), None, "two-digit label");
+    assert_eq!(
+        ptr_target(&format!("{}ip6.arpa", &nibbles[2..])),
+        None,
+        "31"
+    );
+    assert_eq!(
+        ptr_target(&name.replacen('1', "10", 1)),
+        None,
+        "two-digit label"
+    );
     assert_eq!(ptr_target(&name.replacen('1', "g", 1)), None, "not hex");
 }
 
@@ -504,16 +549,25 @@ fn address_queries() {
 
     assert_eq!(build_address_query(1, "", false), Err(HostError::Empty));
     assert_eq!(build_address_query(1, ".", false), Err(HostError::Empty));
-    assert_eq!(build_address_query(1, "a..b", false), Err(HostError::EmptyLabel));
+    assert_eq!(
+        build_address_query(1, "a..b", false),
+        Err(HostError::EmptyLabel)
+    );
     let long = vec!["a".repeat(60); 5].join(".");
-    assert_eq!(build_address_query(1, &long, false), Err(HostError::TooLong));
+    assert_eq!(
+        build_address_query(1, &long, false),
+        Err(HostError::TooLong)
+    );
 }
 
 fn upstream_answer(id: u16, rcode: ResponseCode, records: Vec<Record>, tc: bool) -> Vec<u8> {
     let mut m = Message::new(id, MessageType::Response, OpCode::Query);
     m.metadata.response_code = rcode;
     m.metadata.truncation = tc;
-    m.add_query(HQuery::query(Name::from_ascii("cnn.com.").unwrap(), RecordType::A));
+    m.add_query(HQuery::query(
+        Name::from_ascii("cnn.com.").unwrap(),
+        RecordType::A,
+    ));
     m.add_answers(records);
     m.to_vec().unwrap()
 }
@@ -556,7 +610,10 @@ fn address_answers() {
 
     let q = build_address_query(8, "cnn.com", false).unwrap();
     assert_eq!(parse_address_answer(&q, 8), Err(AnswerError::NotResponse));
-    assert_eq!(parse_address_answer(&[0, 8, 0x80], 8), Err(AnswerError::Malformed));
+    assert_eq!(
+        parse_address_answer(&[0, 8, 0x80], 8),
+        Err(AnswerError::Malformed)
+    );
     let mut cut = bytes.clone();
     cut.truncate(bytes.len() - 3);
     assert_eq!(parse_address_answer(&cut, 8), Err(AnswerError::Malformed));

@@ -18,7 +18,11 @@ fn answer_everything(q: &Query) {
         answer_addresses(q, &[v4, v6], 0),
         answer_ptr(q, "foo.ron_bar.i3", 0),
         answer_empty(q),
-        answer_error(q, ErrorCode::NxDomain, Some((EDE_INVALID_DATA, "no hop in name"))),
+        answer_error(
+            q,
+            ErrorCode::NxDomain,
+            Some((EDE_INVALID_DATA, "no hop in name")),
+        ),
         answer_error(q, ErrorCode::ServFail, None),
     ] {
         let m = Message::from_vec(&bytes);
@@ -28,14 +32,17 @@ fn answer_everything(q: &Query) {
 
 fn with_header() -> impl Strategy<Value = Vec<u8>> {
     // QR=0, opcode QUERY, one question, random rest: reaches the question parsers.
-    (any::<u16>(), 0u8..2, proptest::collection::vec(any::<u8>(), 0..300)).prop_map(
-        |(id, ar, tail)| {
+    (
+        any::<u16>(),
+        0u8..2,
+        proptest::collection::vec(any::<u8>(), 0..300),
+    )
+        .prop_map(|(id, ar, tail)| {
             let mut b = id.to_be_bytes().to_vec();
             b.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, ar]);
             b.extend_from_slice(&tail);
             b
-        },
-    )
+        })
 }
 
 fn label() -> impl Strategy<Value = String> {

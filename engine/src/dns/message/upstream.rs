@@ -34,7 +34,9 @@ impl fmt::Display for AnswerError {
             AnswerError::IdMismatch { expected, got } => {
                 write!(f, "DNS answer id {got} does not match query id {expected}")
             }
-            AnswerError::Rcode(code) => write!(f, "DNS error {}", <ResponseCode as From<u16>>::from(*code)),
+            AnswerError::Rcode(code) => {
+                write!(f, "DNS error {}", <ResponseCode as From<u16>>::from(*code))
+            }
             AnswerError::Truncated => f.write_str("truncated DNS answer without addresses"),
         }
     }

@@ -76,7 +76,10 @@ fn papers_option_example_under_destination_first_rule() {
 #[test]
 fn legacy_gateway_host_keeps_its_dots() {
     let n = ours("cnn.com.ip_legacygateway.i3");
-    assert_eq!(n.hops, vec![hop("cnn.com", "ip"), hop("legacygateway", "i3")]);
+    assert_eq!(
+        n.hops,
+        vec![hop("cnn.com", "ip"), hop("legacygateway", "i3")]
+    );
     assert_eq!(n.remaining(), "cnn.com.ip");
 }
 
@@ -130,8 +133,14 @@ fn option_errors() {
             second: Security::Encrypt
         }
     );
-    assert_eq!(e.to_string(), "conflicting options 'plain.oci' and 'encrypt.oci'");
-    assert_eq!(err("a.b.oci_bob.i3").to_string(), "unknown option 'a.b.oci'");
+    assert_eq!(
+        e.to_string(),
+        "conflicting options 'plain.oci' and 'encrypt.oci'"
+    );
+    assert_eq!(
+        err("a.b.oci_bob.i3").to_string(),
+        "unknown option 'a.b.oci'"
+    );
     assert_eq!(err("encrypt.oci"), NameError::NoHop);
     assert_eq!(err("encrypt.oci_auth.oci"), NameError::NoHop);
     assert_eq!(err("encrypt.oci").to_string(), "no hop in name");
@@ -186,7 +195,10 @@ fn length_limit() {
     let ok = format!("{base}{}.i3", "b".repeat(253 - base.len() - 3));
     assert_eq!(ok.len(), 253);
     assert!(ours(&ok).hops.len() == 1);
-    assert!(ours(&format!("{ok}.")).hops.len() == 1, "trailing dot is free");
+    assert!(
+        ours(&format!("{ok}.")).hops.len() == 1,
+        "trailing dot is free"
+    );
     let long = format!("{base}{}.i3", "b".repeat(254 - base.len() - 3));
     assert_eq!(long.len(), 254);
     assert_eq!(err(&long), NameError::TooLong { len: 254 });
@@ -243,7 +255,10 @@ fn long_snippets_are_cut() {
 #[test]
 fn split_options_strips_from_the_right() {
     let opt = |l: &str| matches!(l, "shortcut" | "mindelay" | "delay50ms");
-    assert_eq!(split_options("bar.shortcut", opt), ("bar", vec!["shortcut"]));
+    assert_eq!(
+        split_options("bar.shortcut", opt),
+        ("bar", vec!["shortcut"])
+    );
     assert_eq!(split_options("cnn.com", opt), ("cnn.com", vec![]));
     assert_eq!(split_options("bar", opt), ("bar", vec![]));
     assert_eq!(
