@@ -5,6 +5,7 @@
 //! allocate: malformed input is reported as a [`WireError`] so that the engine can count it
 //! and drop the packet (design §2, "bad input is data").
 
+mod build;
 mod bytes;
 pub mod checksum;
 pub mod ip;

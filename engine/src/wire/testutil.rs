@@ -62,6 +62,9 @@ fn checksum_offset(proto: u8) -> Option<usize> {
 /// A UDP segment whose checksum field is 0 over IPv4 is left "no checksum".
 pub(crate) fn fix_transport_checksum(src: IpAddr, dst: IpAddr, proto: u8, seg: &mut [u8]) {
     let Some(off) = checksum_offset(proto) else { return };
+    if seg.len() < off + 2 {
+        return;
+    }
     if proto == PROTO_UDP && src.is_ipv4() && seg[off..off + 2] == [0, 0] {
         return;
     }
@@ -167,7 +170,7 @@ pub(crate) fn recompute_all(packet: &[u8]) -> Vec<u8> {
     let is_error = |t: u8| if v6 { (1..=4).contains(&t) } else { [3, 11, 12].contains(&t) };
     if (proto == PROTO_ICMP || proto == PROTO_ICMPV6) && is_error(p[hl]) {
         let inner = hl + 8;
-        if !v6 && p.len() >= inner + 20 {
+        if !v6 && p.len() >= inner + 20 && p[inner] >> 4 == 4 {
             let ihl = usize::from(p[inner] & 0xf) * 4;
             if p.len() >= inner + ihl {
                 p[inner + 10..inner + 12].copy_from_slice(&[0, 0]);
