@@ -144,3 +144,140 @@ pub fn write_icmp_too_big(
     let ck = if v6 { finish(add(pseudo, body)) } else { finish(body) };
     put_u16(out, start + 2, ck)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::checksum::verify;
+    use crate::wire::testutil::{build_ip, echo, icmp_error, recompute_all, udp_segment};
+    use crate::wire::transport::{IcmpView, UdpView};
+    use proptest::prelude::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn udp_v4_known_bytes() {
+        // Computed independently (Python, RFC 768/791 by the letter).
+        let expected = [
+            0x45, 0x00, 0x00, 0x1e, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x26, 0xcd, 0x0a, 0x00,
+            0x00, 0x01, 0x0a, 0x00, 0x00, 0x02, 0x04, 0xd2, 0x00, 0x35, 0x00, 0x0a, 0x7e, 0x67,
+            0x68, 0x69,
+        ];
+        let mut out = vec![0xAA; 3]; // stale content must be cleared
+        write_udp_packet(&mut out, sa("10.0.0.1:1234"), sa("10.0.0.2:53"), b"hi").unwrap();
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn udp_matches_reference_builder() {
+        for (s, d) in [("192.0.2.1:9", "198.51.100.7:65535"), ("[2001:db8::1]:4000", "[fd00::2]:53")] {
+            let (s, d) = (sa(s), sa(d));
+            let mut out = Vec::new();
+            write_udp_packet(&mut out, s, d, b"some odd payload").unwrap();
+            let mut reference = build_ip(s.ip(), d.ip(), PROTO_UDP, &udp_segment(s.port(), d.port(), b"some odd payload"));
+            if s.is_ipv4() {
+                reference[4..6].copy_from_slice(&[0, 0]); // the reference uses a fixed id
+                reference[10..12].copy_from_slice(&[0, 0]);
+                let ck = internet_checksum(&reference[..20]);
+                reference[10..12].copy_from_slice(&ck.to_be_bytes());
+            } else {
+                reference[1..4].copy_from_slice(&[0, 0, 0]); // and a flow label
+            }
+            assert_eq!(out, reference);
+            let v = IpView::parse(&out).unwrap();
+            let u = UdpView::parse(v.payload()).unwrap();
+            assert_eq!((v.src(), u.src_port(), v.dst(), u.dst_port()), (s.ip(), s.port(), d.ip(), d.port()));
+            assert_eq!(v.ttl_or_hop_limit(), 64);
+        }
+    }
+
+    #[test]
+    fn udp_errors() {
+        let mut out = vec![1, 2, 3];
+        assert_eq!(
+            write_udp_packet(&mut out, sa("1.2.3.4:1"), sa("[::1]:2"), b""),
+            Err(WireError::FamilyMismatch)
+        );
+        assert!(out.is_empty());
+        let big = vec![0u8; 65535 - 28 + 1];
+        assert_eq!(write_udp_packet(&mut out, sa("1.2.3.4:1"), sa("1.2.3.5:2"), &big), Err(WireError::TooLarge));
+        assert!(write_udp_packet(&mut out, sa("1.2.3.4:1"), sa("1.2.3.5:2"), &big[1..]).is_ok());
+        assert_eq!(out.len(), 65535);
+        let big = vec![0u8; 65535 - 8 + 1];
+        assert_eq!(write_udp_packet(&mut out, sa("[::1]:1"), sa("[::2]:2"), &big), Err(WireError::TooLarge));
+        assert!(write_udp_packet(&mut out, sa("[::1]:1"), sa("[::2]:2"), &big[1..]).is_ok());
+        assert_eq!(out.len(), 40 + 65535);
+    }
+
+    fn too_big_case(src: &str, dst: &str, payload_len: usize, from: &str, max: usize) {
+        let payload = vec![0x5a; payload_len];
+        let original = build_ip(src.parse().unwrap(), dst.parse().unwrap(), PROTO_UDP, &udp_segment(1, 2, &payload));
+        let from: IpAddr = from.parse().unwrap();
+        let mut out = Vec::new();
+        write_icmp_too_big(&mut out, &original, from, 1400).unwrap();
+        assert_eq!(out.len(), max.min(original.len() + ICMP_HEADER_LEN + if from.is_ipv4() { 20 } else { 40 }));
+        assert_eq!(recompute_all(&out), out);
+        let v = IpView::parse(&out).unwrap();
+        assert_eq!((v.src(), v.dst()), (from, src.parse().unwrap()));
+        let icmp = IcmpView::parse(v.payload(), from.is_ipv6()).unwrap();
+        assert!(icmp.is_error());
+        assert_eq!(icmp.mtu(), Some(1400));
+        assert_eq!(icmp.quoted(), &original[..icmp.quoted().len()]);
+        assert!(icmp.quoted().len() >= 28);
+        if from.is_ipv4() {
+            assert_eq!((icmp.kind(), icmp.code()), (3, 4));
+            assert!(verify(v.payload()));
+        } else {
+            assert_eq!((icmp.kind(), icmp.code()), (2, 0));
+        }
+    }
+
+    #[test]
+    fn icmp_too_big_both_families() {
+        too_big_case("10.0.0.1", "10.0.0.2", 1472, "198.18.0.1", ICMPV4_ERROR_MAX);
+        too_big_case("10.0.0.1", "10.0.0.2", 3, "198.18.0.1", ICMPV4_ERROR_MAX);
+        too_big_case("2001:db8::1", "2001:db8::2", 1452, "fd00::1", ICMPV6_ERROR_MAX);
+        too_big_case("2001:db8::1", "2001:db8::2", 1, "fd00::1", ICMPV6_ERROR_MAX);
+    }
+
+    #[test]
+    fn icmp_too_big_refusals() {
+        let mut out = Vec::new();
+        let p = build_ip("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), PROTO_UDP, &udp_segment(1, 2, b""));
+        assert_eq!(write_icmp_too_big(&mut out, &p, "::1".parse().unwrap(), 1280), Err(WireError::FamilyMismatch));
+        assert_eq!(write_icmp_too_big(&mut out, &p[..10], "1.1.1.1".parse().unwrap(), 1280), Err(WireError::Truncated));
+        let e = build_ip("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), PROTO_ICMP, &icmp_error(3, 1, 0, &p));
+        assert_eq!(write_icmp_too_big(&mut out, &e, "10.9.9.9".parse().unwrap(), 576), Err(WireError::Unsupported));
+        let ping = build_ip("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), PROTO_ICMP, &echo(false, 1, 1, &[0; 2000]));
+        assert!(write_icmp_too_big(&mut out, &ping, "10.9.9.9".parse().unwrap(), 576).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn too_big_never_panics(data in proptest::collection::vec(any::<u8>(), 0..100), v6 in any::<bool>()) {
+            let from: IpAddr = if v6 { "::1".parse().unwrap() } else { "127.0.0.1".parse().unwrap() };
+            let mut out = Vec::new();
+            if write_icmp_too_big(&mut out, &data, from, 1280).is_ok() {
+                prop_assert_eq!(recompute_all(&out), out);
+            }
+        }
+
+        #[test]
+        fn udp_round_trips(payload in proptest::collection::vec(any::<u8>(), 0..300), sp in any::<u16>(), dp in any::<u16>(), v6 in any::<bool>()) {
+            let (s, d): (SocketAddr, SocketAddr) = if v6 {
+                (SocketAddr::new("2001:db8::7".parse().unwrap(), sp), SocketAddr::new("fd00::9".parse().unwrap(), dp))
+            } else {
+                (SocketAddr::new("192.0.2.7".parse().unwrap(), sp), SocketAddr::new("198.18.3.4".parse().unwrap(), dp))
+            };
+            let mut out = Vec::new();
+            write_udp_packet(&mut out, s, d, &payload).unwrap();
+            prop_assert_eq!(recompute_all(&out), out.clone());
+            let v = IpView::parse(&out).unwrap();
+            let u = UdpView::parse(v.payload()).unwrap();
+            prop_assert_eq!(u.payload(), &payload[..]);
+            prop_assert!(u.checksum() != 0);
+        }
+    }
+}
