@@ -31,7 +31,8 @@ fn push_ip_header(
 ) -> Result<u64, WireError> {
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let total = u16::try_from(IPV4_MIN_HEADER + payload_len).map_err(|_| WireError::TooLarge)?;
+            let total =
+                u16::try_from(IPV4_MIN_HEADER + payload_len).map_err(|_| WireError::TooLarge)?;
             let start = out.len();
             out.extend_from_slice(&[0x45, 0]);
             out.extend_from_slice(&total.to_be_bytes());
@@ -141,7 +142,11 @@ pub fn write_icmp_too_big(
     out.extend_from_slice(quote);
     let body = sum(out.get(start..).unwrap_or(&[]));
     // ICMPv4's checksum covers the message only; ICMPv6 adds the pseudo-header.
-    let ck = if v6 { finish(add(pseudo, body)) } else { finish(body) };
+    let ck = if v6 {
+        finish(add(pseudo, body))
+    } else {
+        finish(body)
+    };
     put_u16(out, start + 2, ck)
 }
 
@@ -172,11 +177,19 @@ mod tests {
 
     #[test]
     fn udp_matches_reference_builder() {
-        for (s, d) in [("192.0.2.1:9", "198.51.100.7:65535"), ("[2001:db8::1]:4000", "[fd00::2]:53")] {
+        for (s, d) in [
+            ("192.0.2.1:9", "198.51.100.7:65535"),
+            ("[2001:db8::1]:4000", "[fd00::2]:53"),
+        ] {
             let (s, d) = (sa(s), sa(d));
             let mut out = Vec::new();
             write_udp_packet(&mut out, s, d, b"some odd payload").unwrap();
-            let mut reference = build_ip(s.ip(), d.ip(), PROTO_UDP, &udp_segment(s.port(), d.port(), b"some odd payload"));
+            let mut reference = build_ip(
+                s.ip(),
+                d.ip(),
+                PROTO_UDP,
+                &udp_segment(s.port(), d.port(), b"some odd payload"),
+            );
             if s.is_ipv4() {
                 reference[4..6].copy_from_slice(&[0, 0]); // the reference uses a fixed id
                 reference[10..12].copy_from_slice(&[0, 0]);
@@ -188,7 +201,10 @@ mod tests {
             assert_eq!(out, reference);
             let v = IpView::parse(&out).unwrap();
             let u = UdpView::parse(v.payload()).unwrap();
-            assert_eq!((v.src(), u.src_port(), v.dst(), u.dst_port()), (s.ip(), s.port(), d.ip(), d.port()));
+            assert_eq!(
+                (v.src(), u.src_port(), v.dst(), u.dst_port()),
+                (s.ip(), s.port(), d.ip(), d.port())
+            );
             assert_eq!(v.ttl_or_hop_limit(), 64);
         }
     }
@@ -202,22 +218,36 @@ mod tests {
         );
         assert!(out.is_empty());
         let big = vec![0u8; 65535 - 28 + 1];
-        assert_eq!(write_udp_packet(&mut out, sa("1.2.3.4:1"), sa("1.2.3.5:2"), &big), Err(WireError::TooLarge));
+        assert_eq!(
+            write_udp_packet(&mut out, sa("1.2.3.4:1"), sa("1.2.3.5:2"), &big),
+            Err(WireError::TooLarge)
+        );
         assert!(write_udp_packet(&mut out, sa("1.2.3.4:1"), sa("1.2.3.5:2"), &big[1..]).is_ok());
         assert_eq!(out.len(), 65535);
         let big = vec![0u8; 65535 - 8 + 1];
-        assert_eq!(write_udp_packet(&mut out, sa("[::1]:1"), sa("[::2]:2"), &big), Err(WireError::TooLarge));
+        assert_eq!(
+            write_udp_packet(&mut out, sa("[::1]:1"), sa("[::2]:2"), &big),
+            Err(WireError::TooLarge)
+        );
         assert!(write_udp_packet(&mut out, sa("[::1]:1"), sa("[::2]:2"), &big[1..]).is_ok());
         assert_eq!(out.len(), 40 + 65535);
     }
 
     fn too_big_case(src: &str, dst: &str, payload_len: usize, from: &str, max: usize) {
         let payload = vec![0x5a; payload_len];
-        let original = build_ip(src.parse().unwrap(), dst.parse().unwrap(), PROTO_UDP, &udp_segment(1, 2, &payload));
+        let original = build_ip(
+            src.parse().unwrap(),
+            dst.parse().unwrap(),
+            PROTO_UDP,
+            &udp_segment(1, 2, &payload),
+        );
         let from: IpAddr = from.parse().unwrap();
         let mut out = Vec::new();
         write_icmp_too_big(&mut out, &original, from, 1400).unwrap();
-        assert_eq!(out.len(), max.min(original.len() + ICMP_HEADER_LEN + if from.is_ipv4() { 20 } else { 40 }));
+        assert_eq!(
+            out.len(),
+            max.min(original.len() + ICMP_HEADER_LEN + if from.is_ipv4() { 20 } else { 40 })
+        );
         assert_eq!(recompute_all(&out), out);
         let v = IpView::parse(&out).unwrap();
         assert_eq!((v.src(), v.dst()), (from, src.parse().unwrap()));
@@ -238,19 +268,49 @@ mod tests {
     fn icmp_too_big_both_families() {
         too_big_case("10.0.0.1", "10.0.0.2", 1472, "198.18.0.1", ICMPV4_ERROR_MAX);
         too_big_case("10.0.0.1", "10.0.0.2", 3, "198.18.0.1", ICMPV4_ERROR_MAX);
-        too_big_case("2001:db8::1", "2001:db8::2", 1452, "fd00::1", ICMPV6_ERROR_MAX);
+        too_big_case(
+            "2001:db8::1",
+            "2001:db8::2",
+            1452,
+            "fd00::1",
+            ICMPV6_ERROR_MAX,
+        );
         too_big_case("2001:db8::1", "2001:db8::2", 1, "fd00::1", ICMPV6_ERROR_MAX);
     }
 
     #[test]
     fn icmp_too_big_refusals() {
         let mut out = Vec::new();
-        let p = build_ip("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), PROTO_UDP, &udp_segment(1, 2, b""));
-        assert_eq!(write_icmp_too_big(&mut out, &p, "::1".parse().unwrap(), 1280), Err(WireError::FamilyMismatch));
-        assert_eq!(write_icmp_too_big(&mut out, &p[..10], "1.1.1.1".parse().unwrap(), 1280), Err(WireError::Truncated));
-        let e = build_ip("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), PROTO_ICMP, &icmp_error(3, 1, 0, &p));
-        assert_eq!(write_icmp_too_big(&mut out, &e, "10.9.9.9".parse().unwrap(), 576), Err(WireError::Unsupported));
-        let ping = build_ip("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), PROTO_ICMP, &echo(false, 1, 1, &[0; 2000]));
+        let p = build_ip(
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            PROTO_UDP,
+            &udp_segment(1, 2, b""),
+        );
+        assert_eq!(
+            write_icmp_too_big(&mut out, &p, "::1".parse().unwrap(), 1280),
+            Err(WireError::FamilyMismatch)
+        );
+        assert_eq!(
+            write_icmp_too_big(&mut out, &p[..10], "1.1.1.1".parse().unwrap(), 1280),
+            Err(WireError::Truncated)
+        );
+        let e = build_ip(
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            PROTO_ICMP,
+            &icmp_error(3, 1, 0, &p),
+        );
+        assert_eq!(
+            write_icmp_too_big(&mut out, &e, "10.9.9.9".parse().unwrap(), 576),
+            Err(WireError::Unsupported)
+        );
+        let ping = build_ip(
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            PROTO_ICMP,
+            &echo(false, 1, 1, &[0; 2000]),
+        );
         assert!(write_icmp_too_big(&mut out, &ping, "10.9.9.9".parse().unwrap(), 576).is_ok());
     }
 

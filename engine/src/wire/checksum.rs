@@ -174,13 +174,17 @@ mod tests {
         bytes.extend_from_slice(&[0, 17, 0x12, 0x34]);
         assert_eq!(fold(pseudo_header_v4(a, b, 17, 0x1234)), fold(sum(&bytes)));
 
-        let (a, b): (Ipv6Addr, Ipv6Addr) = ("fe80::1".parse().unwrap(), "2001:db8::ff".parse().unwrap());
+        let (a, b): (Ipv6Addr, Ipv6Addr) =
+            ("fe80::1".parse().unwrap(), "2001:db8::ff".parse().unwrap());
         let mut bytes = Vec::new();
         bytes.extend_from_slice(&a.octets());
         bytes.extend_from_slice(&b.octets());
         bytes.extend_from_slice(&0x0001_0203u32.to_be_bytes());
         bytes.extend_from_slice(&[0, 0, 0, 58]);
-        assert_eq!(fold(pseudo_header_v6(&a, &b, 58, 0x0001_0203)), fold(sum(&bytes)));
+        assert_eq!(
+            fold(pseudo_header_v6(&a, &b, 58, 0x0001_0203)),
+            fold(sum(&bytes))
+        );
     }
 
     #[test]

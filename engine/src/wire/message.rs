@@ -41,9 +41,15 @@ pub fn write_data_header(out: &mut [u8; DATA_HEADER_LEN], label: u32) {
 pub fn set_data_label(datagram: &mut [u8], label: u32) -> Result<(), WireError> {
     let kind = type_of(datagram)?;
     if kind != TYPE_DATA {
-        return Err(if known_type(kind) { WireError::BadHeader } else { WireError::UnknownType(kind) });
+        return Err(if known_type(kind) {
+            WireError::BadHeader
+        } else {
+            WireError::UnknownType(kind)
+        });
     }
-    let field = datagram.get_mut(1..DATA_HEADER_LEN).ok_or(WireError::Truncated)?;
+    let field = datagram
+        .get_mut(1..DATA_HEADER_LEN)
+        .ok_or(WireError::Truncated)?;
     field.copy_from_slice(&label.to_be_bytes());
     Ok(())
 }
@@ -327,11 +333,16 @@ impl<'a> Message<'a> {
     /// Parses one datagram. Data payloads are borrowed, never copied.
     pub fn parse(datagram: &'a [u8]) -> Result<Self, WireError> {
         let kind = type_of(datagram)?;
-        let mut r = Reader { buf: datagram, pos: 1 };
+        let mut r = Reader {
+            buf: datagram,
+            pos: 1,
+        };
         let msg = match kind {
             TYPE_DATA => {
                 let label = r.u32()?;
-                let payload = datagram.get(DATA_HEADER_LEN..).ok_or(WireError::Truncated)?;
+                let payload = datagram
+                    .get(DATA_HEADER_LEN..)
+                    .ok_or(WireError::Truncated)?;
                 return Ok(Message::Data { label, payload });
             }
             TYPE_SETUP => {
@@ -488,7 +499,10 @@ mod tests {
 
     #[test]
     fn data_vector_and_helpers() {
-        let m = Message::Data { label: 0x0102_0304, payload: b"\x45ip" };
+        let m = Message::Data {
+            label: 0x0102_0304,
+            payload: b"\x45ip",
+        };
         round_trip(&m, &[0x11, 1, 2, 3, 4, 0x45, b'i', b'p']);
         let mut hdr = [0u8; DATA_HEADER_LEN];
         write_data_header(&mut hdr, 0xdead_beef);
@@ -496,12 +510,30 @@ mod tests {
         let mut dg = [0x11, 0, 0, 0, 1, 9, 9];
         set_data_label(&mut dg, 7).unwrap();
         assert_eq!(dg, [0x11, 0, 0, 0, 7, 9, 9]);
-        assert_eq!(Message::parse(&[0x11, 0, 0, 0, 1]).unwrap(), Message::Data { label: 1, payload: &[] });
+        assert_eq!(
+            Message::parse(&[0x11, 0, 0, 0, 1]).unwrap(),
+            Message::Data {
+                label: 1,
+                payload: &[]
+            }
+        );
         assert_eq!(Message::parse(&[0x11, 0, 0, 0]), Err(WireError::Truncated));
-        assert_eq!(set_data_label(&mut [0x11, 0, 0], 1), Err(WireError::Truncated));
-        assert_eq!(set_data_label(&mut [0x16, 0, 0, 0, 0, 0], 1), Err(WireError::BadHeader));
-        assert_eq!(set_data_label(&mut [0x1f, 0, 0, 0, 0], 1), Err(WireError::UnknownType(0xf)));
-        assert_eq!(set_data_label(&mut [0x21, 0, 0, 0, 0], 1), Err(WireError::BadVersion));
+        assert_eq!(
+            set_data_label(&mut [0x11, 0, 0], 1),
+            Err(WireError::Truncated)
+        );
+        assert_eq!(
+            set_data_label(&mut [0x16, 0, 0, 0, 0, 0], 1),
+            Err(WireError::BadHeader)
+        );
+        assert_eq!(
+            set_data_label(&mut [0x1f, 0, 0, 0, 0], 1),
+            Err(WireError::UnknownType(0xf))
+        );
+        assert_eq!(
+            set_data_label(&mut [0x21, 0, 0, 0, 0], 1),
+            Err(WireError::BadVersion)
+        );
         assert_eq!(set_data_label(&mut [], 1), Err(WireError::Truncated));
     }
 
@@ -535,7 +567,9 @@ mod tests {
         s[16 + 5] = b' ';
         assert_eq!(Message::parse(&s), Err(WireError::BadName));
         // Empty return name.
-        let empty = [0x12, 0, 0, 0, 5, 1, 2, 3, 4, 5, 6, 7, 8, 2, 0x81, 0, 0, 0, 0];
+        let empty = [
+            0x12, 0, 0, 0, 5, 1, 2, 3, 4, 5, 6, 7, 8, 2, 0x81, 0, 0, 0, 0,
+        ];
         assert_eq!(Message::parse(&empty), Err(WireError::BadName));
     }
 
@@ -556,18 +590,30 @@ mod tests {
         Message::Setup(setup).encode(&mut out).unwrap();
         assert_eq!(Message::parse(&out[2..]).unwrap(), Message::Setup(setup));
         setup.remaining = &long;
-        assert_eq!(Message::Setup(setup).encode(&mut out), Err(WireError::BadName));
+        assert_eq!(
+            Message::Setup(setup).encode(&mut out),
+            Err(WireError::BadName)
+        );
         setup.remaining = "tab\there";
-        assert_eq!(Message::Setup(setup).encode(&mut out), Err(WireError::BadName));
+        assert_eq!(
+            Message::Setup(setup).encode(&mut out),
+            Err(WireError::BadName)
+        );
         setup.remaining = "";
         setup.return_name = "";
         let before = out.clone();
-        assert_eq!(Message::Setup(setup).encode(&mut out), Err(WireError::BadName));
+        assert_eq!(
+            Message::Setup(setup).encode(&mut out),
+            Err(WireError::BadName)
+        );
         assert_eq!(out, before, "a failed encode leaves the buffer as it was");
         setup.return_name = "ok";
         let big = vec![0u8; 65536];
         setup.handshake = &big;
-        assert_eq!(Message::Setup(setup).encode(&mut out), Err(WireError::TooLarge));
+        assert_eq!(
+            Message::Setup(setup).encode(&mut out),
+            Err(WireError::TooLarge)
+        );
         // A 254-byte name on the wire is refused even though its length fits a byte.
         let mut raw = vec![0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 254];
         raw.extend(std::iter::repeat_n(b'a', 254));
@@ -578,11 +624,23 @@ mod tests {
     #[test]
     fn accept_reject_close_keepalive_vectors() {
         round_trip(
-            &Message::Accept(Accept { sender_label: 1, receiver_label: 2, path_id: 3, handshake: b"hs" }),
-            &[0x13, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 2, b'h', b's'],
+            &Message::Accept(Accept {
+                sender_label: 1,
+                receiver_label: 2,
+                path_id: 3,
+                handshake: b"hs",
+            }),
+            &[
+                0x13, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 2, b'h', b's',
+            ],
         );
         round_trip(
-            &Message::Reject(Reject { receiver_label: 9, path_id: 1, reason: RejectReason::HopLimit, text: "é" }),
+            &Message::Reject(Reject {
+                receiver_label: 9,
+                path_id: 1,
+                reason: RejectReason::HopLimit,
+                text: "é",
+            }),
             &[0x14, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 1, 4, 2, 0xc3, 0xa9],
         );
         assert_eq!(
@@ -590,30 +648,61 @@ mod tests {
             Err(WireError::BadName)
         );
         round_trip(
-            &Message::Reject(Reject { receiver_label: 0, path_id: 0, reason: RejectReason::Unknown(200), text: "" }),
+            &Message::Reject(Reject {
+                receiver_label: 0,
+                path_id: 0,
+                reason: RejectReason::Unknown(200),
+                text: "",
+            }),
             &[0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200, 0],
         );
         round_trip(
-            &Message::Close(Close { receiver_label: 0xffff_ffff, path_id: u64::MAX, reason: CloseReason::Shutdown }),
-            &[0x15, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 3],
+            &Message::Close(Close {
+                receiver_label: 0xffff_ffff,
+                path_id: u64::MAX,
+                reason: CloseReason::Shutdown,
+            }),
+            &[
+                0x15, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 3,
+            ],
         );
         round_trip(
-            &Message::Keepalive(Keepalive { reply_requested: true, is_reply: false, seq: 258 }),
+            &Message::Keepalive(Keepalive {
+                reply_requested: true,
+                is_reply: false,
+                seq: 258,
+            }),
             &[0x16, 1, 0, 0, 1, 2],
         );
         round_trip(
-            &Message::Keepalive(Keepalive { reply_requested: false, is_reply: true, seq: 0 }),
+            &Message::Keepalive(Keepalive {
+                reply_requested: false,
+                is_reply: true,
+                seq: 0,
+            }),
             &[0x16, 2, 0, 0, 0, 0],
         );
-        assert_eq!(Message::parse(&[0x16, 4, 0, 0, 0, 0]), Err(WireError::BadHeader));
-        assert_eq!(Message::parse(&[0x16, 0, 0, 0, 0, 0, 0]), Err(WireError::BadLength));
+        assert_eq!(
+            Message::parse(&[0x16, 4, 0, 0, 0, 0]),
+            Err(WireError::BadHeader)
+        );
+        assert_eq!(
+            Message::parse(&[0x16, 0, 0, 0, 0, 0, 0]),
+            Err(WireError::BadLength)
+        );
     }
 
     #[test]
     fn header_errors() {
         assert_eq!(Message::parse(&[]), Err(WireError::Truncated));
-        assert_eq!(Message::parse(&[0x21, 0, 0, 0, 0]), Err(WireError::BadVersion));
-        assert_eq!(Message::parse(&[0x01, 0, 0, 0, 0]), Err(WireError::BadVersion));
+        assert_eq!(
+            Message::parse(&[0x21, 0, 0, 0, 0]),
+            Err(WireError::BadVersion)
+        );
+        assert_eq!(
+            Message::parse(&[0x01, 0, 0, 0, 0]),
+            Err(WireError::BadVersion)
+        );
         assert_eq!(Message::parse(&[0x10]), Err(WireError::UnknownType(0)));
         assert_eq!(Message::parse(&[0x17]), Err(WireError::UnknownType(7)));
     }
@@ -633,9 +722,20 @@ mod tests {
 
     #[test]
     fn kind_names() {
-        let k = Message::Keepalive(Keepalive { reply_requested: false, is_reply: false, seq: 0 });
+        let k = Message::Keepalive(Keepalive {
+            reply_requested: false,
+            is_reply: false,
+            seq: 0,
+        });
         assert_eq!(k.kind_name(), "keepalive");
-        assert_eq!(Message::Data { label: 0, payload: &[] }.kind_name(), "data");
+        assert_eq!(
+            Message::Data {
+                label: 0,
+                payload: &[]
+            }
+            .kind_name(),
+            "data"
+        );
     }
 
     /// Owned material from which a borrowed message is built inside the test body.
@@ -655,7 +755,10 @@ mod tests {
     impl Owned {
         fn message(&self) -> Message<'_> {
             match self.kind {
-                0 => Message::Data { label: self.a, payload: &self.blob },
+                0 => Message::Data {
+                    label: self.a,
+                    payload: &self.blob,
+                },
                 1 => Message::Setup(Setup {
                     sender_label: self.a,
                     path_id: self.id,
@@ -665,15 +768,28 @@ mod tests {
                     remaining: &self.name2,
                     handshake: &self.blob,
                 }),
-                2 => Message::Accept(Accept { sender_label: self.a, receiver_label: self.b, path_id: self.id, handshake: &self.blob }),
+                2 => Message::Accept(Accept {
+                    sender_label: self.a,
+                    receiver_label: self.b,
+                    path_id: self.id,
+                    handshake: &self.blob,
+                }),
                 3 => Message::Reject(Reject {
                     receiver_label: self.a,
                     path_id: self.id,
                     reason: RejectReason::from_u8(self.small.0),
                     text: &self.text,
                 }),
-                4 => Message::Close(Close { receiver_label: self.a, path_id: self.id, reason: CloseReason::from_u8(self.small.1) }),
-                _ => Message::Keepalive(Keepalive { reply_requested: self.small.2, is_reply: self.small.3, seq: self.b }),
+                4 => Message::Close(Close {
+                    receiver_label: self.a,
+                    path_id: self.id,
+                    reason: CloseReason::from_u8(self.small.1),
+                }),
+                _ => Message::Keepalive(Keepalive {
+                    reply_requested: self.small.2,
+                    is_reply: self.small.3,
+                    seq: self.b,
+                }),
             }
         }
     }
@@ -691,7 +807,17 @@ mod tests {
             "\\PC{0,60}",
             proptest::collection::vec(any::<u8>(), 0..300),
         )
-            .prop_map(|(kind, a, b, id, small, name1, name2, text, blob)| Owned { kind, a, b, id, small, name1, name2, text, blob })
+            .prop_map(|(kind, a, b, id, small, name1, name2, text, blob)| Owned {
+                kind,
+                a,
+                b,
+                id,
+                small,
+                name1,
+                name2,
+                text,
+                blob,
+            })
     }
 
     proptest! {

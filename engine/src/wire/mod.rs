@@ -70,6 +70,9 @@ mod tests {
     fn display_is_short_lowercase() {
         assert_eq!(WireError::Truncated.to_string(), "truncated");
         assert_eq!(WireError::UnknownType(0xf).to_string(), "unknown type 0xf");
-        assert_eq!(WireError::FamilyMismatch.to_string(), "address family mismatch");
+        assert_eq!(
+            WireError::FamilyMismatch.to_string(),
+            "address family mismatch"
+        );
     }
 }

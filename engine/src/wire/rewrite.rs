@@ -56,7 +56,10 @@ impl AddrPair {
             // Both halves fit in `bytes` by construction; `put` keeps this total anyway.
             let _ = put(&mut bytes, 0, dst).and_then(|()| put(&mut bytes, dst.len(), src));
         }
-        AddrPair { bytes, len: self.len }
+        AddrPair {
+            bytes,
+            len: self.len,
+        }
     }
 
     fn as_slice(&self) -> &[u8] {
@@ -121,7 +124,9 @@ pub fn rewrite_addresses(
     let old = AddrPair::read(packet, version)?;
 
     // Validate everything that can fail before the first write.
-    let seg_len = total_len.checked_sub(header_len).ok_or(WireError::BadLength)?;
+    let seg_len = total_len
+        .checked_sub(header_len)
+        .ok_or(WireError::BadLength)?;
     if has_transport {
         if let Some(off) = pseudo_checksum_offset(version, protocol) {
             if seg_len < off + 2 {
@@ -140,7 +145,9 @@ pub fn rewrite_addresses(
     }
     let seg = slice_mut(packet, header_len, seg_len)?;
     let mut delta = Delta::default();
-    if protocol == icmp_protocol(version) && u8_at(seg, 0).is_ok_and(|t| is_error_type(version == 6, t)) {
+    if protocol == icmp_protocol(version)
+        && u8_at(seg, 0).is_ok_and(|t| is_error_type(version == 6, t))
+    {
         if let Some(quote) = seg.get_mut(ICMP_HEADER_LEN..) {
             // The quoted packet went from us (new_dst side) to the peer (new_src side).
             delta = rewrite_quoted(quote, version, &new.swapped());
@@ -224,7 +231,8 @@ fn rewrite_quoted(quote: &mut [u8], outer_version: u8, new: &AddrPair) -> Delta 
         let seg_len = present.saturating_sub(header_len);
         if let Ok(seg) = slice_mut(quote, header_len, seg_len) {
             // A quote cut before the transport checksum simply has none to fix.
-            if let Ok(d) = update_pseudo_checksum(seg, version, protocol, &old, new, Delta::default())
+            if let Ok(d) =
+                update_pseudo_checksum(seg, version, protocol, &old, new, Delta::default())
             {
                 changed.merge(d);
             }
@@ -265,8 +273,22 @@ mod tests {
         for fam in [V4, V6] {
             let (s, d, ns, nd) = (a(fam[0]), a(fam[1]), a(fam[2]), a(fam[3]));
             let v6 = s.is_ipv6();
-            check(s, d, ns, nd, PROTO_TCP, &tcp_segment(22, 40000, 7, 0x18, b"ssh bytes"));
-            check(s, d, ns, nd, PROTO_UDP, &udp_segment(53, 5353, b"odd length"));
+            check(
+                s,
+                d,
+                ns,
+                nd,
+                PROTO_TCP,
+                &tcp_segment(22, 40000, 7, 0x18, b"ssh bytes"),
+            );
+            check(
+                s,
+                d,
+                ns,
+                nd,
+                PROTO_UDP,
+                &udp_segment(53, 5353, b"odd length"),
+            );
             let icmp = if v6 { PROTO_ICMPV6 } else { PROTO_ICMP };
             check(s, d, ns, nd, icmp, &echo(v6, 99, 1, b"ping data"));
             // Rewriting back restores the original.
@@ -335,8 +357,14 @@ mod tests {
     fn family_mismatch_leaves_packet_untouched() {
         let p0 = build_ip(a(V4[0]), a(V4[1]), PROTO_UDP, &udp_segment(1, 2, b""));
         let mut p = p0.clone();
-        assert_eq!(rewrite_addresses(&mut p, a(V6[0]), a(V6[1])), Err(WireError::FamilyMismatch));
-        assert_eq!(rewrite_addresses(&mut p, a(V4[0]), a(V6[1])), Err(WireError::FamilyMismatch));
+        assert_eq!(
+            rewrite_addresses(&mut p, a(V6[0]), a(V6[1])),
+            Err(WireError::FamilyMismatch)
+        );
+        assert_eq!(
+            rewrite_addresses(&mut p, a(V4[0]), a(V6[1])),
+            Err(WireError::FamilyMismatch)
+        );
         assert_eq!(p, p0);
     }
 
@@ -344,10 +372,16 @@ mod tests {
     fn truncated_transport_is_an_error_without_writes() {
         let p0 = build_ip(a(V4[0]), a(V4[1]), PROTO_TCP, &[0u8; 12]);
         let mut p = p0.clone();
-        assert_eq!(rewrite_addresses(&mut p, a(V4[2]), a(V4[3])), Err(WireError::Truncated));
+        assert_eq!(
+            rewrite_addresses(&mut p, a(V4[2]), a(V4[3])),
+            Err(WireError::Truncated)
+        );
         assert_eq!(p, p0);
         let mut junk = [0x45u8, 0, 0, 10];
-        assert_eq!(rewrite_addresses(&mut junk, a(V4[2]), a(V4[3])), Err(WireError::Truncated));
+        assert_eq!(
+            rewrite_addresses(&mut junk, a(V4[2]), a(V4[3])),
+            Err(WireError::Truncated)
+        );
     }
 
     fn fix_v4_header(p: &mut [u8]) {
@@ -386,7 +420,12 @@ mod tests {
 
     #[test]
     fn ipv6_non_first_fragment() {
-        let mut p = build_ip(a(V6[0]), a(V6[1]), PROTO_UDP, &udp_segment(1, 2, b"abcdefgh"));
+        let mut p = build_ip(
+            a(V6[0]),
+            a(V6[1]),
+            PROTO_UDP,
+            &udp_segment(1, 2, b"abcdefgh"),
+        );
         let body = p.split_off(40);
         p[6] = 44;
         p.extend_from_slice(&[PROTO_UDP, 0, 0, 0x10, 0, 0, 0, 1]);
@@ -398,21 +437,45 @@ mod tests {
         assert_eq!(IpView::parse(&p).unwrap().src(), a(V6[2]));
     }
 
-    /// An ICMP error from `r` to `h` about a packet `h` sent to `t`, quoting `k` bytes.
-    fn error_packet(r: IpAddr, h: IpAddr, t: IpAddr, inner_proto: u8, inner_seg: &[u8], k: usize, kind: u8, code: u8) -> Vec<u8> {
-        let inner = build_ip(h, t, inner_proto, inner_seg);
+    /// An ICMP error from `r` to `h` about a packet `h` sent to `r` (the peer's own stack
+    /// reporting, as on an OCALA path), quoting `k` bytes.
+    fn error_packet(
+        r: IpAddr,
+        h: IpAddr,
+        inner_proto: u8,
+        inner_seg: &[u8],
+        k: usize,
+        kind: u8,
+        code: u8,
+    ) -> Vec<u8> {
+        let inner = build_ip(h, r, inner_proto, inner_seg);
         let k = k.min(inner.len());
-        let proto = if r.is_ipv6() { PROTO_ICMPV6 } else { PROTO_ICMP };
+        let proto = if r.is_ipv6() {
+            PROTO_ICMPV6
+        } else {
+            PROTO_ICMP
+        };
         build_ip(r, h, proto, &icmp_error(kind, code, 1400, &inner[..k]))
     }
 
     /// Rewriting an error from (r, h) to (nr, nh) equals the error built from scratch from
     /// `nr` to `nh` about a packet from `nh` to `nr`.
-    fn check_error(fam: [&str; 4], inner_proto: u8, inner_seg: &[u8], k: usize, kind: u8, code: u8) {
+    fn check_error(
+        fam: [&str; 4],
+        inner_proto: u8,
+        inner_seg: &[u8],
+        k: usize,
+        kind: u8,
+        code: u8,
+    ) {
         let (r, h, nr, nh) = (a(fam[0]), a(fam[1]), a(fam[2]), a(fam[3]));
-        let mut p = error_packet(r, h, r, inner_proto, inner_seg, k, kind, code);
+        let mut p = error_packet(r, h, inner_proto, inner_seg, k, kind, code);
         rewrite_addresses(&mut p, nr, nh).unwrap();
-        assert_eq!(p, error_packet(nr, nh, nr, inner_proto, inner_seg, k, kind, code), "k={k}");
+        assert_eq!(
+            p,
+            error_packet(nr, nh, inner_proto, inner_seg, k, kind, code),
+            "k={k}"
+        );
         assert_eq!(recompute_all(&p), p);
         let v = IpView::parse(&p).unwrap();
         assert_eq!((v.src(), v.dst()), (nr, nh));
@@ -439,7 +502,7 @@ mod tests {
     fn icmp_error_with_unparseable_quote() {
         for (fam, k) in [(V4, 12), (V6, 30), (V4, 0), (V6, 0)] {
             let (r, h, nr, nh) = (a(fam[0]), a(fam[1]), a(fam[2]), a(fam[3]));
-            let mut p = error_packet(r, h, r, PROTO_UDP, &udp_segment(1, 2, b""), k, 3, 1);
+            let mut p = error_packet(r, h, PROTO_UDP, &udp_segment(1, 2, b""), k, 3, 1);
             let quote_start = if r.is_ipv6() { 48 } else { 28 };
             let quote = p[quote_start..].to_vec();
             rewrite_addresses(&mut p, nr, nh).unwrap();
@@ -452,7 +515,7 @@ mod tests {
     fn quote_splitting_checksum_field() {
         for (fam, k) in [(V4, 27), (V6, 47)] {
             let (r, h, nr, nh) = (a(fam[0]), a(fam[1]), a(fam[2]), a(fam[3]));
-            let mut p = error_packet(r, h, r, PROTO_UDP, &udp_segment(1, 2, b"abc"), k, 3, 1);
+            let mut p = error_packet(r, h, PROTO_UDP, &udp_segment(1, 2, b"abc"), k, 3, 1);
             let last = *p.last().unwrap();
             rewrite_addresses(&mut p, nr, nh).unwrap();
             assert_eq!(*p.last().unwrap(), last);
@@ -481,7 +544,10 @@ mod tests {
         }
     }
 
-    fn arb_case() -> impl Strategy<Value = ((IpAddr, IpAddr), (IpAddr, IpAddr), u8, Vec<u8>, usize)> {
+    /// (original addresses, new addresses, case selector, payload, extra quote length).
+    type Case = ((IpAddr, IpAddr), (IpAddr, IpAddr), u8, Vec<u8>, usize);
+
+    fn arb_case() -> impl Strategy<Value = Case> {
         any::<bool>().prop_flat_map(|v6| {
             (
                 arb_pair(v6),
@@ -515,9 +581,9 @@ mod tests {
                     // missing half is needed): covered by `quote_splitting_checksum_field`.
                     let split = min + match inner_proto { PROTO_TCP => 17, PROTO_UDP => 7, _ => 3 };
                     prop_assume!(min + k != split);
-                    let mut p = error_packet(s, d, s, inner_proto, &inner_seg, min + k, kind, 0);
+                    let mut p = error_packet(s, d, inner_proto, &inner_seg, min + k, kind, 0);
                     rewrite_addresses(&mut p, ns, nd).unwrap();
-                    prop_assert_eq!(&p, &error_packet(ns, nd, ns, inner_proto, &inner_seg, min + k, kind, 0));
+                    prop_assert_eq!(&p, &error_packet(ns, nd, inner_proto, &inner_seg, min + k, kind, 0));
                     prop_assert_eq!(recompute_all(&p), p);
                     return Ok(());
                 }

@@ -61,7 +61,9 @@ fn checksum_offset(proto: u8) -> Option<usize> {
 /// Fills in the transport checksum of `seg` (a complete segment) for the given addresses.
 /// A UDP segment whose checksum field is 0 over IPv4 is left "no checksum".
 pub(crate) fn fix_transport_checksum(src: IpAddr, dst: IpAddr, proto: u8, seg: &mut [u8]) {
-    let Some(off) = checksum_offset(proto) else { return };
+    let Some(off) = checksum_offset(proto) else {
+        return;
+    };
     if seg.len() < off + 2 {
         return;
     }
@@ -74,7 +76,11 @@ pub(crate) fn fix_transport_checksum(src: IpAddr, dst: IpAddr, proto: u8, seg: &
     } else {
         naive_checksum(&[&pseudo(src, dst, proto, seg.len()), seg])
     };
-    let ck = if proto == PROTO_UDP && ck == 0 { 0xFFFF } else { ck };
+    let ck = if proto == PROTO_UDP && ck == 0 {
+        0xFFFF
+    } else {
+        ck
+    };
     seg[off..off + 2].copy_from_slice(&ck.to_be_bytes());
 }
 
@@ -167,7 +173,13 @@ pub(crate) fn recompute_all(packet: &[u8]) -> Vec<u8> {
         let d: [u8; 4] = p[16..20].try_into().unwrap();
         (hl, p[9], IpAddr::from(s), IpAddr::from(d))
     };
-    let is_error = |t: u8| if v6 { (1..=4).contains(&t) } else { [3, 11, 12].contains(&t) };
+    let is_error = |t: u8| {
+        if v6 {
+            (1..=4).contains(&t)
+        } else {
+            [3, 11, 12].contains(&t)
+        }
+    };
     if (proto == PROTO_ICMP || proto == PROTO_ICMPV6) && is_error(p[hl]) {
         let inner = hl + 8;
         if !v6 && p.len() >= inner + 20 && p[inner] >> 4 == 4 {

@@ -28,7 +28,9 @@ impl<'a> UdpView<'a> {
         if len < UDP_HEADER_LEN || len > buf.len() {
             return Err(WireError::BadLength);
         }
-        Ok(UdpView { buf: slice(buf, 0, len)? })
+        Ok(UdpView {
+            buf: slice(buf, 0, len)?,
+        })
     }
 
     pub fn src_port(&self) -> u16 {
@@ -250,7 +252,13 @@ mod tests {
 
     #[test]
     fn tcp_fields() {
-        let s = tcp_segment(443, 50000, 0xdead_beef, tcp_flags::SYN | tcp_flags::ACK, b"x");
+        let s = tcp_segment(
+            443,
+            50000,
+            0xdead_beef,
+            tcp_flags::SYN | tcp_flags::ACK,
+            b"x",
+        );
         let t = TcpView::parse(&s).unwrap();
         assert_eq!((t.src_port(), t.dst_port()), (443, 50000));
         assert_eq!(t.seq(), 0xdead_beef);
@@ -269,7 +277,10 @@ mod tests {
     fn icmp_echo_and_errors() {
         let e = echo(false, 0x1234, 7, b"ping");
         let v = IcmpView::parse_v4(&e).unwrap();
-        assert_eq!((v.kind(), v.echo_id(), v.echo_seq()), (8, Some(0x1234), Some(7)));
+        assert_eq!(
+            (v.kind(), v.echo_id(), v.echo_seq()),
+            (8, Some(0x1234), Some(7))
+        );
         assert!(!v.is_error());
         assert!(v.quoted().is_empty());
         assert_eq!(v.body(), b"ping");
