@@ -39,6 +39,8 @@ pub struct IpView<'a> {
     is_fragment: bool,
     /// Fragment offset in 8-byte units (0 for unfragmented packets and first fragments).
     fragment_offset: u16,
+    /// An IPv6 routing header with segments left: the destination field is not final.
+    routing_pending: bool,
 }
 
 impl<'a> IpView<'a> {
@@ -93,6 +95,7 @@ impl<'a> IpView<'a> {
             total_len,
             is_fragment: more_fragments || fragment_offset != 0,
             fragment_offset,
+            routing_pending: false,
         })
     }
 
@@ -116,10 +119,14 @@ impl<'a> IpView<'a> {
         let mut off = IPV6_HEADER;
         let mut is_fragment = false;
         let mut fragment_offset = 0;
+        let mut routing_pending = false;
         let mut walked = 0;
         loop {
             match next {
                 EXT_HOP_BY_HOP | EXT_ROUTING | EXT_DEST_OPTS => {
+                    if next == EXT_ROUTING && u8_at(pkt, off + 3)? != 0 {
+                        routing_pending = true;
+                    }
                     let len = (usize::from(u8_at(pkt, off + 1)?) + 1) * 8;
                     next = u8_at(pkt, off)?;
                     off += len;
@@ -157,6 +164,7 @@ impl<'a> IpView<'a> {
             total_len,
             is_fragment,
             fragment_offset,
+            routing_pending,
         })
     }
 
@@ -221,6 +229,13 @@ impl<'a> IpView<'a> {
     /// segment and holds no transport header.
     pub fn has_transport_header(&self) -> bool {
         self.fragment_offset == 0
+    }
+
+    /// True for IPv6 with a routing header whose segments-left is non-zero: the header's
+    /// destination is the next waypoint, and transport checksums use the final destination
+    /// held in the routing header instead.
+    pub fn routing_pending(&self) -> bool {
+        self.routing_pending
     }
 
     /// True when the buffer holds fewer bytes than the header declares (quotes only).
@@ -326,10 +341,27 @@ mod tests {
         q[51] = 0x08;
         let v = IpView::parse(&q).unwrap();
         assert!(!v.has_transport_header());
+        assert!(!v.routing_pending());
         assert_eq!(v.header_len(), 56);
         // An extension header running past the payload length is truncated.
         q[41] = 200;
         assert_eq!(IpView::parse(&q), Err(WireError::Truncated));
+    }
+
+    #[test]
+    fn ipv6_routing_pending() {
+        let seg = udp_segment(1, 2, b"");
+        let p = build_ip(v6("2001:db8::1"), v6("2001:db8::2"), PROTO_UDP, &seg);
+        for (left, pending) in [(0u8, false), (1, true)] {
+            let mut q = p[..40].to_vec();
+            q[6] = EXT_ROUTING;
+            q.extend_from_slice(&[PROTO_UDP, 0, 4, left, 0, 0, 0, 0]);
+            q.extend_from_slice(&p[40..]);
+            q[5] += 8;
+            let v = IpView::parse(&q).unwrap();
+            assert_eq!(v.routing_pending(), pending);
+            assert_eq!(v.protocol(), PROTO_UDP);
+        }
     }
 
     #[test]

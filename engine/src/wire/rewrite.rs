@@ -104,9 +104,13 @@ fn icmp_protocol(version: u8) -> u8 {
 /// - ICMP(v6) error messages quote the packet that caused them, which travelled the other
 ///   way: its source becomes `new_dst` and its destination `new_src`, so that the local
 ///   application recognises its own packet. Quotes cut short anywhere after the IP header are
-///   handled; a quote too short to hold its IP header is left alone, and a quote ending
+///   handled; a quote too short to hold its IP header (IPv6 extension headers included) is
+///   left alone, and a quote ending
 ///   halfway through its transport checksum keeps that half unchanged (the other half would
 ///   be needed to compute it). The outer checksum is valid in every case.
+///
+/// IPv6 packets with a routing header that still has segments left are `Unsupported`: their
+/// transport checksum covers a destination other than the one in the header.
 ///
 /// On error the packet is left unmodified.
 pub fn rewrite_addresses(
@@ -120,6 +124,11 @@ pub fn rewrite_addresses(
     let total_len = view.total_len();
     let protocol = view.protocol();
     let has_transport = view.has_transport_header();
+    if view.routing_pending() {
+        // The pseudo-header uses the final destination from the routing header, not the
+        // field we would rewrite; such packets do not come from ordinary local apps.
+        return Err(WireError::Unsupported);
+    }
     let new = AddrPair::new(version, new_src, new_dst)?;
     let old = AddrPair::read(packet, version)?;
 
@@ -211,7 +220,7 @@ fn rewrite_quoted(quote: &mut [u8], outer_version: u8, new: &AddrPair) -> Delta 
     let header_len = view.header_len();
     let present = view.packet().len();
     let protocol = view.protocol();
-    let has_transport = view.has_transport_header();
+    let has_transport = view.has_transport_header() && !view.routing_pending();
     let Ok(old) = AddrPair::read(quote, version) else {
         return changed;
     };
@@ -435,6 +444,32 @@ mod tests {
         rewrite_addresses(&mut p, a(V6[2]), a(V6[3])).unwrap();
         assert_eq!(&p[48..], &body[..]);
         assert_eq!(IpView::parse(&p).unwrap().src(), a(V6[2]));
+    }
+
+    #[test]
+    fn ipv6_extension_headers_are_skipped() {
+        let seg = tcp_segment(1, 2, 3, 0x10, b"payload");
+        let with_ext = |s: IpAddr, d: IpAddr, left: u8| {
+            let p = build_ip(s, d, PROTO_TCP, &seg);
+            let mut q = p[..40].to_vec();
+            q[6] = 0; // hop-by-hop, then routing, then TCP
+            q.extend_from_slice(&[43, 0, 1, 4, 0, 0, 0, 0]);
+            q.extend_from_slice(&[PROTO_TCP, 0, 4, left, 0, 0, 0, 0]);
+            q.extend_from_slice(&p[40..]);
+            q[5] += 16;
+            q
+        };
+        let (s, d, ns, nd) = (a(V6[0]), a(V6[1]), a(V6[2]), a(V6[3]));
+        let mut p = with_ext(s, d, 0);
+        rewrite_addresses(&mut p, ns, nd).unwrap();
+        assert_eq!(p, with_ext(ns, nd, 0));
+        let mut p = with_ext(s, d, 2);
+        let orig = p.clone();
+        assert_eq!(
+            rewrite_addresses(&mut p, ns, nd),
+            Err(WireError::Unsupported)
+        );
+        assert_eq!(p, orig);
     }
 
     /// An ICMP error from `r` to `h` about a packet `h` sent to `r` (the peer's own stack
