@@ -1,0 +1,239 @@
+//! The internet checksum (RFC 1071) and its incremental update (RFC 1624).
+//!
+//! Sums are kept *unfolded* in a `u64` so that pieces (a pseudo-header, a header, a payload)
+//! can be added together cheaply and folded once at the end. Because 2^16 ≡ 1 modulo
+//! 0xFFFF, adding wider big-endian words and folding later gives the same one's-complement
+//! result as adding 16-bit words one by one, which lets [`sum`] work 8 bytes at a time.
+//!
+//! Pieces must start at even offsets of the checksummed data: an odd trailing byte is padded
+//! with zero as if it ended the data.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Unfolded one's-complement sum of `data` as big-endian 16-bit words.
+///
+/// The end-around carry is applied on the 64-bit accumulator, which is equivalent modulo
+/// 0xFFFF, so the result can be folded with [`fold`] or added to other sums.
+pub fn sum(data: &[u8]) -> u64 {
+    let mut acc: u64 = 0;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        acc = add(acc, u64::from_be_bytes(w));
+    }
+    let rest = chunks.remainder();
+    // Pad the remainder to 8 bytes on the right: a lone last byte becomes the high half of a
+    // 16-bit word, exactly as RFC 1071 pads odd-length data.
+    let mut w = [0u8; 8];
+    if let Some(dst) = w.get_mut(..rest.len()) {
+        dst.copy_from_slice(rest);
+    }
+    add(acc, u64::from_be_bytes(w))
+}
+
+/// Adds two unfolded sums with end-around carry (never overflows).
+pub fn add(a: u64, b: u64) -> u64 {
+    let (s, carry) = a.overflowing_add(b);
+    // When it overflowed, `s <= u64::MAX - 1`, so adding the carry back cannot overflow.
+    s + u64::from(carry)
+}
+
+/// Folds an unfolded sum to 16 bits (not complemented). A non-zero sum folds into
+/// `1..=0xFFFF`, which is why checksums computed here are never the "negative zero" 0xFFFF
+/// unless all data is zero.
+pub fn fold(mut s: u64) -> u16 {
+    while s > 0xFFFF {
+        s = (s & 0xFFFF) + (s >> 16);
+    }
+    s as u16
+}
+
+/// The checksum to store for data whose unfolded sum (checksum field zeroed) is `s`.
+pub fn finish(s: u64) -> u16 {
+    !fold(s)
+}
+
+/// RFC 1071 checksum of `data` (with its checksum field zeroed).
+pub fn internet_checksum(data: &[u8]) -> u16 {
+    finish(sum(data))
+}
+
+/// True when `data`, checksum field included, sums to all ones — i.e. the checksum is valid.
+pub fn verify(data: &[u8]) -> bool {
+    fold(sum(data)) == 0xFFFF
+}
+
+/// Unfolded sum of the IPv4 pseudo-header used by TCP and UDP (RFC 793, RFC 768).
+pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, len: u16) -> u64 {
+    let s = u64::from(u32::from(src)) + u64::from(u32::from(dst));
+    s + u64::from(protocol) + u64::from(len)
+}
+
+/// Unfolded sum of the IPv6 pseudo-header used by TCP, UDP and ICMPv6 (RFC 8200 §8.1).
+pub fn pseudo_header_v6(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8, len: u32) -> u64 {
+    let s = add(sum(&src.octets()), sum(&dst.octets()));
+    add(s, u64::from(next_header) + u64::from(len))
+}
+
+/// RFC 1624 incremental update: the checksum after the bytes `old` (at an even offset of the
+/// covered data, or in its pseudo-header) were replaced by `new`.
+///
+/// Uses eqn. 3, HC' = ~(~HC + ~m + m'), which — unlike eqn. 2 — never turns a valid checksum
+/// into the 0x0000/0xFFFF ambiguity: for any data that is not all zeros the result equals a
+/// full recomputation. `old` and `new` are normally equal-length even byte strings (an
+/// address); other lengths are still handled as zero-padded word strings.
+pub fn update(old_checksum: u16, old: &[u8], new: &[u8]) -> u16 {
+    update_sums(old_checksum, sum(old), sum(new))
+}
+
+/// [`update`] with the old and new contents given as unfolded sums, so that several changed
+/// regions can be accumulated and applied at once.
+pub fn update_sums(old_checksum: u16, old_sum: u64, new_sum: u64) -> u16 {
+    // ~HC + ~m + m', with each term a 16-bit one's-complement value.
+    let acc = u64::from(!old_checksum) + u64::from(!fold(old_sum)) + new_sum;
+    !fold(acc)
+}
+
+/// Running record of replaced regions, applied to a checksum in one go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Delta {
+    old: u64,
+    new: u64,
+}
+
+impl Delta {
+    /// Records that `old` became `new` (both at an even offset of the covered data).
+    pub(crate) fn replace(&mut self, old: &[u8], new: &[u8]) {
+        self.old = add(self.old, sum(old));
+        self.new = add(self.new, sum(new));
+    }
+
+    /// Merges another delta into this one.
+    pub(crate) fn merge(&mut self, other: Delta) {
+        self.old = add(self.old, other.old);
+        self.new = add(self.new, other.new);
+    }
+
+    pub(crate) fn apply(&self, checksum: u16) -> u16 {
+        update_sums(checksum, self.old, self.new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Textbook RFC 1071 loop, 16 bits at a time, as an independent reference.
+    fn naive(data: &[u8]) -> u16 {
+        let mut s: u32 = 0;
+        for pair in data.chunks(2) {
+            let hi = u32::from(pair[0]) << 8;
+            let lo = pair.get(1).map_or(0, |&b| u32::from(b));
+            s += hi | lo;
+            s = (s & 0xFFFF) + (s >> 16);
+        }
+        !(s as u16)
+    }
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 §3: words 0001 f203 f4f5 f6f7 sum to 0xddf2 (folded).
+        let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(fold(sum(&d)), 0xddf2);
+        assert_eq!(internet_checksum(&d), !0xddf2);
+    }
+
+    #[test]
+    fn known_ipv4_header() {
+        // A classic example header (Wikipedia "IPv4 header checksum"): checksum 0xb861.
+        let mut h = [
+            0x45, 0x00, 0x00, 0x73, 0x00, 0x00, 0x40, 0x00, 0x40, 0x11, 0x00, 0x00, 0xc0, 0xa8,
+            0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
+        ];
+        assert_eq!(internet_checksum(&h), 0xb861);
+        h[10] = 0xb8;
+        h[11] = 0x61;
+        assert!(verify(&h));
+    }
+
+    #[test]
+    fn odd_length_pads_last_byte() {
+        assert_eq!(fold(sum(&[0xab])), 0xab00);
+        assert_eq!(fold(sum(&[0x01, 0x02, 0x03])), 0x0402);
+        assert_eq!(internet_checksum(&[]), 0xFFFF);
+    }
+
+    #[test]
+    fn pseudo_headers_match_byte_sums() {
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(192, 168, 1, 254));
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&a.octets());
+        bytes.extend_from_slice(&b.octets());
+        bytes.extend_from_slice(&[0, 17, 0x12, 0x34]);
+        assert_eq!(fold(pseudo_header_v4(a, b, 17, 0x1234)), fold(sum(&bytes)));
+
+        let (a, b): (Ipv6Addr, Ipv6Addr) =
+            ("fe80::1".parse().unwrap(), "2001:db8::ff".parse().unwrap());
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&a.octets());
+        bytes.extend_from_slice(&b.octets());
+        bytes.extend_from_slice(&0x0001_0203u32.to_be_bytes());
+        bytes.extend_from_slice(&[0, 0, 0, 58]);
+        assert_eq!(
+            fold(pseudo_header_v6(&a, &b, 58, 0x0001_0203)),
+            fold(sum(&bytes))
+        );
+    }
+
+    #[test]
+    fn update_edge_cases() {
+        // Data 0x0000 0x0001 (checksum 0xfffe); the second word becomes 0xffff so the data
+        // sums to negative zero: the case where careless formulas disagree with a full
+        // recomputation (RFC 1624 §3).
+        let before = [0x00, 0x00, 0x00, 0x01];
+        let after = [0x00, 0x00, 0xff, 0xff];
+        let hc = internet_checksum(&before);
+        let inc = update(hc, &before[2..], &after[2..]);
+        // Data summing to 0xffff: both 0x0000 representations verify; eqn. 3 gives 0x0000.
+        assert_eq!(inc, 0x0000);
+        assert_eq!(inc, internet_checksum(&after));
+        // Changing a word to itself leaves the checksum alone, including 0x0000 (data
+        // summing to negative zero).
+        assert_eq!(update(0x0000, &[0xff, 0xff], &[0xff, 0xff]), 0x0000);
+        assert_eq!(update(0x1234, &[0xab, 0xcd], &[0xab, 0xcd]), 0x1234);
+    }
+
+    proptest! {
+        #[test]
+        fn fast_sum_matches_naive(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            prop_assert_eq!(internet_checksum(&data), naive(&data));
+        }
+
+        #[test]
+        fn split_sums_add_up(data in proptest::collection::vec(any::<u8>(), 0..200), cut in 0usize..100) {
+            let cut = (cut * 2).min(data.len() & !1);
+            let (a, b) = data.split_at(cut);
+            prop_assert_eq!(finish(add(sum(a), sum(b))), internet_checksum(&data));
+        }
+
+        #[test]
+        fn update_matches_full_recompute(
+            mut data in proptest::collection::vec(any::<u8>(), 2..100),
+            at in 0usize..50,
+            new in proptest::array::uniform4(any::<u8>()),
+        ) {
+            prop_assume!(data.iter().any(|&b| b != 0));
+            let at = (at * 2) % (data.len() & !1).max(2);
+            let end = (at + 4).min(data.len());
+            let n = end - at;
+            let hc = internet_checksum(&data);
+            let old: Vec<u8> = data[at..end].to_vec();
+            data[at..end].copy_from_slice(&new[..n]);
+            prop_assume!(data.iter().any(|&b| b != 0));
+            let inc = update(hc, &old, &new[..n]);
+            prop_assert_eq!(inc, internet_checksum(&data));
+        }
+    }
+}
