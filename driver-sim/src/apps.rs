@@ -17,9 +17,14 @@ pub const DNS_TRIES: u32 = 4;
 pub enum Phase {
     NotStarted,
     /// Waiting for a DNS answer; `tries` queries sent so far.
-    Resolving { tries: u32 },
+    Resolving {
+        tries: u32,
+    },
     /// Sending to the address the lookup gave.
-    Talking { target: IpAddr, next_seq: u32 },
+    Talking {
+        target: IpAddr,
+        next_seq: u32,
+    },
     Done,
 }
 
@@ -58,7 +63,9 @@ impl App {
     /// The name the app looks up.
     pub fn name(&self) -> Option<&str> {
         match &self.kind {
-            AppKind::Lookup { name, .. } | AppKind::Ping { name, .. } | AppKind::Udp { name, .. } => Some(name),
+            AppKind::Lookup { name, .. }
+            | AppKind::Ping { name, .. }
+            | AppKind::Udp { name, .. } => Some(name),
             AppKind::Garbage { .. } => None,
         }
     }
@@ -82,9 +89,12 @@ impl App {
     /// Packets it will send in all, and the interval between them.
     pub fn schedule(&self) -> (u32, Duration) {
         match &self.kind {
-            AppKind::Ping { count, interval_ms, .. } | AppKind::Udp { count, interval_ms, .. } => {
-                (*count, Duration::from_millis(*interval_ms))
+            AppKind::Ping {
+                count, interval_ms, ..
             }
+            | AppKind::Udp {
+                count, interval_ms, ..
+            } => (*count, Duration::from_millis(*interval_ms)),
             _ => (0, Duration::ZERO),
         }
     }
@@ -112,27 +122,58 @@ impl App {
             None => "no answer".into(),
         };
         let line = match &self.kind {
-            AppKind::Lookup { name, qtype, expect, expect_ede } => {
+            AppKind::Lookup {
+                name,
+                qtype,
+                expect,
+                expect_ede,
+            } => {
                 if let Some(want) = expect {
-                    let got = self.answer.as_ref().map(|a| a.rcode.as_str()).unwrap_or("no answer");
+                    let got = self
+                        .answer
+                        .as_ref()
+                        .map(|a| a.rcode.as_str())
+                        .unwrap_or("no answer");
                     if !got.eq_ignore_ascii_case(want) {
                         failures.push(format!("{who}: lookup {name}: expected {want}, got {got}"));
                     }
                 }
                 if let Some(want) = expect_ede {
-                    let got = self.answer.as_ref().and_then(|a| a.ede.as_ref()).map(|e| e.1.clone()).unwrap_or_default();
+                    let got = self
+                        .answer
+                        .as_ref()
+                        .and_then(|a| a.ede.as_ref())
+                        .map(|e| e.1.clone())
+                        .unwrap_or_default();
                     if !got.contains(want.as_str()) {
-                        failures.push(format!("{who}: lookup {name}: expected EDE containing '{want}', got '{got}'"));
+                        failures.push(format!(
+                            "{who}: lookup {name}: expected EDE containing '{want}', got '{got}'"
+                        ));
                     }
                 }
                 format!("{who}: lookup {name} {qtype} -> {answer}")
             }
-            AppKind::Ping { name, expect_replies, .. } | AppKind::Udp { name, expect_replies, .. } => {
-                let what = if matches!(self.kind, AppKind::Ping { .. }) { "ping" } else { "udp echo" };
+            AppKind::Ping {
+                name,
+                expect_replies,
+                ..
+            }
+            | AppKind::Udp {
+                name,
+                expect_replies,
+                ..
+            } => {
+                let what = if matches!(self.kind, AppKind::Ping { .. }) {
+                    "ping"
+                } else {
+                    "udp echo"
+                };
                 let got = self.rtts.len() as u32;
                 if let Some(want) = expect_replies {
                     if got < *want {
-                        failures.push(format!("{who}: {what} {name}: expected {want} replies, got {got}"));
+                        failures.push(format!(
+                            "{who}: {what} {name}: expected {want} replies, got {got}"
+                        ));
                     }
                 }
                 let rtt = if self.rtts.is_empty() {
@@ -143,9 +184,16 @@ impl App {
                     let avg = self.rtts.iter().sum::<Duration>() / self.rtts.len() as u32;
                     format!(", rtt min/avg/max {}/{}/{}", ms(min), ms(avg), ms(max))
                 };
-                format!("{who}: {what} {name}: lookup {answer}; {got}/{} replies{rtt}", self.sent)
+                format!(
+                    "{who}: {what} {name}: lookup {answer}; {got}/{} replies{rtt}",
+                    self.sent
+                )
             }
-            AppKind::Garbage { target, count, port } => {
+            AppKind::Garbage {
+                target,
+                count,
+                port,
+            } => {
                 format!("{who}: sprayed {count} garbage datagrams at {target}:{port}")
             }
         };

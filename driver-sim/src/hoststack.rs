@@ -47,7 +47,14 @@ fn checksum(parts: &[&[u8]]) -> u16 {
 
 /// An IP packet carrying `l4` with protocol `proto`, checksums filled in. `csum_at` is the
 /// offset of the transport checksum inside `l4` (None for ICMPv4, which covers no pseudo-header).
-fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, mut l4: Vec<u8>, csum_at: usize, pseudo: bool) -> Vec<u8> {
+fn ip_packet(
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    mut l4: Vec<u8>,
+    csum_at: usize,
+    pseudo: bool,
+) -> Vec<u8> {
     let len = l4.len();
     let mut out = Vec::with_capacity(40 + len);
     match (src, dst) {
@@ -60,7 +67,13 @@ fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, mut l4: Vec<u8>, csum_at: usiz
             let c = checksum(&[&h]);
             h[10..12].copy_from_slice(&c.to_be_bytes());
             let c = if pseudo {
-                let ph = [&s.octets()[..], &d.octets()[..], &[0, proto], &(len as u16).to_be_bytes()].concat();
+                let ph = [
+                    &s.octets()[..],
+                    &d.octets()[..],
+                    &[0, proto],
+                    &(len as u16).to_be_bytes(),
+                ]
+                .concat();
                 checksum(&[&ph, &l4])
             } else {
                 checksum(&[&l4])
@@ -74,7 +87,13 @@ fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, mut l4: Vec<u8>, csum_at: usiz
             h.extend_from_slice(&[proto, 64]);
             h.extend_from_slice(&s.octets());
             h.extend_from_slice(&d.octets());
-            let ph = [&s.octets()[..], &d.octets()[..], &(len as u32).to_be_bytes(), &[0, 0, 0, proto]].concat();
+            let ph = [
+                &s.octets()[..],
+                &d.octets()[..],
+                &(len as u32).to_be_bytes(),
+                &[0, 0, 0, proto],
+            ]
+            .concat();
             let c = checksum(&[&ph, &l4]);
             l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
             out.extend_from_slice(&h);
@@ -120,13 +139,23 @@ fn split(packet: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
             let total = usize::from(u16::from_be_bytes([*packet.get(2)?, *packet.get(3)?]));
             let src: [u8; 4] = packet.get(12..16)?.try_into().ok()?;
             let dst: [u8; 4] = packet.get(16..20)?.try_into().ok()?;
-            Some((IpAddr::from(src), IpAddr::from(dst), *packet.get(9)?, packet.get(ihl..total)?))
+            Some((
+                IpAddr::from(src),
+                IpAddr::from(dst),
+                *packet.get(9)?,
+                packet.get(ihl..total)?,
+            ))
         }
         6 => {
             let len = usize::from(u16::from_be_bytes([*packet.get(4)?, *packet.get(5)?]));
             let src: [u8; 16] = packet.get(8..24)?.try_into().ok()?;
             let dst: [u8; 16] = packet.get(24..40)?.try_into().ok()?;
-            Some((IpAddr::from(src), IpAddr::from(dst), *packet.get(6)?, packet.get(40..40 + len)?))
+            Some((
+                IpAddr::from(src),
+                IpAddr::from(dst),
+                *packet.get(6)?,
+                packet.get(40..40 + len)?,
+            ))
         }
         _ => None,
     }
@@ -135,7 +164,9 @@ fn split(packet: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
 /// Whether every checksum of a packet the engine delivered is right — the simulator checks
 /// each one, so a wrong incremental update fails the run instead of going unnoticed.
 pub fn checksums_ok(packet: &[u8]) -> bool {
-    let Some((src, dst, proto, l4)) = split(packet) else { return false };
+    let Some((src, dst, proto, l4)) = split(packet) else {
+        return false;
+    };
     if src.is_ipv4() {
         let ihl = usize::from(packet[0] & 0x0f) * 4;
         if checksum(&[&packet[..ihl]]) != 0 {
@@ -144,8 +175,20 @@ pub fn checksums_ok(packet: &[u8]) -> bool {
     }
     let pseudo = |len: usize| -> Vec<u8> {
         match (src, dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => [&s.octets()[..], &d.octets()[..], &[0, proto], &(len as u16).to_be_bytes()].concat(),
-            (IpAddr::V6(s), IpAddr::V6(d)) => [&s.octets()[..], &d.octets()[..], &(len as u32).to_be_bytes(), &[0, 0, 0, proto]].concat(),
+            (IpAddr::V4(s), IpAddr::V4(d)) => [
+                &s.octets()[..],
+                &d.octets()[..],
+                &[0, proto],
+                &(len as u16).to_be_bytes(),
+            ]
+            .concat(),
+            (IpAddr::V6(s), IpAddr::V6(d)) => [
+                &s.octets()[..],
+                &d.octets()[..],
+                &(len as u32).to_be_bytes(),
+                &[0, 0, 0, proto],
+            ]
+            .concat(),
             _ => Vec::new(),
         }
     };
@@ -159,31 +202,50 @@ pub fn checksums_ok(packet: &[u8]) -> bool {
 
 /// Classifies a packet the engine wrote to a host's TUN.
 pub fn classify(packet: &[u8]) -> Delivered {
-    let Some((src, dst, proto, l4)) = split(packet) else { return Delivered::Other };
+    let Some((src, dst, proto, l4)) = split(packet) else {
+        return Delivered::Other;
+    };
     match proto {
         1 | 58 => {
-            let (Some(&kind), Some(id), Some(seq)) = (l4.first(), l4.get(4..6), l4.get(6..8)) else {
+            let (Some(&kind), Some(id), Some(seq)) = (l4.first(), l4.get(4..6), l4.get(6..8))
+            else {
                 return Delivered::Other;
             };
             let id = u16::from_be_bytes([id[0], id[1]]);
             let seq = u16::from_be_bytes([seq[0], seq[1]]);
             match kind {
-                8 | 128 => Delivered::EchoRequest { reply: echo(dst, src, false, id, seq, l4.get(8..).unwrap_or(&[])) },
+                8 | 128 => Delivered::EchoRequest {
+                    reply: echo(dst, src, false, id, seq, l4.get(8..).unwrap_or(&[])),
+                },
                 0 | 129 => Delivered::EchoReply { id, seq },
                 _ => Delivered::Other,
             }
         }
         17 => {
-            let (Some(sp), Some(dp)) = (l4.get(0..2), l4.get(2..4)) else { return Delivered::Other };
+            let (Some(sp), Some(dp)) = (l4.get(0..2), l4.get(2..4)) else {
+                return Delivered::Other;
+            };
             let sport = u16::from_be_bytes([sp[0], sp[1]]);
             let dport = u16::from_be_bytes([dp[0], dp[1]]);
             let payload = l4.get(8..).unwrap_or(&[]).to_vec();
             if sport == 53 {
-                Delivered::Dns { port: dport, message: payload }
+                Delivered::Dns {
+                    port: dport,
+                    message: payload,
+                }
             } else if dport == ECHO_PORT {
-                Delivered::UdpEcho { reply: udp(SocketAddr::new(dst, dport), SocketAddr::new(src, sport), &payload) }
+                Delivered::UdpEcho {
+                    reply: udp(
+                        SocketAddr::new(dst, dport),
+                        SocketAddr::new(src, sport),
+                        &payload,
+                    ),
+                }
             } else if sport == ECHO_PORT {
-                Delivered::UdpReply { port: dport, payload }
+                Delivered::UdpReply {
+                    port: dport,
+                    payload,
+                }
             } else {
                 Delivered::Other
             }
@@ -202,16 +264,30 @@ mod tests {
         let b: IpAddr = "198.18.0.7".parse().unwrap();
         let req = echo(a, b, true, 9, 3, b"hello");
         assert!(checksums_ok(&req));
-        let Delivered::EchoRequest { reply } = classify(&req) else { panic!("not a request") };
+        let Delivered::EchoRequest { reply } = classify(&req) else {
+            panic!("not a request")
+        };
         assert!(checksums_ok(&reply));
         assert_eq!(classify(&reply), Delivered::EchoReply { id: 9, seq: 3 });
         let a6: IpAddr = "fd00::1".parse().unwrap();
         let b6: IpAddr = "fd00::7".parse().unwrap();
         assert!(checksums_ok(&echo(a6, b6, true, 1, 1, b"x")));
-        let u = udp(SocketAddr::new(a6, 4000), SocketAddr::new(b6, ECHO_PORT), b"ping");
+        let u = udp(
+            SocketAddr::new(a6, 4000),
+            SocketAddr::new(b6, ECHO_PORT),
+            b"ping",
+        );
         assert!(checksums_ok(&u));
-        let Delivered::UdpEcho { reply } = classify(&u) else { panic!("not echo") };
-        assert_eq!(classify(&reply), Delivered::UdpReply { port: 4000, payload: b"ping".to_vec() });
+        let Delivered::UdpEcho { reply } = classify(&u) else {
+            panic!("not echo")
+        };
+        assert_eq!(
+            classify(&reply),
+            Delivered::UdpReply {
+                port: 4000,
+                payload: b"ping".to_vec()
+            }
+        );
         let mut broken = req.clone();
         broken[25] ^= 1;
         assert!(!checksums_ok(&broken));

@@ -5,7 +5,9 @@
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: ocala-sim run [FILE] [--seed N]   (no FILE: the built-in quickstart scenario)");
+    eprintln!(
+        "usage: ocala-sim run [FILE] [--seed N]   (no FILE: the built-in quickstart scenario)"
+    );
     ExitCode::from(2)
 }
 
@@ -40,7 +42,10 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         },
-        None => ("quickstart (built in)".to_string(), ocala_sim::QUICKSTART.to_string()),
+        None => (
+            "quickstart (built in)".to_string(),
+            ocala_sim::QUICKSTART.to_string(),
+        ),
     };
     match ocala_sim::run_text(&name, &text, seed) {
         Ok(out) => {

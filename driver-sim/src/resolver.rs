@@ -20,7 +20,8 @@ pub struct Answer {
 
 /// A stub query for `name` with record type `qtype` ("A", "AAAA", "PTR", "MX", ...).
 pub fn query(id: u16, name: &str, qtype: &str) -> Result<Vec<u8>, String> {
-    let rtype = RecordType::from_str(&qtype.to_ascii_uppercase()).map_err(|e| format!("qtype '{qtype}': {e}"))?;
+    let rtype = RecordType::from_str(&qtype.to_ascii_uppercase())
+        .map_err(|e| format!("qtype '{qtype}': {e}"))?;
     let name = Name::from_ascii(name).map_err(|e| format!("name '{name}': {e}"))?;
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
@@ -42,14 +43,27 @@ pub fn read_answer(bytes: &[u8]) -> Option<Answer> {
         }
     }
     let ede = m.edns.as_ref().and_then(|e| {
-        e.options().as_ref().iter().find_map(|(code, opt)| match (u16::from(*code), opt) {
-            (15, hickory_proto::rr::rdata::opt::EdnsOption::Unknown(_, data)) if data.len() >= 2 => {
-                Some((u16::from_be_bytes([data[0], data[1]]), String::from_utf8_lossy(&data[2..]).into_owned()))
-            }
-            _ => None,
-        })
+        e.options()
+            .as_ref()
+            .iter()
+            .find_map(|(code, opt)| match (u16::from(*code), opt) {
+                (15, hickory_proto::rr::rdata::opt::EdnsOption::Unknown(_, data))
+                    if data.len() >= 2 =>
+                {
+                    Some((
+                        u16::from_be_bytes([data[0], data[1]]),
+                        String::from_utf8_lossy(&data[2..]).into_owned(),
+                    ))
+                }
+                _ => None,
+            })
     });
-    Some(Answer { rcode: rcode_text(m.metadata.response_code), addrs, names, ede })
+    Some(Answer {
+        rcode: rcode_text(m.metadata.response_code),
+        addrs,
+        names,
+        ede,
+    })
 }
 
 fn rcode_text(r: ResponseCode) -> String {
@@ -71,7 +85,11 @@ pub fn upstream_answer(table: &BTreeMap<String, IpAddr>, query: &[u8]) -> Option
     let mut m = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
     m.metadata.recursion_desired = q.metadata.recursion_desired;
     m.metadata.recursion_available = true;
-    let key = question.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
+    let key = question
+        .name()
+        .to_ascii()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     m.add_query(question.clone());
     match table.get(&key) {
         Some(ip) => {

@@ -81,9 +81,9 @@ fn default_latency() -> f64 {
     5.0
 }
 
-/// An app model on a node.
+/// An app model on a node. (Unknown keys are caught by [`AppKind`], which gets every key
+/// but these.)
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AppSpec {
     pub node: String,
     pub at_ms: u64,
@@ -159,9 +159,8 @@ fn default_garbage_port() -> u16 {
     4789
 }
 
-/// A fault at a point in time.
+/// A fault at a point in time (unknown keys are caught by [`FaultKind`]).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     pub at_ms: u64,
     #[serde(flatten)]
@@ -172,10 +171,18 @@ pub struct FaultSpec {
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FaultKind {
     /// Every datagram on the link is lost until `link_up`.
-    LinkDown { a: String, b: String },
-    LinkUp { a: String, b: String },
+    LinkDown {
+        a: String,
+        b: String,
+    },
+    LinkUp {
+        a: String,
+        b: String,
+    },
     /// The node's engine is replaced by a fresh one (all state lost), as after a crash.
-    Restart { node: String },
+    Restart {
+        node: String,
+    },
 }
 
 /// At least `at_least` drops with a reason whose text contains `reason`, on `node`.
@@ -210,11 +217,19 @@ impl Scenario {
                     let attached = if other_cfg.overlays.is_empty() {
                         (o.name == "udp").then_some(4789)
                     } else {
-                        other_cfg.overlays.iter().find(|x| x.name == o.name).map(|x| x.port)
+                        other_cfg
+                            .overlays
+                            .iter()
+                            .find(|x| x.name == o.name)
+                            .map(|x| x.port)
                     };
                     if let Some(port) = attached {
-                        let host = self.local_name(j, &o.name).unwrap_or_else(|| other.name.clone());
-                        o.address_book.entry(host).or_insert(std::net::SocketAddr::new(other.ip, port));
+                        let host = self
+                            .local_name(j, &o.name)
+                            .unwrap_or_else(|| other.name.clone());
+                        o.address_book
+                            .entry(host)
+                            .or_insert(std::net::SocketAddr::new(other.ip, port));
                     }
                 }
             }
@@ -223,7 +238,12 @@ impl Scenario {
     }
 
     fn local_name(&self, index: usize, overlay: &str) -> Option<String> {
-        self.nodes[index].config.overlays.iter().find(|o| o.name == overlay).map(|o| o.local_name.clone())
+        self.nodes[index]
+            .config
+            .overlays
+            .iter()
+            .find(|o| o.name == overlay)
+            .map(|o| o.local_name.clone())
     }
 }
 

@@ -18,12 +18,30 @@ use std::time::Duration;
 /// Something scheduled to happen.
 #[derive(Debug)]
 enum Ev {
-    Datagram { node: usize, overlay: OverlayId, from: SocketAddr, payload: Vec<u8> },
-    Tun { node: usize, packet: Vec<u8> },
-    Wake { node: usize },
-    App { app: usize },
-    Fault { index: usize },
-    Upstream { node: usize, id: QueryId, answer: Option<Vec<u8>> },
+    Datagram {
+        node: usize,
+        overlay: OverlayId,
+        from: SocketAddr,
+        payload: Vec<u8>,
+    },
+    Tun {
+        node: usize,
+        packet: Vec<u8>,
+    },
+    Wake {
+        node: usize,
+    },
+    App {
+        app: usize,
+    },
+    Fault {
+        index: usize,
+    },
+    Upstream {
+        node: usize,
+        id: QueryId,
+        answer: Option<Vec<u8>>,
+    },
 }
 
 /// One direction of a link.
@@ -62,6 +80,9 @@ pub struct Outcome {
     pub summary: String,
     pub failures: Vec<String>,
     pub digest: String,
+    /// Every control message (setup, accept, reject, close) each node sent and received, in
+    /// order: the setup handshakes the snapshot tests keep.
+    pub control: Vec<String>,
 }
 
 pub struct Sim {
@@ -79,6 +100,7 @@ pub struct Sim {
     errors: Vec<String>,
     datagrams: u64,
     lost: u64,
+    control: Vec<String>,
 }
 
 fn node_seed(seed: u64, name: &str, incarnation: u64) -> [u8; 32] {
@@ -119,14 +141,24 @@ impl Sim {
                 downs: Vec::new(),
             });
         }
-        let find = |what: &str, name: &str| names.get(name).copied().ok_or_else(|| format!("{what}: no node named '{name}'"));
+        let find = |what: &str, name: &str| {
+            names
+                .get(name)
+                .copied()
+                .ok_or_else(|| format!("{what}: no node named '{name}'"))
+        };
         let mut links = BTreeMap::new();
         for (i, l) in sc.links.iter().enumerate() {
-            let (a, b) = (find(&format!("links[{i}].a"), &l.a)?, find(&format!("links[{i}].b"), &l.b)?);
+            let (a, b) = (
+                find(&format!("links[{i}].a"), &l.a)?,
+                find(&format!("links[{i}].b"), &l.b)?,
+            );
             if !(0.0..=1.0).contains(&l.loss) {
                 return Err(format!("links[{i}].loss: {} is not a probability", l.loss));
             }
-            let dir = Direction { busy_until: Instant::ZERO };
+            let dir = Direction {
+                busy_until: Instant::ZERO,
+            };
             links.insert(
                 (a.min(b), a.max(b)),
                 Link {
@@ -151,7 +183,10 @@ impl Sim {
         for (i, f) in sc.faults.iter().enumerate() {
             match &f.kind {
                 FaultKind::LinkDown { a, b } | FaultKind::LinkUp { a, b } => {
-                    let (x, y) = (find(&format!("faults[{i}].a"), a)?, find(&format!("faults[{i}].b"), b)?);
+                    let (x, y) = (
+                        find(&format!("faults[{i}].a"), a)?,
+                        find(&format!("faults[{i}].b"), b)?,
+                    );
                     if !links.contains_key(&(x.min(y), x.max(y))) {
                         return Err(format!("faults[{i}]: no link between '{a}' and '{b}'"));
                     }
@@ -178,6 +213,7 @@ impl Sim {
             errors: Vec::new(),
             datagrams: 0,
             lost: 0,
+            control: Vec::new(),
         };
         for i in 0..sim.apps.len() {
             let at = sim.apps[i].start;
@@ -205,6 +241,39 @@ impl Sim {
         self.trace.update((bytes.len() as u64).to_le_bytes());
         self.trace.update(bytes);
         self.trace_events += 1;
+        if tag == "tx" || tag == "rx" {
+            self.log_control(node, tag, bytes);
+        }
+    }
+
+    fn log_control(&mut self, node: usize, tag: &str, bytes: &[u8]) {
+        use ocala_engine::wire::message::Message;
+        let text = match Message::parse(bytes) {
+            Ok(Message::Setup(s)) => format!(
+                "setup  sender_label={:#010x} path_id={:#018x} hops={} options={} return={} remaining={:?}",
+                s.sender_label, s.path_id, s.hop_count, s.options, s.return_name, s.remaining
+            ),
+            Ok(Message::Accept(a)) => format!(
+                "accept sender_label={:#010x} receiver_label={:#010x} path_id={:#018x}",
+                a.sender_label, a.receiver_label, a.path_id
+            ),
+            Ok(Message::Reject(r)) => format!(
+                "reject receiver_label={:#010x} path_id={:#018x} reason={} text={:?}",
+                r.receiver_label, r.path_id, r.reason, r.text
+            ),
+            Ok(Message::Close(c)) => format!(
+                "close  receiver_label={:#010x} path_id={:#018x} reason={}",
+                c.receiver_label, c.path_id, c.reason
+            ),
+            _ => return,
+        };
+        let dir = if tag == "tx" { "sent" } else { "recv" };
+        let line = format!(
+            "{:>10} {:<6} {dir} {text}",
+            self.now.to_string(),
+            self.nodes[node].name
+        );
+        self.control.push(line);
     }
 
     /// Runs until the scenario's duration and reports.
@@ -226,16 +295,29 @@ impl Sim {
     fn input(&mut self, node: usize, input: Input<'_>) {
         let now = self.now;
         if let Err(e) = self.nodes[node].engine.handle_input(now, input) {
-            self.errors.push(format!("{}: engine error: {e}", self.nodes[node].name));
+            self.errors
+                .push(format!("{}: engine error: {e}", self.nodes[node].name));
         }
         self.drain(node);
     }
 
     fn step(&mut self, ev: Ev) {
         match ev {
-            Ev::Datagram { node, overlay, from, payload } => {
+            Ev::Datagram {
+                node,
+                overlay,
+                from,
+                payload,
+            } => {
                 self.record(node, "rx", &payload);
-                self.input(node, Input::Datagram { overlay, from, payload: &payload });
+                self.input(
+                    node,
+                    Input::Datagram {
+                        overlay,
+                        from,
+                        payload: &payload,
+                    },
+                );
             }
             Ev::Tun { node, packet } => {
                 self.record(node, "tun-in", &packet);
@@ -249,7 +331,9 @@ impl Sim {
             Ev::App { app } => self.app_step(app),
             Ev::Fault { index } => self.fault(index),
             Ev::Upstream { node, id, answer } => {
-                let result = answer.as_deref().ok_or(ocala_engine::UpstreamError::Timeout);
+                let result = answer
+                    .as_deref()
+                    .ok_or(ocala_engine::UpstreamError::Timeout);
                 self.input(node, Input::Resolved { id, result });
             }
         }
@@ -272,7 +356,11 @@ impl Sim {
                     self.deliver_to_host(node, &p);
                     self.nodes[node].engine.recycle(p);
                 }
-                Output::Transmit { overlay, to, payload } => {
+                Output::Transmit {
+                    overlay,
+                    to,
+                    payload,
+                } => {
                     self.record(node, "tx", &payload);
                     self.transmit(node, overlay, to, &payload);
                     self.nodes[node].engine.recycle(payload);
@@ -303,13 +391,22 @@ impl Sim {
     /// Sends a datagram across the link between two nodes, if there is one and it is up.
     fn transmit(&mut self, node: usize, overlay: OverlayId, to: SocketAddr, payload: &[u8]) {
         self.datagrams += 1;
-        let from_port = self.nodes[node].cfg.overlays.get(usize::from(overlay.0)).map_or(0, |o| o.port);
+        let from_port = self.nodes[node]
+            .cfg
+            .overlays
+            .get(usize::from(overlay.0))
+            .map_or(0, |o| o.port);
         let from = SocketAddr::new(self.nodes[node].ip, from_port);
         let Some(dst) = self.nodes.iter().position(|n| n.ip == to.ip()) else {
             self.lost += 1;
             return;
         };
-        let Some(dst_overlay) = self.nodes[dst].cfg.overlays.iter().position(|o| o.port == to.port()) else {
+        let Some(dst_overlay) = self.nodes[dst]
+            .cfg
+            .overlays
+            .iter()
+            .position(|o| o.port == to.port())
+        else {
             self.lost += 1;
             return;
         };
@@ -336,14 +433,22 @@ impl Sim {
         link.dirs[dir].busy_until = done;
         let jitter = link.jitter.mul_f64(jitter_draw as f64 / u64::MAX as f64);
         let at = done.add(link.latency + jitter);
-        let ev = Ev::Datagram { node: dst, overlay: OverlayId(dst_overlay as u16), from, payload: payload.to_vec() };
+        let ev = Ev::Datagram {
+            node: dst,
+            overlay: OverlayId(dst_overlay as u16),
+            from,
+            payload: payload.to_vec(),
+        };
         self.push(at, ev);
     }
 
     /// A packet the engine wrote to a host's TUN: the host's stack and apps take it.
     fn deliver_to_host(&mut self, node: usize, packet: &[u8]) {
         if !hoststack::checksums_ok(packet) {
-            self.errors.push(format!("{}: engine delivered a packet with a bad checksum", self.nodes[node].name));
+            self.errors.push(format!(
+                "{}: engine delivered a packet with a bad checksum",
+                self.nodes[node].name
+            ));
         }
         match hoststack::classify(packet) {
             Delivered::Dns { port, message } => {
@@ -353,7 +458,13 @@ impl Sim {
             }
             Delivered::EchoRequest { reply } | Delivered::UdpEcho { reply } => {
                 let at = self.now;
-                self.push(at, Ev::Tun { node, packet: reply });
+                self.push(
+                    at,
+                    Ev::Tun {
+                        node,
+                        packet: reply,
+                    },
+                );
             }
             Delivered::EchoReply { id, seq } => {
                 if let Some(app) = self.app_by_port(node, id) {
@@ -364,7 +475,8 @@ impl Sim {
             Delivered::UdpReply { port, payload } => {
                 if let (Some(app), Some(seq)) = (self.app_by_port(node, port), payload.get(..4)) {
                     let now = self.now;
-                    self.apps[app].on_reply(now, u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]));
+                    self.apps[app]
+                        .on_reply(now, u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]));
                 }
             }
             Delivered::Other => {}
@@ -372,23 +484,33 @@ impl Sim {
     }
 
     fn app_by_port(&self, node: usize, port: u16) -> Option<usize> {
-        self.apps.iter().position(|a| a.node == node && a.port == port)
+        self.apps
+            .iter()
+            .position(|a| a.node == node && a.port == port)
     }
 
     fn host_addrs(&self, node: usize) -> (IpAddr, IpAddr, IpAddr, IpAddr) {
         let h = &self.nodes[node].cfg.handles;
-        (h.tun_v4.into(), h.tun_v6.into(), h.dns_v4.into(), h.dns_v6.into())
+        (
+            h.tun_v4.into(),
+            h.tun_v6.into(),
+            h.dns_v4.into(),
+            h.dns_v6.into(),
+        )
     }
 
     fn send_query(&mut self, app: usize) {
         let node = self.apps[app].node;
         let (tun4, _, dns4, _) = self.host_addrs(node);
-        let Some(name) = self.apps[app].name().map(str::to_string) else { return };
+        let Some(name) = self.apps[app].name().map(str::to_string) else {
+            return;
+        };
         let qtype = self.apps[app].qtype();
         match resolver::query(app as u16, &name, &qtype) {
             Ok(q) => {
                 let port = self.apps[app].port;
-                let packet = hoststack::udp(SocketAddr::new(tun4, port), SocketAddr::new(dns4, 53), &q);
+                let packet =
+                    hoststack::udp(SocketAddr::new(tun4, port), SocketAddr::new(dns4, 53), &q);
                 let now = self.now;
                 self.push(now, Ev::Tun { node, packet });
             }
@@ -400,7 +522,12 @@ impl Sim {
         let now = self.now;
         match self.apps[app].phase.clone() {
             Phase::NotStarted => {
-                if let AppKind::Garbage { target, count, port } = self.apps[app].kind.clone() {
+                if let AppKind::Garbage {
+                    target,
+                    count,
+                    port,
+                } = self.apps[app].kind.clone()
+                {
                     return self.spray(&target, count, port);
                 }
                 self.apps[app].phase = Phase::Resolving { tries: 1 };
@@ -423,7 +550,10 @@ impl Sim {
                     return;
                 }
                 self.send_probe(app, target, next_seq);
-                self.apps[app].phase = Phase::Talking { target, next_seq: next_seq + 1 };
+                self.apps[app].phase = Phase::Talking {
+                    target,
+                    next_seq: next_seq + 1,
+                };
                 self.push(now.add(interval), Ev::App { app });
             }
             Phase::Done => {}
@@ -445,7 +575,11 @@ impl Sim {
             AppKind::Udp { size, .. } => {
                 let mut payload = seq.to_be_bytes().to_vec();
                 payload.resize((*size).max(4), 0x62);
-                hoststack::udp(SocketAddr::new(src, a.port), SocketAddr::new(target, ECHO_PORT), &payload)
+                hoststack::udp(
+                    SocketAddr::new(src, a.port),
+                    SocketAddr::new(target, ECHO_PORT),
+                    &payload,
+                )
             }
             _ => return,
         };
@@ -454,9 +588,12 @@ impl Sim {
     }
 
     fn on_dns_answer(&mut self, app: usize, message: &[u8]) {
-        let Phase::Resolving { .. } = self.apps[app].phase else { return };
+        let Phase::Resolving { .. } = self.apps[app].phase else {
+            return;
+        };
         let Some(answer) = resolver::read_answer(message) else {
-            self.errors.push(format!("app {app}: unreadable DNS answer"));
+            self.errors
+                .push(format!("app {app}: unreadable DNS answer"));
             return;
         };
         let now = self.now;
@@ -466,7 +603,10 @@ impl Sim {
         a.answer = Some(answer);
         match (&a.kind, target) {
             (AppKind::Ping { .. } | AppKind::Udp { .. }, Some(target)) => {
-                a.phase = Phase::Talking { target, next_seq: 0 };
+                a.phase = Phase::Talking {
+                    target,
+                    next_seq: 0,
+                };
                 self.push(now, Ev::App { app });
             }
             _ => a.phase = Phase::Done,
@@ -474,8 +614,17 @@ impl Sim {
     }
 
     fn spray(&mut self, target: &str, count: u32, port: u16) {
-        let Some(node) = self.nodes.iter().position(|n| n.name == target) else { return };
-        let Some(overlay) = self.nodes[node].cfg.overlays.iter().position(|o| o.port == port) else { return };
+        let Some(node) = self.nodes.iter().position(|n| n.name == target) else {
+            return;
+        };
+        let Some(overlay) = self.nodes[node]
+            .cfg
+            .overlays
+            .iter()
+            .position(|o| o.port == port)
+        else {
+            return;
+        };
         for i in 0..count {
             let len = (self.rng.next_u64() % 64) as usize;
             let mut payload = vec![0u8; len];
@@ -486,7 +635,15 @@ impl Sim {
             }
             let from = SocketAddr::new(IpAddr::from([203, 0, 113, (i % 250) as u8 + 1]), 9999);
             let now = self.now;
-            self.push(now, Ev::Datagram { node, overlay: OverlayId(overlay as u16), from, payload });
+            self.push(
+                now,
+                Ev::Datagram {
+                    node,
+                    overlay: OverlayId(overlay as u16),
+                    from,
+                    payload,
+                },
+            );
         }
     }
 
@@ -502,7 +659,9 @@ impl Sim {
                 self.record(x, "fault", format!("{:?}", f.kind).as_bytes());
             }
             FaultKind::Restart { node } => {
-                let Some(i) = self.nodes.iter().position(|n| &n.name == node) else { return };
+                let Some(i) = self.nodes.iter().position(|n| &n.name == node) else {
+                    return;
+                };
                 let n = &mut self.nodes[i];
                 n.incarnation += 1;
                 let seed = node_seed(self.seed, &n.name, n.incarnation);
@@ -525,9 +684,19 @@ impl Sim {
         }
         s.push_str("nodes:\n");
         for n in &self.nodes {
-            let overlays: Vec<String> = n.cfg.overlays.iter().map(|o| format!("{}.{}", o.local_name, o.name)).collect();
+            let overlays: Vec<String> = n
+                .cfg
+                .overlays
+                .iter()
+                .map(|o| format!("{}.{}", o.local_name, o.name))
+                .collect();
             let role = if n.cfg.gateway { ", gateway" } else { "" };
-            s.push_str(&format!("  {:<8} {:<15} {}{role}\n", n.name, n.ip.to_string(), overlays.join(" ")));
+            s.push_str(&format!(
+                "  {:<8} {:<15} {}{role}\n",
+                n.name,
+                n.ip.to_string(),
+                overlays.join(" ")
+            ));
         }
         s.push_str("apps:\n");
         for a in &self.apps {
@@ -538,10 +707,17 @@ impl Sim {
         s.push_str("paths:\n");
         for n in &self.nodes {
             for (name, setup) in &n.setups {
-                s.push_str(&format!("  {} -> {name}: up, setup took {}\n", n.name, ms(*setup)));
+                s.push_str(&format!(
+                    "  {} -> {name}: up, setup took {}\n",
+                    n.name,
+                    ms(*setup)
+                ));
             }
             if n.relayed_paths > 0 {
-                s.push_str(&format!("  {}: relayed {} path(s) as a gateway\n", n.name, n.relayed_paths));
+                s.push_str(&format!(
+                    "  {}: relayed {} path(s) as a gateway\n",
+                    n.name, n.relayed_paths
+                ));
             }
             for f in &n.failures {
                 s.push_str(&format!("  {}: setup failed: {f}\n", n.name));
@@ -571,7 +747,10 @@ impl Sim {
                 .map(|(_, c)| *c)
                 .sum();
             if got < e.at_least {
-                failures.push(format!("{}: expected at least {} drops '{}', got {got}", e.node, e.at_least, e.reason));
+                failures.push(format!(
+                    "{}: expected at least {} drops '{}', got {got}",
+                    e.node, e.at_least, e.reason
+                ));
             }
         }
         s.push_str(&format!(
@@ -586,7 +765,15 @@ impl Sim {
                 s.push_str(&format!("  {f}\n"));
             }
         }
-        let digest: String = self.trace.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
-        Outcome { summary: s, failures, digest }
+        let digest: String = self.trace.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Outcome {
+            summary: s,
+            failures,
+            digest,
+            control: self.control,
+        }
     }
 }

@@ -91,11 +91,19 @@ pub enum Output {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A handle was bound to a name.
-    HandleBound { name: String, v4: IpAddr, v6: IpAddr },
+    HandleBound {
+        name: String,
+        v4: IpAddr,
+        v6: IpAddr,
+    },
     /// An idle handle was released.
     HandleReleased { name: String },
     /// A path this node started is ready; `setup` is the time from first setup message to accept.
-    PathUp { name: String, label: u32, setup: Duration },
+    PathUp {
+        name: String,
+        label: u32,
+        setup: Duration,
+    },
     /// A peer opened a path to this node.
     PathAccepted { name: String, label: u32 },
     /// A gateway path was relayed through this node.

@@ -99,7 +99,10 @@ impl Default for HandleConfig {
     fn default() -> Self {
         HandleConfig {
             pool_v4: Prefix::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 0)), 15),
-            pool_v6: Prefix::new(IpAddr::V6(Ipv6Addr::new(0xfd6f, 0x6361, 0x6c61, 0, 0, 0, 0, 0)), 48),
+            pool_v6: Prefix::new(
+                IpAddr::V6(Ipv6Addr::new(0xfd6f, 0x6361, 0x6c61, 0, 0, 0, 0, 0)),
+                48,
+            ),
             tun_v4: Ipv4Addr::new(198, 18, 0, 1),
             tun_v6: Ipv6Addr::new(0xfd6f, 0x6361, 0x6c61, 0, 0, 0, 0, 1),
             dns_v4: Ipv4Addr::new(198, 18, 0, 2),
@@ -146,8 +149,8 @@ impl Default for Limits {
             pending_queries: 1024,
             upstream_in_flight: 512,
             upstream_timeout_secs: 5,
-            setup_attempts: 6,
-            setup_rto_ms: 250,
+            setup_attempts: 5,
+            setup_rto_ms: 200,
             max_hops: 8,
             keepalive_misses: 3,
             max_packet: 65_535,
@@ -227,7 +230,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub(crate) fn new(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        ConfigError { key: key.into(), message: message.into() }
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }
 

@@ -4,8 +4,8 @@
 //! `dns/intercept.rs`; this file owns the tables, the timers and the drain.
 
 use crate::api::{
-    ApiError, Command, Counters, DropReason, Event, HandleStatus, Input, Output, OverlayId, QueryId,
-    Status, TunnelStatus,
+    ApiError, Command, Counters, DropReason, Event, HandleStatus, Input, Output, OverlayId,
+    QueryId, Status, TunnelStatus,
 };
 use crate::config::{Config, ConfigError};
 use crate::dns::intercept::Upstream;
@@ -63,17 +63,34 @@ impl Engine {
     pub fn new(cfg: Config, seed: [u8; 32], now: Instant) -> Result<Engine, ConfigError> {
         let mut overlays = Vec::new();
         for (i, o) in cfg.overlays.iter().enumerate() {
-            if o.name.is_empty() || !o.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            if o.name.is_empty()
+                || !o
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
                 return Err(ConfigError::new(
                     format!("overlays[{i}].name"),
-                    format!("'{}' must be a single DNS label (letters, digits, '-')", o.name),
+                    format!(
+                        "'{}' must be a single DNS label (letters, digits, '-')",
+                        o.name
+                    ),
                 ));
             }
             if o.name.eq_ignore_ascii_case("oci") {
-                return Err(ConfigError::new(format!("overlays[{i}].name"), "'oci' is reserved for path options"));
+                return Err(ConfigError::new(
+                    format!("overlays[{i}].name"),
+                    "'oci' is reserved for path options",
+                ));
             }
-            if overlays.iter().any(|s: &OverlaySlot| s.name.eq_ignore_ascii_case(&o.name)) {
-                return Err(ConfigError::new(format!("overlays[{i}].name"), format!("overlay '{}' is configured twice", o.name)));
+            if overlays
+                .iter()
+                .any(|s: &OverlaySlot| s.name.eq_ignore_ascii_case(&o.name))
+            {
+                return Err(ConfigError::new(
+                    format!("overlays[{i}].name"),
+                    format!("overlay '{}' is configured twice", o.name),
+                ));
             }
             if o.local_name.is_empty() || o.local_name.contains('_') {
                 return Err(ConfigError::new(
@@ -91,14 +108,24 @@ impl Engine {
         if overlays.len() > usize::from(u16::MAX) {
             return Err(ConfigError::new("overlays", "too many overlays"));
         }
-        let pairs: Vec<(String, String)> = cfg.rules.iter().map(|r| (r.pattern.clone(), r.replace.clone())).collect();
+        let pairs: Vec<(String, String)> = cfg
+            .rules
+            .iter()
+            .map(|r| (r.pattern.clone(), r.replace.clone()))
+            .collect();
         let rules = Rules::new(&pairs)
             .map_err(|e| ConfigError::new(format!("rules[{}].pattern", e.index), e.message))?;
         if cfg.limits.max_paths > MAX_PATHS {
-            return Err(ConfigError::new("limits.max_paths", format!("at most {MAX_PATHS}")));
+            return Err(ConfigError::new(
+                "limits.max_paths",
+                format!("at most {MAX_PATHS}"),
+            ));
         }
         if cfg.limits.max_hops == 0 || cfg.limits.max_hops > 8 {
-            return Err(ConfigError::new("limits.max_hops", "must be between 1 and 8"));
+            return Err(ConfigError::new(
+                "limits.max_hops",
+                "must be between 1 and 8",
+            ));
         }
         let handles = Handles::new(&cfg.handles, cfg.limits.max_handles)?;
         Ok(Engine {
@@ -126,14 +153,21 @@ impl Engine {
     /// Feeds one input. `Err` only for a caller's mistake; bad input is counted and dropped.
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), ApiError> {
         if now < self.now {
-            return Err(ApiError::TimeWentBackwards { last: self.now, now });
+            return Err(ApiError::TimeWentBackwards {
+                last: self.now,
+                now,
+            });
         }
         self.now = now;
         self.fire_timers();
         match input {
             Input::Timeout => {}
             Input::TunPacket(packet) => self.on_tun_packet(packet),
-            Input::Datagram { overlay, from, payload } => self.on_datagram(overlay, from, payload),
+            Input::Datagram {
+                overlay,
+                from,
+                payload,
+            } => self.on_datagram(overlay, from, payload),
             Input::Resolved { id, result } => self.on_resolved(id, result),
             Input::Command(cmd) => self.on_command(cmd),
         }
@@ -182,11 +216,16 @@ impl Engine {
     }
 
     pub(crate) fn overlay_id(&self, name: &str) -> Option<OverlayId> {
-        self.overlays.iter().position(|s| s.name == name).map(|i| OverlayId(i as u16))
+        self.overlays
+            .iter()
+            .position(|s| s.name == name)
+            .map(|i| OverlayId(i as u16))
     }
 
     pub(crate) fn module(&mut self, id: OverlayId) -> Option<&mut Box<dyn Overlay>> {
-        self.overlays.get_mut(usize::from(id.0)).map(|s| &mut s.module)
+        self.overlays
+            .get_mut(usize::from(id.0))
+            .map(|s| &mut s.module)
     }
 
     fn fire_timers(&mut self) {
@@ -209,11 +248,17 @@ impl Engine {
     /// Turns a module's events into outputs and OC-I actions.
     pub(crate) fn drain_overlay(&mut self, id: OverlayId) {
         loop {
-            let Some(event) = self.module(id).and_then(|m| m.poll_event()) else { return };
+            let Some(event) = self.module(id).and_then(|m| m.poll_event()) else {
+                return;
+            };
             match event {
                 OverlayEvent::Transmit { to, payload } => {
                     self.counters.datagrams_out += 1;
-                    self.out.push_back(Output::Transmit { overlay: id, to, payload });
+                    self.out.push_back(Output::Transmit {
+                        overlay: id,
+                        to,
+                        payload,
+                    });
                 }
                 OverlayEvent::SetupDone(r) => self.on_tunnel_up(id, r),
                 OverlayEvent::SetupFailed(r, why) => self.on_tunnel_failed(id, r, &why),
@@ -225,10 +270,13 @@ impl Engine {
 
     fn on_handle_idle(&mut self, key: usize, gen: u32) {
         let idle = Duration::from_secs(self.cfg.handles.idle_timeout_secs);
-        let Some(h) = self.handles.get(key).filter(|h| h.gen == gen) else { return };
+        let Some(h) = self.handles.get(key).filter(|h| h.gen == gen) else {
+            return;
+        };
         let expires = h.last_used.add(idle);
         if expires > self.now {
-            self.timers.schedule(expires, Timer::HandleIdle { handle: key, gen });
+            self.timers
+                .schedule(expires, Timer::HandleIdle { handle: key, gen });
             return;
         }
         let path = h.path;
@@ -247,8 +295,13 @@ impl Engine {
             let idle = Duration::from_secs(self.cfg.handles.idle_timeout_secs);
             if let Some(h) = self.handles.get(key) {
                 let (gen, v4, v6) = (h.gen, h.v4, h.v6);
-                self.timers.schedule(self.now.add(idle), Timer::HandleIdle { handle: key, gen });
-                self.event(Event::HandleBound { name: name.to_string(), v4: v4.into(), v6: v6.into() });
+                self.timers
+                    .schedule(self.now.add(idle), Timer::HandleIdle { handle: key, gen });
+                self.event(Event::HandleBound {
+                    name: name.to_string(),
+                    v4: v4.into(),
+                    v6: v6.into(),
+                });
             }
         }
         Some(key)
@@ -262,9 +315,17 @@ impl Engine {
             }
             Command::ClosePath(name) => {
                 let canonical = name.trim_end_matches('.').to_ascii_lowercase();
-                let path = self.handles.by_name(&canonical).and_then(|h| self.handles.get(h)).and_then(|h| h.path);
+                let path = self
+                    .handles
+                    .by_name(&canonical)
+                    .and_then(|h| self.handles.get(h))
+                    .and_then(|h| h.path);
                 if let Some(p) = path {
-                    self.close_path(p, crate::wire::message::CloseReason::Idle, "closed by operator");
+                    self.close_path(
+                        p,
+                        crate::wire::message::CloseReason::Idle,
+                        "closed by operator",
+                    );
                 }
             }
         }
@@ -284,7 +345,9 @@ impl Engine {
                     Some(p) => match p.state {
                         State::Up => format!("up (label {:#x}, peer {:#x})", p.label, p.peer_label),
                         State::AwaitTunnel => "waiting for tunnel".into(),
-                        State::Connecting { attempts } => format!("connecting (attempt {attempts})"),
+                        State::Connecting { attempts } => {
+                            format!("connecting (attempt {attempts})")
+                        }
                         State::AwaitDownstream => "waiting for next hop".into(),
                     },
                 },
@@ -294,7 +357,10 @@ impl Engine {
             .tunnels
             .iter()
             .map(|(_, t)| TunnelStatus {
-                overlay: self.overlays.get(usize::from(t.overlay.0)).map_or(String::new(), |s| s.name.clone()),
+                overlay: self
+                    .overlays
+                    .get(usize::from(t.overlay.0))
+                    .map_or(String::new(), |s| s.name.clone()),
                 remote: self
                     .overlays
                     .get(usize::from(t.overlay.0))
@@ -305,7 +371,15 @@ impl Engine {
         let relayed = self
             .paths
             .iter()
-            .filter(|(_, p)| matches!(p.role, crate::oci::paths::Role::Relay { downstream: false, .. }))
+            .filter(|(_, p)| {
+                matches!(
+                    p.role,
+                    crate::oci::paths::Role::Relay {
+                        downstream: false,
+                        ..
+                    }
+                )
+            })
             .count();
         Status {
             handles,

@@ -21,7 +21,10 @@ pub struct Packet {
 impl Packet {
     /// A packet holding a copy of `bytes` (for tests and drivers; the engine uses its pool).
     pub fn from_slice(bytes: &[u8]) -> Packet {
-        let mut p = Packet { buf: Vec::with_capacity(HEADROOM + bytes.len()), start: HEADROOM };
+        let mut p = Packet {
+            buf: Vec::with_capacity(HEADROOM + bytes.len()),
+            start: HEADROOM,
+        };
         p.buf.resize(HEADROOM, 0);
         p.buf.extend_from_slice(bytes);
         p
@@ -30,7 +33,10 @@ impl Packet {
     /// A packet that takes over `bytes`, without headroom (for control-path messages that were
     /// built whole).
     pub fn from_vec(bytes: Vec<u8>) -> Packet {
-        Packet { buf: bytes, start: 0 }
+        Packet {
+            buf: bytes,
+            start: 0,
+        }
     }
 
     /// Makes room for `n` more bytes in front and returns them, if the headroom allows.
@@ -92,7 +98,10 @@ impl PacketPool {
         match self.free.pop() {
             Some(p) => p,
             None => {
-                let mut p = Packet { buf: Vec::with_capacity(BUFFER_CAPACITY), start: HEADROOM };
+                let mut p = Packet {
+                    buf: Vec::with_capacity(BUFFER_CAPACITY),
+                    start: HEADROOM,
+                };
                 p.reset();
                 p
             }

@@ -42,7 +42,12 @@ impl fmt::Display for Instant {
         if *self == Instant::MAX {
             return f.write_str("never");
         }
-        write!(f, "{}.{:06}s", self.0 / 1_000_000_000, (self.0 % 1_000_000_000) / 1_000)
+        write!(
+            f,
+            "{}.{:06}s",
+            self.0 / 1_000_000_000,
+            (self.0 % 1_000_000_000) / 1_000
+        )
     }
 }
 
@@ -53,7 +58,10 @@ mod tests {
     #[test]
     fn add_saturates_and_since_never_underflows() {
         assert_eq!(Instant::MAX.add(Duration::from_secs(1)), Instant::MAX);
-        assert_eq!(Instant::from_nanos(5).since(Instant::from_nanos(9)), Duration::ZERO);
+        assert_eq!(
+            Instant::from_nanos(5).since(Instant::from_nanos(9)),
+            Duration::ZERO
+        );
         assert_eq!(
             Instant::from_nanos(1_500_000_000).to_string(),
             "1.500000s".to_string()

@@ -33,7 +33,9 @@ impl Timers {
 
     /// The earliest deadline, [`Instant::MAX`] when none is armed.
     pub(crate) fn next(&self) -> Instant {
-        self.heap.peek().map_or(Instant::MAX, |Reverse((at, _, _))| *at)
+        self.heap
+            .peek()
+            .map_or(Instant::MAX, |Reverse((at, _, _))| *at)
     }
 
     /// Removes and returns one timer that is due at `now`.

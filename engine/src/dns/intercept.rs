@@ -3,9 +3,10 @@
 //! ask again rather than cache — and every other name goes to the real resolver unchanged.
 
 use super::message::{
-    answer_addresses, answer_empty, answer_error, answer_ptr, build_address_query, error_for_header,
-    parse_address_answer, parse_query, ptr_target, set_id, ErrorCode, Query, QueryError, EDE_BLOCKED,
-    EDE_INVALID_DATA, EDE_NETWORK_ERROR, EDE_NOT_READY, EDE_NO_REACHABLE_AUTHORITY, EDE_OTHER, EDE_PROHIBITED,
+    answer_addresses, answer_empty, answer_error, answer_ptr, build_address_query,
+    error_for_header, parse_address_answer, parse_query, ptr_target, set_id, ErrorCode, Query,
+    QueryError, EDE_BLOCKED, EDE_INVALID_DATA, EDE_NETWORK_ERROR, EDE_NOT_READY,
+    EDE_NO_REACHABLE_AUTHORITY, EDE_OTHER, EDE_PROHIBITED,
 };
 use crate::api::{DropReason, Event, Output, OverlayId, QueryId, UpstreamError};
 use crate::engine::Engine;
@@ -39,9 +40,17 @@ pub(crate) struct WaitingQuery {
 #[derive(Debug)]
 pub(crate) enum Upstream {
     /// An app's query for a non-overlay name.
-    App { client: SocketAddr, server: SocketAddr, query: Query },
+    App {
+        client: SocketAddr,
+        server: SocketAddr,
+        query: Query,
+    },
     /// An overlay module resolving a host name.
-    Overlay { overlay: OverlayId, token: u64, id16: u16 },
+    Overlay {
+        overlay: OverlayId,
+        token: u64,
+        id16: u16,
+    },
 }
 
 impl Engine {
@@ -49,17 +58,37 @@ impl Engine {
     pub(crate) fn on_dns_query(&mut self, client: SocketAddr, server: SocketAddr, bytes: &[u8]) {
         let q = match parse_query(bytes) {
             Ok(q) => q,
-            Err(QueryError::Unreadable | QueryError::NotQuery) => return self.drop_input(DropReason::DnsUnreadable),
-            Err(QueryError::FormErr { id, recursion_desired }) => {
-                return self.reply_dns(client, server, &error_for_header(id, recursion_desired, ErrorCode::FormErr))
+            Err(QueryError::Unreadable | QueryError::NotQuery) => {
+                return self.drop_input(DropReason::DnsUnreadable)
             }
-            Err(QueryError::NotImplemented { id, recursion_desired }) => {
-                return self.reply_dns(client, server, &error_for_header(id, recursion_desired, ErrorCode::NotImp))
+            Err(QueryError::FormErr {
+                id,
+                recursion_desired,
+            }) => {
+                return self.reply_dns(
+                    client,
+                    server,
+                    &error_for_header(id, recursion_desired, ErrorCode::FormErr),
+                )
+            }
+            Err(QueryError::NotImplemented {
+                id,
+                recursion_desired,
+            }) => {
+                return self.reply_dns(
+                    client,
+                    server,
+                    &error_for_header(id, recursion_desired, ErrorCode::NotImp),
+                )
             }
         };
         let lower = q.name.trim_end_matches('.').to_ascii_lowercase();
         if lower == DOH_CANARY {
-            let msg = answer_error(&q, ErrorCode::NxDomain, Some((EDE_BLOCKED, "ocala answers DNS here; DNS over HTTPS is off")));
+            let msg = answer_error(
+                &q,
+                ErrorCode::NxDomain,
+                Some((EDE_BLOCKED, "ocala answers DNS here; DNS over HTTPS is off")),
+            );
             return self.reply_dns(client, server, &msg);
         }
         if q.qtype == TYPE_PTR {
@@ -72,13 +101,25 @@ impl Engine {
             Ok(Some(n)) => n,
             Ok(None) => return self.forward_upstream(client, server, q, bytes),
             Err(e) => {
-                let msg = answer_error(&q, ErrorCode::NxDomain, Some((EDE_INVALID_DATA, &e.to_string())));
+                let msg = answer_error(
+                    &q,
+                    ErrorCode::NxDomain,
+                    Some((EDE_INVALID_DATA, &e.to_string())),
+                );
                 return self.reply_dns(client, server, &msg);
             }
         };
         if name.hops.len() > usize::from(self.cfg.limits.max_hops) {
-            let text = format!("too many hops: {} > {}", name.hops.len(), self.cfg.limits.max_hops);
-            return self.reply_dns(client, server, &answer_error(&q, ErrorCode::NxDomain, Some((EDE_INVALID_DATA, &text))));
+            let text = format!(
+                "too many hops: {} > {}",
+                name.hops.len(),
+                self.cfg.limits.max_hops
+            );
+            return self.reply_dns(
+                client,
+                server,
+                &answer_error(&q, ErrorCode::NxDomain, Some((EDE_INVALID_DATA, &text))),
+            );
         }
         let first = name.first_hop();
         let hop_ok = self
@@ -87,15 +128,25 @@ impl Engine {
             .map(|s| s.module.parse_hop(&first.prefix));
         if let Some(Err(e)) = hop_ok {
             let text = format!("'{}': {e}", first.element());
-            return self.reply_dns(client, server, &answer_error(&q, ErrorCode::NxDomain, Some((EDE_INVALID_DATA, &text))));
+            return self.reply_dns(
+                client,
+                server,
+                &answer_error(&q, ErrorCode::NxDomain, Some((EDE_INVALID_DATA, &text))),
+            );
         }
         if q.qtype != TYPE_A && q.qtype != TYPE_AAAA {
             self.counters.dns_answered += 1;
             return self.reply_dns(client, server, &answer_empty(&q));
         }
         let Some(handle) = self.bind_handle(&name.canonical) else {
-            self.event(Event::PoolExhausted { name: name.canonical.clone() });
-            let msg = answer_error(&q, ErrorCode::ServFail, Some((EDE_OTHER, "handle pool exhausted")));
+            self.event(Event::PoolExhausted {
+                name: name.canonical.clone(),
+            });
+            let msg = answer_error(
+                &q,
+                ErrorCode::ServFail,
+                Some((EDE_OTHER, "handle pool exhausted")),
+            );
             return self.reply_dns(client, server, &msg);
         };
         let path = self.handles.get(handle).and_then(|h| h.path);
@@ -109,7 +160,10 @@ impl Engine {
             None => match self.start_path(handle) {
                 Ok(p) => p,
                 Err(f) => {
-                    self.event(Event::SetupFailed { name: name.canonical.clone(), reason: f.text.clone() });
+                    self.event(Event::SetupFailed {
+                        name: name.canonical.clone(),
+                        reason: f.text.clone(),
+                    });
                     let msg = failure_answer(&q, &name.canonical, &f);
                     return self.reply_dns(client, server, &msg);
                 }
@@ -123,29 +177,50 @@ impl Engine {
                 p.queries.remove(0);
                 self.waiting_queries -= 1;
             }
-            p.queries.push(WaitingQuery { client, server, query: q });
+            p.queries.push(WaitingQuery {
+                client,
+                server,
+                query: q,
+            });
             self.waiting_queries += 1;
         }
     }
 
     /// PTR for a handle names its overlay name; other pool addresses do not exist; anything
     /// else is the real resolver's business.
-    fn answer_reverse(&mut self, client: SocketAddr, server: SocketAddr, q: &Query, bytes: &[u8], ip: IpAddr) {
+    fn answer_reverse(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+        q: &Query,
+        bytes: &[u8],
+        ip: IpAddr,
+    ) {
         if let Some(h) = self.handles.by_addr(ip).and_then(|k| self.handles.get(k)) {
             let msg = answer_ptr(q, &h.name, 0);
             self.counters.dns_answered += 1;
             return self.reply_dns(client, server, &msg);
         }
         if self.handles.in_pool(ip) {
-            let msg = answer_error(q, ErrorCode::NxDomain, Some((EDE_OTHER, "no overlay name holds this handle")));
+            let msg = answer_error(
+                q,
+                ErrorCode::NxDomain,
+                Some((EDE_OTHER, "no overlay name holds this handle")),
+            );
             return self.reply_dns(client, server, &msg);
         }
         self.forward_upstream(client, server, q.clone(), bytes);
     }
 
     fn answer_handle(&mut self, client: SocketAddr, server: SocketAddr, q: &Query, handle: usize) {
-        let Some(h) = self.handles.get(handle) else { return };
-        let addr = if q.qtype == TYPE_AAAA { IpAddr::V6(h.v6) } else { IpAddr::V4(h.v4) };
+        let Some(h) = self.handles.get(handle) else {
+            return;
+        };
+        let addr = if q.qtype == TYPE_AAAA {
+            IpAddr::V6(h.v6)
+        } else {
+            IpAddr::V4(h.v4)
+        };
         let msg = answer_addresses(q, &[addr], 0);
         self.counters.dns_answered += 1;
         self.reply_dns(client, server, &msg);
@@ -153,7 +228,9 @@ impl Engine {
 
     /// Answers every query that waited for a path now up.
     pub(crate) fn answer_waiting(&mut self, key: usize) {
-        let Some(p) = self.paths.get_mut(key) else { return };
+        let Some(p) = self.paths.get_mut(key) else {
+            return;
+        };
         let queries = std::mem::take(&mut p.queries);
         let handle = match p.role {
             crate::oci::paths::Role::Initiator { handle } => handle,
@@ -167,7 +244,9 @@ impl Engine {
 
     /// Answers every query that waited for a path that failed: SERVFAIL saying why.
     pub(crate) fn answer_waiting_failed(&mut self, key: usize, failure: &Failure) {
-        let Some(p) = self.paths.get_mut(key) else { return };
+        let Some(p) = self.paths.get_mut(key) else {
+            return;
+        };
         let queries = std::mem::take(&mut p.queries);
         let name = p.name.clone();
         self.waiting_queries -= queries.len().min(self.waiting_queries);
@@ -177,21 +256,42 @@ impl Engine {
         }
     }
 
-    fn forward_upstream(&mut self, client: SocketAddr, server: SocketAddr, query: Query, bytes: &[u8]) {
+    fn forward_upstream(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+        query: Query,
+        bytes: &[u8],
+    ) {
         if self.upstream.len() >= self.cfg.limits.upstream_in_flight {
-            let msg = answer_error(&query, ErrorCode::ServFail, Some((EDE_OTHER, "too many queries in flight upstream")));
+            let msg = answer_error(
+                &query,
+                ErrorCode::ServFail,
+                Some((EDE_OTHER, "too many queries in flight upstream")),
+            );
             return self.reply_dns(client, server, &msg);
         }
         let id = self.new_query_id();
-        self.upstream.insert(id, Upstream::App { client, server, query });
-        self.out.push_back(Output::UpstreamDns { id, query: Packet::from_slice(bytes) });
+        self.upstream.insert(
+            id,
+            Upstream::App {
+                client,
+                server,
+                query,
+            },
+        );
+        self.out.push_back(Output::UpstreamDns {
+            id,
+            query: Packet::from_slice(bytes),
+        });
     }
 
     fn new_query_id(&mut self) -> QueryId {
         let id = QueryId(self.next_query);
         self.next_query += 1;
         let timeout = Duration::from_secs(self.cfg.limits.upstream_timeout_secs);
-        self.timers.schedule(self.now.add(timeout), Timer::Upstream(id));
+        self.timers
+            .schedule(self.now.add(timeout), Timer::Upstream(id));
         id
     }
 
@@ -201,8 +301,18 @@ impl Engine {
         match build_address_query(id16, host, false) {
             Ok(query) => {
                 let id = self.new_query_id();
-                self.upstream.insert(id, Upstream::Overlay { overlay, token, id16 });
-                self.out.push_back(Output::UpstreamDns { id, query: Packet::from_slice(&query) });
+                self.upstream.insert(
+                    id,
+                    Upstream::Overlay {
+                        overlay,
+                        token,
+                        id16,
+                    },
+                );
+                self.out.push_back(Output::UpstreamDns {
+                    id,
+                    query: Packet::from_slice(&query),
+                });
             }
             Err(e) => {
                 let now = self.now;
@@ -219,23 +329,52 @@ impl Engine {
             return self.drop_input(DropReason::UnknownQuery);
         };
         match (waiting, result) {
-            (Upstream::App { client, server, query }, Ok(answer)) => {
+            (
+                Upstream::App {
+                    client,
+                    server,
+                    query,
+                },
+                Ok(answer),
+            ) => {
                 let mut answer = answer.to_vec();
                 if !set_id(&mut answer, query.id) {
-                    let msg = answer_error(&query, ErrorCode::ServFail, Some((EDE_NETWORK_ERROR, "upstream answer unreadable")));
+                    let msg = answer_error(
+                        &query,
+                        ErrorCode::ServFail,
+                        Some((EDE_NETWORK_ERROR, "upstream answer unreadable")),
+                    );
                     return self.reply_dns(client, server, &msg);
                 }
                 self.reply_dns(client, server, &answer);
             }
-            (Upstream::App { client, server, query }, Err(e)) => {
+            (
+                Upstream::App {
+                    client,
+                    server,
+                    query,
+                },
+                Err(e),
+            ) => {
                 let text = match e {
                     UpstreamError::Timeout => "upstream resolver did not answer",
                     UpstreamError::Unreachable => "no upstream resolver reachable",
                 };
-                let msg = answer_error(&query, ErrorCode::ServFail, Some((EDE_NO_REACHABLE_AUTHORITY, text)));
+                let msg = answer_error(
+                    &query,
+                    ErrorCode::ServFail,
+                    Some((EDE_NO_REACHABLE_AUTHORITY, text)),
+                );
                 self.reply_dns(client, server, &msg);
             }
-            (Upstream::Overlay { overlay, token, id16 }, result) => {
+            (
+                Upstream::Overlay {
+                    overlay,
+                    token,
+                    id16,
+                },
+                result,
+            ) => {
                 let result = match result {
                     Ok(answer) => parse_address_answer(answer, id16).map_err(|e| e.to_string()),
                     Err(_) => Err("upstream resolver did not answer".to_string()),
@@ -260,7 +399,8 @@ impl Engine {
         let mut packet = Vec::with_capacity(msg.len() + 48);
         if write_udp_packet(&mut packet, server, client, msg).is_ok() {
             self.counters.tun_out += 1;
-            self.out.push_back(Output::WriteTun(Packet::from_vec(packet)));
+            self.out
+                .push_back(Output::WriteTun(Packet::from_vec(packet)));
         }
     }
 }

@@ -43,7 +43,10 @@ pub enum OverlayEvent {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Received<'a> {
     /// An OCALA message, over a tunnel the module knows (or `None` for a new sender).
-    Message { tunnel: Option<TunnelRef>, message: &'a [u8] },
+    Message {
+        tunnel: Option<TunnelRef>,
+        message: &'a [u8],
+    },
     /// Consumed by the module itself (a keepalive).
     Consumed,
     /// Not a valid datagram for this overlay.
@@ -82,7 +85,11 @@ pub trait Overlay {
 }
 
 /// Builds the module a config entry names.
-pub fn new_module(index: usize, cfg: &OverlayConfig, limits: &Limits) -> Result<Box<dyn Overlay>, ConfigError> {
+pub fn new_module(
+    index: usize,
+    cfg: &OverlayConfig,
+    limits: &Limits,
+) -> Result<Box<dyn Overlay>, ConfigError> {
     match cfg.module.as_str() {
         "udp" => Ok(Box::new(udp::UdpOverlay::new(cfg, limits.keepalive_misses))),
         other => Err(ConfigError::new(

@@ -51,7 +51,11 @@ impl UdpOverlay {
     pub fn new(cfg: &OverlayConfig, keepalive_misses: u32) -> UdpOverlay {
         UdpOverlay {
             port: cfg.port,
-            book: cfg.address_book.iter().map(|(k, v)| (k.to_ascii_lowercase(), *v)).collect(),
+            book: cfg
+                .address_book
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), *v))
+                .collect(),
             keepalive: Duration::from_secs(cfg.keepalive_secs.max(1)),
             misses: keepalive_misses.max(1),
             tunnels: Slab::new(),
@@ -86,7 +90,9 @@ impl UdpOverlay {
     }
 
     fn probe(&mut self, now: Instant, tunnel: TunnelRef, addr: SocketAddr) {
-        let Some(t) = self.tunnels.get_mut(tunnel as usize) else { return };
+        let Some(t) = self.tunnels.get_mut(tunnel as usize) else {
+            return;
+        };
         t.probe_seq = t.probe_seq.wrapping_add(1);
         t.last_probe = now;
         t.last_tx = now;
@@ -97,7 +103,8 @@ impl UdpOverlay {
         });
         let mut payload = Packet::from_slice(&[]);
         if msg.encode(payload.tail_vec()).is_ok() {
-            self.events.push_back(OverlayEvent::Transmit { to: addr, payload });
+            self.events
+                .push_back(OverlayEvent::Transmit { to: addr, payload });
         }
     }
 }
@@ -108,16 +115,19 @@ impl Overlay for UdpOverlay {
         if prefix.is_empty() {
             return Err("empty host name".into());
         }
-        Ok(HopSpec { host: prefix.to_string(), options: Vec::new() })
+        Ok(HopSpec {
+            host: prefix.to_string(),
+            options: Vec::new(),
+        })
     }
 
     fn setup(&mut self, now: Instant, hop: &HopSpec) -> TunnelRef {
         let host = hop.host.to_ascii_lowercase();
-        let direct = self
-            .book
-            .get(&host)
-            .copied()
-            .or_else(|| host.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, self.port)));
+        let direct = self.book.get(&host).copied().or_else(|| {
+            host.parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, self.port))
+        });
         if let Some(addr) = direct {
             if let Some(&existing) = self.by_remote.get(&addr) {
                 if self.tunnels.contains(existing as usize) {
@@ -163,11 +173,16 @@ impl Overlay for UdpOverlay {
     }
 
     fn reply(&mut self, to: SocketAddr, datagram: Packet) {
-        self.events.push_back(OverlayEvent::Transmit { to, payload: datagram });
+        self.events.push_back(OverlayEvent::Transmit {
+            to,
+            payload: datagram,
+        });
     }
 
     fn close(&mut self, tunnel: TunnelRef) {
-        let Some(t) = self.tunnels.try_remove(tunnel as usize) else { return };
+        let Some(t) = self.tunnels.try_remove(tunnel as usize) else {
+            return;
+        };
         if let Remote::Known(addr) = t.remote {
             if self.by_remote.get(&addr) == Some(&tunnel) {
                 self.by_remote.remove(&addr);
@@ -183,7 +198,10 @@ impl Overlay for UdpOverlay {
             Some(t) => match t.remote {
                 Remote::Known(to) => {
                     t.last_tx = now;
-                    self.events.push_back(OverlayEvent::Transmit { to, payload: datagram });
+                    self.events.push_back(OverlayEvent::Transmit {
+                        to,
+                        payload: datagram,
+                    });
                     Ok(())
                 }
                 Remote::Resolving { .. } => Err(datagram),
@@ -198,27 +216,43 @@ impl Overlay for UdpOverlay {
             t.last_rx = now;
         }
         if payload.first() != Some(&KEEPALIVE_TYPE_BYTE) {
-            return Received::Message { tunnel, message: payload };
+            return Received::Message {
+                tunnel,
+                message: payload,
+            };
         }
         let ka = match Message::parse(payload) {
             Ok(Message::Keepalive(ka)) => ka,
-            Ok(_) => return Received::Message { tunnel, message: payload },
+            Ok(_) => {
+                return Received::Message {
+                    tunnel,
+                    message: payload,
+                }
+            }
             Err(e) => return Received::Malformed(e),
         };
         // Answer only peers we have a tunnel with, so spoofed probes cannot make us reflect.
         if ka.reply_requested && tunnel.is_some() {
-            let reply = Message::Keepalive(Keepalive { reply_requested: false, is_reply: true, seq: ka.seq });
+            let reply = Message::Keepalive(Keepalive {
+                reply_requested: false,
+                is_reply: true,
+                seq: ka.seq,
+            });
             let mut out = Packet::from_slice(&[]);
             if reply.encode(out.tail_vec()).is_ok() {
-                self.events.push_back(OverlayEvent::Transmit { to: from, payload: out });
+                self.events.push_back(OverlayEvent::Transmit {
+                    to: from,
+                    payload: out,
+                });
             }
         }
         Received::Consumed
     }
 
     fn resolved(&mut self, now: Instant, token: u64, result: Result<Vec<IpAddr>, String>) {
-        let Some(tunnel) = self.tunnels.iter().find_map(|(k, t)| {
-            matches!(t.remote, Remote::Resolving { token: tk } if tk == token).then_some(k as TunnelRef)
+        let Some((tunnel, host)) = self.tunnels.iter().find_map(|(k, t)| {
+            matches!(t.remote, Remote::Resolving { token: tk } if tk == token)
+                .then(|| (k as TunnelRef, t.host.clone()))
         }) else {
             return;
         };
@@ -228,11 +262,15 @@ impl Overlay for UdpOverlay {
                     let addr = SocketAddr::new(*ip, self.port);
                     self.become_known(now, tunnel, addr);
                 }
-                None => self
-                    .events
-                    .push_back(OverlayEvent::SetupFailed(tunnel, "host has no address".into())),
+                None => self.events.push_back(OverlayEvent::SetupFailed(
+                    tunnel,
+                    format!("'{host}' has no address"),
+                )),
             },
-            Err(why) => self.events.push_back(OverlayEvent::SetupFailed(tunnel, why)),
+            Err(why) => self.events.push_back(OverlayEvent::SetupFailed(
+                tunnel,
+                format!("'{host}': {why}"),
+            )),
         }
     }
 
@@ -240,15 +278,22 @@ impl Overlay for UdpOverlay {
         if now < self.next_tick {
             return;
         }
-        self.next_tick = if self.tunnels.is_empty() { Instant::MAX } else { now.add(self.tick_period()) };
+        self.next_tick = if self.tunnels.is_empty() {
+            Instant::MAX
+        } else {
+            now.add(self.tick_period())
+        };
         let dead_after = self.keepalive * self.misses;
         let mut probes = Vec::new();
         let mut dead = Vec::new();
         for (k, t) in self.tunnels.iter() {
-            let Remote::Known(addr) = t.remote else { continue };
+            let Remote::Known(addr) = t.remote else {
+                continue;
+            };
             if now.since(t.last_rx) >= dead_after {
                 dead.push(k as TunnelRef);
-            } else if (now.since(t.last_tx) >= self.keepalive || now.since(t.last_rx) >= self.keepalive)
+            } else if (now.since(t.last_tx) >= self.keepalive
+                || now.since(t.last_rx) >= self.keepalive)
                 && now.since(t.last_probe) >= self.keepalive
             {
                 probes.push((k as TunnelRef, addr));
@@ -276,7 +321,11 @@ impl Overlay for UdpOverlay {
 
     fn describe(&self, tunnel: TunnelRef) -> String {
         match self.tunnels.get(tunnel as usize) {
-            Some(Tunnel { remote: Remote::Known(a), host, .. }) => format!("{host} at {a}"),
+            Some(Tunnel {
+                remote: Remote::Known(a),
+                host,
+                ..
+            }) => format!("{host} at {a}"),
             Some(Tunnel { host, .. }) => format!("{host} (resolving)"),
             None => "closed".into(),
         }

@@ -29,7 +29,11 @@ impl Engine {
             return self.on_sentinel_packet(&ip);
         }
         let Some(handle) = self.handles.by_addr(dst) else {
-            let reason = if self.handles.in_pool(dst) { DropReason::NoHandle } else { DropReason::NotOurs };
+            let reason = if self.handles.in_pool(dst) {
+                DropReason::NoHandle
+            } else {
+                DropReason::NotOurs
+            };
             return self.drop_input(reason);
         };
         let now = self.now;
@@ -47,13 +51,22 @@ impl Engine {
             None => match self.start_path(handle) {
                 Ok(p) => p,
                 Err(f) => {
-                    let name = self.handles.get(handle).map(|h| h.name.clone()).unwrap_or_default();
-                    self.event(crate::api::Event::SetupFailed { name, reason: f.text });
+                    let name = self
+                        .handles
+                        .get(handle)
+                        .map(|h| h.name.clone())
+                        .unwrap_or_default();
+                    self.event(crate::api::Event::SetupFailed {
+                        name,
+                        reason: f.text,
+                    });
                     return self.drop_input(DropReason::PathNotUp);
                 }
             },
         };
-        let Some(p) = self.paths.get(path) else { return };
+        let Some(p) = self.paths.get(path) else {
+            return;
+        };
         if p.state == State::Up {
             let (tunnel, peer) = (p.tunnel, p.peer_label);
             self.send_data(tunnel, peer, packet);
@@ -102,7 +115,9 @@ impl Engine {
 
     /// Hands a finished datagram to the tunnel's module.
     fn send_over(&mut self, tunnel: usize, buf: Packet) {
-        let Some(t) = self.tunnels.get(tunnel) else { return self.pool.give(buf) };
+        let Some(t) = self.tunnels.get(tunnel) else {
+            return self.pool.give(buf);
+        };
         let (overlay, r) = (t.overlay, t.module_ref);
         let now = self.now;
         match self.module(overlay) {
@@ -118,7 +133,9 @@ impl Engine {
 
     /// Sends what apps wrote while the path was coming up.
     pub(crate) fn flush_pending(&mut self, key: usize) {
-        let Some(p) = self.paths.get_mut(key) else { return };
+        let Some(p) = self.paths.get_mut(key) else {
+            return;
+        };
         let mut pending = std::mem::take(&mut p.pending);
         let (tunnel, peer) = (p.tunnel, p.peer_label);
         while let Some(pkt) = pending.pop_front() {
@@ -147,7 +164,9 @@ impl Engine {
         let tunnel = known.and_then(|r| self.tunnels.by_module(overlay, r));
         match Message::parse(bytes) {
             Err(e) => self.drop_input(DropReason::DatagramMalformed(e)),
-            Ok(Message::Data { label, payload }) => self.on_data(overlay, from, tunnel, label, bytes, payload),
+            Ok(Message::Data { label, payload }) => {
+                self.on_data(overlay, from, tunnel, label, bytes, payload)
+            }
             Ok(Message::Setup(s)) => self.on_setup(overlay, from, tunnel, &s),
             Ok(Message::Accept(a)) => self.on_accept(tunnel, &a),
             Ok(Message::Reject(r)) => self.on_reject(tunnel, &r),
@@ -157,11 +176,23 @@ impl Engine {
         }
     }
 
-    fn on_data(&mut self, overlay: OverlayId, from: SocketAddr, tunnel: Option<usize>, label: u32, datagram: &[u8], inner: &[u8]) {
+    fn on_data(
+        &mut self,
+        overlay: OverlayId,
+        from: SocketAddr,
+        tunnel: Option<usize>,
+        label: u32,
+        datagram: &[u8],
+        inner: &[u8],
+    ) {
         let Some(key) = self.paths.by_label(label) else {
             self.drop_input(DropReason::UnknownLabel);
             // Tell the sender, so its path goes down and its next packet sets up a new one.
-            let msg = Message::Close(Close { receiver_label: label, path_id: 0, reason: CloseReason::UnknownLabel });
+            let msg = Message::Close(Close {
+                receiver_label: label,
+                path_id: 0,
+                reason: CloseReason::UnknownLabel,
+            });
             return self.reply_stateless(overlay, from, &msg);
         };
         let Some(p) = self.paths.get(key) else { return };
@@ -200,7 +231,9 @@ impl Engine {
             Err(e) => return self.drop_input(DropReason::InnerMalformed(e)),
         };
         let now = self.now;
-        let Some(h) = self.handles.get_mut(handle) else { return };
+        let Some(h) = self.handles.get_mut(handle) else {
+            return;
+        };
         h.last_used = now;
         let from = h.addr_like(src);
         let to = match src {

@@ -62,7 +62,13 @@ impl AddressPool {
         if prefix.addr.is_ipv4() {
             set.insert(size - 1);
         }
-        AddressPool { prefix, cursor: 0, size, released: VecDeque::new(), reserved: set }
+        AddressPool {
+            prefix,
+            cursor: 0,
+            size,
+            released: VecDeque::new(),
+            reserved: set,
+        }
     }
 
     fn take(&mut self) -> Option<IpAddr> {
@@ -70,16 +76,23 @@ impl AddressPool {
             let offset = self.cursor;
             self.cursor += 1;
             if !self.reserved.contains(&offset) {
-                return Some(from_u128(self.prefix.addr, to_u128(self.prefix.addr) + offset));
+                return Some(from_u128(
+                    self.prefix.addr,
+                    to_u128(self.prefix.addr) + offset,
+                ));
             }
         }
         let offset = self.released.pop_front()?;
-        Some(from_u128(self.prefix.addr, to_u128(self.prefix.addr) + offset))
+        Some(from_u128(
+            self.prefix.addr,
+            to_u128(self.prefix.addr) + offset,
+        ))
     }
 
     fn give_back(&mut self, ip: IpAddr) {
         if self.prefix.contains(ip) {
-            self.released.push_back(to_u128(ip) - to_u128(self.prefix.addr));
+            self.released
+                .push_back(to_u128(ip) - to_u128(self.prefix.addr));
         }
     }
 }
@@ -116,13 +129,19 @@ impl Handles {
         if !cfg.pool_v4.addr.is_ipv4() || cfg.pool_v4.len > 30 {
             return Err(ConfigError::new(
                 "handles.pool_v4",
-                format!("'{}' must be an IPv4 prefix of length 30 or shorter", cfg.pool_v4),
+                format!(
+                    "'{}' must be an IPv4 prefix of length 30 or shorter",
+                    cfg.pool_v4
+                ),
             ));
         }
         if !cfg.pool_v6.addr.is_ipv6() || cfg.pool_v6.len > 126 {
             return Err(ConfigError::new(
                 "handles.pool_v6",
-                format!("'{}' must be an IPv6 prefix of length 126 or shorter", cfg.pool_v6),
+                format!(
+                    "'{}' must be an IPv6 prefix of length 126 or shorter",
+                    cfg.pool_v6
+                ),
             ));
         }
         let reserved = [
@@ -181,7 +200,9 @@ impl Handles {
             self.v4.give_back(v4);
             return None;
         };
-        let (IpAddr::V4(v4), IpAddr::V6(v6)) = (v4, v6) else { return None };
+        let (IpAddr::V4(v4), IpAddr::V6(v6)) = (v4, v6) else {
+            return None;
+        };
         self.next_gen = self.next_gen.wrapping_add(1);
         let key = self.slab.insert(Handle {
             gen: self.next_gen,
@@ -242,7 +263,9 @@ mod tests {
     #[test]
     fn exhaustion_then_release_reuses_oldest() {
         let mut h = small(29); // 8 addresses: network, broadcast, tun, dns reserved => 4 usable
-        let keys: Vec<_> = (0..4).map(|i| h.bind(&format!("n{i}.udp"), Instant::ZERO).unwrap().0).collect();
+        let keys: Vec<_> = (0..4)
+            .map(|i| h.bind(&format!("n{i}.udp"), Instant::ZERO).unwrap().0)
+            .collect();
         assert!(h.bind("extra.udp", Instant::ZERO).is_none());
         let first = h.release(keys[0]).unwrap();
         h.release(keys[1]).unwrap();
@@ -253,7 +276,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_pools() {
-        let cfg = HandleConfig { pool_v4: Prefix::new("::".parse().unwrap(), 64), ..HandleConfig::default() };
+        let cfg = HandleConfig {
+            pool_v4: Prefix::new("::".parse().unwrap(), 64),
+            ..HandleConfig::default()
+        };
         let err = Handles::new(&cfg, 10).unwrap_err();
         assert_eq!(err.key, "handles.pool_v4");
     }

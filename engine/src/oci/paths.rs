@@ -159,7 +159,11 @@ impl Paths {
 
     /// Paths over a tunnel, in slot order.
     pub(crate) fn on_tunnel(&self, tunnel: usize) -> Vec<usize> {
-        self.slab.iter().filter(|(_, p)| p.tunnel == tunnel).map(|(k, _)| k).collect()
+        self.slab
+            .iter()
+            .filter(|(_, p)| p.tunnel == tunnel)
+            .map(|(k, _)| k)
+            .collect()
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Path)> {

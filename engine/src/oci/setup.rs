@@ -13,8 +13,9 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Longest wait between setup retransmissions.
-const MAX_RTO: Duration = Duration::from_secs(8);
+/// Longest wait between setup retransmissions. With the default first timeout (200 ms) and
+/// five attempts a dead next hop is reported after 5 s, before a stub resolver gives up.
+const MAX_RTO: Duration = Duration::from_secs(2);
 
 /// Option bits carried in setup messages (path-wide `.oci` options).
 pub(crate) fn option_bits(security: Option<Security>) -> u8 {
@@ -29,7 +30,11 @@ pub(crate) fn option_bits(security: Option<Security>) -> u8 {
 /// The name a first-hop gateway must set up next: every hop but the first, destination first.
 pub(crate) fn remaining_hops(name: &OverlayName) -> String {
     let n = name.hops.len().saturating_sub(1);
-    name.hops[..n].iter().map(|h| h.element()).collect::<Vec<_>>().join("_")
+    name.hops[..n]
+        .iter()
+        .map(|h| h.element())
+        .collect::<Vec<_>>()
+        .join("_")
 }
 
 /// Why a setup failed, with the text apps see in an Extended DNS Error.
@@ -41,13 +46,23 @@ pub(crate) struct Failure {
 
 impl Engine {
     /// Parses a name with this node's overlays as the known first hops.
-    pub(crate) fn parse(&self, name: &str) -> Result<Option<OverlayName>, crate::dns::names::NameError> {
-        parse_name(name, |suffix| self.overlays.iter().any(|o| o.name == suffix))
+    pub(crate) fn parse(
+        &self,
+        name: &str,
+    ) -> Result<Option<OverlayName>, crate::dns::names::NameError> {
+        parse_name(name, |suffix| {
+            self.overlays.iter().any(|o| o.name == suffix)
+        })
     }
 
     /// The tunnel to a hop: an existing one for the same element, or a new one the module
     /// starts setting up.
-    fn tunnel_for(&mut self, overlay: OverlayId, element: &str, prefix: &str) -> Result<usize, Failure> {
+    fn tunnel_for(
+        &mut self,
+        overlay: OverlayId,
+        element: &str,
+        prefix: &str,
+    ) -> Result<usize, Failure> {
         if let Some(t) = self.tunnels.by_element(overlay, element) {
             return Ok(t);
         }
@@ -56,9 +71,10 @@ impl Engine {
             reason: RejectReason::UnknownOverlay,
             text: format!("no overlay for '{element}'"),
         })?;
-        let hop = module
-            .parse_hop(prefix)
-            .map_err(|e| Failure { reason: RejectReason::BadName, text: format!("'{element}': {e}") })?;
+        let hop = module.parse_hop(prefix).map_err(|e| Failure {
+            reason: RejectReason::BadName,
+            text: format!("'{element}': {e}"),
+        })?;
         let r = module.setup(now, &hop);
         let key = self.tunnels.register(overlay, r, Some(element), false);
         self.drain_overlay(overlay);
@@ -67,13 +83,25 @@ impl Engine {
 
     /// Starts a path for a handle's name. The handle then points at it.
     pub(crate) fn start_path(&mut self, handle: usize) -> Result<usize, Failure> {
-        let name = self.handles.get(handle).map(|h| h.name.clone()).unwrap_or_default();
+        let name = self
+            .handles
+            .get(handle)
+            .map(|h| h.name.clone())
+            .unwrap_or_default();
         let parsed = match self.parse(&name) {
             Ok(Some(p)) => p,
             Ok(None) => {
-                return Err(Failure { reason: RejectReason::UnknownOverlay, text: format!("'{name}' is not an overlay name") })
+                return Err(Failure {
+                    reason: RejectReason::UnknownOverlay,
+                    text: format!("'{name}' is not an overlay name"),
+                })
             }
-            Err(e) => return Err(Failure { reason: RejectReason::BadName, text: e.to_string() }),
+            Err(e) => {
+                return Err(Failure {
+                    reason: RejectReason::BadName,
+                    text: e.to_string(),
+                })
+            }
         };
         let first = parsed.first_hop().clone();
         let overlay = self.overlay_id(&first.overlay).ok_or(Failure {
@@ -81,7 +109,10 @@ impl Engine {
             text: format!("overlay '{}' is not configured", first.overlay),
         })?;
         if self.paths.len() >= self.cfg.limits.max_paths {
-            return Err(Failure { reason: RejectReason::NoResources, text: "path table full".into() });
+            return Err(Failure {
+                reason: RejectReason::NoResources,
+                text: "path table full".into(),
+            });
         }
         let local = &self.overlays[usize::from(overlay.0)];
         let spec = SetupSpec {
@@ -92,7 +123,14 @@ impl Engine {
         };
         let tunnel = self.tunnel_for(overlay, &first.element(), &first.prefix)?;
         let path_id = self.rng.next_u64();
-        let key = self.add_path(tunnel, path_id, Role::Initiator { handle }, name, Some(spec), 0);
+        let key = self.add_path(
+            tunnel,
+            path_id,
+            Role::Initiator { handle },
+            name,
+            Some(spec),
+            0,
+        );
         if let Some(h) = self.handles.get_mut(handle) {
             h.path = Some(key);
         }
@@ -103,7 +141,15 @@ impl Engine {
     }
 
     /// Stores a path and counts it on its tunnel.
-    fn add_path(&mut self, tunnel: usize, path_id: u64, role: Role, name: String, setup: Option<SetupSpec>, peer_label: u32) -> usize {
+    fn add_path(
+        &mut self,
+        tunnel: usize,
+        path_id: u64,
+        role: Role,
+        name: String,
+        setup: Option<SetupSpec>,
+        peer_label: u32,
+    ) -> usize {
         let state = match (&setup, role) {
             (Some(_), _) => State::AwaitTunnel,
             (None, Role::Relay { .. }) => State::AwaitDownstream,
@@ -133,7 +179,9 @@ impl Engine {
 
     /// Sends a control message over a path's tunnel.
     pub(crate) fn send_control(&mut self, tunnel: usize, msg: &Message<'_>) {
-        let Some(t) = self.tunnels.get(tunnel) else { return };
+        let Some(t) = self.tunnels.get(tunnel) else {
+            return;
+        };
         let (overlay, r) = (t.overlay, t.module_ref);
         let mut buf = self.pool.take();
         if msg.encode(buf.tail_vec()).is_err() {
@@ -150,7 +198,12 @@ impl Engine {
     }
 
     /// Sends a control message to a sender we keep no tunnel for (rate limited).
-    pub(crate) fn reply_stateless(&mut self, overlay: OverlayId, to: SocketAddr, msg: &Message<'_>) {
+    pub(crate) fn reply_stateless(
+        &mut self,
+        overlay: OverlayId,
+        to: SocketAddr,
+        msg: &Message<'_>,
+    ) {
         if !self.may_reply() {
             return;
         }
@@ -167,7 +220,9 @@ impl Engine {
 
     /// (Re)transmits a path's setup and arms the retransmission timer.
     pub(crate) fn send_setup(&mut self, key: usize) {
-        let Some(p) = self.paths.get_mut(key) else { return };
+        let Some(p) = self.paths.get_mut(key) else {
+            return;
+        };
         let attempts = match p.state {
             State::Connecting { attempts } => attempts + 1,
             _ => 1,
@@ -189,16 +244,29 @@ impl Engine {
         });
         self.send_control(tunnel, &msg);
         let base = Duration::from_millis(self.cfg.limits.setup_rto_ms);
-        let rto = base.saturating_mul(1u32 << (attempts - 1).min(16)).min(MAX_RTO);
-        self.timers.schedule(self.now.add(rto), Timer::Setup { path: key, gen });
+        let rto = base
+            .saturating_mul(1u32 << (attempts - 1).min(16))
+            .min(MAX_RTO);
+        self.timers
+            .schedule(self.now.add(rto), Timer::Setup { path: key, gen });
     }
 
     pub(crate) fn on_setup_timer(&mut self, key: usize, gen: u32) {
-        let Some(p) = self.paths.get_gen(key, gen) else { return };
-        let State::Connecting { attempts } = p.state else { return };
+        let Some(p) = self.paths.get_gen(key, gen) else {
+            return;
+        };
+        let State::Connecting { attempts } = p.state else {
+            return;
+        };
         if attempts >= self.cfg.limits.setup_attempts {
             let text = format!("no answer from the next hop after {attempts} attempts");
-            self.fail_setup(key, Failure { reason: RejectReason::Unreachable, text });
+            self.fail_setup(
+                key,
+                Failure {
+                    reason: RejectReason::Unreachable,
+                    text,
+                },
+            );
         } else {
             self.send_setup(key);
         }
@@ -206,7 +274,9 @@ impl Engine {
 
     /// A tunnel the module finished setting up: paths waiting on it send their setup.
     pub(crate) fn on_tunnel_up(&mut self, overlay: OverlayId, r: TunnelRef) {
-        let Some(t) = self.tunnels.by_module(overlay, r) else { return };
+        let Some(t) = self.tunnels.by_module(overlay, r) else {
+            return;
+        };
         if let Some(tun) = self.tunnels.get_mut(t) {
             if tun.up {
                 return;
@@ -225,22 +295,28 @@ impl Engine {
     }
 
     pub(crate) fn on_tunnel_failed(&mut self, overlay: OverlayId, r: TunnelRef, why: &str) {
-        let Some(t) = self.tunnels.by_module(overlay, r) else { return };
-        for k in self.paths_on(t) {
-            let text = format!("tunnel setup failed: {why}");
-            self.fail_setup(k, Failure { reason: RejectReason::UnknownHost, text });
+        let Some(t) = self.tunnels.by_module(overlay, r) else {
+            return;
+        };
+        for k in self.paths.on_tunnel(t) {
+            let text = format!("cannot reach {why}");
+            self.fail_setup(
+                k,
+                Failure {
+                    reason: RejectReason::UnknownHost,
+                    text,
+                },
+            );
         }
     }
 
     pub(crate) fn on_tunnel_dead(&mut self, overlay: OverlayId, r: TunnelRef) {
-        let Some(t) = self.tunnels.by_module(overlay, r) else { return };
-        for k in self.paths_on(t) {
+        let Some(t) = self.tunnels.by_module(overlay, r) else {
+            return;
+        };
+        for k in self.paths.on_tunnel(t) {
             self.path_down(k, "peer stopped answering keepalives", None);
         }
-    }
-
-    fn paths_on(&self, tunnel: usize) -> Vec<usize> {
-        self.paths.iter().filter(|(_, p)| p.tunnel == tunnel).map(|(k, _)| k).collect()
     }
 
     /// A setup that failed: apps waiting get SERVFAIL; a relay tells the node before it.
@@ -249,7 +325,10 @@ impl Engine {
         match p.role {
             Role::Initiator { .. } => {
                 let name = p.name.clone();
-                self.event(Event::SetupFailed { name, reason: failure.text.clone() });
+                self.event(Event::SetupFailed {
+                    name,
+                    reason: failure.text.clone(),
+                });
                 self.answer_waiting_failed(key, &failure);
                 self.remove_path(key);
             }
@@ -265,14 +344,21 @@ impl Engine {
     fn reject_upstream(&mut self, key: usize, failure: &Failure) {
         let Some(p) = self.paths.get(key) else { return };
         let (tunnel, peer, path_id) = (p.tunnel, p.peer_label, p.path_id);
-        let msg = Message::Reject(Reject { receiver_label: peer, path_id, reason: failure.reason, text: &failure.text });
+        let msg = Message::Reject(Reject {
+            receiver_label: peer,
+            path_id,
+            reason: failure.reason,
+            text: &failure.text,
+        });
         self.send_control(tunnel, &msg);
     }
 
     /// Frees a path: its handle forgets it, its held packets are recycled, its tunnel loses
     /// a reference (and is closed at zero).
     pub(crate) fn remove_path(&mut self, key: usize) {
-        let Some(mut p) = self.paths.remove(key) else { return };
+        let Some(mut p) = self.paths.remove(key) else {
+            return;
+        };
         if let Role::Initiator { handle } | Role::Responder { handle } = p.role {
             if let Some(h) = self.handles.get_mut(handle) {
                 if h.path == Some(key) {
@@ -284,7 +370,9 @@ impl Engine {
         while let Some(pkt) = p.pending.pop_front() {
             self.pool.give(pkt);
         }
-        let Some(t) = self.tunnels.get_mut(p.tunnel) else { return };
+        let Some(t) = self.tunnels.get_mut(p.tunnel) else {
+            return;
+        };
         t.paths = t.paths.saturating_sub(1);
         if t.paths == 0 {
             if let Some(t) = self.tunnels.remove(p.tunnel) {
@@ -298,19 +386,40 @@ impl Engine {
     /// A path lost after it was up. `notify` sends the peer a close first.
     pub(crate) fn path_down(&mut self, key: usize, why: &str, notify: Option<CloseReason>) {
         let Some(p) = self.paths.get(key) else { return };
-        let (role, tunnel, peer, path_id, name, state) = (p.role, p.tunnel, p.peer_label, p.path_id, p.name.clone(), p.state);
+        let (role, tunnel, peer, path_id, name, state) = (
+            p.role,
+            p.tunnel,
+            p.peer_label,
+            p.path_id,
+            p.name.clone(),
+            p.state,
+        );
         if let (Some(reason), true) = (notify, peer != 0) {
-            self.send_control(tunnel, &Message::Close(Close { receiver_label: peer, path_id, reason }));
+            self.send_control(
+                tunnel,
+                &Message::Close(Close {
+                    receiver_label: peer,
+                    path_id,
+                    reason,
+                }),
+            );
         }
         match role {
             Role::Relay { twin, .. } => {
                 if let Some(t) = self.paths.get(twin) {
                     let (tt, tp, tid) = (t.tunnel, t.peer_label, t.path_id);
                     if tp != 0 {
-                        let msg = Message::Close(Close { receiver_label: tp, path_id: tid, reason: CloseReason::PeerClosed });
+                        let msg = Message::Close(Close {
+                            receiver_label: tp,
+                            path_id: tid,
+                            reason: CloseReason::PeerClosed,
+                        });
                         self.send_control(tt, &msg);
                     } else {
-                        let failure = Failure { reason: RejectReason::Unreachable, text: why.to_string() };
+                        let failure = Failure {
+                            reason: RejectReason::Unreachable,
+                            text: why.to_string(),
+                        };
                         self.reject_upstream(twin, &failure);
                     }
                 }
@@ -318,10 +427,19 @@ impl Engine {
                 self.remove_path(twin);
             }
             Role::Initiator { .. } if state != State::Up => {
-                self.fail_setup(key, Failure { reason: RejectReason::Unreachable, text: why.to_string() });
+                self.fail_setup(
+                    key,
+                    Failure {
+                        reason: RejectReason::Unreachable,
+                        text: why.to_string(),
+                    },
+                );
             }
             _ => {
-                self.event(Event::PathDown { name, reason: why.to_string() });
+                self.event(Event::PathDown {
+                    name,
+                    reason: why.to_string(),
+                });
                 self.remove_path(key);
             }
         }
@@ -333,7 +451,13 @@ impl Engine {
     }
 
     /// A setup from a peer: answer it as the destination, relay it as a gateway, or refuse.
-    pub(crate) fn on_setup(&mut self, overlay: OverlayId, from: SocketAddr, known: Option<usize>, s: &Setup<'_>) {
+    pub(crate) fn on_setup(
+        &mut self,
+        overlay: OverlayId,
+        from: SocketAddr,
+        known: Option<usize>,
+        s: &Setup<'_>,
+    ) {
         if let Some(t) = known {
             if let Some(existing) = self.paths.by_peer(t, s.sender_label) {
                 // A retransmitted setup: repeat the accept if we already sent one.
@@ -353,9 +477,18 @@ impl Engine {
         }
         let refuse = |reason: RejectReason, text: String| Failure { reason, text };
         let result = if s.hop_count >= self.cfg.limits.max_hops {
-            Err((crate::api::DropReason::HopLimit, refuse(RejectReason::HopLimit, format!("more than {} hops", self.cfg.limits.max_hops))))
+            Err((
+                crate::api::DropReason::HopLimit,
+                refuse(
+                    RejectReason::HopLimit,
+                    format!("more than {} hops", self.cfg.limits.max_hops),
+                ),
+            ))
         } else if self.paths.len() + 2 > self.cfg.limits.max_paths {
-            Err((crate::api::DropReason::NoResources, refuse(RejectReason::NoResources, "path table full".into())))
+            Err((
+                crate::api::DropReason::NoResources,
+                refuse(RejectReason::NoResources, "path table full".into()),
+            ))
         } else if s.remaining.is_empty() {
             self.accept_setup(overlay, from, known, s)
         } else {
@@ -377,7 +510,12 @@ impl Engine {
     }
 
     /// The tunnel a peer's setup came over, created now that the setup is accepted.
-    fn accept_tunnel(&mut self, overlay: OverlayId, from: SocketAddr, known: Option<usize>) -> Option<usize> {
+    fn accept_tunnel(
+        &mut self,
+        overlay: OverlayId,
+        from: SocketAddr,
+        known: Option<usize>,
+    ) -> Option<usize> {
         if let Some(t) = known {
             return Some(t);
         }
@@ -398,21 +536,39 @@ impl Engine {
             self.event(Event::PoolExhausted { name: name.clone() });
             return Err((
                 crate::api::DropReason::NoResources,
-                Failure { reason: RejectReason::NoResources, text: "no free handle".into() },
+                Failure {
+                    reason: RejectReason::NoResources,
+                    text: "no free handle".into(),
+                },
             ));
         };
         let Some(tunnel) = self.accept_tunnel(overlay, from, known) else {
             return Err((
                 crate::api::DropReason::UnknownOverlay,
-                Failure { reason: RejectReason::UnknownOverlay, text: "overlay not running".into() },
+                Failure {
+                    reason: RejectReason::UnknownOverlay,
+                    text: "overlay not running".into(),
+                },
             ));
         };
-        let key = self.add_path(tunnel, s.path_id, Role::Responder { handle }, name.clone(), None, s.sender_label);
+        let key = self.add_path(
+            tunnel,
+            s.path_id,
+            Role::Responder { handle },
+            name.clone(),
+            None,
+            s.sender_label,
+        );
         if let Some(h) = self.handles.get_mut(handle) {
             h.path = Some(key);
         }
         let label = self.paths.get(key).map_or(0, |p| p.label);
-        let msg = Message::Accept(Accept { sender_label: label, receiver_label: s.sender_label, path_id: s.path_id, handshake: &[] });
+        let msg = Message::Accept(Accept {
+            sender_label: label,
+            receiver_label: s.sender_label,
+            path_id: s.path_id,
+            handshake: &[],
+        });
         self.send_control(tunnel, &msg);
         self.event(Event::PathAccepted { name, label });
         Ok(())
@@ -427,23 +583,55 @@ impl Engine {
     ) -> Result<(), (crate::api::DropReason, Failure)> {
         use crate::api::DropReason as D;
         if !self.cfg.gateway {
-            return Err((D::NotAGateway, Failure { reason: RejectReason::NotAGateway, text: "this node does not relay".into() }));
+            return Err((
+                D::NotAGateway,
+                Failure {
+                    reason: RejectReason::NotAGateway,
+                    text: "this node does not relay".into(),
+                },
+            ));
         }
         if self.paths.relayed(s.path_id).is_some() {
-            return Err((D::Loop, Failure { reason: RejectReason::Loop, text: "path crosses this gateway twice".into() }));
+            return Err((
+                D::Loop,
+                Failure {
+                    reason: RejectReason::Loop,
+                    text: "path crosses this gateway twice".into(),
+                },
+            ));
         }
         let next = match self.parse(s.remaining) {
             Ok(Some(n)) => n,
             Ok(None) => {
                 let text = format!("gateway has no overlay for '{}'", s.remaining);
-                return Err((D::UnknownOverlay, Failure { reason: RejectReason::UnknownOverlay, text }));
+                return Err((
+                    D::UnknownOverlay,
+                    Failure {
+                        reason: RejectReason::UnknownOverlay,
+                        text,
+                    },
+                ));
             }
-            Err(e) => return Err((D::UnknownOverlay, Failure { reason: RejectReason::BadName, text: e.to_string() })),
+            Err(e) => {
+                return Err((
+                    D::UnknownOverlay,
+                    Failure {
+                        reason: RejectReason::BadName,
+                        text: e.to_string(),
+                    },
+                ))
+            }
         };
         let first = next.first_hop().clone();
         let Some(down_overlay) = self.overlay_id(&first.overlay) else {
             let text = format!("gateway has no overlay '{}'", first.overlay);
-            return Err((D::UnknownOverlay, Failure { reason: RejectReason::UnknownOverlay, text }));
+            return Err((
+                D::UnknownOverlay,
+                Failure {
+                    reason: RejectReason::UnknownOverlay,
+                    text,
+                },
+            ));
         };
         let local = &self.overlays[usize::from(down_overlay.0)];
         let spec = SetupSpec {
@@ -456,17 +644,49 @@ impl Engine {
             .tunnel_for(down_overlay, &first.element(), &first.prefix)
             .map_err(|f| (D::UnknownOverlay, f))?;
         let Some(up_tunnel) = self.accept_tunnel(overlay, from, known) else {
-            return Err((D::UnknownOverlay, Failure { reason: RejectReason::UnknownOverlay, text: "overlay not running".into() }));
+            return Err((
+                D::UnknownOverlay,
+                Failure {
+                    reason: RejectReason::UnknownOverlay,
+                    text: "overlay not running".into(),
+                },
+            ));
         };
         let from_name = s.return_name.to_string();
         let to_name = s.remaining.to_string();
-        let up = self.add_path(up_tunnel, s.path_id, Role::Relay { twin: usize::MAX, downstream: false }, from_name.clone(), None, s.sender_label);
-        let down = self.add_path(down_tunnel, s.path_id, Role::Relay { twin: up, downstream: true }, to_name.clone(), Some(spec), 0);
+        let up = self.add_path(
+            up_tunnel,
+            s.path_id,
+            Role::Relay {
+                twin: usize::MAX,
+                downstream: false,
+            },
+            from_name.clone(),
+            None,
+            s.sender_label,
+        );
+        let down = self.add_path(
+            down_tunnel,
+            s.path_id,
+            Role::Relay {
+                twin: up,
+                downstream: true,
+            },
+            to_name.clone(),
+            Some(spec),
+            0,
+        );
         if let Some(p) = self.paths.get_mut(up) {
-            p.role = Role::Relay { twin: down, downstream: false };
+            p.role = Role::Relay {
+                twin: down,
+                downstream: false,
+            };
         }
         self.paths.mark_relayed(s.path_id, up);
-        self.event(Event::PathRelayed { from: from_name, to: to_name });
+        self.event(Event::PathRelayed {
+            from: from_name,
+            to: to_name,
+        });
         if self.tunnels.get(down_tunnel).is_some_and(|t| t.up) {
             self.send_setup(down);
         }
@@ -476,16 +696,24 @@ impl Engine {
     /// Finds the path a control message names, checking it came over the path's tunnel.
     fn addressed_path(&mut self, tunnel: Option<usize>, label: u32, path_id: u64) -> Option<usize> {
         let key = self.paths.by_label(label);
-        let ok = key.and_then(|k| self.paths.get(k)).is_some_and(|p| Some(p.tunnel) == tunnel && p.path_id == path_id);
+        let ok = key
+            .and_then(|k| self.paths.get(k))
+            .is_some_and(|p| Some(p.tunnel) == tunnel && p.path_id == path_id);
         if !ok {
-            self.drop_input(if key.is_some() { crate::api::DropReason::WrongPeer } else { crate::api::DropReason::UnknownLabel });
+            self.drop_input(if key.is_some() {
+                crate::api::DropReason::WrongPeer
+            } else {
+                crate::api::DropReason::UnknownLabel
+            });
             return None;
         }
         key
     }
 
     pub(crate) fn on_accept(&mut self, tunnel: Option<usize>, a: &Accept<'_>) {
-        let Some(key) = self.addressed_path(tunnel, a.receiver_label, a.path_id) else { return };
+        let Some(key) = self.addressed_path(tunnel, a.receiver_label, a.path_id) else {
+            return;
+        };
         let Some(p) = self.paths.get(key) else { return };
         if !matches!(p.state, State::Connecting { .. }) {
             return; // a duplicate accept
@@ -499,15 +727,26 @@ impl Engine {
         match role {
             Role::Initiator { .. } => {
                 let setup = self.now.since(started);
-                self.event(Event::PathUp { name, label: a.receiver_label, setup });
+                self.event(Event::PathUp {
+                    name,
+                    label: a.receiver_label,
+                    setup,
+                });
                 self.answer_waiting(key);
                 self.flush_pending(key);
             }
             Role::Relay { twin, .. } => {
-                let Some(t) = self.paths.get_mut(twin) else { return };
+                let Some(t) = self.paths.get_mut(twin) else {
+                    return;
+                };
                 t.state = State::Up;
                 let (tt, label, peer, path_id) = (t.tunnel, t.label, t.peer_label, t.path_id);
-                let msg = Message::Accept(Accept { sender_label: label, receiver_label: peer, path_id, handshake: &[] });
+                let msg = Message::Accept(Accept {
+                    sender_label: label,
+                    receiver_label: peer,
+                    path_id,
+                    handshake: &[],
+                });
                 self.send_control(tt, &msg);
             }
             Role::Responder { .. } => {}
@@ -515,11 +754,23 @@ impl Engine {
     }
 
     pub(crate) fn on_reject(&mut self, tunnel: Option<usize>, r: &Reject<'_>) {
-        let Some(key) = self.addressed_path(tunnel, r.receiver_label, r.path_id) else { return };
-        if !self.paths.get(key).is_some_and(|p| matches!(p.state, State::Connecting { .. })) {
+        let Some(key) = self.addressed_path(tunnel, r.receiver_label, r.path_id) else {
+            return;
+        };
+        if !self
+            .paths
+            .get(key)
+            .is_some_and(|p| matches!(p.state, State::Connecting { .. }))
+        {
             return;
         }
-        self.fail_setup(key, Failure { reason: r.reason, text: format!("{}: {}", r.reason, r.text) });
+        self.fail_setup(
+            key,
+            Failure {
+                reason: r.reason,
+                text: format!("{}: {}", r.reason, r.text),
+            },
+        );
     }
 
     pub(crate) fn on_close(&mut self, tunnel: Option<usize>, c: &Close) {

@@ -30,7 +30,9 @@ pub(crate) struct Tunnels {
 
 impl Tunnels {
     pub(crate) fn by_element(&self, overlay: OverlayId, element: &str) -> Option<usize> {
-        self.by_element.get(&(overlay, element.to_string())).copied()
+        self.by_element
+            .get(&(overlay, element.to_string()))
+            .copied()
     }
 
     pub(crate) fn by_module(&self, overlay: OverlayId, module_ref: TunnelRef) -> Option<usize> {
@@ -39,11 +41,23 @@ impl Tunnels {
 
     /// The tunnel for a module descriptor, registered now if new; `element` (if any) is
     /// remembered as leading to it.
-    pub(crate) fn register(&mut self, overlay: OverlayId, module_ref: TunnelRef, element: Option<&str>, up: bool) -> usize {
+    pub(crate) fn register(
+        &mut self,
+        overlay: OverlayId,
+        module_ref: TunnelRef,
+        element: Option<&str>,
+        up: bool,
+    ) -> usize {
         let key = match self.by_module(overlay, module_ref) {
             Some(key) => key,
             None => {
-                let key = self.slab.insert(Tunnel { overlay, module_ref, elements: Vec::new(), up, paths: 0 });
+                let key = self.slab.insert(Tunnel {
+                    overlay,
+                    module_ref,
+                    elements: Vec::new(),
+                    up,
+                    paths: 0,
+                });
                 self.by_module.insert((overlay, module_ref), key);
                 key
             }

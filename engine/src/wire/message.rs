@@ -19,6 +19,8 @@ pub const TYPE_ACCEPT: u8 = 0x3;
 pub const TYPE_REJECT: u8 = 0x4;
 pub const TYPE_CLOSE: u8 = 0x5;
 pub const TYPE_KEEPALIVE: u8 = 0x6;
+/// The first byte of a keepalive, so an overlay module can spot one without a full parse.
+pub const KEEPALIVE_TYPE_BYTE: u8 = (VERSION << 4) | TYPE_KEEPALIVE;
 
 /// Type byte and receiver label.
 pub const DATA_HEADER_LEN: usize = 5;
