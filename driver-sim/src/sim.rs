@@ -367,7 +367,7 @@ impl Sim {
                 }
                 Output::UpstreamDns { id, query } => {
                     let answer = resolver::upstream_answer(&self.sc.dns, &query);
-                    let at = self.now.add(Duration::from_millis(2));
+                    let at = self.now.saturating_add(Duration::from_millis(2));
                     self.push(at, Ev::Upstream { node, id, answer });
                 }
                 Output::Event(e) => self.on_event(node, e),
@@ -429,10 +429,10 @@ impl Sim {
             Duration::ZERO
         };
         let start = link.dirs[dir].busy_until.max(self.now);
-        let done = start.add(serialize);
+        let done = start.saturating_add(serialize);
         link.dirs[dir].busy_until = done;
         let jitter = link.jitter.mul_f64(jitter_draw as f64 / u64::MAX as f64);
-        let at = done.add(link.latency + jitter);
+        let at = done.saturating_add(link.latency + jitter);
         let ev = Ev::Datagram {
             node: dst,
             overlay: OverlayId(dst_overlay as u16),
@@ -532,13 +532,13 @@ impl Sim {
                 }
                 self.apps[app].phase = Phase::Resolving { tries: 1 };
                 self.send_query(app);
-                self.push(now.add(DNS_RETRY), Ev::App { app });
+                self.push(now.saturating_add(DNS_RETRY), Ev::App { app });
             }
             Phase::Resolving { tries } => {
                 if tries < DNS_TRIES {
                     self.apps[app].phase = Phase::Resolving { tries: tries + 1 };
                     self.send_query(app);
-                    self.push(now.add(DNS_RETRY), Ev::App { app });
+                    self.push(now.saturating_add(DNS_RETRY), Ev::App { app });
                 } else {
                     self.apps[app].phase = Phase::Done;
                 }
@@ -554,7 +554,7 @@ impl Sim {
                     target,
                     next_seq: next_seq + 1,
                 };
-                self.push(now.add(interval), Ev::App { app });
+                self.push(now.saturating_add(interval), Ev::App { app });
             }
             Phase::Done => {}
         }

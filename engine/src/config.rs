@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Everything an [`crate::Engine`] needs to start.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Overlays this node is attached to, each served by one overlay module (OC-D).
@@ -22,18 +22,6 @@ pub struct Config {
     pub handles: HandleConfig,
     /// Bounds on every table and timer.
     pub limits: Limits,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            overlays: Vec::new(),
-            gateway: false,
-            rules: Vec::new(),
-            handles: HandleConfig::default(),
-            limits: Limits::default(),
-        }
-    }
 }
 
 /// One overlay this node is attached to.

@@ -273,7 +273,7 @@ impl Engine {
         let Some(h) = self.handles.get(key).filter(|h| h.gen == gen) else {
             return;
         };
-        let expires = h.last_used.add(idle);
+        let expires = h.last_used.saturating_add(idle);
         if expires > self.now {
             self.timers
                 .schedule(expires, Timer::HandleIdle { handle: key, gen });
@@ -296,7 +296,7 @@ impl Engine {
             if let Some(h) = self.handles.get(key) {
                 let (gen, v4, v6) = (h.gen, h.v4, h.v6);
                 self.timers
-                    .schedule(self.now.add(idle), Timer::HandleIdle { handle: key, gen });
+                    .schedule(self.now.saturating_add(idle), Timer::HandleIdle { handle: key, gen });
                 self.event(Event::HandleBound {
                     name: name.to_string(),
                     v4: v4.into(),

@@ -26,3 +26,5 @@ pub use config::{Config, ConfigError};
 pub use engine::Engine;
 pub use packet::{Packet, HEADROOM};
 pub use time::Instant;
+#[cfg(test)]
+mod tests;

@@ -26,7 +26,7 @@ impl Instant {
     }
 
     /// The instant `d` later, saturating at [`Instant::MAX`] so far-off deadlines never wrap.
-    pub fn add(self, d: Duration) -> Instant {
+    pub fn saturating_add(self, d: Duration) -> Instant {
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         Instant(self.0.saturating_add(nanos))
     }
@@ -57,7 +57,7 @@ mod tests {
 
     #[test]
     fn add_saturates_and_since_never_underflows() {
-        assert_eq!(Instant::MAX.add(Duration::from_secs(1)), Instant::MAX);
+        assert_eq!(Instant::MAX.saturating_add(Duration::from_secs(1)), Instant::MAX);
         assert_eq!(
             Instant::from_nanos(5).since(Instant::from_nanos(9)),
             Duration::ZERO

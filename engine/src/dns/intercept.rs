@@ -43,7 +43,7 @@ pub(crate) enum Upstream {
     App {
         client: SocketAddr,
         server: SocketAddr,
-        query: Query,
+        query: Box<Query>,
     },
     /// An overlay module resolving a host name.
     Overlay {
@@ -277,7 +277,7 @@ impl Engine {
             Upstream::App {
                 client,
                 server,
-                query,
+                query: Box::new(query),
             },
         );
         self.out.push_back(Output::UpstreamDns {
@@ -291,7 +291,7 @@ impl Engine {
         self.next_query += 1;
         let timeout = Duration::from_secs(self.cfg.limits.upstream_timeout_secs);
         self.timers
-            .schedule(self.now.add(timeout), Timer::Upstream(id));
+            .schedule(self.now.saturating_add(timeout), Timer::Upstream(id));
         id
     }
 

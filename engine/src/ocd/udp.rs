@@ -72,7 +72,7 @@ impl UdpOverlay {
 
     fn arm_tick(&mut self, now: Instant) {
         if self.next_tick == Instant::MAX {
-            self.next_tick = now.add(self.tick_period());
+            self.next_tick = now.saturating_add(self.tick_period());
         }
     }
 
@@ -281,7 +281,7 @@ impl Overlay for UdpOverlay {
         self.next_tick = if self.tunnels.is_empty() {
             Instant::MAX
         } else {
-            now.add(self.tick_period())
+            now.saturating_add(self.tick_period())
         };
         let dead_after = self.keepalive * self.misses;
         let mut probes = Vec::new();

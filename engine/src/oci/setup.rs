@@ -248,7 +248,7 @@ impl Engine {
             .saturating_mul(1u32 << (attempts - 1).min(16))
             .min(MAX_RTO);
         self.timers
-            .schedule(self.now.add(rto), Timer::Setup { path: key, gen });
+            .schedule(self.now.saturating_add(rto), Timer::Setup { path: key, gen });
     }
 
     pub(crate) fn on_setup_timer(&mut self, key: usize, gen: u32) {

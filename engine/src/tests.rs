@@ -1,0 +1,348 @@
+//! Engine-level tests: two or three engines wired back to back in memory (quinn's `Pair`
+//! style), with time moved by hand, and bad input thrown at every entry point.
+
+use crate::api::{ApiError, DropReason, Event, Input, Output, OverlayId};
+use crate::config::{Config, OverlayConfig, RuleConfig};
+use crate::dns::message::{build_address_query, parse_address_answer};
+use crate::engine::Engine;
+use crate::time::Instant;
+use crate::wire::message::{Message, RejectReason, Setup};
+use crate::wire::rewrite::write_udp_packet;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+const UDP: OverlayId = OverlayId(0);
+
+fn addr(i: u8) -> SocketAddr {
+    SocketAddr::new(IpAddr::from([10, 0, 0, i]), 4789)
+}
+
+/// A node named `name` on one `udp` overlay, knowing `peers` (name, index).
+fn config(name: &str, peers: &[(&str, u8)], gateway: bool) -> Config {
+    let mut book = BTreeMap::new();
+    for (p, i) in peers {
+        book.insert(p.to_string(), addr(*i));
+    }
+    Config {
+        overlays: vec![OverlayConfig {
+            name: "udp".into(),
+            module: "udp".into(),
+            local_name: name.into(),
+            port: 4789,
+            keepalive_secs: 25,
+            address_book: book,
+        }],
+        gateway,
+        ..Config::default()
+    }
+}
+
+/// Engines at addresses 10.0.0.1, .2, ...; datagrams between them arrive instantly.
+struct Net {
+    nodes: Vec<Engine>,
+    now: Instant,
+    /// Packets each node wrote to its TUN.
+    tun: Vec<Vec<Vec<u8>>>,
+    events: Vec<Vec<Event>>,
+    /// Datagrams sent to addresses that are not nodes.
+    strays: Vec<(SocketAddr, Vec<u8>)>,
+}
+
+impl Net {
+    fn new(configs: Vec<Config>) -> Net {
+        let n = configs.len();
+        let nodes = configs
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| Engine::new(c, [i as u8; 32], Instant::ZERO).unwrap())
+            .collect();
+        Net { nodes, now: Instant::ZERO, tun: vec![Vec::new(); n], events: vec![Vec::new(); n], strays: Vec::new() }
+    }
+
+    fn input(&mut self, node: usize, input: Input<'_>) {
+        let now = self.now;
+        self.nodes[node].handle_input(now, input).unwrap();
+        self.settle(node);
+    }
+
+    /// Drains `first`, then delivers every datagram until the network is quiet.
+    fn settle(&mut self, first: usize) {
+        let mut queue = vec![first];
+        while let Some(node) = queue.pop() {
+            let mut datagrams = Vec::new();
+            loop {
+                match self.nodes[node].poll_output() {
+                    Output::Timeout(_) => break,
+                    Output::WriteTun(p) => self.tun[node].push(p.to_vec()),
+                    Output::Transmit { to, payload, .. } => datagrams.push((to, payload.to_vec())),
+                    Output::UpstreamDns { .. } => {}
+                    Output::Event(e) => self.events[node].push(e),
+                }
+            }
+            for (to, payload) in datagrams {
+                let Some(dst) = (0..self.nodes.len()).find(|&i| addr(i as u8 + 1) == to) else {
+                    self.strays.push((to, payload));
+                    continue;
+                };
+                let from = addr(node as u8 + 1);
+                let now = self.now;
+                self.nodes[dst].handle_input(now, Input::Datagram { overlay: UDP, from, payload: &payload }).unwrap();
+                queue.push(dst);
+            }
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now = self.now.saturating_add(d);
+        for i in 0..self.nodes.len() {
+            self.input(i, Input::Timeout);
+        }
+    }
+
+    /// An app on `node` asks for `name`; returns the DNS answer bytes written back.
+    fn lookup(&mut self, node: usize, name: &str) -> Option<Vec<u8>> {
+        let query = build_address_query(7, name, false).unwrap();
+        let h = &self.nodes[node].cfg.handles;
+        let (client, server) = (SocketAddr::new(h.tun_v4.into(), 5353), SocketAddr::new(h.dns_v4.into(), 53));
+        let mut packet = Vec::new();
+        write_udp_packet(&mut packet, client, server, &query).unwrap();
+        let before = self.tun[node].len();
+        self.input(node, Input::TunPacket(&packet));
+        self.tun[node].get(before).map(|p| p[28..].to_vec())
+    }
+
+    fn drops(&self, node: usize, reason: DropReason) -> u64 {
+        self.nodes[node].drops.get(&reason).copied().unwrap_or(0)
+    }
+}
+
+/// The address in the first A record of an answer.
+fn answered_v4(answer: &[u8]) -> IpAddr {
+    parse_address_answer(answer, 7).unwrap()[0]
+}
+
+fn rcode(answer: &[u8]) -> u8 {
+    answer[3] & 0x0f
+}
+
+fn udp_to(src: IpAddr, dst: IpAddr, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::new();
+    write_udp_packet(&mut p, SocketAddr::new(src, 1000), SocketAddr::new(dst, 2000), payload).unwrap();
+    p
+}
+
+fn datagram(msg: &Message<'_>) -> Vec<u8> {
+    let mut v = Vec::new();
+    msg.encode(&mut v).unwrap();
+    v
+}
+
+fn pair() -> Net {
+    Net::new(vec![config("alice", &[("bob", 2)], false), config("bob", &[("alice", 1)], false)])
+}
+
+#[test]
+fn lookup_sets_up_path_and_packets_arrive_rewritten() {
+    let mut net = pair();
+    let answer = net.lookup(0, "bob.udp").expect("answered once the path is up");
+    assert_eq!(rcode(&answer), 0);
+    let handle = answered_v4(&answer);
+    assert_eq!(handle, IpAddr::from([198, 18, 0, 3]));
+    let alice_tun: IpAddr = net.nodes[0].cfg.handles.tun_v4.into();
+    let packet = udp_to(alice_tun, handle, b"hello");
+    net.input(0, Input::TunPacket(&packet));
+    let got = net.tun[1].last().expect("delivered to bob");
+    // At bob the packet comes from bob's handle for alice and goes to bob's own address.
+    assert_eq!(&got[12..16], &[198, 18, 0, 3]);
+    assert_eq!(&got[16..20], &[198, 18, 0, 1]);
+    assert_eq!(&got[got.len() - 5..], b"hello");
+    assert!(net.events[1].iter().any(|e| matches!(e, Event::PathAccepted { name, .. } if name == "alice.udp")));
+}
+
+#[test]
+fn time_going_backwards_is_the_callers_error() {
+    let mut e = Engine::new(config("a", &[], false), [0; 32], Instant::from_nanos(10)).unwrap();
+    let err = e.handle_input(Instant::from_nanos(5), Input::Timeout).unwrap_err();
+    assert!(matches!(err, ApiError::TimeWentBackwards { .. }));
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let mut c = config("a", &[], false);
+    c.overlays.push(c.overlays[0].clone());
+    assert_eq!(Engine::new(c, [0; 32], Instant::ZERO).err().unwrap().key, "overlays[1].name");
+    let mut c = config("a", &[], false);
+    c.overlays[0].module = "carrier-pigeon".into();
+    let e = Engine::new(c, [0; 32], Instant::ZERO).err().unwrap();
+    assert_eq!(e.key, "overlays[0].module");
+    assert!(e.message.contains("carrier-pigeon"));
+    let mut c = config("a", &[], false);
+    c.overlays[0].name = "oci".into();
+    assert_eq!(Engine::new(c, [0; 32], Instant::ZERO).err().unwrap().key, "overlays[0].name");
+    let mut c = config("a", &[], false);
+    c.rules.push(RuleConfig { pattern: "(".into(), replace: "x".into() });
+    assert_eq!(Engine::new(c, [0; 32], Instant::ZERO).err().unwrap().key, "rules[0].pattern");
+}
+
+#[test]
+fn idle_handle_is_released_and_its_path_closed_at_both_ends() {
+    let mut net = pair();
+    net.lookup(0, "bob.udp").unwrap();
+    assert_eq!(net.nodes[1].paths.len(), 1);
+    net.advance(Duration::from_secs(3600));
+    net.advance(Duration::from_secs(3600));
+    net.advance(Duration::from_secs(10));
+    assert!(net.events[0].iter().any(|e| matches!(e, Event::HandleReleased { name } if name == "bob.udp")));
+    assert_eq!(net.nodes[0].paths.len(), 0);
+    assert_eq!(net.nodes[1].paths.len(), 0, "bob's end closed by alice's close");
+    assert!(net.nodes[0].handles.by_name("bob.udp").is_none());
+}
+
+#[test]
+fn dns_refreshes_handle_so_it_is_not_released() {
+    let mut net = pair();
+    let first = answered_v4(&net.lookup(0, "bob.udp").unwrap());
+    for _ in 0..3 {
+        net.advance(Duration::from_secs(3000));
+        assert_eq!(answered_v4(&net.lookup(0, "bob.udp").unwrap()), first);
+    }
+    assert!(!net.events[0].iter().any(|e| matches!(e, Event::HandleReleased { .. })));
+}
+
+#[test]
+fn packets_wait_bounded_while_path_comes_up() {
+    let mut net = Net::new(vec![config("alice", &[("bob", 9)], false)]); // bob never answers
+    net.lookup(0, "bob.udp");
+    let handle = net.nodes[0].handles.get(0).map(|h| IpAddr::V4(h.v4)).unwrap();
+    let src: IpAddr = net.nodes[0].cfg.handles.tun_v4.into();
+    for _ in 0..40 {
+        net.input(0, Input::TunPacket(&udp_to(src, handle, b"x")));
+    }
+    let limit = net.nodes[0].cfg.limits.pending_packets as u64;
+    assert_eq!(net.drops(0, DropReason::PendingFull), 40 - limit);
+}
+
+#[test]
+fn setup_to_a_silent_peer_fails_with_servfail_after_backoff() {
+    let mut net = Net::new(vec![config("alice", &[("bob", 9)], false)]);
+    assert!(net.lookup(0, "bob.udp").is_none(), "no answer while the path comes up");
+    let mut setups = net.strays.len();
+    assert_eq!(setups, 1);
+    let mut waited = Duration::ZERO;
+    let step = Duration::from_millis(50);
+    while net.tun[0].is_empty() && waited < Duration::from_secs(10) {
+        net.advance(step);
+        waited += step;
+        setups = net.strays.len();
+    }
+    let answer = net.tun[0].first().expect("SERVFAIL sent");
+    assert_eq!(rcode(&answer[28..]), 2);
+    assert_eq!(setups, 5, "five attempts");
+    assert!(waited >= Duration::from_millis(4900) && waited <= Duration::from_millis(5100), "{waited:?}");
+    assert_eq!(net.nodes[0].paths.len(), 0);
+}
+
+#[test]
+fn stale_labels_are_refused_and_answered_at_a_bounded_rate() {
+    let mut net = pair();
+    for i in 0..100u32 {
+        let d = datagram(&Message::Data { label: 0x0010_0000 | i, payload: b"junk" });
+        net.input(1, Input::Datagram { overlay: UDP, from: addr(77), payload: &d });
+    }
+    assert_eq!(net.drops(1, DropReason::UnknownLabel), 100);
+    assert_eq!(net.strays.len(), 32, "unknown-label closes are rate limited");
+}
+
+/// Feeds a crafted setup to a node, returning the reject reason it answered with.
+fn reject_for(net: &mut Net, node: usize, from: u8, setup: Setup<'_>) -> Option<RejectReason> {
+    let before = net.strays.len();
+    let d = datagram(&Message::Setup(setup));
+    net.input(node, Input::Datagram { overlay: UDP, from: addr(from), payload: &d });
+    net.strays[before..].iter().find_map(|(_, p)| match Message::parse(p) {
+        Ok(Message::Reject(r)) => Some(r.reason),
+        _ => None,
+    })
+}
+
+fn setup<'a>(label: u32, path_id: u64, hops: u8, remaining: &'a str) -> Setup<'a> {
+    Setup { sender_label: label, path_id, hop_count: hops, options: 0, return_name: "x.udp", remaining, handshake: &[] }
+}
+
+#[test]
+fn gateways_refuse_loops_and_too_many_hops() {
+    let mut net = Net::new(vec![config("gw", &[("far", 50)], true)]);
+    assert_eq!(reject_for(&mut net, 0, 60, setup(1, 42, 0, "far.udp")), None);
+    assert_eq!(reject_for(&mut net, 0, 61, setup(2, 42, 1, "far.udp")), Some(RejectReason::Loop));
+    assert_eq!(reject_for(&mut net, 0, 62, setup(3, 43, 8, "far.udp")), Some(RejectReason::HopLimit));
+    assert_eq!(reject_for(&mut net, 0, 63, setup(4, 44, 0, "far.nosuch")), Some(RejectReason::UnknownOverlay));
+    assert_eq!(net.drops(0, DropReason::Loop), 1);
+    assert_eq!(net.drops(0, DropReason::HopLimit), 1);
+}
+
+#[test]
+fn a_plain_node_refuses_to_relay() {
+    let mut net = Net::new(vec![config("plain", &[("far", 50)], false)]);
+    assert_eq!(reject_for(&mut net, 0, 60, setup(1, 1, 0, "far.udp")), Some(RejectReason::NotAGateway));
+    assert_eq!(net.nodes[0].paths.len(), 0);
+}
+
+#[test]
+fn two_hops_through_a_gateway_swap_labels() {
+    let mut net = Net::new(vec![
+        config("alice", &[("gw", 2)], false),
+        config("gw", &[("alice", 1), ("carol", 3)], true),
+        config("carol", &[("gw", 2)], false),
+    ]);
+    let handle = answered_v4(&net.lookup(0, "carol.udp_gw.udp").expect("path up"));
+    assert!(net.events[2].iter().any(|e| matches!(e, Event::PathAccepted { name, .. } if name == "alice.udp_gw.udp")));
+    let src: IpAddr = net.nodes[0].cfg.handles.tun_v4.into();
+    net.input(0, Input::TunPacket(&udp_to(src, handle, b"via gw")));
+    assert!(net.tun[2].last().unwrap().ends_with(b"via gw"));
+    assert_eq!(net.nodes[1].counters.relayed, 1);
+    assert!(net.tun[1].is_empty(), "the gateway's apps see nothing");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn garbage_tun_packets_are_counted_never_fatal(packets in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 1..30)) {
+        let mut net = pair();
+        for p in &packets {
+            net.input(0, Input::TunPacket(p));
+        }
+        let drops: u64 = net.nodes[0].drops.values().sum();
+        prop_assert!(drops <= packets.len() as u64);
+        prop_assert_eq!(net.nodes[0].paths.len(), 0);
+    }
+
+    #[test]
+    fn garbage_datagrams_leave_no_state(datagrams in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..120), 1..30)) {
+        let mut net = pair();
+        let mut setups = 0;
+        for d in &datagrams {
+            if matches!(Message::parse(d), Ok(Message::Setup(_))) {
+                setups += 1;
+            }
+            net.input(1, Input::Datagram { overlay: UDP, from: addr(99), payload: d });
+        }
+        prop_assert!(net.nodes[1].paths.len() <= setups);
+        prop_assert!(net.nodes[1].handles.slab.len() <= setups);
+    }
+
+    #[test]
+    fn garbage_dns_queries_are_answered_or_dropped(payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..80), 1..20)) {
+        let mut net = pair();
+        let h = net.nodes[0].cfg.handles.clone();
+        for p in &payloads {
+            let mut packet = Vec::new();
+            write_udp_packet(&mut packet, SocketAddr::new(h.tun_v4.into(), 999), SocketAddr::new(h.dns_v4.into(), 53), p).unwrap();
+            let before = net.tun[0].len() as u64 + net.drops(0, DropReason::DnsUnreadable);
+            net.input(0, Input::TunPacket(&packet));
+            let after = net.tun[0].len() as u64 + net.drops(0, DropReason::DnsUnreadable) + net.nodes[0].upstream.len() as u64;
+            prop_assert!(after > before || net.nodes[0].waiting_queries > 0);
+        }
+    }
+}
