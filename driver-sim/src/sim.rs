@@ -679,8 +679,8 @@ impl Sim {
         let mut s = String::new();
         let mut failures = std::mem::take(&mut self.errors);
         s.push_str(&format!("scenario {} (seed {})\n", self.sc.name, self.seed));
-        if !self.sc.description.is_empty() {
-            s.push_str(&format!("  {}\n", self.sc.description.trim()));
+        for line in self.sc.description.trim().lines() {
+            s.push_str(&format!("  {}\n", line.trim()));
         }
         s.push_str("nodes:\n");
         for n in &self.nodes {
