@@ -242,6 +242,26 @@ fn setup_to_a_silent_peer_fails_with_servfail_after_backoff() {
     assert_eq!(setups, 5, "five attempts");
     assert!(waited >= Duration::from_millis(4900) && waited <= Duration::from_millis(5100), "{waited:?}");
     assert_eq!(net.nodes[0].paths.len(), 0);
+    assert!(net.nodes[0].handles.by_name("bob.udp").is_none(), "never handed out: released");
+}
+
+#[test]
+fn a_handle_apps_know_survives_a_failed_re_setup() {
+    let mut net = pair();
+    let handle = answered_v4(&net.lookup(0, "bob.udp").unwrap());
+    // bob vanishes; alice's path dies of silence and a packet tries to set it up again.
+    net.nodes.truncate(1);
+    net.advance(Duration::from_secs(80));
+    net.advance(Duration::from_secs(10));
+    assert!(net.events[0].iter().any(|e| matches!(e, Event::PathDown { .. })));
+    let src: IpAddr = net.nodes[0].cfg.handles.tun_v4.into();
+    net.input(0, Input::TunPacket(&udp_to(src, handle, b"x")));
+    for _ in 0..120 {
+        net.advance(Duration::from_millis(50));
+    }
+    assert!(net.events[0].iter().any(|e| matches!(e, Event::SetupFailed { .. })));
+    let h = net.nodes[0].handles.by_name("bob.udp").expect("still bound");
+    assert_eq!(net.nodes[0].handles.get(h).map(|h| IpAddr::V4(h.v4)), Some(handle));
 }
 
 #[test]

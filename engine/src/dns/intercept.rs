@@ -213,9 +213,10 @@ impl Engine {
     }
 
     fn answer_handle(&mut self, client: SocketAddr, server: SocketAddr, q: &Query, handle: usize) {
-        let Some(h) = self.handles.get(handle) else {
+        let Some(h) = self.handles.get_mut(handle) else {
             return;
         };
+        h.handed_out = true;
         let addr = if q.qtype == TYPE_AAAA {
             IpAddr::V6(h.v6)
         } else {

@@ -23,6 +23,10 @@ pub(crate) struct Handle {
     pub(crate) last_used: Instant,
     /// The path carrying its packets, if any.
     pub(crate) path: Option<usize>,
+    /// Whether an app has learned this address (a DNS answer, or a packet from it). Until
+    /// then a failed setup releases the handle, so lookups of names that never work cannot
+    /// drain the pool.
+    pub(crate) handed_out: bool,
 }
 
 impl Handle {
@@ -211,6 +215,7 @@ impl Handles {
             v6,
             last_used: now,
             path: None,
+            handed_out: false,
         });
         self.by_name.insert(name.to_string(), key);
         self.by_addr.insert(IpAddr::V4(v4), key);

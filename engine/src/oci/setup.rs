@@ -323,7 +323,7 @@ impl Engine {
     pub(crate) fn fail_setup(&mut self, key: usize, failure: Failure) {
         let Some(p) = self.paths.get(key) else { return };
         match p.role {
-            Role::Initiator { .. } => {
+            Role::Initiator { handle } => {
                 let name = p.name.clone();
                 self.event(Event::SetupFailed {
                     name,
@@ -331,6 +331,11 @@ impl Engine {
                 });
                 self.answer_waiting_failed(key, &failure);
                 self.remove_path(key);
+                if self.handles.get(handle).is_some_and(|h| !h.handed_out) {
+                    if let Some(h) = self.handles.release(handle) {
+                        self.event(Event::HandleReleased { name: h.name });
+                    }
+                }
             }
             Role::Relay { twin, .. } => {
                 self.reject_upstream(twin, &failure);
@@ -561,6 +566,8 @@ impl Engine {
         );
         if let Some(h) = self.handles.get_mut(handle) {
             h.path = Some(key);
+            // Local apps will see packets from this address.
+            h.handed_out = true;
         }
         let label = self.paths.get(key).map_or(0, |p| p.label);
         let msg = Message::Accept(Accept {
