@@ -58,6 +58,16 @@ pub enum Command {
     Status,
     /// Close every path to this name (as a user typed it).
     ClosePath(String),
+    /// Close every path, telling each peer, before the driver exits.
+    Shutdown,
+}
+
+/// A name's handle, as checkpointed by a driver so apps keep their addresses across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandleBinding {
+    pub name: String,
+    pub v4: std::net::Ipv4Addr,
+    pub v6: std::net::Ipv6Addr,
 }
 
 /// What the engine wants done.

@@ -4,7 +4,7 @@
 //! `dns/intercept.rs`; this file owns the tables, the timers and the drain.
 
 use crate::api::{
-    ApiError, Command, Counters, DropReason, Event, HandleStatus, Input, Output, OverlayId,
+    ApiError, Command, Counters, DropReason, Event, HandleBinding, HandleStatus, Input, Output, OverlayId,
     QueryId, Status, TunnelStatus,
 };
 use crate::config::{Config, ConfigError};
@@ -313,6 +313,17 @@ impl Engine {
                 let status = self.status();
                 self.event(Event::Status(Box::new(status)));
             }
+            Command::Shutdown => {
+                let keys: Vec<usize> = self
+                    .paths
+                    .iter()
+                    .filter(|(_, p)| !matches!(p.role, crate::oci::paths::Role::Relay { downstream: true, .. }))
+                    .map(|(k, _)| k)
+                    .collect();
+                for k in keys {
+                    self.close_path(k, crate::wire::message::CloseReason::Shutdown, "shutting down");
+                }
+            }
             Command::ClosePath(name) => {
                 let canonical = name.trim_end_matches('.').to_ascii_lowercase();
                 let path = self
@@ -329,6 +340,32 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Every handle bound to a name, for a driver's checkpoint.
+    pub fn handle_bindings(&self) -> Vec<HandleBinding> {
+        self.handles
+            .iter_by_name()
+            .map(|h| HandleBinding { name: h.name.clone(), v4: h.v4, v6: h.v6 })
+            .collect()
+    }
+
+    /// Binds names to the addresses a checkpoint recorded, so apps that still hold them keep
+    /// working: their next packet sets up a path. Returns how many were restored; bindings
+    /// that conflict with the pools or with each other are skipped.
+    pub fn restore_handles(&mut self, bindings: &[HandleBinding]) -> usize {
+        let idle = Duration::from_secs(self.cfg.handles.idle_timeout_secs);
+        let mut restored = 0;
+        for b in bindings {
+            if let Some(key) = self.handles.bind_exact(&b.name, b.v4, b.v6, self.now) {
+                if let Some(h) = self.handles.get(key) {
+                    let gen = h.gen;
+                    self.timers.schedule(self.now.saturating_add(idle), Timer::HandleIdle { handle: key, gen });
+                }
+                restored += 1;
+            }
+        }
+        restored
     }
 
     /// A snapshot of the tables for the operator.

@@ -19,7 +19,7 @@ mod timers;
 pub mod wire;
 
 pub use api::{
-    ApiError, Command, Counters, DropReason, Event, HandleStatus, Input, Output, OverlayId,
+    ApiError, Command, Counters, DropReason, Event, HandleBinding, HandleStatus, Input, Output, OverlayId,
     QueryId, Status, TunnelStatus, UpstreamError,
 };
 pub use config::{Config, ConfigError};

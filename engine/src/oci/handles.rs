@@ -93,6 +93,22 @@ impl AddressPool {
         ))
     }
 
+    /// Takes one particular address (restoring a checkpoint), if it is free.
+    fn take_specific(&mut self, ip: IpAddr) -> bool {
+        if !self.prefix.contains(ip) {
+            return false;
+        }
+        let offset = to_u128(ip) - to_u128(self.prefix.addr);
+        if offset >= self.cursor {
+            // Not handed out yet: mark it so the cursor steps over it.
+            return self.reserved.insert(offset);
+        }
+        match self.released.iter().position(|o| *o == offset) {
+            Some(i) => self.released.remove(i).is_some(),
+            None => false,
+        }
+    }
+
     fn give_back(&mut self, ip: IpAddr) {
         if self.prefix.contains(ip) {
             self.released
@@ -223,6 +239,35 @@ impl Handles {
         Some((key, true))
     }
 
+    /// Binds `name` to exactly these addresses (restoring a checkpoint). False when the name
+    /// is bound already, an address is outside the pools or taken, or the table is full.
+    pub(crate) fn bind_exact(&mut self, name: &str, v4: Ipv4Addr, v6: Ipv6Addr, now: Instant) -> Option<usize> {
+        if self.by_name.contains_key(name) || self.slab.len() >= self.max {
+            return None;
+        }
+        if !self.v4.take_specific(IpAddr::V4(v4)) {
+            return None;
+        }
+        if !self.v6.take_specific(IpAddr::V6(v6)) {
+            self.v4.give_back(IpAddr::V4(v4));
+            return None;
+        }
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let key = self.slab.insert(Handle {
+            gen: self.next_gen,
+            name: name.to_string(),
+            v4,
+            v6,
+            last_used: now,
+            path: None,
+            handed_out: true,
+        });
+        self.by_name.insert(name.to_string(), key);
+        self.by_addr.insert(IpAddr::V4(v4), key);
+        self.by_addr.insert(IpAddr::V6(v6), key);
+        Some(key)
+    }
+
     /// Releases a handle and queues its addresses for reuse.
     pub(crate) fn release(&mut self, key: usize) -> Option<Handle> {
         let h = self.slab.try_remove(key)?;
@@ -277,6 +322,17 @@ mod tests {
         let (k, _) = h.bind("extra.udp", Instant::ZERO).unwrap();
         assert_eq!(h.get(k).unwrap().v4, first.v4);
         assert!(h.by_name("n0.udp").is_none());
+    }
+
+    #[test]
+    fn exact_binding_restores_addresses_and_the_cursor_skips_them() {
+        let mut h = small(28);
+        let k = h.bind_exact("b.udp", "10.99.0.5".parse().unwrap(), "fd6f:6361:6c61::5".parse().unwrap(), Instant::ZERO);
+        assert!(k.is_some());
+        assert!(h.bind_exact("c.udp", "10.99.0.5".parse().unwrap(), "fd6f:6361:6c61::6".parse().unwrap(), Instant::ZERO).is_none());
+        assert!(h.bind_exact("d.udp", "10.98.0.5".parse().unwrap(), "fd6f:6361:6c61::7".parse().unwrap(), Instant::ZERO).is_none());
+        let got: Vec<Ipv4Addr> = (0..3).map(|i| h.get(h.bind(&format!("n{i}"), Instant::ZERO).unwrap().0).unwrap().v4).collect();
+        assert_eq!(got, ["10.99.0.3", "10.99.0.4", "10.99.0.6"].map(|a| a.parse::<Ipv4Addr>().unwrap()));
     }
 
     #[test]

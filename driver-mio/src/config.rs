@@ -1,0 +1,171 @@
+//! The daemon's configuration file: the engine's keys at the top level (as in the simulator's
+//! `[nodes.config]`), plus a `[daemon]` table for what only a real host has — the TUN device,
+//! the upstream resolver, the control socket, the state file. Errors name the file, the key
+//! and what is wrong.
+
+use ocala_engine::config::{HandleConfig, Limits, OverlayConfig, RuleConfig};
+use ocala_engine::Config;
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    daemon: DaemonConfig,
+    #[serde(default)]
+    gateway: bool,
+    #[serde(default)]
+    overlays: Vec<OverlayConfig>,
+    #[serde(default)]
+    rules: Vec<RuleConfig>,
+    #[serde(default)]
+    handles: HandleConfig,
+    #[serde(default)]
+    limits: Limits,
+}
+
+/// What only the daemon needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// TUN device name.
+    pub tun_name: String,
+    /// TUN MTU. Leaves room for the IP, UDP and OCALA headers on the underlay
+    /// (1500 − 40 − 8 − 5 = 1447 on an IPv6 underlay of MTU 1500).
+    pub mtu: u16,
+    /// Address the overlay sockets bind to (each on its overlay's port).
+    pub bind: IpAddr,
+    /// Upstream resolvers for names that are not overlay names; empty means the
+    /// `nameserver` lines of /etc/resolv.conf (minus our own sentinel addresses).
+    pub upstream_dns: Vec<SocketAddr>,
+    /// Milliseconds before an upstream query is sent again (to the next resolver).
+    pub upstream_timeout_ms: u64,
+    /// Times an upstream query is sent before giving up.
+    pub upstream_attempts: u32,
+    /// Unix socket where `ocala status` connects.
+    pub control_socket: PathBuf,
+    /// Where handles are checkpointed so apps keep their addresses across restarts;
+    /// empty disables checkpoints.
+    pub state_file: PathBuf,
+    /// Seconds between checkpoints.
+    pub checkpoint_secs: u64,
+    /// Point systemd-resolved at the sentinel for the overlay suffixes (split DNS).
+    pub resolved_split_dns: bool,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            tun_name: "ocala0".into(),
+            mtu: 1400,
+            bind: IpAddr::from([0, 0, 0, 0]),
+            upstream_dns: Vec::new(),
+            upstream_timeout_ms: 1500,
+            upstream_attempts: 3,
+            control_socket: PathBuf::from("/run/ocala/ocalad.sock"),
+            state_file: PathBuf::new(),
+            checkpoint_secs: 60,
+            resolved_split_dns: false,
+        }
+    }
+}
+
+/// A loaded configuration.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub daemon: DaemonConfig,
+    pub engine: Config,
+}
+
+/// Reads and checks a configuration file. The engine's own checks run too (by building an
+/// engine), so `ocalad --check-config` catches everything `ocalad` would.
+pub fn load(path: &Path) -> Result<Loaded, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&path.display().to_string(), &text)
+}
+
+/// Parses configuration text; `file` names it in errors.
+pub fn parse(file: &str, text: &str) -> Result<Loaded, String> {
+    let f: File = toml::from_str(text).map_err(|e| format!("{file}: {e}"))?;
+    let engine = Config { gateway: f.gateway, overlays: f.overlays, rules: f.rules, handles: f.handles, limits: f.limits };
+    ocala_engine::Engine::new(engine.clone(), [0; 32], ocala_engine::Instant::ZERO)
+        .map_err(|e| format!("{file}: {}: {}", e.key, e.message))?;
+    let d = &f.daemon;
+    if d.tun_name.is_empty() || d.tun_name.len() > 15 {
+        return Err(format!("{file}: daemon.tun_name: '{}' must be 1 to 15 characters", d.tun_name));
+    }
+    if d.mtu < 1280 {
+        return Err(format!("{file}: daemon.mtu: {} is below the IPv6 minimum of 1280", d.mtu));
+    }
+    if d.upstream_attempts == 0 {
+        return Err(format!("{file}: daemon.upstream_attempts: must be at least 1"));
+    }
+    Ok(Loaded { daemon: f.daemon, engine })
+}
+
+/// `nameserver` lines of a resolv.conf, skipping `skip` (our own sentinel addresses: sending
+/// our upstream queries back to ourselves would loop).
+pub fn resolv_conf_servers(text: &str, skip: &[IpAddr]) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next() == Some("nameserver")).then(|| words.next()).flatten()
+        })
+        .filter_map(|w| w.split('%').next().and_then(|a| a.parse::<IpAddr>().ok()))
+        .filter(|ip| !skip.contains(ip))
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let e = parse("x.toml", "gatewy = true").unwrap_err();
+        assert!(e.starts_with("x.toml") && e.contains("gatewy"), "{e}");
+        let e = parse("x.toml", "[daemon]\nmtu = 500\n").unwrap_err();
+        assert!(e.contains("daemon.mtu"), "{e}");
+        let e = parse(
+            "x.toml",
+            "[[overlays]]\nname = \"udp\"\nmodule = \"nope\"\nlocal_name = \"a\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("overlays[0].module") && e.contains("nope"), "{e}");
+        let e = parse("x.toml", "[handles]\npool_v4 = \"1.2.3.4/99\"\n").unwrap_err();
+        assert!(e.contains("pool_v4"), "{e}");
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let text = r#"
+            gateway = true
+            [daemon]
+            tun_name = "oc1"
+            upstream_dns = ["10.0.0.254:53"]
+            [[overlays]]
+            name = "udp"
+            module = "udp"
+            local_name = "gw"
+            address_book = { bob = "10.0.0.2:4789" }
+            [[rules]]
+            pattern = '^(.*)\.corp$'
+            replace = '${1}.udp'
+        "#;
+        let l = parse("x.toml", text).unwrap();
+        assert!(l.engine.gateway);
+        assert_eq!(l.daemon.tun_name, "oc1");
+        assert_eq!(l.engine.overlays[0].address_book.len(), 1);
+    }
+
+    #[test]
+    fn resolv_conf_skips_our_sentinel() {
+        let text = "# comment\nnameserver 198.18.0.2\nnameserver 10.0.0.254\nsearch x\nnameserver fe80::1%eth0\n";
+        let got = resolv_conf_servers(text, &["198.18.0.2".parse().unwrap()]);
+        assert_eq!(got, vec!["10.0.0.254:53".parse().unwrap(), "[fe80::1]:53".parse().unwrap()]);
+    }
+}
