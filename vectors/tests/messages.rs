@@ -205,8 +205,7 @@ fn every_vector_encodes_to_its_bytes_and_parses_back() {
             v.name
         );
 
-        let parsed =
-            Message::parse(&wire).unwrap_or_else(|e| panic!("{}: parse: {e}", v.name));
+        let parsed = Message::parse(&wire).unwrap_or_else(|e| panic!("{}: parse: {e}", v.name));
         assert_eq!(parsed, msg, "{}: parsed fields differ", v.name);
         assert_eq!(parsed.kind(), wire[0] & 0x0f, "{}", v.name);
     }
@@ -296,13 +295,7 @@ fn invalid_datagrams_fail_with_the_stated_error() {
             Ok(m) => panic!("{}: parsed as {m:?}", v.name),
             Err(e) => assert_eq!(format!("{e:?}"), v.error, "{}", v.name),
         }
-        seen.insert(
-            v.error
-                .split('(')
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-        );
+        seen.insert(v.error.split('(').next().unwrap_or_default().to_owned());
     }
     for want in [
         "Truncated",
@@ -389,7 +382,11 @@ fn encoder_refuses_what_the_parser_refuses() {
     ];
     for (setup, err) in cases {
         let mut out = vec![1, 2, 3];
-        assert_eq!(Message::Setup(setup).encode(&mut out), Err(err), "{setup:?}");
+        assert_eq!(
+            Message::Setup(setup).encode(&mut out),
+            Err(err),
+            "{setup:?}"
+        );
         assert_eq!(out, [1, 2, 3]);
     }
     let text = "x".repeat(256);

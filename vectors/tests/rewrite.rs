@@ -171,7 +171,11 @@ fn assert_checksums(what: &str, p: &[u8], quoted: bool) {
 fn rewritable(p: &[u8], base: usize, quoted: bool) -> BTreeSet<usize> {
     let ip = split(&p[base..]);
     let mut set = BTreeSet::new();
-    let (addrs, hl) = if ip.v6 { (8..40, 40) } else { (12..20, ip.header.len()) };
+    let (addrs, hl) = if ip.v6 {
+        (8..40, 40)
+    } else {
+        (12..20, ip.header.len())
+    };
     set.extend(addrs.map(|i| base + i));
     if !ip.v6 {
         set.extend([base + 10, base + 11]);
@@ -182,7 +186,11 @@ fn rewritable(p: &[u8], base: usize, quoted: bool) -> BTreeSet<usize> {
         _ => 2,
     };
     set.extend([base + hl + ck, base + hl + ck + 1]);
-    let is_error = if ip.v6 { ip.proto == 58 && ip.seg[0] < 128 } else { ip.proto == 1 && ip.seg[0] == 3 };
+    let is_error = if ip.v6 {
+        ip.proto == 58 && ip.seg[0] < 128
+    } else {
+        ip.proto == 1 && ip.seg[0] == 3
+    };
     if is_error && !quoted {
         set.extend(rewritable(p, base + hl + 8, true));
     }
@@ -198,13 +206,7 @@ fn rewrite_produces_the_expected_bytes() {
         let mut packet = input.clone();
         rewrite_addresses(&mut packet, v.new_src, v.new_dst)
             .unwrap_or_else(|e| panic!("{}: rewrite failed: {e}", v.name));
-        assert_eq!(
-            to_hex(&packet),
-            to_hex(&expected),
-            "{}: {}",
-            v.name,
-            v.note
-        );
+        assert_eq!(to_hex(&packet), to_hex(&expected), "{}: {}", v.name, v.note);
         // Rewriting back restores the original exactly.
         rewrite_addresses(&mut packet, v.src, v.dst)
             .unwrap_or_else(|e| panic!("{}: rewrite back failed: {e}", v.name));
@@ -226,7 +228,11 @@ fn vectors_are_self_consistent() {
             let what = format!("{} {what}", v.name);
             let ip = split(p);
             assert!(ip.complete, "{what}: shorter than its length field");
-            assert_eq!(ip.seg.len() + ip.header.len(), p.len(), "{what}: trailing bytes");
+            assert_eq!(
+                ip.seg.len() + ip.header.len(),
+                p.len(),
+                "{what}: trailing bytes"
+            );
             assert_eq!((ip.src, ip.dst), (src, dst), "{what}: addresses");
             assert_checksums(&what, p, false);
             // An ICMP error's quote is of a packet sent the other way.
@@ -237,7 +243,11 @@ fn vectors_are_self_consistent() {
             };
             if is_error {
                 let quote = split(&ip.seg[8..]);
-                assert_eq!((quote.src, quote.dst), (dst, src), "{what}: quoted addresses");
+                assert_eq!(
+                    (quote.src, quote.dst),
+                    (dst, src),
+                    "{what}: quoted addresses"
+                );
             }
         }
         // Only addresses and checksums differ.
