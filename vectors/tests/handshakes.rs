@@ -1,0 +1,121 @@
+//! Snapshots of the control messages (setup, accept, reject, close) exchanged in simulator
+//! scenarios. Each line is: time, node, sent/recv, message fields. A change to the handshake
+//! — labels, path ids, hop counts, return names, reasons, timing — shows up as a snapshot
+//! diff to review. Update with `INSTA_UPDATE=always cargo test -p ocala-vectors`.
+
+use ocala_sim::{run_text, Outcome};
+
+const ONE_HOP: &str = include_str!("../../driver-sim/scenarios/one-hop.toml");
+const TWO_HOP: &str = include_str!("../../driver-sim/scenarios/two-hop.toml");
+const REFUSE_RELAY: &str = include_str!("../../driver-sim/scenarios/refuse-relay.toml");
+
+fn run(file: &str, text: &str) -> Outcome {
+    let outcome = run_text(file, text, None).unwrap_or_else(|e| panic!("{file}: {e}"));
+    assert!(
+        outcome.failures.is_empty(),
+        "{file}: expectations failed: {:?}\n{}",
+        outcome.failures,
+        outcome.summary
+    );
+    outcome
+}
+
+/// The lines of `control` whose node is `node`, direction `dir` and message `kind`.
+fn lines<'a>(control: &'a [String], node: &str, dir: &str, kind: &str) -> Vec<&'a str> {
+    control
+        .iter()
+        .map(String::as_str)
+        .filter(|l| {
+            let mut f = l.split_whitespace().skip(1);
+            f.next() == Some(node) && f.next() == Some(dir) && f.next() == Some(kind)
+        })
+        .collect()
+}
+
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+#[test]
+fn one_hop_handshake() {
+    let out = run("one-hop.toml", ONE_HOP);
+    // alice sets up the path to bob, bob accepts it; nothing else.
+    let setups = lines(&out.control, "alice", "sent", "setup");
+    let accepts = lines(&out.control, "bob", "sent", "accept");
+    assert_eq!(setups.len(), 1, "{:#?}", out.control);
+    assert_eq!(accepts.len(), 1, "{:#?}", out.control);
+    assert_eq!(field(setups[0], "hops"), "0");
+    assert_eq!(field(setups[0], "return"), "alice.udp");
+    assert_eq!(field(setups[0], "path_id"), field(accepts[0], "path_id"));
+    assert_eq!(
+        field(setups[0], "sender_label"),
+        field(accepts[0], "receiver_label")
+    );
+    insta::assert_snapshot!("one_hop", out.control.join("\n"));
+}
+
+#[test]
+fn two_hop_handshake() {
+    let out = run("two-hop.toml", TWO_HOP);
+    let c = &out.control;
+    let alice_setups = lines(c, "alice", "sent", "setup");
+    let (via_gw, direct): (Vec<&str>, Vec<&str>) = alice_setups
+        .iter()
+        .partition(|l| field(l, "remaining") == "\"carol.udp\"");
+    let gw_setup = lines(c, "gw", "sent", "setup");
+    let carol_accept = lines(c, "carol", "sent", "accept");
+    let gw_accept = lines(c, "gw", "sent", "accept");
+    assert_eq!(via_gw.len(), 1, "{c:#?}");
+    assert_eq!(gw_setup.len(), 1, "{c:#?}");
+    assert_eq!(carol_accept.len(), 1, "{c:#?}");
+    assert_eq!(gw_accept.len(), 1, "{c:#?}");
+    let (a, g) = (via_gw[0], gw_setup[0]);
+    assert_eq!(field(a, "hops"), "0");
+    assert_eq!(field(a, "return"), "alice.udp");
+    assert_eq!(field(g, "hops"), "1");
+    assert_eq!(field(g, "return"), "alice.udp_gw.udp");
+    assert_eq!(field(g, "remaining"), "\"\"");
+    // One path id end to end; each hop's accept names the label its setup gave.
+    let id = field(a, "path_id");
+    for l in [g, carol_accept[0], gw_accept[0]] {
+        assert_eq!(field(l, "path_id"), id, "{l}");
+    }
+    assert_eq!(
+        field(g, "sender_label"),
+        field(carol_accept[0], "receiver_label")
+    );
+    assert_eq!(
+        field(a, "sender_label"),
+        field(gw_accept[0], "receiver_label")
+    );
+    // The direct name has no route: its setup is retried under one path id, never answered.
+    assert!(direct.len() > 1, "{c:#?}");
+    let direct_id = field(direct[0], "path_id");
+    assert_ne!(direct_id, id);
+    for l in &direct {
+        assert_eq!(field(l, "path_id"), direct_id, "{l}");
+        assert_eq!(field(l, "remaining"), "\"\"", "{l}");
+    }
+    assert!(!c
+        .iter()
+        .any(|l| l.contains(direct_id) && l.contains(" recv ")));
+    // carol answers alice over the path alice set up: no setup of its own.
+    assert!(lines(c, "carol", "sent", "setup").is_empty(), "{c:#?}");
+    insta::assert_snapshot!("two_hop", c.join("\n"));
+}
+
+#[test]
+fn refuse_relay_handshake() {
+    let out = run("refuse-relay.toml", REFUSE_RELAY);
+    let c = &out.control;
+    let rejects = lines(c, "plain", "sent", "reject");
+    assert!(!rejects.is_empty(), "{c:#?}");
+    for r in &rejects {
+        assert!(r.contains("reason=not a gateway"), "{r}");
+    }
+    assert!(lines(c, "carol", "recv", "setup").is_empty(), "{c:#?}");
+    assert!(lines(c, "plain", "sent", "setup").is_empty(), "{c:#?}");
+    insta::assert_snapshot!("refuse_relay", c.join("\n"));
+}
