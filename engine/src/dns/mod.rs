@@ -5,6 +5,7 @@
 //! the name, then [`parse_name`]; `Ok(None)` sends the original datagram upstream
 //! unchanged, an error becomes NXDOMAIN with the error's text as Extended DNS Error.
 
+mod explain;
 pub(crate) mod intercept;
 pub mod message;
 pub mod names;

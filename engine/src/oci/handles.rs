@@ -331,7 +331,11 @@ mod tests {
         assert!(k.is_some());
         assert!(h.bind_exact("c.udp", "10.99.0.5".parse().unwrap(), "fd6f:6361:6c61::6".parse().unwrap(), Instant::ZERO).is_none());
         assert!(h.bind_exact("d.udp", "10.98.0.5".parse().unwrap(), "fd6f:6361:6c61::7".parse().unwrap(), Instant::ZERO).is_none());
-        let got: Vec<Ipv4Addr> = (0..3).map(|i| h.get(h.bind(&format!("n{i}"), Instant::ZERO).unwrap().0).unwrap().v4).collect();
+        let mut got = Vec::new();
+        for i in 0..3 {
+            let (k, _) = h.bind(&format!("n{i}"), Instant::ZERO).unwrap();
+            got.push(h.get(k).unwrap().v4);
+        }
         assert_eq!(got, ["10.99.0.3", "10.99.0.4", "10.99.0.6"].map(|a| a.parse::<Ipv4Addr>().unwrap()));
     }
 

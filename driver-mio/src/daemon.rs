@@ -1,0 +1,374 @@
+//! The daemon's event loop: the engine on real time, driven by mio. It reads the TUN and the
+//! overlay sockets until `WouldBlock` (with a per-wakeup budget, so one busy source cannot
+//! starve the others), carries out the engine's outputs, and sleeps until the engine's next
+//! deadline.
+
+use crate::clock::Clock;
+use crate::config::{resolv_conf_servers, Loaded};
+use crate::tun::Tun;
+use crate::upstream::Upstream;
+use crate::{state, status};
+use mio::net::UdpSocket;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use ocala_engine::{Command, Engine, Event, Input, Instant, Output, OverlayId, QueryId, UpstreamError};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Duration;
+
+const TUN: Token = Token(0);
+const SIGNALS: Token = Token(1);
+const CONTROL: Token = Token(2);
+const UPSTREAM4: Token = Token(3);
+const UPSTREAM6: Token = Token(4);
+const OVERLAY_BASE: usize = 16;
+
+/// Packets read from one source per wakeup before the others get a turn.
+const READ_BUDGET: usize = 256;
+/// Largest packet read from the TUN or a socket.
+const BUF_LEN: usize = 65_536;
+
+pub struct Daemon {
+    cfg: Loaded,
+    engine: Engine,
+    clock: Clock,
+    poll: Poll,
+    tun: Tun,
+    sockets: Vec<UdpSocket>,
+    upstream: Upstream,
+    control: UnixListener,
+    signals: Signals,
+    deadline: Instant,
+    next_checkpoint: Instant,
+    /// Sources whose budget ran out: read again without waiting for readiness.
+    hot: Vec<Token>,
+    /// Upstream results to feed back to the engine.
+    resolved: Vec<(QueryId, Result<Vec<u8>, UpstreamError>)>,
+    last_status: Option<ocala_engine::Status>,
+    buf: Vec<u8>,
+    stop: bool,
+}
+
+fn seed() -> io::Result<[u8; 32]> {
+    use rand_core::{OsRng, TryRngCore};
+    let mut s = [0u8; 32];
+    OsRng.try_fill_bytes(&mut s).map_err(io::Error::other)?;
+    Ok(s)
+}
+
+fn upstream_servers(cfg: &Loaded) -> Vec<SocketAddr> {
+    if !cfg.daemon.upstream_dns.is_empty() {
+        return cfg.daemon.upstream_dns.clone();
+    }
+    let h = &cfg.engine.handles;
+    let ours = [IpAddr::V4(h.dns_v4), IpAddr::V6(h.dns_v6), IpAddr::V4(h.tun_v4), IpAddr::V6(h.tun_v6)];
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    resolv_conf_servers(&text, &ours)
+}
+
+impl Daemon {
+    /// Opens the TUN, the sockets and the control socket, and restores checkpointed handles.
+    pub fn start(cfg: Loaded) -> io::Result<Daemon> {
+        let clock = Clock::new();
+        let mut engine = Engine::new(cfg.engine.clone(), seed()?, clock.now())
+            .map_err(|e| io::Error::other(format!("{}: {}", e.key, e.message)))?;
+        if !cfg.daemon.state_file.as_os_str().is_empty() {
+            let bindings = state::load(&cfg.daemon.state_file)?;
+            let n = engine.restore_handles(&bindings);
+            tracing::info!("restored {n} of {} handles from {}", bindings.len(), cfg.daemon.state_file.display());
+        }
+        let poll = Poll::new()?;
+        let tun = Tun::open(&cfg.daemon.tun_name, cfg.daemon.mtu, &cfg.engine.handles)?;
+        poll.registry().register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;
+        let mut sockets = Vec::new();
+        for (i, o) in cfg.engine.overlays.iter().enumerate() {
+            let addr = SocketAddr::new(cfg.daemon.bind, o.port);
+            let mut s = UdpSocket::bind(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("overlay '{}': binding {addr}: {e}", o.name)))?;
+            poll.registry().register(&mut s, Token(OVERLAY_BASE + i), Interest::READABLE)?;
+            sockets.push(s);
+        }
+        let servers = upstream_servers(&cfg);
+        if servers.is_empty() {
+            tracing::warn!("no upstream resolver: names that are not overlay names get SERVFAIL");
+        }
+        let mut upstream = Upstream::new(
+            servers,
+            Duration::from_millis(cfg.daemon.upstream_timeout_ms),
+            cfg.daemon.upstream_attempts,
+        )?;
+        if let Some(s) = upstream.v4.as_mut() {
+            poll.registry().register(s, UPSTREAM4, Interest::READABLE)?;
+        }
+        if let Some(s) = upstream.v6.as_mut() {
+            poll.registry().register(s, UPSTREAM6, Interest::READABLE)?;
+        }
+        let path = &cfg.daemon.control_socket;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        // A socket file left by a daemon that died is in the way; a live daemon answers.
+        if path.exists() && UnixStream::connect(path).is_err() {
+            std::fs::remove_file(path)?;
+        }
+        let control = UnixListener::bind(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("control socket {}: {e}", path.display())))?;
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        control.set_nonblocking(true)?;
+        poll.registry().register(&mut SourceFd(&control.as_raw_fd()), CONTROL, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let now = clock.now();
+        let next_checkpoint = now.saturating_add(Duration::from_secs(cfg.daemon.checkpoint_secs.max(1)));
+        tracing::info!(
+            "ocalad up: TUN {} ({} / {}), DNS at {}",
+            tun.name(),
+            cfg.engine.handles.tun_v4,
+            cfg.engine.handles.tun_v6,
+            cfg.engine.handles.dns_v4
+        );
+        let mut d = Daemon {
+            cfg,
+            engine,
+            clock,
+            poll,
+            tun,
+            sockets,
+            upstream,
+            control,
+            signals,
+            deadline: Instant::MAX,
+            next_checkpoint,
+            hot: Vec::new(),
+            resolved: Vec::new(),
+            last_status: None,
+            buf: vec![0; BUF_LEN],
+            stop: false,
+        };
+        d.drain();
+        Ok(d)
+    }
+
+    /// Runs until SIGTERM or SIGINT, then closes paths, checkpoints and returns.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        while !self.stop {
+            let deadline = self.deadline.min(self.upstream.next_deadline()).min(self.next_checkpoint);
+            let timeout = if self.hot.is_empty() { self.clock.until(deadline) } else { Some(Duration::ZERO) };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            let mut ready: Vec<Token> = std::mem::take(&mut self.hot);
+            for ev in events.iter() {
+                if !ready.contains(&ev.token()) {
+                    ready.push(ev.token());
+                }
+            }
+            for token in ready {
+                self.serve(token)?;
+            }
+            self.on_timers();
+        }
+        self.shutdown()
+    }
+
+    fn input(&mut self, input: Input<'_>) {
+        let now = self.clock.now();
+        if let Err(e) = self.engine.handle_input(now, input) {
+            tracing::error!("engine: {e}");
+        }
+        self.drain();
+    }
+
+    fn serve(&mut self, token: Token) -> io::Result<()> {
+        match token {
+            TUN => self.read_tun(),
+            SIGNALS => {
+                if self.signals.pending().next().is_some() {
+                    tracing::info!("signal received: shutting down");
+                    self.stop = true;
+                }
+            }
+            CONTROL => self.serve_control(),
+            UPSTREAM4 | UPSTREAM6 => {
+                let done = self.upstream.receive();
+                self.resolved.extend(done);
+                self.feed_resolved();
+            }
+            Token(t) if t >= OVERLAY_BASE => self.read_overlay(t - OVERLAY_BASE),
+            Token(_) => {}
+        }
+        Ok(())
+    }
+
+    fn read_tun(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        for i in 0..=READ_BUDGET {
+            if i == READ_BUDGET {
+                self.hot.push(TUN);
+                break;
+            }
+            match self.tun.recv(&mut buf) {
+                Ok(n) => self.input(Input::TunPacket(&buf[..n])),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::warn!("reading TUN: {e}");
+                    break;
+                }
+            }
+        }
+        self.buf = buf;
+    }
+
+    fn read_overlay(&mut self, index: usize) {
+        let mut buf = std::mem::take(&mut self.buf);
+        for i in 0..=READ_BUDGET {
+            if i == READ_BUDGET {
+                self.hot.push(Token(OVERLAY_BASE + index));
+                break;
+            }
+            let Some(sock) = self.sockets.get(index) else { break };
+            match sock.recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    let overlay = OverlayId(index as u16);
+                    self.input(Input::Datagram { overlay, from, payload: &buf[..n] });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!("overlay socket {index}: {e}");
+                    break;
+                }
+            }
+        }
+        self.buf = buf;
+    }
+
+    fn on_timers(&mut self) {
+        let now = self.clock.now();
+        if self.deadline <= now {
+            self.input(Input::Timeout);
+        }
+        if self.upstream.next_deadline() <= now {
+            let done = self.upstream.on_timeout(now);
+            self.resolved.extend(done);
+            self.feed_resolved();
+        }
+        if self.next_checkpoint <= now {
+            self.checkpoint();
+            self.next_checkpoint = now.saturating_add(Duration::from_secs(self.cfg.daemon.checkpoint_secs.max(1)));
+        }
+    }
+
+    fn feed_resolved(&mut self) {
+        while let Some((id, result)) = self.resolved.pop() {
+            match &result {
+                Ok(answer) => self.input(Input::Resolved { id, result: Ok(answer) }),
+                Err(e) => self.input(Input::Resolved { id, result: Err(*e) }),
+            }
+        }
+    }
+
+    /// Carries out everything the engine asked for.
+    fn drain(&mut self) {
+        loop {
+            match self.engine.poll_output() {
+                Output::Timeout(at) => {
+                    self.deadline = at;
+                    break;
+                }
+                Output::WriteTun(p) => {
+                    if let Err(e) = self.tun.send(&p) {
+                        tracing::debug!("writing TUN: {e}");
+                    }
+                    self.engine.recycle(p);
+                }
+                Output::Transmit { overlay, to, payload } => {
+                    if let Some(s) = self.sockets.get(usize::from(overlay.0)) {
+                        if let Err(e) = s.send_to(&payload, to) {
+                            tracing::debug!("sending to {to}: {e}");
+                        }
+                    }
+                    self.engine.recycle(payload);
+                }
+                Output::UpstreamDns { id, query } => {
+                    let now = self.clock.now();
+                    if let Err(e) = self.upstream.send(now, id, &query) {
+                        self.resolved.push((id, Err(e)));
+                    }
+                    self.engine.recycle(query);
+                }
+                Output::Event(e) => self.log(e),
+            }
+        }
+    }
+
+    fn log(&mut self, e: Event) {
+        match e {
+            Event::Dropped { reason } => tracing::debug!("dropped: {reason}"),
+            Event::Status(s) => self.last_status = Some(*s),
+            Event::SetupFailed { name, reason } => tracing::warn!("path to {name} failed: {reason}"),
+            Event::PathDown { name, reason } => tracing::info!("path to {name} down: {reason}"),
+            Event::PoolExhausted { name } => tracing::warn!("handle pool exhausted (asked for {name})"),
+            other => tracing::info!("{other:?}"),
+        }
+    }
+
+    fn checkpoint(&self) {
+        let path = &self.cfg.daemon.state_file;
+        if path.as_os_str().is_empty() {
+            return;
+        }
+        if let Err(e) = state::save(path, &self.engine.handle_bindings()) {
+            tracing::warn!("checkpoint {}: {e}", path.display());
+        }
+    }
+
+    fn serve_control(&mut self) {
+        loop {
+            let stream = match self.control.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!("control socket: {e}");
+                    return;
+                }
+            };
+            if let Err(e) = self.answer(stream) {
+                tracing::debug!("control client: {e}");
+            }
+        }
+    }
+
+    /// One request line (`status` or `resolve NAME`), one answer, then the connection closes.
+    fn answer(&mut self, stream: UnixStream) -> io::Result<()> {
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+        let mut line = String::new();
+        BufReader::new(io::Read::take(&stream, 4096)).read_line(&mut line)?;
+        let mut words = line.split_whitespace();
+        let reply = match (words.next(), words.next()) {
+            (Some("status"), _) => {
+                self.input(Input::Command(Command::Status));
+                let v = self.last_status.take().map(|s| status::to_json(&s)).unwrap_or_default();
+                format!("{v}\n")
+            }
+            (Some("resolve"), Some(name)) => self.engine.explain(name),
+            _ => "error: requests are 'status' or 'resolve NAME'\n".to_string(),
+        };
+        (&stream).write_all(reply.as_bytes())
+    }
+
+    fn shutdown(&mut self) -> io::Result<()> {
+        self.checkpoint();
+        self.input(Input::Command(Command::Shutdown));
+        let _ = std::fs::remove_file(&self.cfg.daemon.control_socket);
+        tracing::info!("ocalad stopped; TUN {} removed", self.tun.name());
+        Ok(())
+    }
+}

@@ -1,0 +1,14 @@
+//! `ocala-mio`: the OCALA daemon on a real host. `ocalad` runs the engine on a TUN device
+//! with mio and real time; `ocala` talks to it over a Unix control socket. Every syscall the
+//! engine needs — TUN, UDP, the resolver, timers, signals, files, routes — is made here.
+
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod state;
+pub mod status;
+pub mod tun;
+pub mod upstream;
+
+/// The control socket's default path.
+pub const DEFAULT_SOCKET: &str = "/run/ocala/ocalad.sock";

@@ -1,0 +1,100 @@
+//! The engine's status as documented JSON (`ocala status --json`) and as a readable table.
+//!
+//! JSON shape:
+//! ```json
+//! { "handles":  [ { "name": "bob.udp", "v4": "198.18.0.3", "v6": "fd6f:6361:6c61::3", "path": "up (...)" } ],
+//!   "tunnels":  [ { "overlay": "udp", "remote": "bob at 10.0.0.2:4789", "paths": 1 } ],
+//!   "relayed":  0,
+//!   "drops":    [ { "reason": "unknown label", "count": 3 } ],
+//!   "counters": { "tun_in": 10, "tun_out": 9, "datagrams_in": 12, "datagrams_out": 12, "relayed": 0, "dns_answered": 2 } }
+//! ```
+
+use ocala_engine::Status;
+use serde_json::{json, Value};
+
+/// The JSON form.
+pub fn to_json(s: &Status) -> Value {
+    json!({
+        "handles": s.handles.iter().map(|h| json!({
+            "name": h.name, "v4": h.v4.to_string(), "v6": h.v6.to_string(), "path": h.path,
+        })).collect::<Vec<_>>(),
+        "tunnels": s.tunnels.iter().map(|t| json!({
+            "overlay": t.overlay, "remote": t.remote, "paths": t.paths,
+        })).collect::<Vec<_>>(),
+        "relayed": s.relayed,
+        "drops": s.drops.iter().map(|(r, n)| json!({ "reason": r.to_string(), "count": n })).collect::<Vec<_>>(),
+        "counters": {
+            "tun_in": s.counters.tun_in,
+            "tun_out": s.counters.tun_out,
+            "datagrams_in": s.counters.datagrams_in,
+            "datagrams_out": s.counters.datagrams_out,
+            "relayed": s.counters.relayed,
+            "dns_answered": s.counters.dns_answered,
+        },
+    })
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The table form, from the JSON (what the CLI receives).
+pub fn to_table(v: &Value) -> String {
+    let mut out = String::new();
+    let rows = |key: &str| v.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    out.push_str("HANDLES\n");
+    for h in rows("handles") {
+        out.push_str(&format!(
+            "  {:<32} {:<16} {:<28} {}\n",
+            text(&h["name"]),
+            text(&h["v4"]),
+            text(&h["v6"]),
+            text(&h["path"])
+        ));
+    }
+    out.push_str("TUNNELS\n");
+    for t in rows("tunnels") {
+        out.push_str(&format!("  {:<10} {:<40} {} path(s)\n", text(&t["overlay"]), text(&t["remote"]), text(&t["paths"])));
+    }
+    out.push_str(&format!("RELAYED PATHS  {}\n", text(&v["relayed"])));
+    out.push_str("DROPS\n");
+    for d in rows("drops") {
+        out.push_str(&format!("  {:>8}  {}\n", text(&d["count"]), text(&d["reason"])));
+    }
+    out.push_str("COUNTERS\n");
+    if let Some(c) = v.get("counters").and_then(Value::as_object) {
+        for (k, n) in c {
+            out.push_str(&format!("  {:<14} {}\n", k, text(n)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ocala_engine::{DropReason, HandleStatus};
+
+    #[test]
+    fn json_and_table_carry_the_same_facts() {
+        let s = Status {
+            handles: vec![HandleStatus {
+                name: "bob.udp".into(),
+                v4: "198.18.0.3".parse().unwrap(),
+                v6: "fd6f:6361:6c61::3".parse().unwrap(),
+                path: "up".into(),
+            }],
+            drops: vec![(DropReason::UnknownLabel, 3)],
+            ..Status::default()
+        };
+        let v = to_json(&s);
+        assert_eq!(v["handles"][0]["v4"], "198.18.0.3");
+        assert_eq!(v["drops"][0]["reason"], "unknown label");
+        assert_eq!(v["drops"][0]["count"], 3);
+        let t = to_table(&v);
+        assert!(t.contains("bob.udp") && t.contains("198.18.0.3") && t.contains("unknown label"), "{t}");
+    }
+}
