@@ -90,20 +90,37 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
 /// Parses configuration text; `file` names it in errors.
 pub fn parse(file: &str, text: &str) -> Result<Loaded, String> {
     let f: File = toml::from_str(text).map_err(|e| format!("{file}: {e}"))?;
-    let engine = Config { gateway: f.gateway, overlays: f.overlays, rules: f.rules, handles: f.handles, limits: f.limits };
+    let engine = Config {
+        gateway: f.gateway,
+        overlays: f.overlays,
+        rules: f.rules,
+        handles: f.handles,
+        limits: f.limits,
+    };
     ocala_engine::Engine::new(engine.clone(), [0; 32], ocala_engine::Instant::ZERO)
         .map_err(|e| format!("{file}: {}: {}", e.key, e.message))?;
     let d = &f.daemon;
     if d.tun_name.is_empty() || d.tun_name.len() > 15 {
-        return Err(format!("{file}: daemon.tun_name: '{}' must be 1 to 15 characters", d.tun_name));
+        return Err(format!(
+            "{file}: daemon.tun_name: '{}' must be 1 to 15 characters",
+            d.tun_name
+        ));
     }
     if d.mtu < 1280 {
-        return Err(format!("{file}: daemon.mtu: {} is below the IPv6 minimum of 1280", d.mtu));
+        return Err(format!(
+            "{file}: daemon.mtu: {} is below the IPv6 minimum of 1280",
+            d.mtu
+        ));
     }
     if d.upstream_attempts == 0 {
-        return Err(format!("{file}: daemon.upstream_attempts: must be at least 1"));
+        return Err(format!(
+            "{file}: daemon.upstream_attempts: must be at least 1"
+        ));
     }
-    Ok(Loaded { daemon: f.daemon, engine })
+    Ok(Loaded {
+        daemon: f.daemon,
+        engine,
+    })
 }
 
 /// `nameserver` lines of a resolv.conf, skipping `skip` (our own sentinel addresses: sending
@@ -112,7 +129,9 @@ pub fn resolv_conf_servers(text: &str, skip: &[IpAddr]) -> Vec<SocketAddr> {
     text.lines()
         .filter_map(|l| {
             let mut words = l.split_whitespace();
-            (words.next() == Some("nameserver")).then(|| words.next()).flatten()
+            (words.next() == Some("nameserver"))
+                .then(|| words.next())
+                .flatten()
         })
         .filter_map(|w| w.split('%').next().and_then(|a| a.parse::<IpAddr>().ok()))
         .filter(|ip| !skip.contains(ip))
@@ -135,7 +154,10 @@ mod tests {
             "[[overlays]]\nname = \"udp\"\nmodule = \"nope\"\nlocal_name = \"a\"\n",
         )
         .unwrap_err();
-        assert!(e.contains("overlays[0].module") && e.contains("nope"), "{e}");
+        assert!(
+            e.contains("overlays[0].module") && e.contains("nope"),
+            "{e}"
+        );
         let e = parse("x.toml", "[handles]\npool_v4 = \"1.2.3.4/99\"\n").unwrap_err();
         assert!(e.contains("pool_v4"), "{e}");
     }
@@ -166,6 +188,12 @@ mod tests {
     fn resolv_conf_skips_our_sentinel() {
         let text = "# comment\nnameserver 198.18.0.2\nnameserver 10.0.0.254\nsearch x\nnameserver fe80::1%eth0\n";
         let got = resolv_conf_servers(text, &["198.18.0.2".parse().unwrap()]);
-        assert_eq!(got, vec!["10.0.0.254:53".parse().unwrap(), "[fe80::1]:53".parse().unwrap()]);
+        assert_eq!(
+            got,
+            vec![
+                "10.0.0.254:53".parse().unwrap(),
+                "[fe80::1]:53".parse().unwrap()
+            ]
+        );
     }
 }

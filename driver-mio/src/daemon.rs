@@ -11,7 +11,9 @@ use crate::{state, status};
 use mio::net::UdpSocket;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use ocala_engine::{Command, Engine, Event, Input, Instant, Output, OverlayId, QueryId, UpstreamError};
+use ocala_engine::{
+    Command, Engine, Event, Input, Instant, Output, OverlayId, QueryId, UpstreamError,
+};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::io::{self, BufRead, BufReader, Write};
@@ -65,7 +67,12 @@ fn upstream_servers(cfg: &Loaded) -> Vec<SocketAddr> {
         return cfg.daemon.upstream_dns.clone();
     }
     let h = &cfg.engine.handles;
-    let ours = [IpAddr::V4(h.dns_v4), IpAddr::V6(h.dns_v6), IpAddr::V4(h.tun_v4), IpAddr::V6(h.tun_v6)];
+    let ours = [
+        IpAddr::V4(h.dns_v4),
+        IpAddr::V6(h.dns_v6),
+        IpAddr::V4(h.tun_v4),
+        IpAddr::V6(h.tun_v6),
+    ];
     let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     resolv_conf_servers(&text, &ours)
 }
@@ -79,17 +86,27 @@ impl Daemon {
         if !cfg.daemon.state_file.as_os_str().is_empty() {
             let bindings = state::load(&cfg.daemon.state_file)?;
             let n = engine.restore_handles(&bindings);
-            tracing::info!("restored {n} of {} handles from {}", bindings.len(), cfg.daemon.state_file.display());
+            tracing::info!(
+                "restored {n} of {} handles from {}",
+                bindings.len(),
+                cfg.daemon.state_file.display()
+            );
         }
         let poll = Poll::new()?;
         let tun = Tun::open(&cfg.daemon.tun_name, cfg.daemon.mtu, &cfg.engine.handles)?;
-        poll.registry().register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;
         let mut sockets = Vec::new();
         for (i, o) in cfg.engine.overlays.iter().enumerate() {
             let addr = SocketAddr::new(cfg.daemon.bind, o.port);
-            let mut s = UdpSocket::bind(addr)
-                .map_err(|e| io::Error::new(e.kind(), format!("overlay '{}': binding {addr}: {e}", o.name)))?;
-            poll.registry().register(&mut s, Token(OVERLAY_BASE + i), Interest::READABLE)?;
+            let mut s = UdpSocket::bind(addr).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("overlay '{}': binding {addr}: {e}", o.name),
+                )
+            })?;
+            poll.registry()
+                .register(&mut s, Token(OVERLAY_BASE + i), Interest::READABLE)?;
             sockets.push(s);
         }
         let servers = upstream_servers(&cfg);
@@ -115,15 +132,22 @@ impl Daemon {
         if path.exists() && UnixStream::connect(path).is_err() {
             std::fs::remove_file(path)?;
         }
-        let control = UnixListener::bind(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("control socket {}: {e}", path.display())))?;
+        let control = UnixListener::bind(path).map_err(|e| {
+            io::Error::new(e.kind(), format!("control socket {}: {e}", path.display()))
+        })?;
         std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         control.set_nonblocking(true)?;
-        poll.registry().register(&mut SourceFd(&control.as_raw_fd()), CONTROL, Interest::READABLE)?;
+        poll.registry().register(
+            &mut SourceFd(&control.as_raw_fd()),
+            CONTROL,
+            Interest::READABLE,
+        )?;
         let mut signals = Signals::new([SIGTERM, SIGINT])?;
-        poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let now = clock.now();
-        let next_checkpoint = now.saturating_add(Duration::from_secs(cfg.daemon.checkpoint_secs.max(1)));
+        let next_checkpoint =
+            now.saturating_add(Duration::from_secs(cfg.daemon.checkpoint_secs.max(1)));
         tracing::info!(
             "ocalad up: TUN {} ({} / {}), DNS at {}",
             tun.name(),
@@ -157,8 +181,15 @@ impl Daemon {
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
         while !self.stop {
-            let deadline = self.deadline.min(self.upstream.next_deadline()).min(self.next_checkpoint);
-            let timeout = if self.hot.is_empty() { self.clock.until(deadline) } else { Some(Duration::ZERO) };
+            let deadline = self
+                .deadline
+                .min(self.upstream.next_deadline())
+                .min(self.next_checkpoint);
+            let timeout = if self.hot.is_empty() {
+                self.clock.until(deadline)
+            } else {
+                Some(Duration::ZERO)
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     return Err(e);
@@ -233,11 +264,17 @@ impl Daemon {
                 self.hot.push(Token(OVERLAY_BASE + index));
                 break;
             }
-            let Some(sock) = self.sockets.get(index) else { break };
+            let Some(sock) = self.sockets.get(index) else {
+                break;
+            };
             match sock.recv_from(&mut buf) {
                 Ok((n, from)) => {
                     let overlay = OverlayId(index as u16);
-                    self.input(Input::Datagram { overlay, from, payload: &buf[..n] });
+                    self.input(Input::Datagram {
+                        overlay,
+                        from,
+                        payload: &buf[..n],
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -261,15 +298,22 @@ impl Daemon {
         }
         if self.next_checkpoint <= now {
             self.checkpoint();
-            self.next_checkpoint = now.saturating_add(Duration::from_secs(self.cfg.daemon.checkpoint_secs.max(1)));
+            self.next_checkpoint =
+                now.saturating_add(Duration::from_secs(self.cfg.daemon.checkpoint_secs.max(1)));
         }
     }
 
     fn feed_resolved(&mut self) {
         while let Some((id, result)) = self.resolved.pop() {
             match &result {
-                Ok(answer) => self.input(Input::Resolved { id, result: Ok(answer) }),
-                Err(e) => self.input(Input::Resolved { id, result: Err(*e) }),
+                Ok(answer) => self.input(Input::Resolved {
+                    id,
+                    result: Ok(answer),
+                }),
+                Err(e) => self.input(Input::Resolved {
+                    id,
+                    result: Err(*e),
+                }),
             }
         }
     }
@@ -288,7 +332,11 @@ impl Daemon {
                     }
                     self.engine.recycle(p);
                 }
-                Output::Transmit { overlay, to, payload } => {
+                Output::Transmit {
+                    overlay,
+                    to,
+                    payload,
+                } => {
                     if let Some(s) = self.sockets.get(usize::from(overlay.0)) {
                         if let Err(e) = s.send_to(&payload, to) {
                             tracing::debug!("sending to {to}: {e}");
@@ -312,9 +360,13 @@ impl Daemon {
         match e {
             Event::Dropped { reason } => tracing::debug!("dropped: {reason}"),
             Event::Status(s) => self.last_status = Some(*s),
-            Event::SetupFailed { name, reason } => tracing::warn!("path to {name} failed: {reason}"),
+            Event::SetupFailed { name, reason } => {
+                tracing::warn!("path to {name} failed: {reason}")
+            }
             Event::PathDown { name, reason } => tracing::info!("path to {name} down: {reason}"),
-            Event::PoolExhausted { name } => tracing::warn!("handle pool exhausted (asked for {name})"),
+            Event::PoolExhausted { name } => {
+                tracing::warn!("handle pool exhausted (asked for {name})")
+            }
             other => tracing::info!("{other:?}"),
         }
     }
@@ -355,7 +407,11 @@ impl Daemon {
         let reply = match (words.next(), words.next()) {
             (Some("status"), _) => {
                 self.input(Input::Command(Command::Status));
-                let v = self.last_status.take().map(|s| status::to_json(&s)).unwrap_or_default();
+                let v = self
+                    .last_status
+                    .take()
+                    .map(|s| status::to_json(&s))
+                    .unwrap_or_default();
                 format!("{v}\n")
             }
             (Some("resolve"), Some(name)) => self.engine.explain(name),

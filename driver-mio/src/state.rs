@@ -17,8 +17,14 @@ struct Entry {
 /// Writes the bindings atomically (a temporary file renamed over the old one), so a crash
 /// mid-write never leaves a torn checkpoint.
 pub fn save(path: &Path, bindings: &[HandleBinding]) -> io::Result<()> {
-    let entries: Vec<Entry> =
-        bindings.iter().map(|b| Entry { name: b.name.clone(), v4: b.v4, v6: b.v6 }).collect();
+    let entries: Vec<Entry> = bindings
+        .iter()
+        .map(|b| Entry {
+            name: b.name.clone(),
+            v4: b.v4,
+            v6: b.v6,
+        })
+        .collect();
     let text = serde_json::to_string_pretty(&entries).map_err(io::Error::other)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
@@ -35,9 +41,20 @@ pub fn load(path: &Path) -> io::Result<Vec<HandleBinding>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let entries: Vec<Entry> = serde_json::from_str(&text)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))?;
-    Ok(entries.into_iter().map(|e| HandleBinding { name: e.name, v4: e.v4, v6: e.v6 }).collect())
+    let entries: Vec<Entry> = serde_json::from_str(&text).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })?;
+    Ok(entries
+        .into_iter()
+        .map(|e| HandleBinding {
+            name: e.name,
+            v4: e.v4,
+            v6: e.v6,
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -49,7 +66,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ocala-state-{}", std::process::id()));
         let path = dir.join("state.json");
         assert!(load(&path).unwrap().is_empty());
-        let b = vec![HandleBinding { name: "bob.udp".into(), v4: "198.18.0.3".parse().unwrap(), v6: "fd6f:6361:6c61::3".parse().unwrap() }];
+        let b = vec![HandleBinding {
+            name: "bob.udp".into(),
+            v4: "198.18.0.3".parse().unwrap(),
+            v6: "fd6f:6361:6c61::3".parse().unwrap(),
+        }];
         save(&path, &b).unwrap();
         assert_eq!(load(&path).unwrap(), b);
         std::fs::write(&path, "{ not json").unwrap();

@@ -44,7 +44,12 @@ fn text(v: &Value) -> String {
 /// The table form, from the JSON (what the CLI receives).
 pub fn to_table(v: &Value) -> String {
     let mut out = String::new();
-    let rows = |key: &str| v.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+    let rows = |key: &str| {
+        v.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
     out.push_str("HANDLES\n");
     for h in rows("handles") {
         out.push_str(&format!(
@@ -57,12 +62,21 @@ pub fn to_table(v: &Value) -> String {
     }
     out.push_str("TUNNELS\n");
     for t in rows("tunnels") {
-        out.push_str(&format!("  {:<10} {:<40} {} path(s)\n", text(&t["overlay"]), text(&t["remote"]), text(&t["paths"])));
+        out.push_str(&format!(
+            "  {:<10} {:<40} {} path(s)\n",
+            text(&t["overlay"]),
+            text(&t["remote"]),
+            text(&t["paths"])
+        ));
     }
     out.push_str(&format!("RELAYED PATHS  {}\n", text(&v["relayed"])));
     out.push_str("DROPS\n");
     for d in rows("drops") {
-        out.push_str(&format!("  {:>8}  {}\n", text(&d["count"]), text(&d["reason"])));
+        out.push_str(&format!(
+            "  {:>8}  {}\n",
+            text(&d["count"]),
+            text(&d["reason"])
+        ));
     }
     out.push_str("COUNTERS\n");
     if let Some(c) = v.get("counters").and_then(Value::as_object) {
@@ -95,6 +109,9 @@ mod tests {
         assert_eq!(v["drops"][0]["reason"], "unknown label");
         assert_eq!(v["drops"][0]["count"], 3);
         let t = to_table(&v);
-        assert!(t.contains("bob.udp") && t.contains("198.18.0.3") && t.contains("unknown label"), "{t}");
+        assert!(
+            t.contains("bob.udp") && t.contains("198.18.0.3") && t.contains("unknown label"),
+            "{t}"
+        );
     }
 }

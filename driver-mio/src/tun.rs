@@ -30,8 +30,12 @@ pub fn ip(args: &[&str]) -> io::Result<()> {
 impl Tun {
     /// Opens `name` and gives it the node's addresses and `mtu`.
     pub fn open(name: &str, mtu: u16, handles: &HandleConfig) -> io::Result<Tun> {
-        let iface = Iface::without_packet_info(name, Mode::Tun)
-            .map_err(|e| io::Error::new(e.kind(), format!("opening TUN {name}: {e} (root and /dev/net/tun needed)")))?;
+        let iface = Iface::without_packet_info(name, Mode::Tun).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("opening TUN {name}: {e} (root and /dev/net/tun needed)"),
+            )
+        })?;
         iface.set_non_blocking()?;
         let dev = iface.name().to_string();
         let v4 = format!("{}/{}", handles.tun_v4, handles.pool_v4.len);

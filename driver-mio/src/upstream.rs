@@ -36,16 +36,27 @@ pub type Finished = Vec<(QueryId, Result<Vec<u8>, UpstreamError>)>;
 impl Upstream {
     pub fn new(servers: Vec<SocketAddr>, timeout: Duration, attempts: u32) -> io::Result<Upstream> {
         let v4 = if servers.iter().any(SocketAddr::is_ipv4) {
-            Some(UdpSocket::bind("0.0.0.0:0".parse().map_err(io::Error::other)?)?)
+            Some(UdpSocket::bind(
+                "0.0.0.0:0".parse().map_err(io::Error::other)?,
+            )?)
         } else {
             None
         };
         let v6 = if servers.iter().any(SocketAddr::is_ipv6) {
-            Some(UdpSocket::bind("[::]:0".parse().map_err(io::Error::other)?)?)
+            Some(UdpSocket::bind(
+                "[::]:0".parse().map_err(io::Error::other)?,
+            )?)
         } else {
             None
         };
-        Ok(Upstream { v4, v6, servers, pending: BTreeMap::new(), timeout, attempts })
+        Ok(Upstream {
+            v4,
+            v6,
+            servers,
+            pending: BTreeMap::new(),
+            timeout,
+            attempts,
+        })
     }
 
     fn socket(&self, to: SocketAddr) -> Option<&UdpSocket> {
@@ -66,7 +77,14 @@ impl Upstream {
         while self.pending.contains_key(&txid) {
             txid = txid.wrapping_add(1);
         }
-        let mut p = Pending { id, original_id, query: query.to_vec(), server: 0, attempts: 0, deadline: now };
+        let mut p = Pending {
+            id,
+            original_id,
+            query: query.to_vec(),
+            server: 0,
+            attempts: 0,
+            deadline: now,
+        };
         p.query[0..2].copy_from_slice(&txid.to_be_bytes());
         self.transmit(now, &mut p);
         self.pending.insert(txid, p);
@@ -90,7 +108,11 @@ impl Upstream {
         let mut buf = [0u8; 4096];
         for v6 in [false, true] {
             loop {
-                let sock = if v6 { self.v6.as_ref() } else { self.v4.as_ref() };
+                let sock = if v6 {
+                    self.v6.as_ref()
+                } else {
+                    self.v4.as_ref()
+                };
                 let Some(sock) = sock else { break };
                 let (n, from) = match sock.recv_from(&mut buf) {
                     Ok(x) => x,
@@ -100,9 +122,13 @@ impl Upstream {
                         break;
                     }
                 };
-                let Some(answer) = buf.get(..n).filter(|a| a.len() >= 12) else { continue };
+                let Some(answer) = buf.get(..n).filter(|a| a.len() >= 12) else {
+                    continue;
+                };
                 let txid = u16::from_be_bytes([answer[0], answer[1]]);
-                let Some(p) = self.pending.get(&txid) else { continue };
+                let Some(p) = self.pending.get(&txid) else {
+                    continue;
+                };
                 if self.servers.get(p.server % self.servers.len()) != Some(&from) {
                     continue;
                 }
@@ -118,10 +144,17 @@ impl Upstream {
 
     /// Resends or gives up on queries whose deadline passed.
     pub fn on_timeout(&mut self, now: Instant) -> Finished {
-        let due: Vec<u16> = self.pending.iter().filter(|(_, p)| p.deadline <= now).map(|(k, _)| *k).collect();
+        let due: Vec<u16> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(k, _)| *k)
+            .collect();
         let mut done = Vec::new();
         for txid in due {
-            let Some(mut p) = self.pending.remove(&txid) else { continue };
+            let Some(mut p) = self.pending.remove(&txid) else {
+                continue;
+            };
             if p.attempts >= self.attempts {
                 done.push((p.id, Err(UpstreamError::Timeout)));
                 continue;
@@ -135,7 +168,11 @@ impl Upstream {
 
     /// The earliest deadline of a query in flight.
     pub fn next_deadline(&self) -> Instant {
-        self.pending.values().map(|p| p.deadline).min().unwrap_or(Instant::MAX)
+        self.pending
+            .values()
+            .map(|p| p.deadline)
+            .min()
+            .unwrap_or(Instant::MAX)
     }
 }
 

@@ -4,8 +4,8 @@
 //! `dns/intercept.rs`; this file owns the tables, the timers and the drain.
 
 use crate::api::{
-    ApiError, Command, Counters, DropReason, Event, HandleBinding, HandleStatus, Input, Output, OverlayId,
-    QueryId, Status, TunnelStatus,
+    ApiError, Command, Counters, DropReason, Event, HandleBinding, HandleStatus, Input, Output,
+    OverlayId, QueryId, Status, TunnelStatus,
 };
 use crate::config::{Config, ConfigError};
 use crate::dns::intercept::Upstream;
@@ -295,8 +295,10 @@ impl Engine {
             let idle = Duration::from_secs(self.cfg.handles.idle_timeout_secs);
             if let Some(h) = self.handles.get(key) {
                 let (gen, v4, v6) = (h.gen, h.v4, h.v6);
-                self.timers
-                    .schedule(self.now.saturating_add(idle), Timer::HandleIdle { handle: key, gen });
+                self.timers.schedule(
+                    self.now.saturating_add(idle),
+                    Timer::HandleIdle { handle: key, gen },
+                );
                 self.event(Event::HandleBound {
                     name: name.to_string(),
                     v4: v4.into(),
@@ -317,11 +319,23 @@ impl Engine {
                 let keys: Vec<usize> = self
                     .paths
                     .iter()
-                    .filter(|(_, p)| !matches!(p.role, crate::oci::paths::Role::Relay { downstream: true, .. }))
+                    .filter(|(_, p)| {
+                        !matches!(
+                            p.role,
+                            crate::oci::paths::Role::Relay {
+                                downstream: true,
+                                ..
+                            }
+                        )
+                    })
                     .map(|(k, _)| k)
                     .collect();
                 for k in keys {
-                    self.close_path(k, crate::wire::message::CloseReason::Shutdown, "shutting down");
+                    self.close_path(
+                        k,
+                        crate::wire::message::CloseReason::Shutdown,
+                        "shutting down",
+                    );
                 }
             }
             Command::ClosePath(name) => {
@@ -346,7 +360,11 @@ impl Engine {
     pub fn handle_bindings(&self) -> Vec<HandleBinding> {
         self.handles
             .iter_by_name()
-            .map(|h| HandleBinding { name: h.name.clone(), v4: h.v4, v6: h.v6 })
+            .map(|h| HandleBinding {
+                name: h.name.clone(),
+                v4: h.v4,
+                v6: h.v6,
+            })
             .collect()
     }
 
@@ -360,7 +378,10 @@ impl Engine {
             if let Some(key) = self.handles.bind_exact(&b.name, b.v4, b.v6, self.now) {
                 if let Some(h) = self.handles.get(key) {
                     let gen = h.gen;
-                    self.timers.schedule(self.now.saturating_add(idle), Timer::HandleIdle { handle: key, gen });
+                    self.timers.schedule(
+                        self.now.saturating_add(idle),
+                        Timer::HandleIdle { handle: key, gen },
+                    );
                 }
                 restored += 1;
             }

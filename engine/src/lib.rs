@@ -19,8 +19,8 @@ mod timers;
 pub mod wire;
 
 pub use api::{
-    ApiError, Command, Counters, DropReason, Event, HandleBinding, HandleStatus, Input, Output, OverlayId,
-    QueryId, Status, TunnelStatus, UpstreamError,
+    ApiError, Command, Counters, DropReason, Event, HandleBinding, HandleStatus, Input, Output,
+    OverlayId, QueryId, Status, TunnelStatus, UpstreamError,
 };
 pub use config::{Config, ConfigError};
 pub use engine::Engine;

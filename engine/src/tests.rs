@@ -58,7 +58,13 @@ impl Net {
             .enumerate()
             .map(|(i, c)| Engine::new(c, [i as u8; 32], Instant::ZERO).unwrap())
             .collect();
-        Net { nodes, now: Instant::ZERO, tun: vec![Vec::new(); n], events: vec![Vec::new(); n], strays: Vec::new() }
+        Net {
+            nodes,
+            now: Instant::ZERO,
+            tun: vec![Vec::new(); n],
+            events: vec![Vec::new(); n],
+            strays: Vec::new(),
+        }
     }
 
     fn input(&mut self, node: usize, input: Input<'_>) {
@@ -88,7 +94,16 @@ impl Net {
                 };
                 let from = addr(node as u8 + 1);
                 let now = self.now;
-                self.nodes[dst].handle_input(now, Input::Datagram { overlay: UDP, from, payload: &payload }).unwrap();
+                self.nodes[dst]
+                    .handle_input(
+                        now,
+                        Input::Datagram {
+                            overlay: UDP,
+                            from,
+                            payload: &payload,
+                        },
+                    )
+                    .unwrap();
                 queue.push(dst);
             }
         }
@@ -105,7 +120,10 @@ impl Net {
     fn lookup(&mut self, node: usize, name: &str) -> Option<Vec<u8>> {
         let query = build_address_query(7, name, false).unwrap();
         let h = &self.nodes[node].cfg.handles;
-        let (client, server) = (SocketAddr::new(h.tun_v4.into(), 5353), SocketAddr::new(h.dns_v4.into(), 53));
+        let (client, server) = (
+            SocketAddr::new(h.tun_v4.into(), 5353),
+            SocketAddr::new(h.dns_v4.into(), 53),
+        );
         let mut packet = Vec::new();
         write_udp_packet(&mut packet, client, server, &query).unwrap();
         let before = self.tun[node].len();
@@ -129,7 +147,13 @@ fn rcode(answer: &[u8]) -> u8 {
 
 fn udp_to(src: IpAddr, dst: IpAddr, payload: &[u8]) -> Vec<u8> {
     let mut p = Vec::new();
-    write_udp_packet(&mut p, SocketAddr::new(src, 1000), SocketAddr::new(dst, 2000), payload).unwrap();
+    write_udp_packet(
+        &mut p,
+        SocketAddr::new(src, 1000),
+        SocketAddr::new(dst, 2000),
+        payload,
+    )
+    .unwrap();
     p
 }
 
@@ -140,13 +164,18 @@ fn datagram(msg: &Message<'_>) -> Vec<u8> {
 }
 
 fn pair() -> Net {
-    Net::new(vec![config("alice", &[("bob", 2)], false), config("bob", &[("alice", 1)], false)])
+    Net::new(vec![
+        config("alice", &[("bob", 2)], false),
+        config("bob", &[("alice", 1)], false),
+    ])
 }
 
 #[test]
 fn lookup_sets_up_path_and_packets_arrive_rewritten() {
     let mut net = pair();
-    let answer = net.lookup(0, "bob.udp").expect("answered once the path is up");
+    let answer = net
+        .lookup(0, "bob.udp")
+        .expect("answered once the path is up");
     assert_eq!(rcode(&answer), 0);
     let handle = answered_v4(&answer);
     assert_eq!(handle, IpAddr::from([198, 18, 0, 3]));
@@ -158,13 +187,17 @@ fn lookup_sets_up_path_and_packets_arrive_rewritten() {
     assert_eq!(&got[12..16], &[198, 18, 0, 3]);
     assert_eq!(&got[16..20], &[198, 18, 0, 1]);
     assert_eq!(&got[got.len() - 5..], b"hello");
-    assert!(net.events[1].iter().any(|e| matches!(e, Event::PathAccepted { name, .. } if name == "alice.udp")));
+    assert!(net.events[1]
+        .iter()
+        .any(|e| matches!(e, Event::PathAccepted { name, .. } if name == "alice.udp")));
 }
 
 #[test]
 fn time_going_backwards_is_the_callers_error() {
     let mut e = Engine::new(config("a", &[], false), [0; 32], Instant::from_nanos(10)).unwrap();
-    let err = e.handle_input(Instant::from_nanos(5), Input::Timeout).unwrap_err();
+    let err = e
+        .handle_input(Instant::from_nanos(5), Input::Timeout)
+        .unwrap_err();
     assert!(matches!(err, ApiError::TimeWentBackwards { .. }));
 }
 
@@ -172,7 +205,10 @@ fn time_going_backwards_is_the_callers_error() {
 fn config_errors_name_the_key() {
     let mut c = config("a", &[], false);
     c.overlays.push(c.overlays[0].clone());
-    assert_eq!(Engine::new(c, [0; 32], Instant::ZERO).err().unwrap().key, "overlays[1].name");
+    assert_eq!(
+        Engine::new(c, [0; 32], Instant::ZERO).err().unwrap().key,
+        "overlays[1].name"
+    );
     let mut c = config("a", &[], false);
     c.overlays[0].module = "carrier-pigeon".into();
     let e = Engine::new(c, [0; 32], Instant::ZERO).err().unwrap();
@@ -180,10 +216,19 @@ fn config_errors_name_the_key() {
     assert!(e.message.contains("carrier-pigeon"));
     let mut c = config("a", &[], false);
     c.overlays[0].name = "oci".into();
-    assert_eq!(Engine::new(c, [0; 32], Instant::ZERO).err().unwrap().key, "overlays[0].name");
+    assert_eq!(
+        Engine::new(c, [0; 32], Instant::ZERO).err().unwrap().key,
+        "overlays[0].name"
+    );
     let mut c = config("a", &[], false);
-    c.rules.push(RuleConfig { pattern: "(".into(), replace: "x".into() });
-    assert_eq!(Engine::new(c, [0; 32], Instant::ZERO).err().unwrap().key, "rules[0].pattern");
+    c.rules.push(RuleConfig {
+        pattern: "(".into(),
+        replace: "x".into(),
+    });
+    assert_eq!(
+        Engine::new(c, [0; 32], Instant::ZERO).err().unwrap().key,
+        "rules[0].pattern"
+    );
 }
 
 #[test]
@@ -194,9 +239,15 @@ fn idle_handle_is_released_and_its_path_closed_at_both_ends() {
     net.advance(Duration::from_secs(3600));
     net.advance(Duration::from_secs(3600));
     net.advance(Duration::from_secs(10));
-    assert!(net.events[0].iter().any(|e| matches!(e, Event::HandleReleased { name } if name == "bob.udp")));
+    assert!(net.events[0]
+        .iter()
+        .any(|e| matches!(e, Event::HandleReleased { name } if name == "bob.udp")));
     assert_eq!(net.nodes[0].paths.len(), 0);
-    assert_eq!(net.nodes[1].paths.len(), 0, "bob's end closed by alice's close");
+    assert_eq!(
+        net.nodes[1].paths.len(),
+        0,
+        "bob's end closed by alice's close"
+    );
     assert!(net.nodes[0].handles.by_name("bob.udp").is_none());
 }
 
@@ -208,14 +259,20 @@ fn dns_refreshes_handle_so_it_is_not_released() {
         net.advance(Duration::from_secs(3000));
         assert_eq!(answered_v4(&net.lookup(0, "bob.udp").unwrap()), first);
     }
-    assert!(!net.events[0].iter().any(|e| matches!(e, Event::HandleReleased { .. })));
+    assert!(!net.events[0]
+        .iter()
+        .any(|e| matches!(e, Event::HandleReleased { .. })));
 }
 
 #[test]
 fn packets_wait_bounded_while_path_comes_up() {
     let mut net = Net::new(vec![config("alice", &[("bob", 9)], false)]); // bob never answers
     net.lookup(0, "bob.udp");
-    let handle = net.nodes[0].handles.get(0).map(|h| IpAddr::V4(h.v4)).unwrap();
+    let handle = net.nodes[0]
+        .handles
+        .get(0)
+        .map(|h| IpAddr::V4(h.v4))
+        .unwrap();
     let src: IpAddr = net.nodes[0].cfg.handles.tun_v4.into();
     for _ in 0..40 {
         net.input(0, Input::TunPacket(&udp_to(src, handle, b"x")));
@@ -227,7 +284,10 @@ fn packets_wait_bounded_while_path_comes_up() {
 #[test]
 fn setup_to_a_silent_peer_fails_with_servfail_after_backoff() {
     let mut net = Net::new(vec![config("alice", &[("bob", 9)], false)]);
-    assert!(net.lookup(0, "bob.udp").is_none(), "no answer while the path comes up");
+    assert!(
+        net.lookup(0, "bob.udp").is_none(),
+        "no answer while the path comes up"
+    );
     let mut setups = net.strays.len();
     assert_eq!(setups, 1);
     let mut waited = Duration::ZERO;
@@ -240,9 +300,15 @@ fn setup_to_a_silent_peer_fails_with_servfail_after_backoff() {
     let answer = net.tun[0].first().expect("SERVFAIL sent");
     assert_eq!(rcode(&answer[28..]), 2);
     assert_eq!(setups, 5, "five attempts");
-    assert!(waited >= Duration::from_millis(4900) && waited <= Duration::from_millis(5100), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(4900) && waited <= Duration::from_millis(5100),
+        "{waited:?}"
+    );
     assert_eq!(net.nodes[0].paths.len(), 0);
-    assert!(net.nodes[0].handles.by_name("bob.udp").is_none(), "never handed out: released");
+    assert!(
+        net.nodes[0].handles.by_name("bob.udp").is_none(),
+        "never handed out: released"
+    );
 }
 
 #[test]
@@ -253,50 +319,103 @@ fn a_handle_apps_know_survives_a_failed_re_setup() {
     net.nodes.truncate(1);
     net.advance(Duration::from_secs(80));
     net.advance(Duration::from_secs(10));
-    assert!(net.events[0].iter().any(|e| matches!(e, Event::PathDown { .. })));
+    assert!(net.events[0]
+        .iter()
+        .any(|e| matches!(e, Event::PathDown { .. })));
     let src: IpAddr = net.nodes[0].cfg.handles.tun_v4.into();
     net.input(0, Input::TunPacket(&udp_to(src, handle, b"x")));
     for _ in 0..120 {
         net.advance(Duration::from_millis(50));
     }
-    assert!(net.events[0].iter().any(|e| matches!(e, Event::SetupFailed { .. })));
-    let h = net.nodes[0].handles.by_name("bob.udp").expect("still bound");
-    assert_eq!(net.nodes[0].handles.get(h).map(|h| IpAddr::V4(h.v4)), Some(handle));
+    assert!(net.events[0]
+        .iter()
+        .any(|e| matches!(e, Event::SetupFailed { .. })));
+    let h = net.nodes[0]
+        .handles
+        .by_name("bob.udp")
+        .expect("still bound");
+    assert_eq!(
+        net.nodes[0].handles.get(h).map(|h| IpAddr::V4(h.v4)),
+        Some(handle)
+    );
 }
 
 #[test]
 fn stale_labels_are_refused_and_answered_at_a_bounded_rate() {
     let mut net = pair();
     for i in 0..100u32 {
-        let d = datagram(&Message::Data { label: 0x0010_0000 | i, payload: b"junk" });
-        net.input(1, Input::Datagram { overlay: UDP, from: addr(77), payload: &d });
+        let d = datagram(&Message::Data {
+            label: 0x0010_0000 | i,
+            payload: b"junk",
+        });
+        net.input(
+            1,
+            Input::Datagram {
+                overlay: UDP,
+                from: addr(77),
+                payload: &d,
+            },
+        );
     }
     assert_eq!(net.drops(1, DropReason::UnknownLabel), 100);
-    assert_eq!(net.strays.len(), 32, "unknown-label closes are rate limited");
+    assert_eq!(
+        net.strays.len(),
+        32,
+        "unknown-label closes are rate limited"
+    );
 }
 
 /// Feeds a crafted setup to a node, returning the reject reason it answered with.
 fn reject_for(net: &mut Net, node: usize, from: u8, setup: Setup<'_>) -> Option<RejectReason> {
     let before = net.strays.len();
     let d = datagram(&Message::Setup(setup));
-    net.input(node, Input::Datagram { overlay: UDP, from: addr(from), payload: &d });
-    net.strays[before..].iter().find_map(|(_, p)| match Message::parse(p) {
-        Ok(Message::Reject(r)) => Some(r.reason),
-        _ => None,
-    })
+    net.input(
+        node,
+        Input::Datagram {
+            overlay: UDP,
+            from: addr(from),
+            payload: &d,
+        },
+    );
+    net.strays[before..]
+        .iter()
+        .find_map(|(_, p)| match Message::parse(p) {
+            Ok(Message::Reject(r)) => Some(r.reason),
+            _ => None,
+        })
 }
 
 fn setup<'a>(label: u32, path_id: u64, hops: u8, remaining: &'a str) -> Setup<'a> {
-    Setup { sender_label: label, path_id, hop_count: hops, options: 0, return_name: "x.udp", remaining, handshake: &[] }
+    Setup {
+        sender_label: label,
+        path_id,
+        hop_count: hops,
+        options: 0,
+        return_name: "x.udp",
+        remaining,
+        handshake: &[],
+    }
 }
 
 #[test]
 fn gateways_refuse_loops_and_too_many_hops() {
     let mut net = Net::new(vec![config("gw", &[("far", 50)], true)]);
-    assert_eq!(reject_for(&mut net, 0, 60, setup(1, 42, 0, "far.udp")), None);
-    assert_eq!(reject_for(&mut net, 0, 61, setup(2, 42, 1, "far.udp")), Some(RejectReason::Loop));
-    assert_eq!(reject_for(&mut net, 0, 62, setup(3, 43, 8, "far.udp")), Some(RejectReason::HopLimit));
-    assert_eq!(reject_for(&mut net, 0, 63, setup(4, 44, 0, "far.nosuch")), Some(RejectReason::UnknownOverlay));
+    assert_eq!(
+        reject_for(&mut net, 0, 60, setup(1, 42, 0, "far.udp")),
+        None
+    );
+    assert_eq!(
+        reject_for(&mut net, 0, 61, setup(2, 42, 1, "far.udp")),
+        Some(RejectReason::Loop)
+    );
+    assert_eq!(
+        reject_for(&mut net, 0, 62, setup(3, 43, 8, "far.udp")),
+        Some(RejectReason::HopLimit)
+    );
+    assert_eq!(
+        reject_for(&mut net, 0, 63, setup(4, 44, 0, "far.nosuch")),
+        Some(RejectReason::UnknownOverlay)
+    );
     assert_eq!(net.drops(0, DropReason::Loop), 1);
     assert_eq!(net.drops(0, DropReason::HopLimit), 1);
 }
@@ -304,7 +423,10 @@ fn gateways_refuse_loops_and_too_many_hops() {
 #[test]
 fn a_plain_node_refuses_to_relay() {
     let mut net = Net::new(vec![config("plain", &[("far", 50)], false)]);
-    assert_eq!(reject_for(&mut net, 0, 60, setup(1, 1, 0, "far.udp")), Some(RejectReason::NotAGateway));
+    assert_eq!(
+        reject_for(&mut net, 0, 60, setup(1, 1, 0, "far.udp")),
+        Some(RejectReason::NotAGateway)
+    );
     assert_eq!(net.nodes[0].paths.len(), 0);
 }
 
@@ -316,7 +438,9 @@ fn two_hops_through_a_gateway_swap_labels() {
         config("carol", &[("gw", 2)], false),
     ]);
     let handle = answered_v4(&net.lookup(0, "carol.udp_gw.udp").expect("path up"));
-    assert!(net.events[2].iter().any(|e| matches!(e, Event::PathAccepted { name, .. } if name == "alice.udp_gw.udp")));
+    assert!(net.events[2]
+        .iter()
+        .any(|e| matches!(e, Event::PathAccepted { name, .. } if name == "alice.udp_gw.udp")));
     let src: IpAddr = net.nodes[0].cfg.handles.tun_v4.into();
     net.input(0, Input::TunPacket(&udp_to(src, handle, b"via gw")));
     assert!(net.tun[2].last().unwrap().ends_with(b"via gw"));

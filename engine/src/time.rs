@@ -57,7 +57,10 @@ mod tests {
 
     #[test]
     fn add_saturates_and_since_never_underflows() {
-        assert_eq!(Instant::MAX.saturating_add(Duration::from_secs(1)), Instant::MAX);
+        assert_eq!(
+            Instant::MAX.saturating_add(Duration::from_secs(1)),
+            Instant::MAX
+        );
         assert_eq!(
             Instant::from_nanos(5).since(Instant::from_nanos(9)),
             Duration::ZERO

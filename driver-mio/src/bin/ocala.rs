@@ -13,8 +13,10 @@ fn usage() -> ExitCode {
 }
 
 fn ask(socket: &str, request: &str) -> Result<String, String> {
-    let mut s = UnixStream::connect(socket).map_err(|e| format!("{socket}: {e} (is ocalad running?)"))?;
-    s.write_all(format!("{request}\n").as_bytes()).map_err(|e| e.to_string())?;
+    let mut s =
+        UnixStream::connect(socket).map_err(|e| format!("{socket}: {e} (is ocalad running?)"))?;
+    s.write_all(format!("{request}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
     let mut out = String::new();
     s.read_to_string(&mut out).map_err(|e| e.to_string())?;
     Ok(out)
@@ -33,8 +35,13 @@ fn main() -> ExitCode {
     let words: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match words.as_slice() {
         ["status"] | ["status", "--json"] => ask(&socket, "status").and_then(|reply| {
-            let v: serde_json::Value = serde_json::from_str(&reply).map_err(|e| format!("bad reply: {e}"))?;
-            Ok(if words.len() == 2 { format!("{v:#}\n") } else { status::to_table(&v) })
+            let v: serde_json::Value =
+                serde_json::from_str(&reply).map_err(|e| format!("bad reply: {e}"))?;
+            Ok(if words.len() == 2 {
+                format!("{v:#}\n")
+            } else {
+                status::to_table(&v)
+            })
         }),
         ["resolve", name] => ask(&socket, &format!("resolve {name}")),
         _ => return usage(),

@@ -19,7 +19,10 @@ impl Engine {
         let parsed = match self.parse(&rewritten) {
             Ok(Some(p)) => p,
             Ok(None) => {
-                let _ = writeln!(out, "not an overlay name here: relayed to the upstream resolver unchanged");
+                let _ = writeln!(
+                    out,
+                    "not an overlay name here: relayed to the upstream resolver unchanged"
+                );
                 return out;
             }
             Err(e) => {
@@ -29,20 +32,31 @@ impl Engine {
         };
         let _ = writeln!(out, "hops, destination first:");
         for (i, h) in parsed.hops.iter().enumerate() {
-            let last = i + 1 == parsed.hops.len();
-            let role = match (i == 0, last) {
-                (true, true) => "destination",
-                (true, false) => "destination",
-                (false, true) => "first hop",
-                (false, false) => "gateway",
+            let role = if i == 0 {
+                "destination"
+            } else if i + 1 == parsed.hops.len() {
+                "first hop"
+            } else {
+                "gateway"
             };
-            let _ = writeln!(out, "  {:<12} {} over overlay '{}'", role, h.prefix, h.overlay);
+            let _ = writeln!(
+                out,
+                "  {:<12} {} over overlay '{}'",
+                role, h.prefix, h.overlay
+            );
         }
         let first = parsed.first_hop();
-        match self.overlay_id(&first.overlay).and_then(|o| self.overlays.get(usize::from(o.0))) {
+        match self
+            .overlay_id(&first.overlay)
+            .and_then(|o| self.overlays.get(usize::from(o.0)))
+        {
             Some(slot) => match slot.module.parse_hop(&first.prefix) {
                 Ok(hop) => {
-                    let _ = write!(out, "first tunnel: overlay '{}', host '{}'", slot.name, hop.host);
+                    let _ = write!(
+                        out,
+                        "first tunnel: overlay '{}', host '{}'",
+                        slot.name, hop.host
+                    );
                     if !hop.options.is_empty() {
                         let _ = write!(out, ", options {}", hop.options.join(","));
                     }
@@ -53,7 +67,11 @@ impl Engine {
                 }
             },
             None => {
-                let _ = writeln!(out, "first tunnel: overlay '{}' is not configured", first.overlay);
+                let _ = writeln!(
+                    out,
+                    "first tunnel: overlay '{}' is not configured",
+                    first.overlay
+                );
             }
         }
         let rest = remaining_hops(&parsed);
@@ -63,7 +81,11 @@ impl Engine {
         if let Some(s) = parsed.security {
             let _ = writeln!(out, "options:     {}", s.element());
         }
-        match self.handles.by_name(&parsed.canonical).and_then(|k| self.handles.get(k)) {
+        match self
+            .handles
+            .by_name(&parsed.canonical)
+            .and_then(|k| self.handles.get(k))
+        {
             Some(h) => {
                 let state = match h.path.and_then(|p| self.paths.get(p)) {
                     Some(p) if p.state == State::Up => format!("path up (label {:#x})", p.label),
@@ -95,7 +117,10 @@ mod tests {
                 keepalive_secs: 25,
                 address_book: Default::default(),
             }],
-            rules: vec![RuleConfig { pattern: r"^(.*)\.corp$".into(), replace: "${1}.west_gw.east".into() }],
+            rules: vec![RuleConfig {
+                pattern: r"^(.*)\.corp$".into(),
+                replace: "${1}.west_gw.east".into(),
+            }],
             ..Config::default()
         };
         Engine::new(cfg, [0; 32], Instant::ZERO).unwrap()
@@ -105,15 +130,28 @@ mod tests {
     fn explains_rules_hops_and_gateways() {
         let text = engine().explain("Bob.corp");
         assert!(text.contains("after rules: bob.west_gw.east"), "{text}");
-        assert!(text.contains("destination  bob over overlay 'west'"), "{text}");
-        assert!(text.contains("first hop    gw over overlay 'east'"), "{text}");
-        assert!(text.contains("the gateway then sets up: bob.west"), "{text}");
+        assert!(
+            text.contains("destination  bob over overlay 'west'"),
+            "{text}"
+        );
+        assert!(
+            text.contains("first hop    gw over overlay 'east'"),
+            "{text}"
+        );
+        assert!(
+            text.contains("the gateway then sets up: bob.west"),
+            "{text}"
+        );
         assert!(text.contains("handle:      none yet"), "{text}");
     }
 
     #[test]
     fn explains_plain_and_invalid_names() {
-        assert!(engine().explain("www.example.com").contains("upstream resolver"));
-        assert!(engine().explain("bob.east_fast.oci").contains("invalid: unknown option"));
+        assert!(engine()
+            .explain("www.example.com")
+            .contains("upstream resolver"));
+        assert!(engine()
+            .explain("bob.east_fast.oci")
+            .contains("invalid: unknown option"));
     }
 }

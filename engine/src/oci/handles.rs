@@ -241,7 +241,13 @@ impl Handles {
 
     /// Binds `name` to exactly these addresses (restoring a checkpoint). False when the name
     /// is bound already, an address is outside the pools or taken, or the table is full.
-    pub(crate) fn bind_exact(&mut self, name: &str, v4: Ipv4Addr, v6: Ipv6Addr, now: Instant) -> Option<usize> {
+    pub(crate) fn bind_exact(
+        &mut self,
+        name: &str,
+        v4: Ipv4Addr,
+        v6: Ipv6Addr,
+        now: Instant,
+    ) -> Option<usize> {
         if self.by_name.contains_key(name) || self.slab.len() >= self.max {
             return None;
         }
@@ -327,16 +333,38 @@ mod tests {
     #[test]
     fn exact_binding_restores_addresses_and_the_cursor_skips_them() {
         let mut h = small(28);
-        let k = h.bind_exact("b.udp", "10.99.0.5".parse().unwrap(), "fd6f:6361:6c61::5".parse().unwrap(), Instant::ZERO);
+        let k = h.bind_exact(
+            "b.udp",
+            "10.99.0.5".parse().unwrap(),
+            "fd6f:6361:6c61::5".parse().unwrap(),
+            Instant::ZERO,
+        );
         assert!(k.is_some());
-        assert!(h.bind_exact("c.udp", "10.99.0.5".parse().unwrap(), "fd6f:6361:6c61::6".parse().unwrap(), Instant::ZERO).is_none());
-        assert!(h.bind_exact("d.udp", "10.98.0.5".parse().unwrap(), "fd6f:6361:6c61::7".parse().unwrap(), Instant::ZERO).is_none());
+        assert!(h
+            .bind_exact(
+                "c.udp",
+                "10.99.0.5".parse().unwrap(),
+                "fd6f:6361:6c61::6".parse().unwrap(),
+                Instant::ZERO
+            )
+            .is_none());
+        assert!(h
+            .bind_exact(
+                "d.udp",
+                "10.98.0.5".parse().unwrap(),
+                "fd6f:6361:6c61::7".parse().unwrap(),
+                Instant::ZERO
+            )
+            .is_none());
         let mut got = Vec::new();
         for i in 0..3 {
             let (k, _) = h.bind(&format!("n{i}"), Instant::ZERO).unwrap();
             got.push(h.get(k).unwrap().v4);
         }
-        assert_eq!(got, ["10.99.0.3", "10.99.0.4", "10.99.0.6"].map(|a| a.parse::<Ipv4Addr>().unwrap()));
+        assert_eq!(
+            got,
+            ["10.99.0.3", "10.99.0.4", "10.99.0.6"].map(|a| a.parse::<Ipv4Addr>().unwrap())
+        );
     }
 
     #[test]

@@ -247,8 +247,10 @@ impl Engine {
         let rto = base
             .saturating_mul(1u32 << (attempts - 1).min(16))
             .min(MAX_RTO);
-        self.timers
-            .schedule(self.now.saturating_add(rto), Timer::Setup { path: key, gen });
+        self.timers.schedule(
+            self.now.saturating_add(rto),
+            Timer::Setup { path: key, gen },
+        );
     }
 
     pub(crate) fn on_setup_timer(&mut self, key: usize, gen: u32) {

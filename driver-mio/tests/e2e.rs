@@ -1,0 +1,261 @@
+//! End to end on real TUN devices, as root, with real programs: hosts alice, gw and bob in
+//! network namespaces joined by veth links, each running `ocalad`. Needs root, iproute2,
+//! dig, ping, curl, python3 and iperf3 (`.ci/run` installs them).
+
+mod support;
+
+use std::time::Duration;
+use support::Topology;
+
+const OVERLAY: &str = r#"
+[[overlays]]
+name = "udp"
+module = "udp"
+local_name = "NAME"
+keepalive_secs = 5
+"#;
+
+fn config(name: &str, book: &[(&str, &str)], gateway: bool) -> String {
+    let mut c = String::new();
+    if gateway {
+        c.push_str("gateway = true\n");
+    }
+    c.push_str(&OVERLAY.replace("NAME", name));
+    let entries: Vec<String> = book
+        .iter()
+        .map(|(n, a)| format!("{n} = \"{a}:4789\""))
+        .collect();
+    c.push_str(&format!("address_book = {{ {} }}\n", entries.join(", ")));
+    c
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// alice–bob direct; alice–gw and gw–bob for paths through the gateway.
+fn topology() -> Topology {
+    assert!(
+        support::run(&["id", "-u"]).stdout.starts_with(b"0"),
+        "the end-to-end tests need root (TUN devices, network namespaces)"
+    );
+    let mut t = Topology::new("ocx", &["alice", "gw", "bob"]);
+    t.link("alice", "10.91.0.1/24", "bob", "10.91.0.2/24");
+    t.link("alice", "10.91.1.1/24", "gw", "10.91.1.2/24");
+    t.link("gw", "10.91.2.2/24", "bob", "10.91.2.3/24");
+    t.start(
+        "alice",
+        &config("alice", &[("bob", "10.91.0.2"), ("gw", "10.91.1.2")], false),
+    );
+    t.start(
+        "gw",
+        &config("gw", &[("alice", "10.91.1.1"), ("bob", "10.91.2.3")], true),
+    );
+    t.start(
+        "bob",
+        &config("bob", &[("alice", "10.91.0.1"), ("gw", "10.91.2.2")], false),
+    );
+    t.serve(
+        "bob",
+        &["python3", "-m", "http.server", "8000", "--bind", "::"],
+    );
+    t.serve("bob", &["iperf3", "-s"]);
+    std::thread::sleep(Duration::from_millis(500));
+    t
+}
+
+fn status_json(t: &Topology, host: &str) -> serde_json::Value {
+    let s = t
+        .ocala(host, &["status", "--json"])
+        .expect("status answers");
+    serde_json::from_str(&s).expect("status is JSON")
+}
+
+fn drops(t: &Topology, host: &str, reason: &str) -> u64 {
+    status_json(t, host)["drops"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|d| d["reason"].as_str().is_some_and(|r| r.contains(reason)))
+                .filter_map(|d| d["count"].as_u64())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn real_programs_over_ocala() {
+    let mut t = topology();
+
+    // dig asks the sentinel directly and gets a handle from the pool, TTL 0.
+    let dig = t.must(
+        "alice",
+        &["dig", "+tries=1", "+time=5", "@198.18.0.2", "bob.udp", "A"],
+    );
+    assert!(dig.contains("status: NOERROR"), "{dig}");
+    assert!(dig.contains("bob.udp.\t\t0\tIN\tA\t198.18."), "{dig}");
+    let handle = t
+        .must("alice", &["dig", "+short", "@198.18.0.2", "bob.udp", "A"])
+        .trim()
+        .to_string();
+    assert!(handle.starts_with("198.18."), "{handle}");
+    let nx = t.must(
+        "alice",
+        &["dig", "+tries=1", "@198.18.0.2", "bob.udp_fast.oci"],
+    );
+    assert!(
+        nx.contains("status: NXDOMAIN") && nx.contains("unknown option"),
+        "{nx}"
+    );
+
+    // ping resolves the name through the system resolver (resolv.conf points at ocalad).
+    let ping = t.exec(
+        "alice",
+        &["ping", "-4", "-c", "5", "-i", "0.2", "-W", "3", "bob.udp"],
+    );
+    assert!(text(&ping).contains("5 received"), "{}", text(&ping));
+
+    // curl against a real HTTP server on bob.
+    let curl = t.must(
+        "alice",
+        &[
+            "curl",
+            "-sS",
+            "-m",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://bob.udp:8000/",
+        ],
+    );
+    assert_eq!(curl, "200");
+
+    // iperf3 through the gateway: over udp to gw, which relays to bob.
+    let iperf = t.exec(
+        "alice",
+        &["iperf3", "-c", "bob.udp_gw.udp", "-t", "2", "-f", "m"],
+    );
+    let out = text(&iperf);
+    assert!(
+        iperf.status.success() && out.contains("receiver"),
+        "{out}\n{}",
+        t.log("gw")
+    );
+    assert!(
+        status_json(&t, "gw")["counters"]["relayed"]
+            .as_u64()
+            .unwrap_or(0)
+            > 100,
+        "gw relayed the stream"
+    );
+    let gw_status = t.ocala("gw", &["status"]).expect("table");
+    assert!(gw_status.contains("RELAYED PATHS  1"), "{gw_status}");
+
+    // Garbage at ocalad's UDP port and malformed DNS queries: counted, and service goes on.
+    let spray = r#"
+import os, socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(200):
+    s.sendto(os.urandom(i % 90), ("10.91.0.2", 4789))
+    s.sendto(bytes([0x11]) + os.urandom(4 + i % 40), ("10.91.0.2", 4789))
+d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(50):
+    d.sendto(os.urandom(i), ("198.18.0.2", 53))
+"#;
+    t.must("alice", &["python3", "-c", spray]);
+    t.must(
+        "bob",
+        &["python3", "-c", &spray.replace("10.91.0.2", "10.91.0.1")],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        drops(&t, "bob", "malformed datagram") > 0,
+        "{}",
+        t.ocala("bob", &["status"]).unwrap_or_default()
+    );
+    assert!(drops(&t, "bob", "unknown label") > 0);
+    assert!(
+        drops(&t, "alice", "unreadable DNS message") >= 12,
+        "{}",
+        t.ocala("alice", &["status"]).unwrap_or_default()
+    );
+    let curl = t.must(
+        "alice",
+        &[
+            "curl",
+            "-sS",
+            "-m",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://bob.udp:8000/",
+        ],
+    );
+    assert_eq!(curl, "200", "still serving after the spray");
+
+    // ocala resolve explains a name.
+    let explained = t
+        .ocala("alice", &["resolve", "bob.udp_gw.udp"])
+        .expect("resolve");
+    assert!(
+        explained.contains("the gateway then sets up: bob.udp"),
+        "{explained}"
+    );
+
+    // bob's ocalad restarts mid-session: the next curl works, and alice's handle is the same.
+    t.stop("bob");
+    t.launch("bob");
+    let curl = t.exec(
+        "alice",
+        &[
+            "curl",
+            "-sS",
+            "-m",
+            "15",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://bob.udp:8000/",
+        ],
+    );
+    assert_eq!(text(&curl), "200", "{}", t.log("alice"));
+    let again = t
+        .must("alice", &["dig", "+short", "@198.18.0.2", "bob.udp", "A"])
+        .trim()
+        .to_string();
+    assert_eq!(again, handle);
+
+    // alice's ocalad restarts too: its checkpoint keeps bob's handle, so apps holding the
+    // address are not stranded.
+    t.stop("alice");
+    t.launch("alice");
+    let curl = t.exec(
+        "alice",
+        &[
+            "curl",
+            "-sS",
+            "-m",
+            "15",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{handle}:8000/"),
+        ],
+    );
+    assert_eq!(text(&curl), "200", "{}", t.log("alice"));
+
+    // A clean stop removes the TUN device.
+    t.stop("gw");
+    let link = t.exec("gw", &["ip", "link", "show", "ocala0"]);
+    assert!(!link.status.success(), "TUN still there after SIGTERM");
+}

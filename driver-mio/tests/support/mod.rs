@@ -1,0 +1,235 @@
+//! Network namespaces for end-to-end tests: hosts joined by veth links, each running a real
+//! `ocalad`. Everything the topology creates — namespaces, resolv.conf overrides, daemons,
+//! servers — is removed when it is dropped, also when a test fails.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs a command, returning its output; panics with the command line if it cannot start.
+pub fn run(cmd: &[&str]) -> Output {
+    Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", cmd.join(" ")))
+}
+
+/// Runs a command that must succeed.
+pub fn must(cmd: &[&str]) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{} failed: {}{}",
+        cmd.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub struct Host {
+    pub name: String,
+    pub ns: String,
+    pub config: PathBuf,
+    pub socket: PathBuf,
+    pub daemon: Option<Child>,
+}
+
+pub struct Topology {
+    pub dir: PathBuf,
+    pub hosts: Vec<Host>,
+    servers: Vec<Child>,
+}
+
+impl Topology {
+    /// Namespaces named `<prefix><host>`; stale ones from an earlier crashed run are removed.
+    pub fn new(prefix: &str, hosts: &[&str]) -> Topology {
+        let dir = std::env::temp_dir().join(format!("{prefix}{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut t = Topology {
+            dir: dir.clone(),
+            hosts: Vec::new(),
+            servers: Vec::new(),
+        };
+        for h in hosts {
+            let ns = format!("{prefix}{h}");
+            let _ = run(&["ip", "netns", "del", &ns]);
+            must(&["ip", "netns", "add", &ns]);
+            must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+            // Apps in the namespace resolve through ocalad's sentinel address.
+            let etc = PathBuf::from("/etc/netns").join(&ns);
+            std::fs::create_dir_all(&etc).expect("/etc/netns");
+            std::fs::write(
+                etc.join("resolv.conf"),
+                "nameserver 198.18.0.2\noptions timeout:5 attempts:2\n",
+            )
+            .expect("resolv.conf");
+            t.hosts.push(Host {
+                name: h.to_string(),
+                ns,
+                config: dir.join(format!("{h}.toml")),
+                socket: dir.join(format!("{h}.sock")),
+                daemon: None,
+            });
+        }
+        t
+    }
+
+    pub fn host(&self, name: &str) -> &Host {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .expect("host exists")
+    }
+
+    fn host_mut(&mut self, name: &str) -> &mut Host {
+        self.hosts
+            .iter_mut()
+            .find(|h| h.name == name)
+            .expect("host exists")
+    }
+
+    /// A veth link between two hosts with these addresses (CIDR).
+    pub fn link(&self, a: &str, a_addr: &str, b: &str, b_addr: &str) {
+        let (na, nb) = (&self.host(a).ns, &self.host(b).ns);
+        let (ia, ib) = (format!("v-{b}"), format!("v-{a}"));
+        must(&[
+            "ip", "link", "add", &ia, "netns", na, "type", "veth", "peer", "name", &ib, "netns", nb,
+        ]);
+        must(&["ip", "-n", na, "addr", "add", a_addr, "dev", &ia]);
+        must(&["ip", "-n", nb, "addr", "add", b_addr, "dev", &ib]);
+        must(&["ip", "-n", na, "link", "set", &ia, "up"]);
+        must(&["ip", "-n", nb, "link", "set", &ib, "up"]);
+    }
+
+    /// Runs a command inside a host's namespace.
+    pub fn exec(&self, host: &str, cmd: &[&str]) -> Output {
+        let mut full = vec!["ip", "netns", "exec", &self.host(host).ns];
+        full.extend_from_slice(cmd);
+        run(&full)
+    }
+
+    /// Like `exec`, but the command must succeed; returns its stdout.
+    pub fn must(&self, host: &str, cmd: &[&str]) -> String {
+        let mut full = vec!["ip", "netns", "exec", &self.host(host).ns];
+        full.extend_from_slice(cmd);
+        must(&full)
+    }
+
+    /// Starts a long-running server in a host (stopped when the topology is dropped).
+    pub fn serve(&mut self, host: &str, cmd: &[&str]) {
+        let ns = self.host(host).ns.clone();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns])
+            .args(cmd)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server starts");
+        self.servers.push(child);
+    }
+
+    /// Writes a host's config (the daemon keys are filled in) and starts its ocalad.
+    pub fn start(&mut self, host: &str, config: &str) {
+        let h = self.host(host);
+        let state = self.dir.join(format!("{host}.state.json"));
+        let full = format!(
+            "{config}\n[daemon]\ncontrol_socket = \"{}\"\nstate_file = \"{}\"\ncheckpoint_secs = 1\nupstream_timeout_ms = 300\n",
+            h.socket.display(),
+            state.display()
+        );
+        std::fs::write(&h.config, full).expect("config");
+        self.launch(host);
+    }
+
+    /// (Re)starts a host's ocalad with the config written by `start`.
+    pub fn launch(&mut self, host: &str) {
+        let (ns, config, log) = {
+            let h = self.host(host);
+            (
+                h.ns.clone(),
+                h.config.clone(),
+                self.dir.join(format!("{host}.log")),
+            )
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log");
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                env!("CARGO_BIN_EXE_ocalad"),
+                "--config",
+            ])
+            .arg(&config)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("ocalad starts");
+        self.host_mut(host).daemon = Some(child);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if self.ocala(host, &["status", "--json"]).is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("ocalad on {host} did not come up:\n{}", self.log(host));
+    }
+
+    /// Stops a host's ocalad with SIGTERM and waits for it.
+    pub fn stop(&mut self, host: &str) {
+        if let Some(mut child) = self.host_mut(host).daemon.take() {
+            // `ip netns exec` execs ocalad, so the child's pid is the daemon's.
+            let _ = run(&["kill", "-TERM", &child.id().to_string()]);
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs `ocala` against a host's daemon; None when it fails.
+    pub fn ocala(&self, host: &str, args: &[&str]) -> Option<String> {
+        let socket = self.host(host).socket.display().to_string();
+        let mut cmd = vec![env!("CARGO_BIN_EXE_ocala"), "--socket", &socket];
+        cmd.extend_from_slice(args);
+        let out = run(&cmd);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn log(&self, host: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{host}.log"))).unwrap_or_default()
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let names: Vec<String> = self.hosts.iter().map(|h| h.name.clone()).collect();
+        for h in &names {
+            self.stop(h);
+        }
+        for h in &self.hosts {
+            let _ = run(&["ip", "netns", "del", &h.ns]);
+            let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(&h.ns));
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
