@@ -1,0 +1,485 @@
+//! A small in-memory harness for benchmarking the OCALA engine and checking that its data
+//! path does not allocate.
+//!
+//! [`Net`] wires several [`Engine`]s together: every `Transmit` one of them emits is handed
+//! to the engine whose overlay address it names as a `Datagram` (coming from the sender's
+//! address), `WriteTun` packets are collected per node, and every buffer goes back to the
+//! engine that produced it with [`Engine::recycle`]. Time only moves when the caller says so
+//! ([`Net::advance`]); nothing here reads a clock.
+//!
+//! [`Pair`] is alice and bob, one `udp` hop apart, with the path from alice to `bob.udp` up;
+//! [`Chain`] is alice, a gateway `gw` and carol, with the path from alice to
+//! `carol.udp_gw.udp` up. The free functions [`send`], [`receive`] and [`drain_recycle`]
+//! drive a single engine one step without allocating, for benchmark loops.
+
+use ocala_engine::config::OverlayConfig;
+use ocala_engine::dns::message::{build_address_query, id_of, parse_address_answer};
+use ocala_engine::wire::ip::{IpView, PROTO_UDP};
+use ocala_engine::wire::rewrite::write_udp_packet;
+use ocala_engine::wire::transport::UdpView;
+use ocala_engine::{Config, Engine, Event, Input, Instant, Output, OverlayId};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// The only overlay every node here runs (index 0 of its config).
+pub const OVERLAY: OverlayId = OverlayId(0);
+/// The overlay's UDP port on every node.
+pub const PORT: u16 = 4789;
+/// Port apps use on both sides of test packets.
+pub const APP_PORT: u16 = 40_000;
+/// When the harness starts its engines.
+pub const START: Instant = Instant::from_nanos(1_000_000_000);
+/// Size of the IPv4 + UDP headers of the test packets.
+pub const IP_UDP_HEADERS: usize = 28;
+
+/// Overlay address of a node in the harness: `10.0.0.<host>:4789`.
+pub fn overlay_addr(host: u8) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, host)), PORT)
+}
+
+/// A node's config: one `udp` overlay named `udp` with the given local name and address
+/// book, `Config::default()` otherwise.
+pub fn node_config(local_name: &str, book: &[(&str, SocketAddr)], gateway: bool) -> Config {
+    Config {
+        overlays: vec![OverlayConfig {
+            name: "udp".into(),
+            module: "udp".into(),
+            local_name: local_name.into(),
+            port: PORT,
+            keepalive_secs: 25,
+            address_book: book
+                .iter()
+                .map(|(n, a)| ((*n).to_string(), *a))
+                .collect::<BTreeMap<_, _>>(),
+        }],
+        gateway,
+        ..Config::default()
+    }
+}
+
+/// What one drain of an engine produced. Counting only, so draining does not allocate.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// `Transmit` outputs.
+    pub transmits: usize,
+    /// `WriteTun` outputs.
+    pub tun_writes: usize,
+    /// Payload bytes of both.
+    pub bytes: usize,
+    /// `UpstreamDns` outputs.
+    pub upstream: usize,
+    /// `Event` outputs.
+    pub events: usize,
+}
+
+/// Polls `engine` until `Output::Timeout`, recycling every buffer, and counts what came out.
+pub fn drain_recycle(engine: &mut Engine) -> Drained {
+    let mut d = Drained::default();
+    loop {
+        match engine.poll_output() {
+            Output::Timeout(_) => return d,
+            Output::Transmit { payload, .. } => {
+                d.transmits += 1;
+                d.bytes += payload.len();
+                engine.recycle(payload);
+            }
+            Output::WriteTun(p) => {
+                d.tun_writes += 1;
+                d.bytes += p.len();
+                engine.recycle(p);
+            }
+            Output::UpstreamDns { query, .. } => {
+                d.upstream += 1;
+                engine.recycle(query);
+            }
+            Output::Event(_) => d.events += 1,
+        }
+    }
+}
+
+/// One packet from local apps into `engine`, then a full drain.
+pub fn send(engine: &mut Engine, now: Instant, packet: &[u8]) -> Drained {
+    engine
+        .handle_input(now, Input::TunPacket(packet))
+        .expect("time does not go backwards");
+    drain_recycle(engine)
+}
+
+/// One datagram from `from` into `engine` on [`OVERLAY`], then a full drain.
+pub fn receive(engine: &mut Engine, now: Instant, from: SocketAddr, payload: &[u8]) -> Drained {
+    engine
+        .handle_input(
+            now,
+            Input::Datagram {
+                overlay: OVERLAY,
+                from,
+                payload,
+            },
+        )
+        .expect("time does not go backwards");
+    drain_recycle(engine)
+}
+
+/// An IPv4/UDP packet of exactly `size` bytes (headers included) from `src` to `dst`, both
+/// on [`APP_PORT`], with a recognisable payload.
+pub fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, size: usize) -> Vec<u8> {
+    assert!(
+        size >= IP_UDP_HEADERS,
+        "a packet needs room for its headers"
+    );
+    let payload: Vec<u8> = (0..size - IP_UDP_HEADERS).map(|i| i as u8).collect();
+    let mut out = Vec::with_capacity(size);
+    write_udp_packet(
+        &mut out,
+        SocketAddr::new(src.into(), APP_PORT),
+        SocketAddr::new(dst.into(), APP_PORT),
+        &payload,
+    )
+    .expect("IPv4 to IPv4 fits");
+    assert_eq!(out.len(), size);
+    out
+}
+
+/// An app's DNS query for `name` (type A, id `id`) as an IPv4/UDP packet from the node's own
+/// TUN address, port `client_port`, to its DNS sentinel on port 53.
+pub fn dns_query_packet(cfg: &Config, id: u16, name: &str, client_port: u16) -> Vec<u8> {
+    let query = build_address_query(id, name, false).expect("a valid host name");
+    let mut out = Vec::with_capacity(query.len() + IP_UDP_HEADERS);
+    write_udp_packet(
+        &mut out,
+        SocketAddr::new(cfg.handles.tun_v4.into(), client_port),
+        SocketAddr::new(cfg.handles.dns_v4.into(), 53),
+        &query,
+    )
+    .expect("IPv4 to IPv4 fits");
+    out
+}
+
+/// If `packet` is the engine's DNS answer with transaction id `id` (from the sentinel's
+/// port 53), the addresses it holds or why it holds none.
+pub fn dns_answer(cfg: &Config, packet: &[u8], id: u16) -> Option<Result<Vec<IpAddr>, String>> {
+    let ip = IpView::parse(packet).ok()?;
+    if ip.src() != IpAddr::V4(cfg.handles.dns_v4) || ip.protocol() != PROTO_UDP {
+        return None;
+    }
+    let udp = UdpView::parse(ip.payload()).ok()?;
+    if udp.src_port() != 53 || id_of(udp.payload()) != Some(id) {
+        return None;
+    }
+    Some(parse_address_answer(udp.payload(), id).map_err(|e| e.to_string()))
+}
+
+/// One engine in a [`Net`], with what it wrote to its TUN and the events it reported.
+pub struct Node {
+    /// For messages.
+    pub name: String,
+    /// Its overlay socket's address; datagrams it sends come from here.
+    pub addr: SocketAddr,
+    /// Its configuration (a copy of what the engine got).
+    pub cfg: Config,
+    pub engine: Engine,
+    /// Packets it delivered to local apps, oldest first.
+    pub tun: Vec<Vec<u8>>,
+    /// Events it reported, oldest first.
+    pub events: Vec<Event>,
+    /// `UpstreamDns` requests it made (answered with `Unreachable` by nobody: just counted).
+    pub upstream: usize,
+}
+
+/// Engines wired back to back in memory.
+pub struct Net {
+    /// The current time; every input carries it.
+    pub now: Instant,
+    pub nodes: Vec<Node>,
+    /// Datagrams sent but not yet delivered: (destination node, sender's address, payload).
+    in_flight: VecDeque<(usize, SocketAddr, Vec<u8>)>,
+    next_dns_id: u16,
+}
+
+impl Net {
+    /// Starts one engine per `(name, overlay address, config)` at [`START`].
+    pub fn new(nodes: Vec<(&str, SocketAddr, Config)>) -> Net {
+        let nodes = nodes
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, addr, cfg))| {
+                let mut seed = [0u8; 32];
+                seed[0] = i as u8 + 1;
+                let engine = Engine::new(cfg.clone(), seed, START)
+                    .unwrap_or_else(|e| panic!("config of {name}: {e}"));
+                Node {
+                    name: name.to_string(),
+                    addr,
+                    cfg,
+                    engine,
+                    tun: Vec::new(),
+                    events: Vec::new(),
+                    upstream: 0,
+                }
+            })
+            .collect();
+        Net {
+            now: START,
+            nodes,
+            in_flight: VecDeque::new(),
+            next_dns_id: 0x4000,
+        }
+    }
+
+    /// The index of the node called `name`.
+    pub fn index(&self, name: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"))
+    }
+
+    /// Drains one node's outputs: datagrams go in flight, TUN packets and events are kept.
+    fn drain(&mut self, i: usize) {
+        loop {
+            let node = &mut self.nodes[i];
+            match node.engine.poll_output() {
+                Output::Timeout(_) => return,
+                Output::Transmit {
+                    overlay,
+                    to,
+                    payload,
+                } => {
+                    assert_eq!(overlay, OVERLAY, "{} used an unknown overlay", node.name);
+                    let from = node.addr;
+                    let bytes = payload.to_vec();
+                    node.engine.recycle(payload);
+                    // Datagrams to an address no node has are lost, as on a real network.
+                    if let Some(dst) = self.nodes.iter().position(|n| n.addr == to) {
+                        self.in_flight.push_back((dst, from, bytes));
+                    }
+                }
+                Output::WriteTun(p) => {
+                    node.tun.push(p.to_vec());
+                    node.engine.recycle(p);
+                }
+                Output::UpstreamDns { query, .. } => {
+                    node.upstream += 1;
+                    node.engine.recycle(query);
+                }
+                Output::Event(e) => node.events.push(e),
+            }
+        }
+    }
+
+    /// Delivers datagrams until none is in flight. Panics on what looks like a livelock.
+    pub fn run(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.drain(i);
+        }
+        let mut delivered = 0usize;
+        while let Some((dst, from, payload)) = self.in_flight.pop_front() {
+            delivered += 1;
+            assert!(delivered < 100_000, "datagrams keep flowing: livelock?");
+            let now = self.now;
+            self.nodes[dst]
+                .engine
+                .handle_input(
+                    now,
+                    Input::Datagram {
+                        overlay: OVERLAY,
+                        from,
+                        payload: &payload,
+                    },
+                )
+                .expect("time does not go backwards");
+            self.drain(dst);
+        }
+    }
+
+    /// Moves time forward, lets every engine's timers fire, and runs the network.
+    pub fn advance(&mut self, d: Duration) {
+        self.now = self.now.add(d);
+        for i in 0..self.nodes.len() {
+            let now = self.now;
+            self.nodes[i]
+                .engine
+                .handle_input(now, Input::Timeout)
+                .expect("time does not go backwards");
+        }
+        self.run();
+    }
+
+    /// A packet from node `i`'s local apps, then the network runs.
+    pub fn tun_input(&mut self, i: usize, packet: &[u8]) {
+        let now = self.now;
+        self.nodes[i]
+            .engine
+            .handle_input(now, Input::TunPacket(packet))
+            .expect("time does not go backwards");
+        self.run();
+    }
+
+    /// Looks `name` up (type A) from node `i`'s app side, as an app would, and waits —
+    /// advancing time in 100 ms steps for at most 10 s — for the answer. The engine answers
+    /// an overlay name only once its path is up, so `Ok` means the path is ready. Returns the
+    /// handle.
+    pub fn lookup(&mut self, i: usize, name: &str) -> Result<Ipv4Addr, String> {
+        let id = self.next_dns_id;
+        self.next_dns_id = self.next_dns_id.wrapping_add(1);
+        let port = 50_000 + id % 10_000;
+        let query = dns_query_packet(&self.nodes[i].cfg, id, name, port);
+        let seen = self.nodes[i].tun.len();
+        self.tun_input(i, &query);
+        for _ in 0..100 {
+            let node = &self.nodes[i];
+            let answer = node.tun[seen..]
+                .iter()
+                .find_map(|p| dns_answer(&node.cfg, p, id));
+            match answer {
+                Some(Ok(addrs)) => {
+                    return match addrs.first() {
+                        Some(IpAddr::V4(a)) => Ok(*a),
+                        other => Err(format!("answer for {name} holds {other:?}")),
+                    }
+                }
+                Some(Err(e)) => return Err(format!("lookup of {name}: {e}")),
+                None => self.advance(Duration::from_millis(100)),
+            }
+        }
+        Err(format!("no answer for {name} within 10 s"))
+    }
+
+    /// The `Transmit` payloads node `i` emits for one packet from its apps, without
+    /// delivering them. For capturing datagrams to replay in benchmarks.
+    pub fn capture_send(&mut self, i: usize, packet: &[u8]) -> Vec<(SocketAddr, Vec<u8>)> {
+        let now = self.now;
+        let node = &mut self.nodes[i];
+        let engine = &mut node.engine;
+        engine
+            .handle_input(now, Input::TunPacket(packet))
+            .expect("time does not go backwards");
+        let mut out = Vec::new();
+        loop {
+            match engine.poll_output() {
+                Output::Timeout(_) => return out,
+                Output::Transmit { to, payload, .. } => {
+                    out.push((to, payload.to_vec()));
+                    engine.recycle(payload);
+                }
+                Output::WriteTun(p) => engine.recycle(p),
+                Output::UpstreamDns { query, .. } => engine.recycle(query),
+                Output::Event(e) => node.events.push(e),
+            }
+        }
+    }
+}
+
+/// Alice and bob, one `udp` hop apart (alice at 10.0.0.1, bob at 10.0.0.2), with alice's
+/// path to `bob.udp` up.
+pub struct Pair {
+    pub net: Net,
+    /// Alice's handle for `bob.udp`.
+    pub bob_handle: Ipv4Addr,
+}
+
+impl Pair {
+    pub const ALICE: usize = 0;
+    pub const BOB: usize = 1;
+
+    /// Both engines started, and `bob.udp` looked up from alice's apps until its path is up.
+    pub fn new() -> Pair {
+        let (a, b) = (overlay_addr(1), overlay_addr(2));
+        let mut net = Net::new(vec![
+            ("alice", a, node_config("alice", &[("bob", b)], false)),
+            ("bob", b, node_config("bob", &[("alice", a)], false)),
+        ]);
+        let bob_handle = net
+            .lookup(Pair::ALICE, "bob.udp")
+            .unwrap_or_else(|e| panic!("{e}"));
+        Pair { net, bob_handle }
+    }
+
+    /// Alice's own TUN address (the source of her apps' packets).
+    pub fn alice_tun(&self) -> Ipv4Addr {
+        self.net.nodes[Pair::ALICE].cfg.handles.tun_v4
+    }
+
+    /// A UDP packet of `size` bytes from alice's apps to `bob.udp`'s handle.
+    pub fn packet_to_bob(&self, size: usize) -> Vec<u8> {
+        udp_packet(self.alice_tun(), self.bob_handle, size)
+    }
+
+    /// The datagram alice sends bob for `packet` (captured, not delivered).
+    pub fn datagram_for_bob(&mut self, packet: &[u8]) -> Vec<u8> {
+        let mut sent = self.net.capture_send(Pair::ALICE, packet);
+        assert_eq!(sent.len(), 1, "one packet, one datagram");
+        let (to, bytes) = sent.pop().expect("one datagram");
+        assert_eq!(to, self.net.nodes[Pair::BOB].addr);
+        bytes
+    }
+
+    pub fn alice(&mut self) -> &mut Engine {
+        &mut self.net.nodes[Pair::ALICE].engine
+    }
+
+    pub fn bob(&mut self) -> &mut Engine {
+        &mut self.net.nodes[Pair::BOB].engine
+    }
+}
+
+impl Default for Pair {
+    fn default() -> Self {
+        Pair::new()
+    }
+}
+
+/// Alice (10.0.0.1), the gateway `gw` (10.0.0.3) and carol (10.0.0.4), with alice's path to
+/// `carol.udp_gw.udp` — over `gw.udp`, then on to `carol.udp` — up.
+pub struct Chain {
+    pub net: Net,
+    /// Alice's handle for `carol.udp_gw.udp`.
+    pub carol_handle: Ipv4Addr,
+}
+
+impl Chain {
+    pub const ALICE: usize = 0;
+    pub const GW: usize = 1;
+    pub const CAROL: usize = 2;
+    /// The name alice looks up.
+    pub const NAME: &'static str = "carol.udp_gw.udp";
+
+    pub fn new() -> Chain {
+        let (a, g, c) = (overlay_addr(1), overlay_addr(3), overlay_addr(4));
+        let mut net = Net::new(vec![
+            ("alice", a, node_config("alice", &[("gw", g)], false)),
+            ("gw", g, node_config("gw", &[("carol", c)], true)),
+            ("carol", c, node_config("carol", &[("gw", g)], false)),
+        ]);
+        let carol_handle = net
+            .lookup(Chain::ALICE, Chain::NAME)
+            .unwrap_or_else(|e| panic!("{e}"));
+        Chain { net, carol_handle }
+    }
+
+    /// A UDP packet of `size` bytes from alice's apps to carol's handle.
+    pub fn packet_to_carol(&self, size: usize) -> Vec<u8> {
+        let src = self.net.nodes[Chain::ALICE].cfg.handles.tun_v4;
+        udp_packet(src, self.carol_handle, size)
+    }
+
+    /// The datagram alice sends the gateway for `packet` (captured, not delivered).
+    pub fn datagram_for_gw(&mut self, packet: &[u8]) -> Vec<u8> {
+        let mut sent = self.net.capture_send(Chain::ALICE, packet);
+        assert_eq!(sent.len(), 1, "one packet, one datagram");
+        let (to, bytes) = sent.pop().expect("one datagram");
+        assert_eq!(to, self.net.nodes[Chain::GW].addr);
+        bytes
+    }
+
+    pub fn gw(&mut self) -> &mut Engine {
+        &mut self.net.nodes[Chain::GW].engine
+    }
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Chain::new()
+    }
+}

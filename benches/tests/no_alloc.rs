@@ -1,0 +1,222 @@
+//! Once warm, the data path does not touch the heap: sending, receiving and relaying a
+//! packet only reuse pooled buffers (engine/src/packet.rs, engine/src/oci/forward.rs).
+//!
+//! A counting global allocator counts allocations made by the current thread while a
+//! thread-local switch is on, so tests running in parallel do not disturb each other.
+
+use ocala_benches::{receive, send, udp_packet, Chain, Drained, Net, Pair};
+use ocala_engine::{Event, Instant};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note() {
+    if COUNTING.with(Cell::get) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        System.alloc(layout)
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        System.alloc_zeroed(layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        System.realloc(ptr, layout, new_size)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Runs `f` and returns how many allocations this thread made meanwhile, with its result.
+fn allocations<R>(f: impl FnOnce() -> R) -> (usize, R) {
+    // Only this thread flips its own switch, but the counter is shared: take the difference
+    // of a count that only counting threads move, with one counting thread at a time.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
+    let r = f();
+    COUNTING.with(|c| c.set(false));
+    (ALLOCATIONS.load(Ordering::Relaxed) - before, r)
+}
+
+const PACKETS: usize = 1000;
+/// Time between packets in the counted window: 10 s in all, so the udp module's 5 s
+/// keepalive tick fires in it too.
+const GAP: Duration = Duration::from_millis(10);
+
+/// The handle `node` bound for `name`, from its events.
+fn handle_of(net: &Net, node: usize, name: &str) -> Ipv4Addr {
+    net.nodes[node]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::HandleBound {
+                name: n,
+                v4: IpAddr::V4(a),
+                ..
+            } if n == name => Some(*a),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{name} was never bound"))
+}
+
+/// Allocations per step, summed over the window, and what the steps produced.
+#[derive(Debug, Default)]
+struct Tally {
+    allocations: usize,
+    out: Drained,
+}
+
+impl Tally {
+    fn add(&mut self, (n, d): (usize, Drained)) {
+        self.allocations += n;
+        self.out.transmits += d.transmits;
+        self.out.tun_writes += d.tun_writes;
+        self.out.events += d.events;
+        self.out.upstream += d.upstream;
+    }
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    let (n, v) = allocations(|| vec![1u8; 100]);
+    assert_eq!(v.len(), 100);
+    assert!(n >= 1, "the counting allocator must notice a Vec");
+    let (n, _) = allocations(|| 2 + 2);
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn one_hop_send_and_receive_do_not_allocate() {
+    let mut pair = Pair::new();
+    let (alice_addr, bob_addr) = (
+        pair.net.nodes[Pair::ALICE].addr,
+        pair.net.nodes[Pair::BOB].addr,
+    );
+    let bob_tun = pair.net.nodes[Pair::BOB].cfg.handles.tun_v4;
+    let alice_at_bob = handle_of(&pair.net, Pair::BOB, "alice.udp");
+
+    for size in [64, 1200] {
+        let to_bob = pair.packet_to_bob(size);
+        let to_alice = udp_packet(bob_tun, alice_at_bob, size);
+        // Warm up through the network, both ways, and capture one datagram each way.
+        for _ in 0..50 {
+            pair.net.tun_input(Pair::ALICE, &to_bob);
+            pair.net.tun_input(Pair::BOB, &to_alice);
+        }
+        let dgram_to_bob = pair.datagram_for_bob(&to_bob);
+        let mut back = pair.net.capture_send(Pair::BOB, &to_alice);
+        assert_eq!(back.len(), 1);
+        let (to, dgram_to_alice) = back.pop().unwrap();
+        assert_eq!(to, alice_addr);
+
+        let mut now = pair.net.now;
+        let [mut a_send, mut b_recv, mut b_send, mut a_recv]: [Tally; 4] = Default::default();
+        for _ in 0..PACKETS {
+            now = now.add(GAP);
+            let t: Instant = now;
+            a_send.add(allocations(|| send(pair.alice(), t, &to_bob)));
+            b_recv.add(allocations(|| {
+                receive(pair.bob(), t, alice_addr, &dgram_to_bob)
+            }));
+            b_send.add(allocations(|| send(pair.bob(), t, &to_alice)));
+            a_recv.add(allocations(|| {
+                receive(pair.alice(), t, bob_addr, &dgram_to_alice)
+            }));
+        }
+        pair.net.now = now;
+
+        // Every step did its job...
+        let n = PACKETS;
+        for (what, tally, transmits, writes) in [
+            ("alice send", &a_send, n, 0),
+            ("bob receive", &b_recv, 0, n),
+            ("bob send", &b_send, n, 0),
+            ("alice receive", &a_recv, 0, n),
+        ] {
+            assert_eq!(
+                (tally.out.transmits, tally.out.tun_writes, tally.out.events),
+                (transmits, writes, 0),
+                "{what} ({size} B): {tally:?}"
+            );
+        }
+        // ...without touching the heap.
+        for (what, tally) in [
+            ("alice send", &a_send),
+            ("bob receive", &b_recv),
+            ("bob send", &b_send),
+            ("alice receive", &a_recv),
+        ] {
+            assert_eq!(
+                tally.allocations, 0,
+                "{what} of {PACKETS} packets of {size} B allocated"
+            );
+        }
+    }
+}
+
+#[test]
+fn gateway_relay_does_not_allocate() {
+    let mut chain = Chain::new();
+    let (alice_addr, carol_addr) = (
+        chain.net.nodes[Chain::ALICE].addr,
+        chain.net.nodes[Chain::CAROL].addr,
+    );
+    let carol_tun = chain.net.nodes[Chain::CAROL].cfg.handles.tun_v4;
+    let alice_at_carol = handle_of(&chain.net, Chain::CAROL, "alice.udp_gw.udp");
+
+    let to_carol = chain.packet_to_carol(1200);
+    let to_alice = udp_packet(carol_tun, alice_at_carol, 1200);
+    for _ in 0..50 {
+        chain.net.tun_input(Chain::ALICE, &to_carol);
+        chain.net.tun_input(Chain::CAROL, &to_alice);
+    }
+    assert!(chain.net.nodes[Chain::CAROL].tun.len() >= 50);
+    assert!(chain.net.nodes[Chain::ALICE].tun.len() >= 50);
+    let from_alice = chain.datagram_for_gw(&to_carol);
+    let mut back = chain.net.capture_send(Chain::CAROL, &to_alice);
+    assert_eq!(back.len(), 1);
+    let from_carol = back.pop().unwrap().1;
+
+    let mut now = chain.net.now;
+    let [mut forth, mut back_again]: [Tally; 2] = Default::default();
+    for _ in 0..PACKETS {
+        now = now.add(GAP);
+        let t: Instant = now;
+        forth.add(allocations(|| {
+            receive(chain.gw(), t, alice_addr, &from_alice)
+        }));
+        back_again.add(allocations(|| {
+            receive(chain.gw(), t, carol_addr, &from_carol)
+        }));
+    }
+    for (what, tally) in [("alice to carol", &forth), ("carol to alice", &back_again)] {
+        assert_eq!(
+            (tally.out.transmits, tally.out.tun_writes, tally.out.events),
+            (PACKETS, 0, 0),
+            "{what}: {tally:?}"
+        );
+        assert_eq!(tally.allocations, 0, "relaying {what} allocated");
+    }
+}
