@@ -295,7 +295,7 @@ impl Net {
 
     /// Moves time forward, lets every engine's timers fire, and runs the network.
     pub fn advance(&mut self, d: Duration) {
-        self.now = self.now.add(d);
+        self.now = self.now.saturating_add(d);
         for i in 0..self.nodes.len() {
             let now = self.now;
             self.nodes[i]

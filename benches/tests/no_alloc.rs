@@ -134,7 +134,7 @@ fn one_hop_send_and_receive_do_not_allocate() {
         let mut now = pair.net.now;
         let [mut a_send, mut b_recv, mut b_send, mut a_recv]: [Tally; 4] = Default::default();
         for _ in 0..PACKETS {
-            now = now.add(GAP);
+            now = now.saturating_add(GAP);
             let t: Instant = now;
             a_send.add(allocations(|| send(pair.alice(), t, &to_bob)));
             b_recv.add(allocations(|| {
@@ -202,7 +202,7 @@ fn gateway_relay_does_not_allocate() {
     let mut now = chain.net.now;
     let [mut forth, mut back_again]: [Tally; 2] = Default::default();
     for _ in 0..PACKETS {
-        now = now.add(GAP);
+        now = now.saturating_add(GAP);
         let t: Instant = now;
         forth.add(allocations(|| {
             receive(chain.gw(), t, alice_addr, &from_alice)
