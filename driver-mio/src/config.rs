@@ -52,8 +52,13 @@ pub struct DaemonConfig {
     pub state_file: PathBuf,
     /// Seconds between checkpoints.
     pub checkpoint_secs: u64,
-    /// Point systemd-resolved at the sentinel for the overlay suffixes (split DNS).
+    /// Point systemd-resolved at the sentinel for the overlay suffixes only (split DNS), with
+    /// `resolvectl dns` / `resolvectl domain` on the TUN device; other names keep going to
+    /// the host's usual resolver.
     pub resolved_split_dns: bool,
+    /// More domains to route to the sentinel with split DNS (those that rules rewrite, such
+    /// as `corp`); the overlay names are always included.
+    pub split_dns_domains: Vec<String>,
 }
 
 impl Default for DaemonConfig {
@@ -69,6 +74,7 @@ impl Default for DaemonConfig {
             state_file: PathBuf::new(),
             checkpoint_secs: 60,
             resolved_split_dns: false,
+            split_dns_domains: Vec::new(),
         }
     }
 }
@@ -110,6 +116,12 @@ pub fn parse(file: &str, text: &str) -> Result<Loaded, String> {
         return Err(format!(
             "{file}: daemon.mtu: {} is below the IPv6 minimum of 1280",
             d.mtu
+        ));
+    }
+    if d.mtu > engine.limits.path_mtu {
+        return Err(format!(
+            "{file}: daemon.mtu: {} exceeds limits.path_mtu ({}): packets the TUN accepts must fit the path",
+            d.mtu, engine.limits.path_mtu
         ));
     }
     if d.upstream_attempts == 0 {

@@ -96,6 +96,17 @@ impl Daemon {
         let tun = Tun::open(&cfg.daemon.tun_name, cfg.daemon.mtu, &cfg.engine.handles)?;
         poll.registry()
             .register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;
+        if cfg.daemon.resolved_split_dns {
+            let mut domains: Vec<String> =
+                cfg.engine.overlays.iter().map(|o| o.name.clone()).collect();
+            domains.extend(cfg.daemon.split_dns_domains.iter().cloned());
+            crate::tun::split_dns(tun.name(), &cfg.engine.handles.dns_v4.to_string(), &domains)?;
+            tracing::info!(
+                "systemd-resolved sends {} to {}",
+                domains.join(", "),
+                cfg.engine.handles.dns_v4
+            );
+        }
         let mut sockets = Vec::new();
         for (i, o) in cfg.engine.overlays.iter().enumerate() {
             let addr = SocketAddr::new(cfg.daemon.bind, o.port);

@@ -63,8 +63,55 @@ impl Tun {
     }
 }
 
+/// The `resolvectl` commands that send only `domains` (and their subdomains) to the sentinel
+/// on `dev`: systemd-resolved's split DNS. Routing-only domains (`~udp`) are not search domains.
+pub fn split_dns_commands(dev: &str, sentinel: &str, domains: &[String]) -> Vec<Vec<String>> {
+    let mut domain = vec!["domain".to_string(), dev.to_string()];
+    domain.extend(
+        domains
+            .iter()
+            .map(|d| format!("~{}", d.trim_start_matches('.'))),
+    );
+    vec![vec!["dns".into(), dev.into(), sentinel.into()], domain]
+}
+
+/// Applies split DNS with `resolvectl`; the settings vanish with the device.
+pub fn split_dns(dev: &str, sentinel: &str, domains: &[String]) -> io::Result<()> {
+    for args in split_dns_commands(dev, sentinel, domains) {
+        let out = Command::new("resolvectl")
+            .args(&args)
+            .output()
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("resolvectl: {e} (is systemd-resolved installed?)"),
+                )
+            })?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "resolvectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl AsRawFd for Tun {
     fn as_raw_fd(&self) -> RawFd {
         self.iface.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_dns_routes_only_overlay_domains() {
+        let cmds = split_dns_commands("ocala0", "198.18.0.2", &["udp".into(), ".corp".into()]);
+        assert_eq!(cmds[0], ["dns", "ocala0", "198.18.0.2"]);
+        assert_eq!(cmds[1], ["domain", "ocala0", "~udp", "~corp"]);
     }
 }

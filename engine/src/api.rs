@@ -184,6 +184,8 @@ pub enum DropReason {
     NotOurs,
     /// Larger than `limits.max_packet`.
     Oversized,
+    /// Larger than `limits.path_mtu` and not to be fragmented: answered with ICMP too big.
+    TooBig,
     /// The path is coming up and its queue is full.
     PendingFull,
     /// A DNS message from an app that has no readable header, or is a response.
@@ -221,6 +223,7 @@ impl fmt::Display for DropReason {
             DropReason::NoHandle => f.write_str("no handle for destination"),
             DropReason::NotOurs => f.write_str("not addressed to a handle"),
             DropReason::Oversized => f.write_str("oversized packet"),
+            DropReason::TooBig => f.write_str("too big for the path (ICMP sent)"),
             DropReason::PendingFull => f.write_str("queue full while path comes up"),
             DropReason::DnsUnreadable => f.write_str("unreadable DNS message"),
             DropReason::DnsBusy => f.write_str("too many DNS queries waiting"),

@@ -126,6 +126,12 @@ pub struct Limits {
     pub keepalive_misses: u32,
     /// Largest IP packet accepted from apps or peers.
     pub max_packet: usize,
+    /// Largest IP packet a path carries: the underlay's MTU less the IP, UDP and OCALA
+    /// headers (1500 − 40 − 8 − 5 = 1447 over IPv6), rounded down. An app's packet larger
+    /// than this that may not be fragmented gets ICMP "fragmentation needed" / "packet too
+    /// big" back, so TCP lowers its segment size instead of stalling. Drivers set their TUN
+    /// MTU to at most this.
+    pub path_mtu: u16,
 }
 
 impl Default for Limits {
@@ -142,6 +148,7 @@ impl Default for Limits {
             max_hops: 8,
             keepalive_misses: 3,
             max_packet: 65_535,
+            path_mtu: 1400,
         }
     }
 }

@@ -121,6 +121,12 @@ impl Engine {
                 format!("at most {MAX_PATHS}"),
             ));
         }
+        if cfg.limits.path_mtu < 576 {
+            return Err(ConfigError::new(
+                "limits.path_mtu",
+                "must be at least 576 (the IPv4 minimum)",
+            ));
+        }
         if cfg.limits.max_hops == 0 || cfg.limits.max_hops > 8 {
             return Err(ConfigError::new(
                 "limits.max_hops",

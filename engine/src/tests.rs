@@ -193,6 +193,39 @@ fn lookup_sets_up_path_and_packets_arrive_rewritten() {
 }
 
 #[test]
+fn packets_too_big_for_the_path_get_icmp_back() {
+    let mut net = pair();
+    let handle = answered_v4(&net.lookup(0, "bob.udp").unwrap());
+    let src: IpAddr = net.nodes[0].cfg.handles.tun_v4.into();
+    let big = udp_to(src, handle, &[7u8; 1600]);
+    let before = net.tun[0].len();
+    net.input(0, Input::TunPacket(&big));
+    let icmp = net.tun[0].get(before).expect("ICMP back to the app");
+    assert_eq!(
+        (icmp[9], icmp[20], icmp[21]),
+        (1, 3, 4),
+        "ICMP fragmentation needed"
+    );
+    assert_eq!(
+        u16::from_be_bytes([icmp[26], icmp[27]]),
+        1400,
+        "next-hop MTU"
+    );
+    assert_eq!(&icmp[12..16], &[198, 18, 0, 3], "from the handle");
+    assert!(net.tun[1].is_empty(), "nothing sent on");
+    assert_eq!(net.drops(0, DropReason::TooBig), 1);
+    // Without DF an IPv4 packet may still go: the underlay fragments it.
+    let mut no_df = big.clone();
+    no_df[6] &= !0x40;
+    no_df[10] = 0;
+    no_df[11] = 0;
+    let c = crate::wire::checksum::internet_checksum(&no_df[..20]);
+    no_df[10..12].copy_from_slice(&c.to_be_bytes());
+    net.input(0, Input::TunPacket(&no_df));
+    assert_eq!(net.tun[1].len(), 1);
+}
+
+#[test]
 fn time_going_backwards_is_the_callers_error() {
     let mut e = Engine::new(config("a", &[], false), [0; 32], Instant::from_nanos(10)).unwrap();
     let err = e

@@ -9,7 +9,7 @@ use crate::oci::paths::{Role, State};
 use crate::packet::Packet;
 use crate::wire::ip::{IpView, PROTO_UDP};
 use crate::wire::message::{self, Close, CloseReason, Message, DATA_HEADER_LEN};
-use crate::wire::rewrite::rewrite_addresses;
+use crate::wire::rewrite::{rewrite_addresses, write_icmp_too_big};
 use crate::wire::transport::UdpView;
 use std::net::{IpAddr, SocketAddr};
 
@@ -44,6 +44,9 @@ impl Engine {
             }
             None => None,
         };
+        if packet.len() > usize::from(self.cfg.limits.path_mtu) && ip.dont_fragment() {
+            return self.too_big(packet, dst);
+        }
         let path = match path {
             Some(p) => p,
             // The path was lost (or never set up): the next packet sets it up again, so apps
@@ -79,6 +82,17 @@ impl Engine {
         buf.extend_from_slice(packet);
         if let Some(p) = self.paths.get_mut(path) {
             p.pending.push_back(buf);
+        }
+    }
+
+    /// Tells the app its packet was too big, as a router would, from the handle it sent to.
+    fn too_big(&mut self, packet: &[u8], handle: IpAddr) {
+        self.drop_input(DropReason::TooBig);
+        let mut icmp = Vec::with_capacity(600);
+        if write_icmp_too_big(&mut icmp, packet, handle, self.cfg.limits.path_mtu).is_ok() {
+            self.counters.tun_out += 1;
+            self.out
+                .push_back(crate::api::Output::WriteTun(Packet::from_vec(icmp)));
         }
     }
 

@@ -62,10 +62,13 @@ impl Tunnels {
                 key
             }
         };
-        if let (Some(e), Some(t)) = (element, self.slab.get_mut(key)) {
-            if !t.elements.iter().any(|x| x == e) {
-                t.elements.push(e.to_string());
-                self.by_element.insert((overlay, e.to_string()), key);
+        if let Some(e) = element {
+            let entry = (overlay, e.to_string());
+            if !self.by_element.contains_key(&entry) {
+                if let Some(t) = self.slab.get_mut(key) {
+                    t.elements.push(e.to_string());
+                }
+                self.by_element.insert(entry, key);
             }
         }
         key

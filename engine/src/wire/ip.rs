@@ -220,6 +220,16 @@ impl<'a> IpView<'a> {
         self.buf.get(self.header_len..).unwrap_or(&[])
     }
 
+    /// Whether routers on the way may not fragment the packet: IPv4 with DF set, and every
+    /// IPv6 packet (only its source fragments). Such a packet too big for a path gets an
+    /// ICMP "too big" back instead.
+    pub fn dont_fragment(&self) -> bool {
+        match self.buf.first().map(|b| b >> 4) {
+            Some(4) => self.buf.get(6).is_some_and(|b| b & 0x40 != 0),
+            _ => true,
+        }
+    }
+
     /// True for any fragment of a fragmented datagram, first one included.
     pub fn is_fragment(&self) -> bool {
         self.is_fragment
