@@ -84,6 +84,7 @@ handle=$(ip netns exec "$A" dig +short @198.18.0.2 bob.udp A)
 measure "ocala plain, one hop" "$handle"
 
 if command -v boringtun-cli >/dev/null && command -v wg >/dev/null; then
+    umask 077
     for ns in "$A" "$B"; do wg genkey > "$DIR/$ns.key"; wg pubkey < "$DIR/$ns.key" > "$DIR/$ns.pub"; done
     for side in a b; do
         ns=$([ "$side" = a ] && echo "$A" || echo "$B")

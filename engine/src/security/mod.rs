@@ -1,0 +1,2 @@
+//! Security (paper §3.4).
+pub mod noise;
