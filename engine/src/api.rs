@@ -214,6 +214,22 @@ pub enum DropReason {
     UnknownQuery,
     /// A datagram on an overlay the node does not run.
     UnknownOverlay,
+    /// A protected data packet whose tag or MAC does not verify (tampered or forged).
+    Forged,
+    /// A protected data packet seen before, or older than the replay window.
+    Replayed,
+    /// A handshake message that does not verify, or a certificate that does not.
+    AuthFailed,
+    /// A setup the node's policy refuses (plain paths, names not allowed, no certificate).
+    Refused,
+    /// A handshake message for a path that is not waiting for one.
+    UnexpectedHandshake,
+    /// A setup that reuses the id of a path this node started: a reflected handshake.
+    Reflected,
+    /// Too many half-open secure setups; answered with a cookie instead.
+    CookieRequired,
+    /// A path used up its nonces; it goes down and is set up again with fresh keys.
+    NonceExhausted,
 }
 
 impl fmt::Display for DropReason {
@@ -238,6 +254,14 @@ impl fmt::Display for DropReason {
             DropReason::NoResources => f.write_str("path table full"),
             DropReason::UnknownQuery => f.write_str("upstream answer for unknown query"),
             DropReason::UnknownOverlay => f.write_str("datagram on unknown overlay"),
+            DropReason::Forged => f.write_str("forged or tampered packet"),
+            DropReason::Replayed => f.write_str("replayed packet"),
+            DropReason::AuthFailed => f.write_str("authentication failed"),
+            DropReason::Refused => f.write_str("refused by policy"),
+            DropReason::UnexpectedHandshake => f.write_str("unexpected handshake message"),
+            DropReason::Reflected => f.write_str("reflected handshake"),
+            DropReason::CookieRequired => f.write_str("setup without cookie under load"),
+            DropReason::NonceExhausted => f.write_str("nonces used up"),
         }
     }
 }

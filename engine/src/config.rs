@@ -22,6 +22,88 @@ pub struct Config {
     pub handles: HandleConfig,
     /// Bounds on every table and timer.
     pub limits: Limits,
+    /// Who this node is and whom it trusts (paper §3.4).
+    pub security: SecurityConfig,
+}
+
+/// How a path is protected end to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protection {
+    /// Both ends authenticated by certificate; packets encrypted (ChaCha20-Poly1305).
+    #[default]
+    Encrypt,
+    /// Both ends authenticated; packets in the clear with a keyed BLAKE2s MAC.
+    Auth,
+    /// No authentication and no protection.
+    Plain,
+}
+
+/// Identity, trust and policy. Keys and certificates are hex strings here; drivers read
+/// them from files (the engine never touches a file).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Protection for names without an `.oci` option: secure by default.
+    pub default: Protection,
+    /// Whether peers may open plain (unauthenticated) paths to this node.
+    pub accept_plain: bool,
+    /// Regular expressions over the certified names that may open paths to this node
+    /// (`^alice\.udp$`); empty lets every name with a valid certificate in.
+    pub allow: Vec<String>,
+    /// This node's X25519 static private key (64 hex digits).
+    pub static_key: Option<HexBytes>,
+    /// This node's certificate from the CA (hex).
+    pub certificate: Option<HexBytes>,
+    /// Public keys of the CAs whose certificates this node accepts (64 hex digits each;
+    /// several, so a CA can be rolled over without downtime).
+    pub trust: Vec<HexBytes>,
+    /// Unix time, in seconds, at engine instant zero: certificates have wall-clock validity
+    /// and the engine has no clock of its own. Drivers set it.
+    pub unix_time_at_zero: u64,
+}
+
+/// Bytes written as hex in a config file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HexBytes(pub Vec<u8>);
+
+impl fmt::Debug for HexBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material into logs.
+        write!(f, "HexBytes({} bytes)", self.0.len())
+    }
+}
+
+impl std::str::FromStr for HexBytes {
+    type Err = String;
+    fn from_str(s: &str) -> Result<HexBytes, String> {
+        let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if digits.len() % 2 != 0 {
+            return Err("odd number of hex digits".into());
+        }
+        digits
+            .chunks(2)
+            .map(|pair| {
+                let text = std::str::from_utf8(pair).map_err(|_| "not hex".to_string())?;
+                u8::from_str_radix(text, 16).map_err(|_| format!("'{text}' is not hex"))
+            })
+            .collect::<Result<Vec<u8>, String>>()
+            .map(HexBytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for HexBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<HexBytes, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl HexBytes {
+    /// Hex text of bytes, for drivers that write configs.
+    pub fn to_hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// One overlay this node is attached to.
@@ -243,6 +325,16 @@ impl std::error::Error for ConfigError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_parses_and_never_prints() {
+        let h: HexBytes = "00ff 10".parse().unwrap();
+        assert_eq!(h.0, vec![0, 255, 16]);
+        assert_eq!(format!("{h:?}"), "HexBytes(3 bytes)");
+        assert!("abc".parse::<HexBytes>().is_err());
+        assert!("zz".parse::<HexBytes>().is_err());
+        assert_eq!(HexBytes::to_hex(&[1, 171]), "01ab");
+    }
 
     #[test]
     fn prefixes_parse_and_contain() {

@@ -19,6 +19,10 @@ pub const TYPE_ACCEPT: u8 = 0x3;
 pub const TYPE_REJECT: u8 = 0x4;
 pub const TYPE_CLOSE: u8 = 0x5;
 pub const TYPE_KEEPALIVE: u8 = 0x6;
+pub const TYPE_CONFIRM: u8 = 0x7;
+pub const TYPE_COOKIE: u8 = 0x8;
+/// Length of a responder's stateless cookie.
+pub const COOKIE_LEN: usize = 16;
 /// The first byte of a keepalive, so an overlay module can spot one without a full parse.
 pub const KEEPALIVE_TYPE_BYTE: u8 = (VERSION << 4) | TYPE_KEEPALIVE;
 
@@ -66,7 +70,7 @@ fn type_of(datagram: &[u8]) -> Result<u8, WireError> {
 }
 
 fn known_type(kind: u8) -> bool {
-    (TYPE_DATA..=TYPE_KEEPALIVE).contains(&kind)
+    (TYPE_DATA..=TYPE_COOKIE).contains(&kind)
 }
 
 /// Why a path setup was refused.
@@ -225,6 +229,25 @@ pub struct Close {
     pub reason: CloseReason,
 }
 
+/// The initiator's last handshake message (Noise XX's third), carried end to end like data:
+/// gateways swap `receiver_label` and pass `handshake` on untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirm<'a> {
+    pub receiver_label: u32,
+    pub path_id: u64,
+    pub handshake: &'a [u8],
+}
+
+/// A busy responder's stateless answer to a setup: echo `cookie` in a new setup to show the
+/// source address is real (WireGuard's cookie reply, in spirit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieReply {
+    /// The setup's sender label.
+    pub receiver_label: u32,
+    pub path_id: u64,
+    pub cookie: [u8; COOKIE_LEN],
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Keepalive {
     pub reply_requested: bool,
@@ -241,6 +264,8 @@ pub enum Message<'a> {
     Reject(Reject<'a>),
     Close(Close),
     Keepalive(Keepalive),
+    Confirm(Confirm<'a>),
+    Cookie(CookieReply),
 }
 
 /// Sequential reader over a control message; every read is bounds-checked.
@@ -397,6 +422,16 @@ impl<'a> Message<'a> {
                     seq: r.u32()?,
                 })
             }
+            TYPE_CONFIRM => Message::Confirm(Confirm {
+                receiver_label: r.u32()?,
+                path_id: r.u64()?,
+                handshake: r.blob16()?,
+            }),
+            TYPE_COOKIE => Message::Cookie(CookieReply {
+                receiver_label: r.u32()?,
+                path_id: r.u64()?,
+                cookie: r.bytes(COOKIE_LEN)?.try_into().map_err(|_| WireError::Truncated)?,
+            }),
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -412,6 +447,8 @@ impl<'a> Message<'a> {
             Message::Reject(_) => TYPE_REJECT,
             Message::Close(_) => TYPE_CLOSE,
             Message::Keepalive(_) => TYPE_KEEPALIVE,
+            Message::Confirm(_) => TYPE_CONFIRM,
+            Message::Cookie(_) => TYPE_COOKIE,
         }
     }
 
@@ -424,6 +461,8 @@ impl<'a> Message<'a> {
             Message::Reject(_) => "reject",
             Message::Close(_) => "close",
             Message::Keepalive(_) => "keepalive",
+            Message::Confirm(_) => "confirm",
+            Message::Cookie(_) => "cookie",
         }
     }
 
@@ -481,6 +520,16 @@ impl<'a> Message<'a> {
                 }
                 out.push(flags);
                 out.extend_from_slice(&k.seq.to_be_bytes());
+            }
+            Message::Confirm(c) => {
+                out.extend_from_slice(&c.receiver_label.to_be_bytes());
+                out.extend_from_slice(&c.path_id.to_be_bytes());
+                push_u16_blob(out, c.handshake)?;
+            }
+            Message::Cookie(c) => {
+                out.extend_from_slice(&c.receiver_label.to_be_bytes());
+                out.extend_from_slice(&c.path_id.to_be_bytes());
+                out.extend_from_slice(&c.cookie);
             }
         }
         Ok(())
