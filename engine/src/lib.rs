@@ -14,6 +14,7 @@ pub mod ocd;
 pub mod oci;
 mod packet;
 mod rng;
+pub mod security;
 pub mod time;
 mod timers;
 pub mod wire;
