@@ -126,7 +126,7 @@ impl fmt::Display for CertError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CertError::Malformed(field) => write!(f, "malformed certificate ({field})"),
-            CertError::BadVersion(v) => write!(f, "unsupported certificate version {v}"),
+            CertError::BadVersion(v) => write!(f, "unsupported certificate format version {v}"),
             CertError::Expired { name, not_after } => write!(
                 f,
                 "certificate for {name} expired at {}",
@@ -822,6 +822,30 @@ mod tests {
             .to_string(),
             "certificate for bob.udp is not valid before 1970-01-01T00:00:00Z"
         );
+    }
+
+    fn unhex<const N: usize>(s: &str) -> [u8; N] {
+        let v: Vec<u8> = (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect();
+        v.try_into().unwrap()
+    }
+
+    /// RFC 8032 §7.1 test 1: the seed-to-key and signing conventions are plain Ed25519.
+    #[test]
+    fn identity_key_is_rfc8032_ed25519() {
+        let id = IdentityKey::from_seed(unhex(
+            "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+        ));
+        let public: [u8; 32] =
+            unhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+        assert_eq!(id.public(), public);
+        let sig: [u8; 64] = unhex(
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065\
+             224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+        );
+        assert_eq!(id.sign(b""), sig);
     }
 
     #[test]

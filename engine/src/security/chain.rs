@@ -525,6 +525,30 @@ mod tests {
                     prop_assert_eq!(chain.encode(), bytes);
                 }
             }
+
+            /// Mutating a valid chain (a byte changed, the tail cut) never panics the decoder
+            /// or the verifier, and never yields a chain that verifies with different bytes.
+            #[test]
+            fn mutated_chain(at in 0usize..600, xor in 1u8..=255, cut in any::<bool>()) {
+                let f = super::fixture();
+                let chain = Chain::build(
+                    f.cert,
+                    &f.identity,
+                    &[super::mb("filter.udp", 0xb1), super::mb("cache.udp", 0xb2)],
+                ).unwrap();
+                let mut bytes = chain.encode();
+                let at = at % bytes.len();
+                if cut {
+                    bytes.truncate(at);
+                } else {
+                    bytes[at] ^= xor;
+                }
+                if let Ok(decoded) = Chain::decode(&bytes) {
+                    prop_assert_eq!(decoded.encode(), bytes.clone());
+                    let verified = f.bundle.verify_chain(&decoded, "alice.udp", super::NOW);
+                    prop_assert!(verified.is_err(), "mutated chain verified");
+                }
+            }
         }
     }
 }
