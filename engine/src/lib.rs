@@ -15,6 +15,7 @@ pub mod oci;
 pub mod security;
 mod packet;
 mod rng;
+pub mod security;
 pub mod time;
 mod timers;
 pub mod wire;
