@@ -3,7 +3,9 @@
 //! the upstream resolver, the control socket, the state file. Errors name the file, the key
 //! and what is wrong.
 
-use ocala_engine::config::{HandleConfig, Limits, OverlayConfig, RuleConfig};
+use ocala_engine::config::{
+    HandleConfig, HexBytes, Limits, OverlayConfig, RuleConfig, SecurityConfig,
+};
 use ocala_engine::Config;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +27,8 @@ struct File {
     handles: HandleConfig,
     #[serde(default)]
     limits: Limits,
+    #[serde(default)]
+    security: SecurityConfig,
 }
 
 /// What only the daemon needs.
@@ -59,6 +63,12 @@ pub struct DaemonConfig {
     /// More domains to route to the sentinel with split DNS (those that rules rewrite, such
     /// as `corp`); the overlay names are always included.
     pub split_dns_domains: Vec<String>,
+    /// This node's X25519 static private key, as written by `ocala ca issue` (hex).
+    pub static_key_file: PathBuf,
+    /// This node's certificate, as written by `ocala ca issue` (hex).
+    pub certificate_file: PathBuf,
+    /// Public keys of trusted CAs, as written by `ocala ca init` (hex), one file each.
+    pub trust_files: Vec<PathBuf>,
 }
 
 impl Default for DaemonConfig {
@@ -75,6 +85,9 @@ impl Default for DaemonConfig {
             checkpoint_secs: 60,
             resolved_split_dns: false,
             split_dns_domains: Vec::new(),
+            static_key_file: PathBuf::new(),
+            certificate_file: PathBuf::new(),
+            trust_files: Vec::new(),
         }
     }
 }
@@ -95,13 +108,15 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
 
 /// Parses configuration text; `file` names it in errors.
 pub fn parse(file: &str, text: &str) -> Result<Loaded, String> {
-    let f: File = toml::from_str(text).map_err(|e| format!("{file}: {e}"))?;
+    let mut f: File = toml::from_str(text).map_err(|e| format!("{file}: {e}"))?;
+    read_key_files(file, &f.daemon, &mut f.security)?;
     let engine = Config {
         gateway: f.gateway,
         overlays: f.overlays,
         rules: f.rules,
         handles: f.handles,
         limits: f.limits,
+        security: f.security,
     };
     ocala_engine::Engine::new(engine.clone(), [0; 32], ocala_engine::Instant::ZERO)
         .map_err(|e| format!("{file}: {}: {}", e.key, e.message))?;
@@ -133,6 +148,38 @@ pub fn parse(file: &str, text: &str) -> Result<Loaded, String> {
         daemon: f.daemon,
         engine,
     })
+}
+
+/// Reads a hex file written by `ocala ca`; the error names the config key and the file.
+pub fn read_hex(file: &str, key: &str, path: &Path) -> Result<HexBytes, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{file}: {key}: {}: {e}", path.display()))?;
+    text.trim()
+        .parse()
+        .map_err(|e| format!("{file}: {key}: {}: {e}", path.display()))
+}
+
+/// Fills the engine's security section from the key files the `[daemon]` table names.
+fn read_key_files(file: &str, d: &DaemonConfig, sec: &mut SecurityConfig) -> Result<(), String> {
+    if !d.static_key_file.as_os_str().is_empty() {
+        sec.static_key = Some(read_hex(
+            file,
+            "daemon.static_key_file",
+            &d.static_key_file,
+        )?);
+    }
+    if !d.certificate_file.as_os_str().is_empty() {
+        sec.certificate = Some(read_hex(
+            file,
+            "daemon.certificate_file",
+            &d.certificate_file,
+        )?);
+    }
+    for (i, t) in d.trust_files.iter().enumerate() {
+        sec.trust
+            .push(read_hex(file, &format!("daemon.trust_files[{i}]"), t)?);
+    }
+    Ok(())
 }
 
 /// `nameserver` lines of a resolv.conf, skipping `skip` (our own sentinel addresses: sending

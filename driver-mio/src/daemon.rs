@@ -79,8 +79,12 @@ fn upstream_servers(cfg: &Loaded) -> Vec<SocketAddr> {
 
 impl Daemon {
     /// Opens the TUN, the sockets and the control socket, and restores checkpointed handles.
-    pub fn start(cfg: Loaded) -> io::Result<Daemon> {
+    pub fn start(mut cfg: Loaded) -> io::Result<Daemon> {
         let clock = Clock::new();
+        // Certificates speak wall-clock time; the engine's clock starts now.
+        cfg.engine.security.unix_time_at_zero = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let mut engine = Engine::new(cfg.engine.clone(), seed()?, clock.now())
             .map_err(|e| io::Error::other(format!("{}: {}", e.key, e.message)))?;
         if !cfg.daemon.state_file.as_os_str().is_empty() {

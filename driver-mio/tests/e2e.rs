@@ -1,6 +1,7 @@
 //! End to end on real TUN devices, as root, with real programs: hosts alice, gw and bob in
-//! network namespaces joined by veth links, each running `ocalad`. Needs root, iproute2,
-//! dig, ping, curl, python3 and iperf3 (`.ci/run` installs them).
+//! network namespaces joined by veth links, each running `ocalad` with a certificate from a
+//! CA made by `ocala ca`, so paths are authenticated and encrypted (the default). Needs
+//! root, iproute2, dig, ping, curl, python3 and iperf3 (`.ci/run` installs them).
 
 mod support;
 
@@ -44,6 +45,7 @@ fn topology() -> Topology {
         "the end-to-end tests need root (TUN devices, network namespaces)"
     );
     let mut t = Topology::new("ocx", &["alice", "gw", "bob"]);
+    t.certify();
     t.link("alice", "10.91.0.1/24", "bob", "10.91.0.2/24");
     t.link("alice", "10.91.1.1/24", "gw", "10.91.1.2/24");
     t.link("gw", "10.91.2.2/24", "bob", "10.91.2.3/24");

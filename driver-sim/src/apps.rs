@@ -66,7 +66,7 @@ impl App {
             AppKind::Lookup { name, .. }
             | AppKind::Ping { name, .. }
             | AppKind::Udp { name, .. } => Some(name),
-            AppKind::Garbage { .. } => None,
+            AppKind::Garbage { .. } | AppKind::Flood { .. } => None,
         }
     }
 
@@ -195,6 +195,13 @@ impl App {
                 port,
             } => {
                 format!("{who}: sprayed {count} garbage datagrams at {target}:{port}")
+            }
+            AppKind::Flood {
+                target,
+                count,
+                port,
+            } => {
+                format!("{who}: flooded {target}:{port} with {count} forged secure setups")
             }
         };
         (line, failures)

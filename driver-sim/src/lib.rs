@@ -4,6 +4,7 @@
 
 pub mod apps;
 pub mod hoststack;
+pub mod identity;
 pub mod resolver;
 pub mod scenario;
 pub mod sim;

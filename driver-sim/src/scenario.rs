@@ -53,6 +53,12 @@ pub struct NodeSpec {
     /// Fill each overlay's address book with every scenario node on the same overlay.
     #[serde(default = "yes")]
     pub auto_address_book: bool,
+    /// The certificate the node is given (a valid one unless a scenario shows a failure).
+    #[serde(default)]
+    pub cert: crate::identity::CertKind,
+    /// Names for the node's certificate; empty: `local_name.overlay` for each overlay.
+    #[serde(default)]
+    pub cert_names: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -133,6 +139,15 @@ pub enum AppKind {
         #[serde(default)]
         expect_replies: Option<u32>,
     },
+    /// Forged secure setups from spoofed addresses, as fast as they can be sent: a
+    /// handshake flood against `target`.
+    Flood {
+        target: String,
+        #[serde(default = "default_count")]
+        count: u32,
+        #[serde(default = "default_garbage_port")]
+        port: u16,
+    },
     /// A raw datagram sprayed at a node's overlay socket (bad input).
     Garbage {
         target: String,
@@ -200,8 +215,9 @@ impl Scenario {
         toml::from_str(text).map_err(|e| format!("{file}: {e}"))
     }
 
-    /// The engine config of a node, with the simulator's defaults filled in.
-    pub fn node_config(&self, index: usize) -> Config {
+    /// The engine config of a node, with the simulator's defaults filled in: a `udp`
+    /// overlay, address books, and a key and certificate minted from `seed`.
+    pub fn node_config(&self, index: usize, seed: u64) -> Result<Config, String> {
         let node = &self.nodes[index];
         let mut cfg = node.config.clone();
         if cfg.overlays.is_empty() {
@@ -234,7 +250,8 @@ impl Scenario {
                 }
             }
         }
-        cfg
+        crate::identity::provision(&mut cfg, &node.name, node.cert, &node.cert_names, seed)?;
+        Ok(cfg)
     }
 
     fn local_name(&self, index: usize, overlay: &str) -> Option<String> {

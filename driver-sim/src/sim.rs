@@ -83,6 +83,8 @@ pub struct Outcome {
     /// Every control message (setup, accept, reject, close) each node sent and received, in
     /// order: the setup handshakes the snapshot tests keep.
     pub control: Vec<String>,
+    /// Every datagram each node sent, by node name: what a gateway could see.
+    pub sent: BTreeMap<String, Vec<Vec<u8>>>,
 }
 
 pub struct Sim {
@@ -101,6 +103,7 @@ pub struct Sim {
     datagrams: u64,
     lost: u64,
     control: Vec<String>,
+    sent: BTreeMap<String, Vec<Vec<u8>>>,
 }
 
 fn node_seed(seed: u64, name: &str, incarnation: u64) -> [u8; 32] {
@@ -124,7 +127,7 @@ impl Sim {
             if names.insert(n.name.clone(), i).is_some() {
                 return Err(format!("nodes[{i}].name: '{}' appears twice", n.name));
             }
-            let cfg = sc.node_config(i);
+            let cfg = sc.node_config(i, seed)?;
             let engine = Engine::new(cfg.clone(), node_seed(seed, &n.name, 0), Instant::ZERO)
                 .map_err(|e| format!("nodes[{i}] ({}): config.{e}", n.name))?;
             nodes.push(Node {
@@ -174,7 +177,7 @@ impl Sim {
         let mut apps = Vec::new();
         for (i, a) in sc.apps.iter().enumerate() {
             let node = find(&format!("apps[{i}].node"), &a.node)?;
-            if let AppKind::Garbage { target, .. } = &a.kind {
+            if let AppKind::Garbage { target, .. } | AppKind::Flood { target, .. } = &a.kind {
                 find(&format!("apps[{i}].target"), target)?;
             }
             let start = Instant::from_nanos(a.at_ms * 1_000_000);
@@ -214,6 +217,7 @@ impl Sim {
             datagrams: 0,
             lost: 0,
             control: Vec::new(),
+            sent: BTreeMap::new(),
         };
         for i in 0..sim.apps.len() {
             let at = sim.apps[i].start;
@@ -250,12 +254,31 @@ impl Sim {
         use ocala_engine::wire::message::Message;
         let text = match Message::parse(bytes) {
             Ok(Message::Setup(s)) => format!(
-                "setup  sender_label={:#010x} path_id={:#018x} hops={} options={} return={} remaining={:?}",
-                s.sender_label, s.path_id, s.hop_count, s.options, s.return_name, s.remaining
+                "setup  sender_label={:#010x} path_id={:#018x} hops={} options={:#04x} return={} remaining={:?} handshake={}B",
+                s.sender_label,
+                s.path_id,
+                s.hop_count,
+                s.options,
+                s.return_name,
+                s.remaining,
+                s.handshake.len()
             ),
             Ok(Message::Accept(a)) => format!(
-                "accept sender_label={:#010x} receiver_label={:#010x} path_id={:#018x}",
-                a.sender_label, a.receiver_label, a.path_id
+                "accept sender_label={:#010x} receiver_label={:#010x} path_id={:#018x} handshake={}B",
+                a.sender_label,
+                a.receiver_label,
+                a.path_id,
+                a.handshake.len()
+            ),
+            Ok(Message::Confirm(c)) => format!(
+                "confirm receiver_label={:#010x} path_id={:#018x} handshake={}B",
+                c.receiver_label,
+                c.path_id,
+                c.handshake.len()
+            ),
+            Ok(Message::Cookie(c)) => format!(
+                "cookie receiver_label={:#010x} path_id={:#018x}",
+                c.receiver_label, c.path_id
             ),
             Ok(Message::Reject(r)) => format!(
                 "reject receiver_label={:#010x} path_id={:#018x} reason={} text={:?}",
@@ -362,6 +385,8 @@ impl Sim {
                     payload,
                 } => {
                     self.record(node, "tx", &payload);
+                    let name = self.nodes[node].name.clone();
+                    self.sent.entry(name).or_default().push(payload.to_vec());
                     self.transmit(node, overlay, to, &payload);
                     self.nodes[node].engine.recycle(payload);
                 }
@@ -522,13 +547,18 @@ impl Sim {
         let now = self.now;
         match self.apps[app].phase.clone() {
             Phase::NotStarted => {
-                if let AppKind::Garbage {
-                    target,
-                    count,
-                    port,
-                } = self.apps[app].kind.clone()
-                {
-                    return self.spray(&target, count, port);
+                match self.apps[app].kind.clone() {
+                    AppKind::Garbage {
+                        target,
+                        count,
+                        port,
+                    } => return self.spray(&target, count, port, false),
+                    AppKind::Flood {
+                        target,
+                        count,
+                        port,
+                    } => return self.spray(&target, count, port, true),
+                    _ => {}
                 }
                 self.apps[app].phase = Phase::Resolving { tries: 1 };
                 self.send_query(app);
@@ -613,7 +643,8 @@ impl Sim {
         }
     }
 
-    fn spray(&mut self, target: &str, count: u32, port: u16) {
+    /// Garbage (`setups` false) or forged secure setups (`setups` true) from spoofed sources.
+    fn spray(&mut self, target: &str, count: u32, port: u16, setups: bool) {
         let Some(node) = self.nodes.iter().position(|n| n.name == target) else {
             return;
         };
@@ -626,14 +657,22 @@ impl Sim {
             return;
         };
         for i in 0..count {
-            let len = (self.rng.next_u64() % 64) as usize;
-            let mut payload = vec![0u8; len];
-            self.rng.fill_bytes(&mut payload);
-            // Some sprays look like OCALA messages with random labels, to reach deeper parsers.
-            if i % 2 == 0 && !payload.is_empty() {
-                payload[0] = 0x10 | ((i / 2 % 6) as u8 + 1);
-            }
-            let from = SocketAddr::new(IpAddr::from([203, 0, 113, (i % 250) as u8 + 1]), 9999);
+            let payload = if setups {
+                self.forged_setup()
+            } else {
+                let len = (self.rng.next_u64() % 64) as usize;
+                let mut payload = vec![0u8; len];
+                self.rng.fill_bytes(&mut payload);
+                // Some sprays look like OCALA messages with random labels, to reach deeper parsers.
+                if i % 2 == 0 && !payload.is_empty() {
+                    payload[0] = 0x10 | ((i / 2 % 6) as u8 + 1);
+                }
+                payload
+            };
+            let from = SocketAddr::new(
+                IpAddr::from([203, 0, (113 + i / 250) as u8, (i % 250) as u8 + 1]),
+                9999,
+            );
             let now = self.now;
             self.push(
                 now,
@@ -645,6 +684,26 @@ impl Sim {
                 },
             );
         }
+    }
+
+    /// A well-formed encrypt setup with a random ephemeral key: costs the responder a
+    /// Diffie-Hellman and half-open state unless cookies stop it.
+    fn forged_setup(&mut self) -> Vec<u8> {
+        use ocala_engine::wire::message::{Message, Setup};
+        let mut key = [0u8; 32];
+        self.rng.fill_bytes(&mut key);
+        let msg = Message::Setup(Setup {
+            sender_label: self.rng.next_u64() as u32,
+            path_id: self.rng.next_u64(),
+            hop_count: 0,
+            options: 1,
+            return_name: "attacker.udp",
+            remaining: "",
+            handshake: &key,
+        });
+        let mut out = Vec::new();
+        let _ = msg.encode(&mut out);
+        out
     }
 
     fn fault(&mut self, index: usize) {
@@ -774,6 +833,7 @@ impl Sim {
             failures,
             digest,
             control: self.control,
+            sent: self.sent,
         }
     }
 }

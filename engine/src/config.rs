@@ -78,7 +78,7 @@ impl std::str::FromStr for HexBytes {
     type Err = String;
     fn from_str(s: &str) -> Result<HexBytes, String> {
         let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-        if digits.len() % 2 != 0 {
+        if !digits.len().is_multiple_of(2) {
             return Err("odd number of hex digits".into());
         }
         digits
@@ -208,6 +208,10 @@ pub struct Limits {
     pub keepalive_misses: u32,
     /// Largest IP packet accepted from apps or peers.
     pub max_packet: usize,
+    /// Paths holding state for unproven peers (half-open handshakes, relays waiting for the
+    /// next hop). From half of this on, setups must echo a stateless cookie; at the bound
+    /// the oldest half-open handshake makes room.
+    pub max_half_open: usize,
     /// Largest IP packet a path carries: the underlay's MTU less the IP, UDP and OCALA
     /// headers (1500 − 40 − 8 − 5 = 1447 over IPv6), rounded down. An app's packet larger
     /// than this that may not be fragmented gets ICMP "fragmentation needed" / "packet too
@@ -230,6 +234,7 @@ impl Default for Limits {
             max_hops: 8,
             keepalive_misses: 3,
             max_packet: 65_535,
+            max_half_open: 1024,
             path_mtu: 1400,
         }
     }

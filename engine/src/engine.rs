@@ -16,6 +16,7 @@ use crate::oci::paths::{Paths, State, MAX_PATHS};
 use crate::oci::tunnels::Tunnels;
 use crate::packet::{Packet, PacketPool};
 use crate::rng::Rng;
+use crate::security::handshake::Credentials;
 use crate::time::Instant;
 use crate::timers::{Timer, Timers};
 use std::collections::{BTreeMap, VecDeque};
@@ -53,6 +54,10 @@ pub struct Engine {
     /// forged datagrams cannot turn the node into a reflector.
     pub(crate) reply_budget: u32,
     pub(crate) reply_window: Instant,
+    /// This node's identity, trusted CAs and policy.
+    pub(crate) credentials: Credentials,
+    /// Key for stateless setup cookies, drawn from the seed.
+    pub(crate) cookie_secret: [u8; 32],
 }
 
 /// Stateless replies allowed per 100 ms window.
@@ -134,8 +139,16 @@ impl Engine {
             ));
         }
         let handles = Handles::new(&cfg.handles, cfg.limits.max_handles)?;
+        let credentials = Credentials::from_config(&cfg.security)?;
+        let mut rng = Rng::new(seed);
+        let mut cookie_secret = [0u8; 32];
+        for chunk in cookie_secret.chunks_mut(8) {
+            chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+        }
         Ok(Engine {
-            rng: Rng::new(seed),
+            rng,
+            credentials,
+            cookie_secret,
             now,
             overlays,
             rules,
@@ -413,6 +426,7 @@ impl Engine {
                             format!("connecting (attempt {attempts})")
                         }
                         State::AwaitDownstream => "waiting for next hop".into(),
+                        State::AwaitConfirm => "waiting for the peer's confirm".into(),
                     },
                 },
             })

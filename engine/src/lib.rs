@@ -12,7 +12,6 @@ pub mod dns;
 mod engine;
 pub mod ocd;
 pub mod oci;
-pub mod security;
 mod packet;
 mod rng;
 pub mod security;

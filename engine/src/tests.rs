@@ -2,7 +2,7 @@
 //! style), with time moved by hand, and bad input thrown at every entry point.
 
 use crate::api::{ApiError, DropReason, Event, Input, Output, OverlayId};
-use crate::config::{Config, OverlayConfig, RuleConfig};
+use crate::config::{Config, OverlayConfig, Protection, RuleConfig};
 use crate::dns::message::{build_address_query, parse_address_answer};
 use crate::engine::Engine;
 use crate::time::Instant;
@@ -25,7 +25,7 @@ fn config(name: &str, peers: &[(&str, u8)], gateway: bool) -> Config {
     for (p, i) in peers {
         book.insert(p.to_string(), addr(*i));
     }
-    Config {
+    let mut cfg = Config {
         overlays: vec![OverlayConfig {
             name: "udp".into(),
             module: "udp".into(),
@@ -36,7 +36,11 @@ fn config(name: &str, peers: &[(&str, u8)], gateway: bool) -> Config {
         }],
         gateway,
         ..Config::default()
-    }
+    };
+    // These tests are about OC-I; security has its own below.
+    cfg.security.default = Protection::Plain;
+    cfg.security.accept_plain = true;
+    cfg
 }
 
 /// Engines at addresses 10.0.0.1, .2, ...; datagrams between them arrive instantly.

@@ -1,4 +1,4 @@
-//! Snapshots of the control messages (setup, accept, reject, close) exchanged in simulator
+//! Snapshots of the control messages (setup, accept, confirm, reject, close) exchanged in simulator
 //! scenarios. Each line is: time, node, sent/recv, message fields. A change to the handshake
 //! — labels, path ids, hop counts, return names, reasons, timing — shows up as a snapshot
 //! diff to review. Update with `INSTA_UPDATE=always cargo test -p ocala-vectors`.
@@ -53,6 +53,22 @@ fn one_hop_handshake() {
         field(setups[0], "sender_label"),
         field(accepts[0], "receiver_label")
     );
+    // Secure by default: Noise XX rides in setup (32 B: an ephemeral key), accept (the
+    // responder's key and certificate, encrypted) and one confirm (the initiator's).
+    assert_eq!(field(setups[0], "options"), "0x01", "encrypt");
+    assert_eq!(field(setups[0], "handshake"), "32B");
+    let cert_bytes: usize = field(accepts[0], "handshake")
+        .trim_end_matches('B')
+        .parse()
+        .unwrap();
+    assert!(cert_bytes > 200, "{}", accepts[0]);
+    assert_eq!(
+        lines(&out.control, "alice", "sent", "confirm").len(),
+        1,
+        "{:#?}",
+        out.control
+    );
+    assert_eq!(lines(&out.control, "bob", "recv", "confirm").len(), 1);
     insta::assert_snapshot!("one_hop", out.control.join("\n"));
 }
 
@@ -103,6 +119,18 @@ fn two_hop_handshake() {
         .any(|l| l.contains(direct_id) && l.contains(" recv ")));
     // carol answers alice over the path alice set up: no setup of its own.
     assert!(lines(c, "carol", "sent", "setup").is_empty(), "{c:#?}");
+    // The gateway passes handshake messages on untouched, so the ends authenticate each other.
+    assert_eq!(field(a, "handshake"), field(g, "handshake"));
+    assert_eq!(
+        field(carol_accept[0], "handshake"),
+        field(gw_accept[0], "handshake")
+    );
+    let confirms = lines(c, "gw", "sent", "confirm");
+    assert_eq!(confirms.len(), 1, "{c:#?}");
+    assert_eq!(
+        field(confirms[0], "handshake"),
+        field(lines(c, "alice", "sent", "confirm")[0], "handshake")
+    );
     insta::assert_snapshot!("two_hop", c.join("\n"));
 }
 

@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use ocala_engine::wire::message::{
-    Accept, Close, CloseReason, Keepalive, Message, Reject, RejectReason, Setup,
+    Accept, Close, CloseReason, Confirm, CookieReply, Keepalive, Message, Reject, RejectReason,
+    Setup,
 };
 use ocala_engine::wire::WireError;
 use ocala_vectors::{from_hex, to_hex};
@@ -43,6 +44,7 @@ struct Vector {
     reply_requested: Option<bool>,
     is_reply: Option<bool>,
     seq: Option<u32>,
+    cookie: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,7 +86,7 @@ struct Blobs {
 impl Vector {
     /// Names of the optional fields that are set.
     fn present(&self) -> BTreeSet<&'static str> {
-        let all: [(&'static str, bool); 16] = [
+        let all: [(&'static str, bool); 17] = [
             ("label", self.label.is_some()),
             ("payload", self.payload.is_some()),
             ("sender_label", self.sender_label.is_some()),
@@ -101,6 +103,7 @@ impl Vector {
             ("reply_requested", self.reply_requested.is_some()),
             ("is_reply", self.is_reply.is_some()),
             ("seq", self.seq.is_some()),
+            ("cookie", self.cookie.is_some()),
         ];
         all.iter().filter(|(_, p)| *p).map(|(n, _)| *n).collect()
     }
@@ -136,6 +139,8 @@ impl Vector {
             "reject" => &["receiver_label", "path_id", "reason", "reason_text", "text"],
             "close" => &["receiver_label", "path_id", "reason", "reason_text"],
             "keepalive" => &["reply_requested", "is_reply", "seq"],
+            "confirm" => &["receiver_label", "path_id", "handshake"],
+            "cookie" => &["receiver_label", "path_id", "cookie"],
             other => panic!("{n}: unknown kind {other:?}"),
         };
         assert_eq!(
@@ -174,6 +179,18 @@ impl Vector {
                 receiver_label: req(n, "receiver_label", &self.receiver_label),
                 path_id: path_id(self),
                 reason: CloseReason::from_u8(req(n, "reason", &self.reason)),
+            }),
+            "confirm" => Message::Confirm(Confirm {
+                receiver_label: req(n, "receiver_label", &self.receiver_label),
+                path_id: path_id(self),
+                handshake: &blobs.handshake,
+            }),
+            "cookie" => Message::Cookie(CookieReply {
+                receiver_label: req(n, "receiver_label", &self.receiver_label),
+                path_id: path_id(self),
+                cookie: bytes(n, "cookie", &self.cookie)
+                    .try_into()
+                    .expect("16-byte cookie"),
             }),
             _ => Message::Keepalive(Keepalive {
                 reply_requested: req(n, "reply_requested", &self.reply_requested),
@@ -235,9 +252,18 @@ fn vectors_cover_every_type_and_reason() {
     let kinds: BTreeSet<&str> = file.message.iter().map(|v| v.kind.as_str()).collect();
     assert_eq!(
         kinds,
-        ["data", "setup", "accept", "reject", "close", "keepalive"]
-            .into_iter()
-            .collect()
+        [
+            "data",
+            "setup",
+            "accept",
+            "reject",
+            "close",
+            "keepalive",
+            "confirm",
+            "cookie"
+        ]
+        .into_iter()
+        .collect()
     );
     let codes = |kind: &str| -> BTreeSet<u8> {
         file.message

@@ -1,14 +1,18 @@
 //! `ocala`: the control command line. `ocala status [--json]` shows paths, tunnels, handles,
 //! counters and drop reasons; `ocala resolve NAME` explains how a name parses and which path
-//! it would take. `--socket PATH` picks another daemon's control socket.
+//! it would take; `ocala ca init | issue | show` runs a certificate authority for overlay
+//! names. `--socket PATH` picks another daemon's control socket.
 
-use ocala_mio::{status, DEFAULT_SOCKET};
+use ocala_mio::{ca, status, DEFAULT_SOCKET};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: ocala [--socket PATH] status [--json] | ocala [--socket PATH] resolve NAME");
+    eprintln!(
+        "usage: ocala [--socket PATH] status [--json]\n       ocala [--socket PATH] resolve NAME\n       ocala ca init DIR\n       ocala ca issue --ca DIR --name NAME [--name NAME ...] [--days N] --out DIR\n       ocala ca show CERT_FILE"
+    );
     ExitCode::from(2)
 }
 
@@ -20,6 +24,29 @@ fn ask(socket: &str, request: &str) -> Result<String, String> {
     let mut out = String::new();
     s.read_to_string(&mut out).map_err(|e| e.to_string())?;
     Ok(out)
+}
+
+/// `ocala ca issue --ca DIR --name NAME ... [--days N] --out DIR`.
+fn issue(args: &[&str]) -> Result<String, String> {
+    let (mut ca_dir, mut out, mut names, mut days) = (None, None, Vec::new(), 365);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match *flag {
+            "--ca" => ca_dir = Some(*value),
+            "--out" => out = Some(*value),
+            "--name" => names.push(value.to_string()),
+            "--days" => {
+                days = value
+                    .parse()
+                    .map_err(|_| format!("--days: '{value}' is not a number"))?
+            }
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    let ca_dir = ca_dir.ok_or("--ca DIR is required")?;
+    let out = out.ok_or("--out DIR is required")?;
+    ca::issue(Path::new(ca_dir), &names, days, Path::new(out))
 }
 
 fn main() -> ExitCode {
@@ -44,6 +71,9 @@ fn main() -> ExitCode {
             })
         }),
         ["resolve", name] => ask(&socket, &format!("resolve {name}")),
+        ["ca", "init", dir] => ca::init(Path::new(dir)),
+        ["ca", "show", file] => ca::show(Path::new(file)),
+        ["ca", "issue", rest @ ..] => issue(rest),
         _ => return usage(),
     };
     match result {

@@ -130,12 +130,46 @@ impl Topology {
         self.servers.push(child);
     }
 
-    /// Writes a host's config (the daemon keys are filled in) and starts its ocalad.
+    /// Makes a CA for the topology and issues each host a certificate for `<host>.udp`, with
+    /// the `ocala ca` command line.
+    pub fn certify(&self) {
+        let ca = self.dir.join("ca");
+        let ocala = env!("CARGO_BIN_EXE_ocala");
+        must(&[ocala, "ca", "init", &ca.display().to_string()]);
+        for h in &self.hosts {
+            let out = self.dir.join(format!("{}-keys", h.name));
+            let name = format!("{}.udp", h.name);
+            must(&[
+                ocala,
+                "ca",
+                "issue",
+                "--ca",
+                &ca.display().to_string(),
+                "--name",
+                &name,
+                "--out",
+                &out.display().to_string(),
+            ]);
+        }
+    }
+
+    /// Writes a host's config (the daemon keys are filled in, with its certificate when
+    /// `certify` made one) and starts its ocalad.
     pub fn start(&mut self, host: &str, config: &str) {
         let h = self.host(host);
         let state = self.dir.join(format!("{host}.state.json"));
+        let keys = self.dir.join(format!("{host}-keys"));
+        let identity = if keys.exists() {
+            format!(
+                "static_key_file = \"{k}/static.key\"\ncertificate_file = \"{k}/cert\"\ntrust_files = [\"{c}/ca.pub\"]\n",
+                k = keys.display(),
+                c = self.dir.join("ca").display()
+            )
+        } else {
+            String::new()
+        };
         let full = format!(
-            "{config}\n[daemon]\ncontrol_socket = \"{}\"\nstate_file = \"{}\"\ncheckpoint_secs = 1\nupstream_timeout_ms = 300\n",
+            "{config}\n[daemon]\ncontrol_socket = \"{}\"\nstate_file = \"{}\"\ncheckpoint_secs = 1\nupstream_timeout_ms = 300\n{identity}",
             h.socket.display(),
             state.display()
         );

@@ -71,8 +71,7 @@ impl Engine {
             return;
         };
         if p.state == State::Up {
-            let (tunnel, peer) = (p.tunnel, p.peer_label);
-            self.send_data(tunnel, peer, packet);
+            self.send_on_path(path, packet);
             return;
         }
         if p.pending.len() >= self.cfg.limits.pending_packets {
@@ -117,14 +116,38 @@ impl Engine {
         self.on_dns_query(client, server, udp.payload());
     }
 
-    /// Wraps an app's packet in a data header and sends it over a tunnel.
-    fn send_data(&mut self, tunnel: usize, peer_label: u32, packet: &[u8]) {
+    /// Wraps an app's packet in a data header — sealed or MACed on a secure path — and
+    /// sends it over the path's tunnel.
+    pub(crate) fn send_on_path(&mut self, key: usize, packet: &[u8]) {
+        let Some(p) = self.paths.get_mut(key) else {
+            return;
+        };
+        let (tunnel, peer) = (p.tunnel, p.peer_label);
         let mut buf = self.pool.take();
         let mut header = [0u8; DATA_HEADER_LEN];
-        message::write_data_header(&mut header, peer_label);
+        message::write_data_header(&mut header, peer);
         buf.extend_from_slice(&header);
-        buf.extend_from_slice(packet);
-        self.send_over(tunnel, buf);
+        let sealed = match p.secure.as_mut() {
+            None => {
+                buf.extend_from_slice(packet);
+                Ok(())
+            }
+            Some(s) => s.seal(packet, buf.tail_vec()),
+        };
+        match sealed {
+            Ok(()) => self.send_over(tunnel, buf),
+            Err(reason) => {
+                self.pool.give(buf);
+                self.drop_input(reason);
+                if reason == DropReason::NonceExhausted {
+                    self.close_path(
+                        key,
+                        CloseReason::Idle,
+                        "keys used up; the next packet sets up fresh ones",
+                    );
+                }
+            }
+        }
     }
 
     /// Hands a finished datagram to the tunnel's module.
@@ -151,9 +174,8 @@ impl Engine {
             return;
         };
         let mut pending = std::mem::take(&mut p.pending);
-        let (tunnel, peer) = (p.tunnel, p.peer_label);
         while let Some(pkt) = pending.pop_front() {
-            self.send_data(tunnel, peer, &pkt);
+            self.send_on_path(key, &pkt);
             self.pool.give(pkt);
         }
         if let Some(p) = self.paths.get_mut(key) {
@@ -185,6 +207,8 @@ impl Engine {
             Ok(Message::Accept(a)) => self.on_accept(tunnel, &a),
             Ok(Message::Reject(r)) => self.on_reject(tunnel, &r),
             Ok(Message::Close(c)) => self.on_close(tunnel, &c),
+            Ok(Message::Confirm(c)) => self.on_confirm(tunnel, &c),
+            Ok(Message::Cookie(c)) => self.on_cookie(tunnel, &c),
             // Keepalives are the module's; one that reaches OC-I came from a stranger.
             Ok(Message::Keepalive(_)) => self.drop_input(DropReason::UnknownLabel),
         }
@@ -228,25 +252,55 @@ impl Engine {
                 self.counters.relayed += 1;
                 self.send_over(tt, buf);
             }
-            Role::Initiator { handle } | Role::Responder { handle } => {
+            Role::Initiator { handle }
+            | Role::Responder {
+                handle: Some(handle),
+            } => {
                 if p.state != State::Up {
                     return self.drop_input(DropReason::PathNotUp);
                 }
-                self.deliver(handle, inner);
+                let mut buf = self.pool.take();
+                let opened = match self.paths.get_mut(key).and_then(|p| p.secure.as_mut()) {
+                    Some(s) => {
+                        let r = s.open(inner, buf.tail_vec());
+                        if r.is_ok() && buf.is_empty() {
+                            // The responder's acknowledgement of our confirm.
+                            s.confirmed = true;
+                            self.pool.give(buf);
+                            return;
+                        }
+                        r
+                    }
+                    None => {
+                        buf.extend_from_slice(inner);
+                        Ok(())
+                    }
+                };
+                match opened {
+                    Ok(()) => self.deliver(handle, buf),
+                    Err(reason) => {
+                        self.pool.give(buf);
+                        self.drop_input(reason);
+                    }
+                }
             }
+            Role::Responder { handle: None } => self.drop_input(DropReason::PathNotUp),
         }
     }
 
-    /// Rewrites a peer's packet so it comes from the handle and goes to this node's own TUN
-    /// address, then hands it to local apps.
-    fn deliver(&mut self, handle: usize, inner: &[u8]) {
-        let src = match IpView::parse(inner) {
+    /// Rewrites a peer's packet (in `buf`) so it comes from the handle and goes to this
+    /// node's own TUN address, then hands it to local apps.
+    fn deliver(&mut self, handle: usize, mut buf: Packet) {
+        let src = match IpView::parse(&buf) {
             Ok(ip) => ip.src(),
-            Err(e) => return self.drop_input(DropReason::InnerMalformed(e)),
+            Err(e) => {
+                self.pool.give(buf);
+                return self.drop_input(DropReason::InnerMalformed(e));
+            }
         };
         let now = self.now;
         let Some(h) = self.handles.get_mut(handle) else {
-            return;
+            return self.pool.give(buf);
         };
         h.last_used = now;
         let from = h.addr_like(src);
@@ -254,8 +308,6 @@ impl Engine {
             IpAddr::V4(_) => IpAddr::V4(self.cfg.handles.tun_v4),
             IpAddr::V6(_) => IpAddr::V6(self.cfg.handles.tun_v6),
         };
-        let mut buf = self.pool.take();
-        buf.extend_from_slice(inner);
         if let Err(e) = rewrite_addresses(&mut buf, from, to) {
             self.pool.give(buf);
             return self.drop_input(DropReason::InnerMalformed(e));

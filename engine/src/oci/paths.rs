@@ -19,8 +19,9 @@ pub(crate) const MAX_PATHS: usize = 1 << INDEX_BITS;
 pub(crate) enum Role {
     /// Started here for a handle.
     Initiator { handle: usize },
-    /// Opened by a peer; packets go to local apps under `handle`.
-    Responder { handle: usize },
+    /// Opened by a peer; packets go to local apps under `handle`, bound once the peer is
+    /// authenticated (at once for plain paths).
+    Responder { handle: Option<usize> },
     /// One half of a path this gateway relays; data continues on `twin`.
     Relay { twin: usize, downstream: bool },
 }
@@ -34,6 +35,8 @@ pub(crate) enum State {
     Connecting { attempts: u32 },
     /// A relay's upstream half, waiting for the downstream half to be accepted.
     AwaitDownstream,
+    /// A responder that sent its handshake answer and waits for the initiator's confirm.
+    AwaitConfirm,
     /// Carrying data.
     Up,
 }
@@ -45,6 +48,10 @@ pub(crate) struct SetupSpec {
     pub(crate) return_name: String,
     pub(crate) hop_count: u8,
     pub(crate) options: u8,
+    /// The initiator's first handshake message, relayed unchanged by gateways.
+    pub(crate) handshake: Vec<u8>,
+    /// A busy next hop's cookie, echoed in setups from now on.
+    pub(crate) cookie: Option<[u8; crate::wire::message::COOKIE_LEN]>,
 }
 
 #[derive(Debug)]
@@ -64,13 +71,22 @@ pub(crate) struct Path {
     /// What to send while connecting (initiators and relays' downstream halves).
     pub(crate) setup: Option<SetupSpec>,
     pub(crate) started: Instant,
+    /// When the latest retransmission timer is due; earlier timers for the path are stale.
+    pub(crate) retransmit_at: Instant,
     /// Packets from apps held while the path comes up (bounded).
     pub(crate) pending: VecDeque<Packet>,
     /// DNS answers waiting for the path: (app's address, sentinel it asked, raw query).
     pub(crate) queries: Vec<crate::dns::intercept::WaitingQuery>,
+    /// End-to-end protection; `None` on plain paths and on relay halves.
+    pub(crate) secure: Option<Box<crate::security::session::Secure>>,
 }
 
 impl Path {
+    /// Whether the path holds state for a peer not yet proven (what cookies bound).
+    pub(crate) fn half_open(&self) -> bool {
+        matches!(self.state, State::AwaitConfirm | State::AwaitDownstream)
+    }
+
     /// The slot's generation, for timers.
     pub(crate) fn gen(&self) -> u32 {
         self.label >> INDEX_BITS
@@ -86,6 +102,8 @@ pub(crate) struct Paths {
     /// Relayed path ids, to refuse a setup that loops back through this gateway.
     relayed: BTreeMap<u64, usize>,
     next_gen: u32,
+    /// Paths in a half-open state, kept as a count so a flood is noticed in O(1).
+    half_open: usize,
 }
 
 impl Paths {
@@ -102,8 +120,23 @@ impl Paths {
             self.next_gen = 1;
         }
         path.label = (self.next_gen << INDEX_BITS) | (key as u32 & INDEX_MASK);
+        self.half_open += usize::from(path.half_open());
         entry.insert(path);
         key
+    }
+
+    /// Moves a path to another state, keeping the half-open count.
+    pub(crate) fn set_state(&mut self, key: usize, state: State) {
+        if let Some(p) = self.slab.get_mut(key) {
+            self.half_open -= usize::from(p.half_open());
+            p.state = state;
+            self.half_open += usize::from(p.half_open());
+        }
+    }
+
+    /// Paths holding state for peers not yet proven.
+    pub(crate) fn half_open(&self) -> usize {
+        self.half_open
     }
 
     /// The path a label names, if it is still the same path.
@@ -148,6 +181,7 @@ impl Paths {
     /// Frees a path and its index entries.
     pub(crate) fn remove(&mut self, key: usize) -> Option<Path> {
         let p = self.slab.try_remove(key)?;
+        self.half_open -= usize::from(p.half_open());
         if p.peer_label != 0 && self.by_peer.get(&(p.tunnel, p.peer_label)) == Some(&key) {
             self.by_peer.remove(&(p.tunnel, p.peer_label));
         }

@@ -1,14 +1,19 @@
-//! Path setup, accept, reject and close (paper §3.1.1, §3.2.1), with retransmission and
-//! exponential backoff. A gateway receiving a setup with hops remaining sets up the rest of
-//! the path itself and joins the two halves, so data is then relayed by label alone.
+//! Path setup from the initiator's side (paper §3.1.1, §3.2.1): the setup message with its
+//! retransmission and exponential backoff, and what the answer does — accept, reject, or a
+//! busy responder's cookie. On a secure path the Noise handshake rides in the same messages,
+//! so a secure path is up after the same single round trip.
 
 use crate::api::{Event, OverlayId};
+use crate::config::Protection;
 use crate::dns::names::{parse_name, OverlayName, Security};
 use crate::engine::Engine;
 use crate::ocd::TunnelRef;
 use crate::oci::paths::{Path, Role, SetupSpec, State};
+use crate::security::handshake::{bits_of, COOKIE_BIT};
 use crate::timers::Timer;
-use crate::wire::message::{Accept, Close, CloseReason, Message, Reject, RejectReason, Setup};
+use crate::wire::message::{
+    Accept, Close, CloseReason, Confirm, CookieReply, Message, Reject, RejectReason, Setup,
+};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,16 +21,6 @@ use std::time::Duration;
 /// Longest wait between setup retransmissions. With the default first timeout (200 ms) and
 /// five attempts a dead next hop is reported after 5 s, before a stub resolver gives up.
 const MAX_RTO: Duration = Duration::from_secs(2);
-
-/// Option bits carried in setup messages (path-wide `.oci` options).
-pub(crate) fn option_bits(security: Option<Security>) -> u8 {
-    match security {
-        None => 0,
-        Some(Security::Encrypt) => 1,
-        Some(Security::Auth) => 2,
-        Some(Security::Plain) => 4,
-    }
-}
 
 /// The name a first-hop gateway must set up next: every hop but the first, destination first.
 pub(crate) fn remaining_hops(name: &OverlayName) -> String {
@@ -44,6 +39,22 @@ pub(crate) struct Failure {
     pub(crate) text: String,
 }
 
+impl Failure {
+    pub(crate) fn new(reason: RejectReason, text: impl Into<String>) -> Failure {
+        Failure {
+            reason,
+            text: text.into(),
+        }
+    }
+}
+
+/// The retransmission timeout before attempt `attempts + 1`.
+fn rto(base_ms: u64, attempts: u32) -> Duration {
+    Duration::from_millis(base_ms)
+        .saturating_mul(1u32 << attempts.saturating_sub(1).min(16))
+        .min(MAX_RTO)
+}
+
 impl Engine {
     /// Parses a name with this node's overlays as the known first hops.
     pub(crate) fn parse(
@@ -57,7 +68,7 @@ impl Engine {
 
     /// The tunnel to a hop: an existing one for the same element, or a new one the module
     /// starts setting up.
-    fn tunnel_for(
+    pub(crate) fn tunnel_for(
         &mut self,
         overlay: OverlayId,
         element: &str,
@@ -67,14 +78,15 @@ impl Engine {
             return Ok(t);
         }
         let now = self.now;
-        let module = self.module(overlay).ok_or(Failure {
-            reason: RejectReason::UnknownOverlay,
-            text: format!("no overlay for '{element}'"),
+        let module = self.module(overlay).ok_or_else(|| {
+            Failure::new(
+                RejectReason::UnknownOverlay,
+                format!("no overlay for '{element}'"),
+            )
         })?;
-        let hop = module.parse_hop(prefix).map_err(|e| Failure {
-            reason: RejectReason::BadName,
-            text: format!("'{element}': {e}"),
-        })?;
+        let hop = module
+            .parse_hop(prefix)
+            .map_err(|e| Failure::new(RejectReason::BadName, format!("'{element}': {e}")))?;
         let r = module.setup(now, &hop);
         let key = self.tunnels.register(overlay, r, Some(element), false);
         self.drain_overlay(overlay);
@@ -91,38 +103,48 @@ impl Engine {
         let parsed = match self.parse(&name) {
             Ok(Some(p)) => p,
             Ok(None) => {
-                return Err(Failure {
-                    reason: RejectReason::UnknownOverlay,
-                    text: format!("'{name}' is not an overlay name"),
-                })
+                return Err(Failure::new(
+                    RejectReason::UnknownOverlay,
+                    format!("'{name}' is not an overlay name"),
+                ))
             }
-            Err(e) => {
-                return Err(Failure {
-                    reason: RejectReason::BadName,
-                    text: e.to_string(),
-                })
-            }
+            Err(e) => return Err(Failure::new(RejectReason::BadName, e.to_string())),
         };
         let first = parsed.first_hop().clone();
-        let overlay = self.overlay_id(&first.overlay).ok_or(Failure {
-            reason: RejectReason::UnknownOverlay,
-            text: format!("overlay '{}' is not configured", first.overlay),
+        let overlay = self.overlay_id(&first.overlay).ok_or_else(|| {
+            Failure::new(
+                RejectReason::UnknownOverlay,
+                format!("overlay '{}' is not configured", first.overlay),
+            )
         })?;
         if self.paths.len() >= self.cfg.limits.max_paths {
-            return Err(Failure {
-                reason: RejectReason::NoResources,
-                text: "path table full".into(),
-            });
+            return Err(Failure::new(RejectReason::NoResources, "path table full"));
         }
+        let mode = match parsed.security {
+            Some(Security::Encrypt) => Protection::Encrypt,
+            Some(Security::Auth) => Protection::Auth,
+            Some(Security::Plain) => Protection::Plain,
+            None => self.cfg.security.default,
+        };
+        let path_id = self.rng.next_u64();
+        let destination = parsed.hops.first().map(|h| h.element()).unwrap_or_default();
+        let secure = match mode {
+            Protection::Plain => None,
+            _ => Some(self.begin_handshake(mode, path_id, &destination)?),
+        };
         let local = &self.overlays[usize::from(overlay.0)];
         let spec = SetupSpec {
             remaining: remaining_hops(&parsed),
             return_name: format!("{}.{}", local.local_name, local.name),
             hop_count: 0,
-            options: option_bits(parsed.security),
+            options: bits_of(mode),
+            handshake: secure
+                .as_ref()
+                .map(|s| s.message.clone())
+                .unwrap_or_default(),
+            cookie: None,
         };
         let tunnel = self.tunnel_for(overlay, &first.element(), &first.prefix)?;
-        let path_id = self.rng.next_u64();
         let key = self.add_path(
             tunnel,
             path_id,
@@ -131,6 +153,9 @@ impl Engine {
             Some(spec),
             0,
         );
+        if let Some(p) = self.paths.get_mut(key) {
+            p.secure = secure;
+        }
         if let Some(h) = self.handles.get_mut(handle) {
             h.path = Some(key);
         }
@@ -141,7 +166,7 @@ impl Engine {
     }
 
     /// Stores a path and counts it on its tunnel.
-    fn add_path(
+    pub(crate) fn add_path(
         &mut self,
         tunnel: usize,
         path_id: u64,
@@ -165,8 +190,10 @@ impl Engine {
             name,
             setup,
             started: self.now,
+            retransmit_at: self.now,
             pending: VecDeque::new(),
             queries: Vec::new(),
+            secure: None,
         });
         if peer_label != 0 {
             self.paths.set_peer(key, peer_label);
@@ -177,7 +204,7 @@ impl Engine {
         key
     }
 
-    /// Sends a control message over a path's tunnel.
+    /// Sends a control message over a tunnel.
     pub(crate) fn send_control(&mut self, tunnel: usize, msg: &Message<'_>) {
         let Some(t) = self.tunnels.get(tunnel) else {
             return;
@@ -230,47 +257,79 @@ impl Engine {
         if attempts == 1 {
             p.started = self.now;
         }
-        p.state = State::Connecting { attempts };
         let Some(spec) = p.setup.clone() else { return };
         let (tunnel, label, path_id, gen) = (p.tunnel, p.label, p.path_id, p.gen());
+        self.paths.set_state(key, State::Connecting { attempts });
+        let mut handshake = Vec::new();
+        let mut options = spec.options;
+        if let Some(cookie) = spec.cookie {
+            options |= COOKIE_BIT;
+            handshake.extend_from_slice(&cookie);
+        }
+        handshake.extend_from_slice(&spec.handshake);
         let msg = Message::Setup(Setup {
             sender_label: label,
             path_id,
             hop_count: spec.hop_count,
-            options: spec.options,
+            options,
             return_name: &spec.return_name,
             remaining: &spec.remaining,
-            handshake: &[],
+            handshake: &handshake,
         });
         self.send_control(tunnel, &msg);
-        let base = Duration::from_millis(self.cfg.limits.setup_rto_ms);
-        let rto = base
-            .saturating_mul(1u32 << (attempts - 1).min(16))
-            .min(MAX_RTO);
-        self.timers.schedule(
-            self.now.saturating_add(rto),
-            Timer::Setup { path: key, gen },
-        );
+        let at = self
+            .now
+            .saturating_add(rto(self.cfg.limits.setup_rto_ms, attempts));
+        self.arm_retransmit(key, gen, at);
     }
 
+    /// Arms the path's retransmission timer; it supersedes any armed before.
+    pub(crate) fn arm_retransmit(&mut self, key: usize, gen: u32, at: crate::time::Instant) {
+        if let Some(p) = self.paths.get_mut(key) {
+            p.retransmit_at = at;
+        }
+        self.timers.schedule(at, Timer::Setup { path: key, gen });
+    }
+
+    /// Retransmits, or gives up: setups, an initiator's unanswered confirm, and a
+    /// responder's half-open handshake all use this one timer.
     pub(crate) fn on_setup_timer(&mut self, key: usize, gen: u32) {
         let Some(p) = self.paths.get_gen(key, gen) else {
             return;
         };
-        let State::Connecting { attempts } = p.state else {
+        if self.now < p.retransmit_at {
             return;
-        };
-        if attempts >= self.cfg.limits.setup_attempts {
-            let text = format!("no answer from the next hop after {attempts} attempts");
-            self.fail_setup(
-                key,
-                Failure {
-                    reason: RejectReason::Unreachable,
-                    text,
-                },
-            );
-        } else {
-            self.send_setup(key);
+        }
+        let max = self.cfg.limits.setup_attempts;
+        match p.state {
+            State::Connecting { attempts } if attempts >= max => {
+                let text = format!("no answer from the next hop after {attempts} attempts");
+                self.fail_setup(key, Failure::new(RejectReason::Unreachable, text));
+            }
+            State::Connecting { .. } => self.send_setup(key),
+            State::AwaitConfirm => {
+                // The initiator never finished its handshake: forget the half-open state.
+                self.remove_path(key);
+            }
+            State::Up => {
+                let Some(s) = p
+                    .secure
+                    .as_ref()
+                    .filter(|s| !s.confirmed && matches!(p.role, Role::Initiator { .. }))
+                else {
+                    return;
+                };
+                if s.confirms >= max {
+                    self.path_down(
+                        key,
+                        "the peer never confirmed the handshake",
+                        Some(CloseReason::PeerClosed),
+                    );
+                } else {
+                    self.send_confirm(key);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -301,13 +360,9 @@ impl Engine {
             return;
         };
         for k in self.paths.on_tunnel(t) {
-            let text = format!("cannot reach {why}");
             self.fail_setup(
                 k,
-                Failure {
-                    reason: RejectReason::UnknownHost,
-                    text,
-                },
+                Failure::new(RejectReason::UnknownHost, format!("cannot reach {why}")),
             );
         }
     }
@@ -321,389 +376,13 @@ impl Engine {
         }
     }
 
-    /// A setup that failed: apps waiting get SERVFAIL; a relay tells the node before it.
-    pub(crate) fn fail_setup(&mut self, key: usize, failure: Failure) {
-        let Some(p) = self.paths.get(key) else { return };
-        match p.role {
-            Role::Initiator { handle } => {
-                let name = p.name.clone();
-                self.event(Event::SetupFailed {
-                    name,
-                    reason: failure.text.clone(),
-                });
-                self.answer_waiting_failed(key, &failure);
-                self.remove_path(key);
-                if self.handles.get(handle).is_some_and(|h| !h.handed_out) {
-                    if let Some(h) = self.handles.release(handle) {
-                        self.event(Event::HandleReleased { name: h.name });
-                    }
-                }
-            }
-            Role::Relay { twin, .. } => {
-                self.reject_upstream(twin, &failure);
-                self.remove_path(key);
-                self.remove_path(twin);
-            }
-            Role::Responder { .. } => self.remove_path(key),
-        }
-    }
-
-    fn reject_upstream(&mut self, key: usize, failure: &Failure) {
-        let Some(p) = self.paths.get(key) else { return };
-        let (tunnel, peer, path_id) = (p.tunnel, p.peer_label, p.path_id);
-        let msg = Message::Reject(Reject {
-            receiver_label: peer,
-            path_id,
-            reason: failure.reason,
-            text: &failure.text,
-        });
-        self.send_control(tunnel, &msg);
-    }
-
-    /// Frees a path: its handle forgets it, its held packets are recycled, its tunnel loses
-    /// a reference (and is closed at zero).
-    pub(crate) fn remove_path(&mut self, key: usize) {
-        let Some(mut p) = self.paths.remove(key) else {
-            return;
-        };
-        if let Role::Initiator { handle } | Role::Responder { handle } = p.role {
-            if let Some(h) = self.handles.get_mut(handle) {
-                if h.path == Some(key) {
-                    h.path = None;
-                }
-            }
-        }
-        self.waiting_queries -= p.queries.len().min(self.waiting_queries);
-        while let Some(pkt) = p.pending.pop_front() {
-            self.pool.give(pkt);
-        }
-        let Some(t) = self.tunnels.get_mut(p.tunnel) else {
-            return;
-        };
-        t.paths = t.paths.saturating_sub(1);
-        if t.paths == 0 {
-            if let Some(t) = self.tunnels.remove(p.tunnel) {
-                if let Some(m) = self.module(t.overlay) {
-                    m.close(t.module_ref);
-                }
-            }
-        }
-    }
-
-    /// A path lost after it was up. `notify` sends the peer a close first.
-    pub(crate) fn path_down(&mut self, key: usize, why: &str, notify: Option<CloseReason>) {
-        let Some(p) = self.paths.get(key) else { return };
-        let (role, tunnel, peer, path_id, name, state) = (
-            p.role,
-            p.tunnel,
-            p.peer_label,
-            p.path_id,
-            p.name.clone(),
-            p.state,
-        );
-        if let (Some(reason), true) = (notify, peer != 0) {
-            self.send_control(
-                tunnel,
-                &Message::Close(Close {
-                    receiver_label: peer,
-                    path_id,
-                    reason,
-                }),
-            );
-        }
-        match role {
-            Role::Relay { twin, .. } => {
-                if let Some(t) = self.paths.get(twin) {
-                    let (tt, tp, tid) = (t.tunnel, t.peer_label, t.path_id);
-                    if tp != 0 {
-                        let msg = Message::Close(Close {
-                            receiver_label: tp,
-                            path_id: tid,
-                            reason: CloseReason::PeerClosed,
-                        });
-                        self.send_control(tt, &msg);
-                    } else {
-                        let failure = Failure {
-                            reason: RejectReason::Unreachable,
-                            text: why.to_string(),
-                        };
-                        self.reject_upstream(twin, &failure);
-                    }
-                }
-                self.remove_path(key);
-                self.remove_path(twin);
-            }
-            Role::Initiator { .. } if state != State::Up => {
-                self.fail_setup(
-                    key,
-                    Failure {
-                        reason: RejectReason::Unreachable,
-                        text: why.to_string(),
-                    },
-                );
-            }
-            _ => {
-                self.event(Event::PathDown {
-                    name,
-                    reason: why.to_string(),
-                });
-                self.remove_path(key);
-            }
-        }
-    }
-
-    /// Closes a path on our own initiative (idle handle, operator).
-    pub(crate) fn close_path(&mut self, key: usize, reason: CloseReason, why: &str) {
-        self.path_down(key, why, Some(reason));
-    }
-
-    /// A setup from a peer: answer it as the destination, relay it as a gateway, or refuse.
-    pub(crate) fn on_setup(
-        &mut self,
-        overlay: OverlayId,
-        from: SocketAddr,
-        known: Option<usize>,
-        s: &Setup<'_>,
-    ) {
-        if let Some(t) = known {
-            if let Some(existing) = self.paths.by_peer(t, s.sender_label) {
-                // A retransmitted setup: repeat the accept if we already sent one.
-                if let Some(p) = self.paths.get(existing).filter(|p| p.path_id == s.path_id) {
-                    if p.state == State::Up {
-                        let msg = Message::Accept(Accept {
-                            sender_label: p.label,
-                            receiver_label: s.sender_label,
-                            path_id: s.path_id,
-                            handshake: &[],
-                        });
-                        self.send_control(t, &msg);
-                    }
-                    return;
-                }
-            }
-        }
-        let refuse = |reason: RejectReason, text: String| Failure { reason, text };
-        let result = if s.hop_count >= self.cfg.limits.max_hops {
-            Err((
-                crate::api::DropReason::HopLimit,
-                refuse(
-                    RejectReason::HopLimit,
-                    format!("more than {} hops", self.cfg.limits.max_hops),
-                ),
-            ))
-        } else if self.paths.len() + 2 > self.cfg.limits.max_paths {
-            Err((
-                crate::api::DropReason::NoResources,
-                refuse(RejectReason::NoResources, "path table full".into()),
-            ))
-        } else if s.remaining.is_empty() {
-            self.accept_setup(overlay, from, known, s)
-        } else {
-            self.relay_setup(overlay, from, known, s)
-        };
-        if let Err((drop, failure)) = result {
-            self.drop_input(drop);
-            let msg = Message::Reject(Reject {
-                receiver_label: s.sender_label,
-                path_id: s.path_id,
-                reason: failure.reason,
-                text: &failure.text,
-            });
-            match known {
-                Some(t) => self.send_control(t, &msg),
-                None => self.reply_stateless(overlay, from, &msg),
-            }
-        }
-    }
-
-    /// The tunnel a peer's setup came over, created now that the setup is accepted.
-    fn accept_tunnel(
-        &mut self,
-        overlay: OverlayId,
-        from: SocketAddr,
-        known: Option<usize>,
-    ) -> Option<usize> {
-        if let Some(t) = known {
-            return Some(t);
-        }
-        let now = self.now;
-        let r = self.module(overlay)?.accept(now, from);
-        Some(self.tunnels.register(overlay, r, None, true))
-    }
-
-    fn accept_setup(
-        &mut self,
-        overlay: OverlayId,
-        from: SocketAddr,
-        known: Option<usize>,
-        s: &Setup<'_>,
-    ) -> Result<(), (crate::api::DropReason, Failure)> {
-        let name = s.return_name.to_ascii_lowercase();
-        let Some(handle) = self.bind_handle(&name) else {
-            self.event(Event::PoolExhausted { name: name.clone() });
-            return Err((
-                crate::api::DropReason::NoResources,
-                Failure {
-                    reason: RejectReason::NoResources,
-                    text: "no free handle".into(),
-                },
-            ));
-        };
-        let Some(tunnel) = self.accept_tunnel(overlay, from, known) else {
-            return Err((
-                crate::api::DropReason::UnknownOverlay,
-                Failure {
-                    reason: RejectReason::UnknownOverlay,
-                    text: "overlay not running".into(),
-                },
-            ));
-        };
-        let key = self.add_path(
-            tunnel,
-            s.path_id,
-            Role::Responder { handle },
-            name.clone(),
-            None,
-            s.sender_label,
-        );
-        if let Some(h) = self.handles.get_mut(handle) {
-            h.path = Some(key);
-            // Local apps will see packets from this address.
-            h.handed_out = true;
-        }
-        let label = self.paths.get(key).map_or(0, |p| p.label);
-        let msg = Message::Accept(Accept {
-            sender_label: label,
-            receiver_label: s.sender_label,
-            path_id: s.path_id,
-            handshake: &[],
-        });
-        self.send_control(tunnel, &msg);
-        self.event(Event::PathAccepted { name, label });
-        Ok(())
-    }
-
-    fn relay_setup(
-        &mut self,
-        overlay: OverlayId,
-        from: SocketAddr,
-        known: Option<usize>,
-        s: &Setup<'_>,
-    ) -> Result<(), (crate::api::DropReason, Failure)> {
-        use crate::api::DropReason as D;
-        if !self.cfg.gateway {
-            return Err((
-                D::NotAGateway,
-                Failure {
-                    reason: RejectReason::NotAGateway,
-                    text: "this node does not relay".into(),
-                },
-            ));
-        }
-        if self.paths.relayed(s.path_id).is_some() {
-            return Err((
-                D::Loop,
-                Failure {
-                    reason: RejectReason::Loop,
-                    text: "path crosses this gateway twice".into(),
-                },
-            ));
-        }
-        let next = match self.parse(s.remaining) {
-            Ok(Some(n)) => n,
-            Ok(None) => {
-                let text = format!("gateway has no overlay for '{}'", s.remaining);
-                return Err((
-                    D::UnknownOverlay,
-                    Failure {
-                        reason: RejectReason::UnknownOverlay,
-                        text,
-                    },
-                ));
-            }
-            Err(e) => {
-                return Err((
-                    D::UnknownOverlay,
-                    Failure {
-                        reason: RejectReason::BadName,
-                        text: e.to_string(),
-                    },
-                ))
-            }
-        };
-        let first = next.first_hop().clone();
-        let Some(down_overlay) = self.overlay_id(&first.overlay) else {
-            let text = format!("gateway has no overlay '{}'", first.overlay);
-            return Err((
-                D::UnknownOverlay,
-                Failure {
-                    reason: RejectReason::UnknownOverlay,
-                    text,
-                },
-            ));
-        };
-        let local = &self.overlays[usize::from(down_overlay.0)];
-        let spec = SetupSpec {
-            remaining: remaining_hops(&next),
-            return_name: format!("{}_{}.{}", s.return_name, local.local_name, local.name),
-            hop_count: s.hop_count.saturating_add(1),
-            options: s.options,
-        };
-        let down_tunnel = self
-            .tunnel_for(down_overlay, &first.element(), &first.prefix)
-            .map_err(|f| (D::UnknownOverlay, f))?;
-        let Some(up_tunnel) = self.accept_tunnel(overlay, from, known) else {
-            return Err((
-                D::UnknownOverlay,
-                Failure {
-                    reason: RejectReason::UnknownOverlay,
-                    text: "overlay not running".into(),
-                },
-            ));
-        };
-        let from_name = s.return_name.to_string();
-        let to_name = s.remaining.to_string();
-        let up = self.add_path(
-            up_tunnel,
-            s.path_id,
-            Role::Relay {
-                twin: usize::MAX,
-                downstream: false,
-            },
-            from_name.clone(),
-            None,
-            s.sender_label,
-        );
-        let down = self.add_path(
-            down_tunnel,
-            s.path_id,
-            Role::Relay {
-                twin: up,
-                downstream: true,
-            },
-            to_name.clone(),
-            Some(spec),
-            0,
-        );
-        if let Some(p) = self.paths.get_mut(up) {
-            p.role = Role::Relay {
-                twin: down,
-                downstream: false,
-            };
-        }
-        self.paths.mark_relayed(s.path_id, up);
-        self.event(Event::PathRelayed {
-            from: from_name,
-            to: to_name,
-        });
-        if self.tunnels.get(down_tunnel).is_some_and(|t| t.up) {
-            self.send_setup(down);
-        }
-        Ok(())
-    }
-
     /// Finds the path a control message names, checking it came over the path's tunnel.
-    fn addressed_path(&mut self, tunnel: Option<usize>, label: u32, path_id: u64) -> Option<usize> {
+    pub(crate) fn addressed_path(
+        &mut self,
+        tunnel: Option<usize>,
+        label: u32,
+        path_id: u64,
+    ) -> Option<usize> {
         let key = self.paths.by_label(label);
         let ok = key
             .and_then(|k| self.paths.get(k))
@@ -723,80 +402,110 @@ impl Engine {
         let Some(key) = self.addressed_path(tunnel, a.receiver_label, a.path_id) else {
             return;
         };
-        let Some(p) = self.paths.get(key) else { return };
+        let Some(p) = self.paths.get_mut(key) else {
+            return;
+        };
         if !matches!(p.state, State::Connecting { .. }) {
             return; // a duplicate accept
         }
         let (role, started, name) = (p.role, p.started, p.name.clone());
+        if let Role::Relay { twin, .. } = role {
+            return self.relay_accept(key, twin, a);
+        }
+        if let Some(mut secure) = p.secure.take() {
+            let result = self.finish_initiator(&mut secure, a.handshake);
+            if let Some(p) = self.paths.get_mut(key) {
+                p.secure = Some(secure);
+            }
+            if let Err(f) = result {
+                self.drop_input(crate::api::DropReason::AuthFailed);
+                let close = Close {
+                    receiver_label: a.sender_label,
+                    path_id: a.path_id,
+                    reason: CloseReason::PeerClosed,
+                };
+                if let Some(t) = tunnel {
+                    self.send_control(t, &Message::Close(close));
+                }
+                return self.fail_setup(key, f);
+            }
+        } else if !a.handshake.is_empty() {
+            return self.drop_input(crate::api::DropReason::UnexpectedHandshake);
+        }
         self.paths.set_peer(key, a.sender_label);
+        self.paths.set_state(key, State::Up);
         if let Some(p) = self.paths.get_mut(key) {
-            p.state = State::Up;
             p.setup = None;
         }
-        match role {
-            Role::Initiator { .. } => {
-                let setup = self.now.since(started);
-                self.event(Event::PathUp {
-                    name,
-                    label: a.receiver_label,
-                    setup,
-                });
-                self.answer_waiting(key);
-                self.flush_pending(key);
-            }
-            Role::Relay { twin, .. } => {
-                let Some(t) = self.paths.get_mut(twin) else {
-                    return;
-                };
-                t.state = State::Up;
-                let (tt, label, peer, path_id) = (t.tunnel, t.label, t.peer_label, t.path_id);
-                let msg = Message::Accept(Accept {
-                    sender_label: label,
-                    receiver_label: peer,
-                    path_id,
-                    handshake: &[],
-                });
-                self.send_control(tt, &msg);
-            }
-            Role::Responder { .. } => {}
+        if self.paths.get(key).is_some_and(|p| p.secure.is_some()) {
+            self.send_confirm(key);
         }
+        let setup = self.now.since(started);
+        self.event(Event::PathUp {
+            name,
+            label: a.receiver_label,
+            setup,
+        });
+        self.answer_waiting(key);
+        self.flush_pending(key);
+    }
+
+    /// Sends (again) the initiator's last handshake message and arms its retransmission.
+    fn send_confirm(&mut self, key: usize) {
+        let Some(p) = self.paths.get_mut(key) else {
+            return;
+        };
+        let (tunnel, peer, path_id, gen) = (p.tunnel, p.peer_label, p.path_id, p.gen());
+        let Some(s) = p.secure.as_mut() else { return };
+        s.confirms += 1;
+        let attempts = s.confirms;
+        let message = s.message.clone();
+        let msg = Message::Confirm(Confirm {
+            receiver_label: peer,
+            path_id,
+            handshake: &message,
+        });
+        self.send_control(tunnel, &msg);
+        let at = self
+            .now
+            .saturating_add(rto(self.cfg.limits.setup_rto_ms, attempts));
+        self.arm_retransmit(key, gen, at);
     }
 
     pub(crate) fn on_reject(&mut self, tunnel: Option<usize>, r: &Reject<'_>) {
         let Some(key) = self.addressed_path(tunnel, r.receiver_label, r.path_id) else {
             return;
         };
-        if !self
-            .paths
-            .get(key)
-            .is_some_and(|p| matches!(p.state, State::Connecting { .. }))
-        {
-            return;
+        let Some(p) = self.paths.get(key) else { return };
+        let unconfirmed = p.state == State::Up && p.secure.as_ref().is_some_and(|s| !s.confirmed);
+        // Gateways pass the reason on as they got it; the initiator says what it was.
+        let text = match p.role {
+            Role::Relay { .. } => r.text.to_string(),
+            _ => format!("{}: {}", r.reason, r.text),
+        };
+        if matches!(p.state, State::Connecting { .. }) {
+            self.fail_setup(key, Failure::new(r.reason, text));
+        } else if unconfirmed {
+            // The responder refused our certificate after we thought the path was up.
+            self.path_down(key, &text, None);
         }
-        self.fail_setup(
-            key,
-            Failure {
-                reason: r.reason,
-                text: format!("{}: {}", r.reason, r.text),
-            },
-        );
     }
 
-    pub(crate) fn on_close(&mut self, tunnel: Option<usize>, c: &Close) {
-        let key = if c.reason == CloseReason::UnknownLabel {
-            // The peer no longer knows the label we send to: find our path by it.
-            match tunnel.and_then(|t| self.paths.by_peer(t, c.receiver_label)) {
-                Some(k) => Some(k),
-                None => {
-                    self.drop_input(crate::api::DropReason::UnknownLabel);
-                    None
-                }
-            }
-        } else {
-            self.addressed_path(tunnel, c.receiver_label, c.path_id)
+    /// A busy next hop wants proof that our address is real: echo its cookie.
+    pub(crate) fn on_cookie(&mut self, tunnel: Option<usize>, c: &CookieReply) {
+        let Some(key) = self.addressed_path(tunnel, c.receiver_label, c.path_id) else {
+            return;
         };
-        if let Some(k) = key {
-            self.path_down(k, &format!("closed by peer: {}", c.reason), None);
+        let Some(p) = self.paths.get_mut(key) else {
+            return;
+        };
+        let (State::Connecting { .. }, Some(spec)) = (p.state, p.setup.as_mut()) else {
+            return;
+        };
+        if spec.cookie == Some(c.cookie) {
+            return;
         }
+        spec.cookie = Some(c.cookie);
+        self.send_setup(key);
     }
 }

@@ -25,7 +25,8 @@ pub(crate) struct Identity {
 /// Identity, trust and policy, checked once at start.
 pub(crate) struct Credentials {
     pub(crate) identity: Option<Identity>,
-    pub(crate) trust: TrustBundle,
+    /// `None` when no CA is configured: secure paths then cannot authenticate anyone.
+    pub(crate) trust: Option<TrustBundle>,
     pub(crate) allow: Vec<Regex>,
 }
 
@@ -33,36 +34,65 @@ impl Credentials {
     pub(crate) fn from_config(cfg: &SecurityConfig) -> Result<Credentials, ConfigError> {
         let identity = match (&cfg.static_key, &cfg.certificate) {
             (None, None) => None,
-            (Some(_), None) => return Err(ConfigError::new("security.certificate", "a static key needs its certificate")),
-            (None, Some(_)) => return Err(ConfigError::new("security.static_key", "a certificate needs its static key")),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "security.certificate",
+                    "a static key needs its certificate",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "security.static_key",
+                    "a certificate needs its static key",
+                ))
+            }
             (Some(k), Some(c)) => {
-                let static_private: [u8; 32] = k
-                    .0
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| ConfigError::new("security.static_key", "must be 32 bytes (64 hex digits)"))?;
-                let cert = Certificate::decode(&c.0).map_err(|e| ConfigError::new("security.certificate", e.to_string()))?;
+                let static_private: [u8; 32] = k.0.as_slice().try_into().map_err(|_| {
+                    ConfigError::new("security.static_key", "must be 32 bytes (64 hex digits)")
+                })?;
+                let cert = Certificate::decode(&c.0)
+                    .map_err(|e| ConfigError::new("security.certificate", e.to_string()))?;
                 if cert.static_key() != &noise::public_key(&static_private) {
-                    return Err(ConfigError::new("security.certificate", "certifies another key than security.static_key"));
+                    return Err(ConfigError::new(
+                        "security.certificate",
+                        "certifies another key than security.static_key",
+                    ));
                 }
-                Some(Identity { static_private, certificate: c.0.clone() })
+                Some(Identity {
+                    static_private,
+                    certificate: c.0.clone(),
+                })
             }
         };
         let mut cas = Vec::new();
         for (i, t) in cfg.trust.iter().enumerate() {
-            let key: [u8; 32] = t
-                .0
-                .as_slice()
-                .try_into()
-                .map_err(|_| ConfigError::new(format!("security.trust[{i}]"), "must be 32 bytes (64 hex digits)"))?;
+            let key: [u8; 32] = t.0.as_slice().try_into().map_err(|_| {
+                ConfigError::new(
+                    format!("security.trust[{i}]"),
+                    "must be 32 bytes (64 hex digits)",
+                )
+            })?;
             cas.push(key);
         }
-        let trust = TrustBundle::new(&cas).map_err(|e| ConfigError::new("security.trust", e.to_string()))?;
+        let trust = match cas.is_empty() {
+            true => None,
+            false => Some(
+                TrustBundle::new(&cas)
+                    .map_err(|e| ConfigError::new("security.trust", e.to_string()))?,
+            ),
+        };
         let mut allow = Vec::new();
         for (i, p) in cfg.allow.iter().enumerate() {
-            allow.push(Regex::new(&format!("(?i){p}")).map_err(|e| ConfigError::new(format!("security.allow[{i}]"), e.to_string()))?);
+            allow
+                .push(Regex::new(&format!("(?i){p}")).map_err(|e| {
+                    ConfigError::new(format!("security.allow[{i}]"), e.to_string())
+                })?);
         }
-        Ok(Credentials { identity, trust, allow })
+        Ok(Credentials {
+            identity,
+            trust,
+            allow,
+        })
     }
 }
 
@@ -85,13 +115,19 @@ pub(crate) fn bits_of(p: Protection) -> u8 {
 }
 
 fn refused(text: impl Into<String>) -> Failure {
-    Failure { reason: RejectReason::Refused, text: text.into() }
+    Failure {
+        reason: RejectReason::Refused,
+        text: text.into(),
+    }
 }
 
 impl Engine {
     /// Wall-clock seconds now, for certificate validity.
     fn unix_now(&self) -> u64 {
-        self.cfg.security.unix_time_at_zero.saturating_add(self.now.as_nanos() / 1_000_000_000)
+        self.cfg
+            .security
+            .unix_time_at_zero
+            .saturating_add(self.now.as_nanos() / 1_000_000_000)
     }
 
     fn handshake_seed(&mut self) -> [u8; 32] {
@@ -103,74 +139,143 @@ impl Engine {
     }
 
     /// Initiator: the handshake state and the first message, which rides in the setup.
-    pub(crate) fn begin_handshake(&mut self, mode: Protection, path_id: u64, peer_name: &str) -> Result<Box<Secure>, Failure> {
+    pub(crate) fn begin_handshake(
+        &mut self,
+        mode: Protection,
+        path_id: u64,
+        peer_name: &str,
+    ) -> Result<Box<Secure>, Failure> {
         let seed = self.handshake_seed();
-        let id = self
-            .credentials
-            .identity
-            .as_ref()
-            .ok_or_else(|| refused("this node has no certificate (security.certificate) for secure paths"))?;
-        let mut hs = noise::start(true, &id.static_private, bits_of(mode), path_id, seed).map_err(|e| refused(e.to_string()))?;
+        let id = self.credentials.identity.as_ref().ok_or_else(|| {
+            refused("this node has no certificate (security.certificate) for secure paths")
+        })?;
+        let mut hs = noise::start(true, &id.static_private, bits_of(mode), path_id, seed)
+            .map_err(|e| refused(e.to_string()))?;
         let mut msg = vec![0u8; MAX_HANDSHAKE];
-        let n = hs.write_message(&[], &mut msg).map_err(|e| refused(e.to_string()))?;
+        let n = hs
+            .write_message(&[], &mut msg)
+            .map_err(|e| refused(e.to_string()))?;
         msg.truncate(n);
         Ok(Box::new(Secure::new(mode, hs, msg, peer_name.to_string())))
     }
 
     /// Responder: reads the setup's first message and answers with the second, which carries
     /// this node's certificate.
-    pub(crate) fn answer_handshake(&mut self, s: &Setup<'_>, handshake: &[u8]) -> Result<Box<Secure>, Failure> {
+    pub(crate) fn answer_handshake(
+        &mut self,
+        s: &Setup<'_>,
+        handshake: &[u8],
+    ) -> Result<Box<Secure>, Failure> {
         let mode = protection_of(s.options);
         let seed = self.handshake_seed();
-        let id = self.credentials.identity.as_ref().ok_or_else(|| refused("no certificate here for secure paths"))?;
-        let mut hs = noise::start(false, &id.static_private, s.options & SECURITY_BITS, s.path_id, seed)
-            .map_err(|e| refused(e.to_string()))?;
+        let id = self
+            .credentials
+            .identity
+            .as_ref()
+            .ok_or_else(|| refused("no certificate here for secure paths"))?;
+        let mut hs = noise::start(
+            false,
+            &id.static_private,
+            s.options & SECURITY_BITS,
+            s.path_id,
+            seed,
+        )
+        .map_err(|e| refused(e.to_string()))?;
         let mut scratch = [0u8; MAX_HANDSHAKE];
-        hs.read_message(handshake, &mut scratch).map_err(|_| refused("malformed handshake"))?;
+        hs.read_message(handshake, &mut scratch)
+            .map_err(|_| refused("malformed handshake"))?;
         let mut msg = vec![0u8; MAX_HANDSHAKE];
-        let n = hs.write_message(&id.certificate, &mut msg).map_err(|e| refused(e.to_string()))?;
+        let n = hs
+            .write_message(&id.certificate, &mut msg)
+            .map_err(|e| refused(e.to_string()))?;
         msg.truncate(n);
         // The initiator is known by the destination element of the name that leads back.
-        let peer = s.return_name.split('_').next().unwrap_or(s.return_name).to_ascii_lowercase();
+        let peer = s
+            .return_name
+            .split('_')
+            .next()
+            .unwrap_or(s.return_name)
+            .to_ascii_lowercase();
         Ok(Box::new(Secure::new(mode, hs, msg, peer)))
     }
 
     /// Initiator: checks the accept's handshake message and the responder's certificate,
     /// and prepares the third message. After this the path can carry data.
-    pub(crate) fn finish_initiator(&mut self, secure: &mut Secure, handshake: &[u8]) -> Result<(), Failure> {
+    pub(crate) fn finish_initiator(
+        &mut self,
+        secure: &mut Secure,
+        handshake: &[u8],
+    ) -> Result<(), Failure> {
         if handshake.is_empty() {
-            return Err(refused("the peer answered without a handshake (a downgrade to plain?)"));
+            return Err(refused(
+                "the peer answered without a handshake (a downgrade to plain?)",
+            ));
         }
-        let Stage::Handshake(hs) = &mut secure.stage else { return Err(refused("handshake already finished")) };
+        let Stage::Handshake(hs) = &mut secure.stage else {
+            return Err(refused("handshake already finished"));
+        };
         let mut payload = vec![0u8; MAX_HANDSHAKE];
-        let n = hs
-            .read_message(handshake, &mut payload)
-            .map_err(|_| refused(format!("authentication failed: bad handshake from {}", secure.peer_name)))?;
+        let n = hs.read_message(handshake, &mut payload).map_err(|_| {
+            refused(format!(
+                "authentication failed: bad handshake from {}",
+                secure.peer_name
+            ))
+        })?;
         let remote = hs.get_remote_static().unwrap_or(&[]).to_vec();
-        self.check_peer(payload.get(..n).unwrap_or(&[]), &remote, &secure.peer_name, false)?;
-        let id = self.credentials.identity.as_ref().ok_or_else(|| refused("no certificate"))?;
+        self.check_peer(
+            payload.get(..n).unwrap_or(&[]),
+            &remote,
+            &secure.peer_name,
+            false,
+        )?;
+        let id = self
+            .credentials
+            .identity
+            .as_ref()
+            .ok_or_else(|| refused("no certificate"))?;
         let mut msg = vec![0u8; MAX_HANDSHAKE];
-        let n = hs.write_message(&id.certificate, &mut msg).map_err(|e| refused(e.to_string()))?;
+        let n = hs
+            .write_message(&id.certificate, &mut msg)
+            .map_err(|e| refused(e.to_string()))?;
         msg.truncate(n);
         secure.message = msg;
         self.establish(secure)
     }
 
     /// Responder: checks the confirm's handshake message and the initiator's certificate.
-    pub(crate) fn finish_responder(&mut self, secure: &mut Secure, handshake: &[u8]) -> Result<(), Failure> {
-        let Stage::Handshake(hs) = &mut secure.stage else { return Err(refused("handshake already finished")) };
+    pub(crate) fn finish_responder(
+        &mut self,
+        secure: &mut Secure,
+        handshake: &[u8],
+    ) -> Result<(), Failure> {
+        let Stage::Handshake(hs) = &mut secure.stage else {
+            return Err(refused("handshake already finished"));
+        };
         let mut payload = vec![0u8; MAX_HANDSHAKE];
-        let n = hs
-            .read_message(handshake, &mut payload)
-            .map_err(|_| refused(format!("authentication failed: bad handshake from {}", secure.peer_name)))?;
+        let n = hs.read_message(handshake, &mut payload).map_err(|_| {
+            refused(format!(
+                "authentication failed: bad handshake from {}",
+                secure.peer_name
+            ))
+        })?;
         let remote = hs.get_remote_static().unwrap_or(&[]).to_vec();
-        self.check_peer(payload.get(..n).unwrap_or(&[]), &remote, &secure.peer_name, true)?;
+        self.check_peer(
+            payload.get(..n).unwrap_or(&[]),
+            &remote,
+            &secure.peer_name,
+            true,
+        )?;
         self.establish(secure)
     }
 
     fn establish(&self, secure: &mut Secure) -> Result<(), Failure> {
-        let stage = std::mem::replace(&mut secure.stage, Stage::Handshake(Box::new(placeholder()?)));
-        let Stage::Handshake(hs) = stage else { return Err(refused("handshake already finished")) };
+        let stage = std::mem::replace(
+            &mut secure.stage,
+            Stage::Handshake(Box::new(placeholder()?)),
+        );
+        let Stage::Handshake(hs) = stage else {
+            return Err(refused("handshake already finished"));
+        };
         let keys = noise::finish(*hs).map_err(|e| refused(e.to_string()))?;
         secure.stage = Stage::Established(Box::new(keys));
         Ok(())
@@ -178,16 +283,32 @@ impl Engine {
 
     /// The certificate must come from a trusted CA, be valid now, name `name`, certify the
     /// key the handshake proved, and (for initiators reaching us) pass the allow list.
-    fn check_peer(&self, cert: &[u8], remote_static: &[u8], name: &str, policy: bool) -> Result<(), Failure> {
-        let cert = Certificate::decode(cert).map_err(|e| refused(format!("authentication failed: {e}")))?;
-        self.credentials
+    fn check_peer(
+        &self,
+        cert: &[u8],
+        remote_static: &[u8],
+        name: &str,
+        policy: bool,
+    ) -> Result<(), Failure> {
+        let cert = Certificate::decode(cert)
+            .map_err(|e| refused(format!("authentication failed: {e}")))?;
+        let trust = self
+            .credentials
             .trust
+            .as_ref()
+            .ok_or_else(|| refused("no CA is trusted here (security.trust)"))?;
+        trust
             .verify(&cert, name, self.unix_now())
             .map_err(|e| refused(format!("authentication failed: {e}")))?;
         if cert.static_key().as_slice() != remote_static {
-            return Err(refused(format!("authentication failed: the certificate for {name} is for another key")));
+            return Err(refused(format!(
+                "authentication failed: the certificate for {name} is for another key"
+            )));
         }
-        if policy && !self.credentials.allow.is_empty() && !self.credentials.allow.iter().any(|r| r.is_match(name)) {
+        if policy
+            && !self.credentials.allow.is_empty()
+            && !self.credentials.allow.iter().any(|r| r.is_match(name))
+        {
             return Err(refused(format!("{name} may not open paths to this node")));
         }
         Ok(())

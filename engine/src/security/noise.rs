@@ -118,8 +118,16 @@ pub fn finish(mut hs: HandshakeState) -> Result<Keys, snow::Error> {
         mac.update(b"ocala auth key");
         mac.finalize_fixed().into()
     };
-    let (send, recv) = if initiator { (derive(&k1), derive(&k2)) } else { (derive(&k2), derive(&k1)) };
-    Ok(Keys { transport, mac_send: send, mac_recv: recv })
+    let (send, recv) = if initiator {
+        (derive(&k1), derive(&k2))
+    } else {
+        (derive(&k2), derive(&k1))
+    };
+    Ok(Keys {
+        transport,
+        mac_send: send,
+        mac_recv: recv,
+    })
 }
 
 #[cfg(test)]

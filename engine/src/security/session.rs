@@ -53,7 +53,12 @@ impl std::fmt::Debug for Secure {
 }
 
 impl Secure {
-    pub(crate) fn new(mode: Protection, hs: HandshakeState, message: Vec<u8>, peer_name: String) -> Secure {
+    pub(crate) fn new(
+        mode: Protection,
+        hs: HandshakeState,
+        message: Vec<u8>,
+        peer_name: String,
+    ) -> Secure {
         Secure {
             mode,
             stage: Stage::Handshake(Box::new(hs)),
@@ -76,7 +81,9 @@ impl Secure {
     /// Appends nonce and protected packet to `out` (which holds the data header).
     pub(crate) fn seal(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), DropReason> {
         let nonce = self.next_nonce;
-        let Some(keys) = self.keys() else { return Err(DropReason::PathNotUp) };
+        let Some(keys) = self.keys() else {
+            return Err(DropReason::PathNotUp);
+        };
         if nonce >= NONCE_LIMIT {
             return Err(DropReason::NonceExhausted);
         }
@@ -86,7 +93,9 @@ impl Secure {
                 let start = out.len();
                 out.resize(start + packet.len() + TAG_LEN, 0);
                 let body = out.get_mut(start..).ok_or(DropReason::Oversized)?;
-                keys.transport.write_message(nonce, packet, body).map_err(|_| DropReason::Oversized)?;
+                keys.transport
+                    .write_message(nonce, packet, body)
+                    .map_err(|_| DropReason::Oversized)?;
             }
             Protection::Auth | Protection::Plain => {
                 out.extend_from_slice(packet);
@@ -101,8 +110,12 @@ impl Secure {
     /// Checks a data payload (everything after the label) and appends the IP packet to `out`.
     /// Replays and forgeries are refused; the replay window moves only for authentic packets.
     pub(crate) fn open(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), DropReason> {
-        let Some(keys) = self.keys() else { return Err(DropReason::PathNotUp) };
-        let (nonce, body) = payload.split_at_checked(NONCE_LEN).ok_or(DropReason::Forged)?;
+        let Some(keys) = self.keys() else {
+            return Err(DropReason::PathNotUp);
+        };
+        let (nonce, body) = payload
+            .split_at_checked(NONCE_LEN)
+            .ok_or(DropReason::Forged)?;
         let nonce = u64::from_be_bytes(nonce.try_into().map_err(|_| DropReason::Forged)?);
         if self.replay.check(nonce).is_err() {
             return Err(DropReason::Replayed);
@@ -121,10 +134,11 @@ impl Secure {
             Protection::Auth | Protection::Plain => {
                 let len = body.len().checked_sub(MAC_LEN).ok_or(DropReason::Forged)?;
                 let (packet, tag) = body.split_at(len);
-                let mut m = blake2::Blake2sMac256::new(&keys.mac_recv.into());
+                let mut m = <blake2::Blake2sMac256 as KeyInit>::new(&keys.mac_recv.into());
                 Mac::update(&mut m, &nonce.to_be_bytes());
                 Mac::update(&mut m, packet);
-                m.verify_truncated_left(tag).map_err(|_| DropReason::Forged)?;
+                m.verify_truncated_left(tag)
+                    .map_err(|_| DropReason::Forged)?;
                 out.extend_from_slice(packet);
             }
         }
@@ -134,7 +148,7 @@ impl Secure {
 
 /// BLAKE2s-256 keyed MAC over nonce and packet.
 fn mac(key: &[u8; 32], nonce: u64, packet: &[u8]) -> [u8; 32] {
-    let mut m = blake2::Blake2sMac256::new(key.into());
+    let mut m = <blake2::Blake2sMac256 as KeyInit>::new(key.into());
     Update::update(&mut m, &nonce.to_be_bytes());
     Update::update(&mut m, packet);
     m.finalize_fixed().into()
@@ -156,7 +170,12 @@ mod tests {
         let n = i.write_message(&[], &mut a).unwrap();
         r.read_message(&a[..n], &mut b).unwrap();
         let mk = |hs: HandshakeState| {
-            let mut s = Secure::new(mode, noise::start(true, &[9; 32], 0, 0, [0; 32]).unwrap(), Vec::new(), String::new());
+            let mut s = Secure::new(
+                mode,
+                noise::start(true, &[9; 32], 0, 0, [0; 32]).unwrap(),
+                Vec::new(),
+                String::new(),
+            );
             s.stage = Stage::Established(Box::new(noise::finish(hs).unwrap()));
             s
         };

@@ -430,7 +430,10 @@ impl<'a> Message<'a> {
             TYPE_COOKIE => Message::Cookie(CookieReply {
                 receiver_label: r.u32()?,
                 path_id: r.u64()?,
-                cookie: r.bytes(COOKIE_LEN)?.try_into().map_err(|_| WireError::Truncated)?,
+                cookie: r
+                    .bytes(COOKIE_LEN)?
+                    .try_into()
+                    .map_err(|_| WireError::Truncated)?,
             }),
             other => return Err(WireError::UnknownType(other)),
         };
@@ -755,7 +758,7 @@ mod tests {
             Err(WireError::BadVersion)
         );
         assert_eq!(Message::parse(&[0x10]), Err(WireError::UnknownType(0)));
-        assert_eq!(Message::parse(&[0x17]), Err(WireError::UnknownType(7)));
+        assert_eq!(Message::parse(&[0x19]), Err(WireError::UnknownType(9)));
     }
 
     #[test]

@@ -1,0 +1,162 @@
+//! How paths end: a setup that failed, a path lost or closed, and what each end and each
+//! gateway tells its neighbours so no half of a path is left behind.
+
+use crate::api::{DropReason, Event};
+use crate::engine::Engine;
+use crate::oci::paths::{Role, State};
+use crate::oci::setup::Failure;
+use crate::wire::message::{Close, CloseReason, Message, Reject, RejectReason};
+
+impl Engine {
+    /// A setup that failed: apps waiting get SERVFAIL; a relay tells the node before it.
+    pub(crate) fn fail_setup(&mut self, key: usize, failure: Failure) {
+        let Some(p) = self.paths.get(key) else { return };
+        match p.role {
+            Role::Initiator { handle } => {
+                let name = p.name.clone();
+                self.event(Event::SetupFailed {
+                    name,
+                    reason: failure.text.clone(),
+                });
+                self.answer_waiting_failed(key, &failure);
+                self.remove_path(key);
+                // Nobody learned the address: give it back rather than hold it for hours.
+                if self.handles.get(handle).is_some_and(|h| !h.handed_out) {
+                    if let Some(h) = self.handles.release(handle) {
+                        self.event(Event::HandleReleased { name: h.name });
+                    }
+                }
+            }
+            Role::Relay { twin, .. } => {
+                self.reject_upstream(twin, &failure);
+                self.remove_path(key);
+                self.remove_path(twin);
+            }
+            Role::Responder { .. } => self.remove_path(key),
+        }
+    }
+
+    fn reject_upstream(&mut self, key: usize, failure: &Failure) {
+        let Some(p) = self.paths.get(key) else { return };
+        let (tunnel, peer, path_id) = (p.tunnel, p.peer_label, p.path_id);
+        let msg = Message::Reject(Reject {
+            receiver_label: peer,
+            path_id,
+            reason: failure.reason,
+            text: &failure.text,
+        });
+        self.send_control(tunnel, &msg);
+    }
+
+    /// Frees a path: its handle forgets it, its held packets are recycled, its tunnel loses
+    /// a reference (and is closed at zero).
+    pub(crate) fn remove_path(&mut self, key: usize) {
+        let Some(mut p) = self.paths.remove(key) else {
+            return;
+        };
+        let handle = match p.role {
+            Role::Initiator { handle }
+            | Role::Responder {
+                handle: Some(handle),
+            } => Some(handle),
+            _ => None,
+        };
+        if let Some(h) = handle.and_then(|h| self.handles.get_mut(h)) {
+            if h.path == Some(key) {
+                h.path = None;
+            }
+        }
+        self.waiting_queries -= p.queries.len().min(self.waiting_queries);
+        while let Some(pkt) = p.pending.pop_front() {
+            self.pool.give(pkt);
+        }
+        let Some(t) = self.tunnels.get_mut(p.tunnel) else {
+            return;
+        };
+        t.paths = t.paths.saturating_sub(1);
+        if t.paths == 0 {
+            if let Some(t) = self.tunnels.remove(p.tunnel) {
+                if let Some(m) = self.module(t.overlay) {
+                    m.close(t.module_ref);
+                }
+            }
+        }
+    }
+
+    /// A path lost after it was up. `notify` sends the peer a close first.
+    pub(crate) fn path_down(&mut self, key: usize, why: &str, notify: Option<CloseReason>) {
+        let Some(p) = self.paths.get(key) else { return };
+        let (role, tunnel, peer, path_id, name, state) = (
+            p.role,
+            p.tunnel,
+            p.peer_label,
+            p.path_id,
+            p.name.clone(),
+            p.state,
+        );
+        if let (Some(reason), true) = (notify, peer != 0) {
+            self.send_control(
+                tunnel,
+                &Message::Close(Close {
+                    receiver_label: peer,
+                    path_id,
+                    reason,
+                }),
+            );
+        }
+        match role {
+            Role::Relay { twin, .. } => {
+                if let Some(t) = self.paths.get(twin) {
+                    let (tt, tp, tid) = (t.tunnel, t.peer_label, t.path_id);
+                    if tp != 0 {
+                        let msg = Message::Close(Close {
+                            receiver_label: tp,
+                            path_id: tid,
+                            reason: CloseReason::PeerClosed,
+                        });
+                        self.send_control(tt, &msg);
+                    } else {
+                        self.reject_upstream(twin, &Failure::new(RejectReason::Unreachable, why));
+                    }
+                }
+                self.remove_path(key);
+                self.remove_path(twin);
+            }
+            Role::Initiator { .. } if state != State::Up => {
+                self.fail_setup(key, Failure::new(RejectReason::Unreachable, why));
+            }
+            // Never fully open: nothing to report.
+            Role::Responder { .. } if state != State::Up => self.remove_path(key),
+            _ => {
+                self.event(Event::PathDown {
+                    name,
+                    reason: why.to_string(),
+                });
+                self.remove_path(key);
+            }
+        }
+    }
+
+    /// Closes a path on our own initiative (idle handle, operator, shutdown).
+    pub(crate) fn close_path(&mut self, key: usize, reason: CloseReason, why: &str) {
+        self.path_down(key, why, Some(reason));
+    }
+
+    pub(crate) fn on_close(&mut self, tunnel: Option<usize>, c: &Close) {
+        let key = if c.reason == CloseReason::UnknownLabel {
+            // The peer no longer knows the label we send to: find our path by it.
+            match tunnel.and_then(|t| self.paths.by_peer(t, c.receiver_label)) {
+                Some(k) => Some(k),
+                None => {
+                    self.drop_input(DropReason::UnknownLabel);
+                    None
+                }
+            }
+        } else {
+            self.addressed_path(tunnel, c.receiver_label, c.path_id)
+        };
+        if let Some(k) = key {
+            self.path_down(k, &format!("the peer said: {}", c.reason), None);
+        }
+    }
+}
