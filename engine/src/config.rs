@@ -41,7 +41,7 @@ pub enum Protection {
 
 /// Identity, trust and policy. Keys and certificates are hex strings here; drivers read
 /// them from files (the engine never touches a file).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityConfig {
     /// Protection for names without an `.oci` option: secure by default.
@@ -61,6 +61,24 @@ pub struct SecurityConfig {
     /// Unix time, in seconds, at engine instant zero: certificates have wall-clock validity
     /// and the engine has no clock of its own. Drivers set it.
     pub unix_time_at_zero: u64,
+    /// Seconds after which a secure path's initiator sets up fresh keys (the old path
+    /// carries packets in flight for a few seconds more).
+    pub rekey_after_secs: u64,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            default: Protection::Encrypt,
+            accept_plain: false,
+            allow: Vec::new(),
+            static_key: None,
+            certificate: None,
+            trust: Vec::new(),
+            unix_time_at_zero: 0,
+            rekey_after_secs: 120,
+        }
+    }
 }
 
 /// Bytes written as hex in a config file.

@@ -260,6 +260,8 @@ impl Engine {
                 Timer::Setup { path, gen } => self.on_setup_timer(path, gen),
                 Timer::HandleIdle { handle, gen } => self.on_handle_idle(handle, gen),
                 Timer::Upstream(id) => self.on_upstream_timeout(id),
+                Timer::Rekey { path, gen } => self.on_rekey_timer(path, gen),
+                Timer::Retire { path, gen } => self.on_retire_timer(path, gen),
             }
         }
     }

@@ -16,6 +16,10 @@ pub(crate) enum Timer {
     HandleIdle { handle: usize, gen: u32 },
     /// Give up on an upstream DNS query.
     Upstream(QueryId),
+    /// Set up fresh keys for a secure path before its current ones get old.
+    Rekey { path: usize, gen: u32 },
+    /// Close a path whose successor took over, once packets in flight have arrived.
+    Retire { path: usize, gen: u32 },
 }
 
 #[derive(Debug, Default)]

@@ -7,6 +7,7 @@ pub(crate) mod forward;
 pub(crate) mod gateway;
 pub(crate) mod handles;
 pub(crate) mod paths;
+pub(crate) mod rekey;
 pub(crate) mod setup;
 pub(crate) mod teardown;
 pub(crate) mod tunnels;

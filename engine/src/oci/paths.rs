@@ -73,6 +73,11 @@ pub(crate) struct Path {
     pub(crate) started: Instant,
     /// When the latest retransmission timer is due; earlier timers for the path are stale.
     pub(crate) retransmit_at: Instant,
+    /// The path this one takes over from once it is up (a rekey).
+    pub(crate) replaces: Option<usize>,
+    /// Superseded by a rekeyed successor: kept briefly for packets in flight, then closed
+    /// without telling anyone it went down.
+    pub(crate) retiring: bool,
     /// Packets from apps held while the path comes up (bounded).
     pub(crate) pending: VecDeque<Packet>,
     /// DNS answers waiting for the path: (app's address, sentinel it asked, raw query).

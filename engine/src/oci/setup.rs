@@ -95,6 +95,16 @@ impl Engine {
 
     /// Starts a path for a handle's name. The handle then points at it.
     pub(crate) fn start_path(&mut self, handle: usize) -> Result<usize, Failure> {
+        self.start_path_for(handle, None)
+    }
+
+    /// Starts a path; with `replaces`, a successor that takes the handle over from that path
+    /// only once it is up (rekeying), so traffic never waits.
+    pub(crate) fn start_path_for(
+        &mut self,
+        handle: usize,
+        replaces: Option<usize>,
+    ) -> Result<usize, Failure> {
         let name = self
             .handles
             .get(handle)
@@ -156,8 +166,13 @@ impl Engine {
         if let Some(p) = self.paths.get_mut(key) {
             p.secure = secure;
         }
-        if let Some(h) = self.handles.get_mut(handle) {
-            h.path = Some(key);
+        if let Some(p) = self.paths.get_mut(key) {
+            p.replaces = replaces;
+        }
+        if replaces.is_none() {
+            if let Some(h) = self.handles.get_mut(handle) {
+                h.path = Some(key);
+            }
         }
         if self.tunnels.get(tunnel).is_some_and(|t| t.up) {
             self.send_setup(key);
@@ -191,6 +206,8 @@ impl Engine {
             setup,
             started: self.now,
             retransmit_at: self.now,
+            replaces: None,
+            retiring: false,
             pending: VecDeque::new(),
             queries: Vec::new(),
             secure: None,
@@ -440,6 +457,7 @@ impl Engine {
         if self.paths.get(key).is_some_and(|p| p.secure.is_some()) {
             self.send_confirm(key);
         }
+        self.took_over(key);
         let setup = self.now.since(started);
         self.event(Event::PathUp {
             name,

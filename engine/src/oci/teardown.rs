@@ -86,13 +86,14 @@ impl Engine {
     /// A path lost after it was up. `notify` sends the peer a close first.
     pub(crate) fn path_down(&mut self, key: usize, why: &str, notify: Option<CloseReason>) {
         let Some(p) = self.paths.get(key) else { return };
-        let (role, tunnel, peer, path_id, name, state) = (
+        let (role, tunnel, peer, path_id, name, state, retiring) = (
             p.role,
             p.tunnel,
             p.peer_label,
             p.path_id,
             p.name.clone(),
             p.state,
+            p.retiring,
         );
         if let (Some(reason), true) = (notify, peer != 0) {
             self.send_control(
@@ -125,8 +126,15 @@ impl Engine {
             Role::Initiator { .. } if state != State::Up => {
                 self.fail_setup(key, Failure::new(RejectReason::Unreachable, why));
             }
-            // Never fully open: nothing to report.
+            // Never fully open, or replaced by a rekeyed successor: nothing to report.
             Role::Responder { .. } if state != State::Up => self.remove_path(key),
+            _ if retiring => self.remove_path(key),
+            // A path its handle no longer uses (a rekeyed peer's old one) goes quietly.
+            Role::Responder { handle: Some(h) }
+                if self.handles.get(h).and_then(|h| h.path) != Some(key) =>
+            {
+                self.remove_path(key)
+            }
             _ => {
                 self.event(Event::PathDown {
                     name,

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+mod secure;
+
 const UDP: OverlayId = OverlayId(0);
 
 fn addr(i: u8) -> SocketAddr {
@@ -20,7 +22,7 @@ fn addr(i: u8) -> SocketAddr {
 }
 
 /// A node named `name` on one `udp` overlay, knowing `peers` (name, index).
-fn config(name: &str, peers: &[(&str, u8)], gateway: bool) -> Config {
+pub(crate) fn config(name: &str, peers: &[(&str, u8)], gateway: bool) -> Config {
     let mut book = BTreeMap::new();
     for (p, i) in peers {
         book.insert(p.to_string(), addr(*i));
@@ -44,7 +46,7 @@ fn config(name: &str, peers: &[(&str, u8)], gateway: bool) -> Config {
 }
 
 /// Engines at addresses 10.0.0.1, .2, ...; datagrams between them arrive instantly.
-struct Net {
+pub(crate) struct Net {
     nodes: Vec<Engine>,
     now: Instant,
     /// Packets each node wrote to its TUN.
@@ -52,7 +54,14 @@ struct Net {
     events: Vec<Vec<Event>>,
     /// Datagrams sent to addresses that are not nodes.
     strays: Vec<(SocketAddr, Vec<u8>)>,
+    /// Every datagram delivered between nodes: (from node, to node, bytes).
+    wire: Vec<(usize, usize, Vec<u8>)>,
+    /// Sees (and may change) every datagram before delivery: a man in the middle.
+    tamper: Option<Tamper>,
 }
+
+/// A man in the middle: sees and may rewrite each datagram.
+type Tamper = Box<dyn FnMut(&mut Vec<u8>)>;
 
 impl Net {
     fn new(configs: Vec<Config>) -> Net {
@@ -68,6 +77,8 @@ impl Net {
             tun: vec![Vec::new(); n],
             events: vec![Vec::new(); n],
             strays: Vec::new(),
+            wire: Vec::new(),
+            tamper: None,
         }
     }
 
@@ -91,12 +102,16 @@ impl Net {
                     Output::Event(e) => self.events[node].push(e),
                 }
             }
-            for (to, payload) in datagrams {
+            for (to, mut payload) in datagrams {
+                if let Some(t) = self.tamper.as_mut() {
+                    t(&mut payload);
+                }
                 let Some(dst) = (0..self.nodes.len()).find(|&i| addr(i as u8 + 1) == to) else {
                     self.strays.push((to, payload));
                     continue;
                 };
                 let from = addr(node as u8 + 1);
+                self.wire.push((node, dst, payload.clone()));
                 let now = self.now;
                 self.nodes[dst]
                     .handle_input(

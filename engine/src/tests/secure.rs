@@ -1,0 +1,218 @@
+//! End-to-end security between engines: each refusal is checked to happen, and to be
+//! counted — impersonation, a missing certificate, tampering, replays, downgrades, reflected
+//! handshakes and the responder's policy.
+
+use super::*;
+use crate::config::HexBytes;
+use crate::security::noise::public_key;
+use crate::security::{CaKey, CertSpec, IdentityKey};
+
+const NOW: u64 = 1_800_000_000;
+
+/// `config` with a certificate for `name.udp` from the test CA (or another `names`).
+fn secure(name: &str, peers: &[(&str, u8)], names: &[&str]) -> Config {
+    let mut cfg = config(name, peers, false);
+    let ca = CaKey::from_seed([7; 32]);
+    let static_private = [name.len() as u8 + name.as_bytes()[0]; 32];
+    let spec = CertSpec {
+        serial: 1,
+        names: names.iter().map(|n| n.to_string()).collect(),
+        static_key: public_key(&static_private),
+        identity_key: IdentityKey::from_seed([1; 32]).public(),
+        not_before: NOW - 10,
+        not_after: NOW + 86_400,
+    };
+    cfg.security = crate::config::SecurityConfig {
+        static_key: Some(HexBytes(static_private.to_vec())),
+        certificate: Some(HexBytes(ca.issue(&spec).unwrap().encode())),
+        trust: vec![HexBytes(ca.public().to_vec())],
+        unix_time_at_zero: NOW,
+        ..Default::default()
+    };
+    cfg
+}
+
+fn secure_pair() -> Net {
+    Net::new(vec![
+        secure("alice", &[("bob", 2)], &["alice.udp"]),
+        secure("bob", &[("alice", 1)], &["bob.udp"]),
+    ])
+}
+
+/// alice sends one UDP packet to bob's handle; returns the data datagram that crossed.
+fn send_secret(net: &mut Net, handle: IpAddr) -> Vec<u8> {
+    let src: IpAddr = net.nodes[0].cfg.handles.tun_v4.into();
+    let before = net.wire.len();
+    net.input(
+        0,
+        Input::TunPacket(&udp_to(src, handle, b"the secret payload")),
+    );
+    net.wire[before..]
+        .iter()
+        .find(|(from, _, d)| *from == 0 && d.first() == Some(&0x11))
+        .map(|(_, _, d)| d.clone())
+        .expect("a data datagram")
+}
+
+#[test]
+fn secure_by_default_and_the_wire_shows_no_payload() {
+    let mut net = secure_pair();
+    let handle = answered_v4(
+        &net.lookup(0, "bob.udp")
+            .expect("answered after one round trip"),
+    );
+    let datagram = send_secret(&mut net, handle);
+    assert!(
+        !datagram.windows(6).any(|w| w == b"secret"),
+        "payload in the clear"
+    );
+    assert!(net.tun[1].last().unwrap().ends_with(b"the secret payload"));
+    let kinds: Vec<u8> = net.wire.iter().map(|(_, _, d)| d[0]).collect();
+    assert_eq!(&kinds[..3], &[0x12, 0x13, 0x17], "setup, accept, confirm");
+}
+
+#[test]
+fn tampered_and_replayed_packets_are_dropped_and_counted() {
+    let mut net = secure_pair();
+    let handle = answered_v4(&net.lookup(0, "bob.udp").unwrap());
+    let datagram = send_secret(&mut net, handle);
+    let delivered = net.tun[1].len();
+    net.input(
+        1,
+        Input::Datagram {
+            overlay: UDP,
+            from: addr(1),
+            payload: &datagram,
+        },
+    );
+    assert_eq!(net.drops(1, DropReason::Replayed), 1);
+    let mut tampered = send_secret(&mut net, handle);
+    let delivered_after = net.tun[1].len();
+    let last = tampered.len() - 20;
+    tampered[last] ^= 0x40;
+    // A fresh nonce, so only the tag can catch it.
+    tampered[12] = tampered[12].wrapping_add(10);
+    net.input(
+        1,
+        Input::Datagram {
+            overlay: UDP,
+            from: addr(1),
+            payload: &tampered,
+        },
+    );
+    assert_eq!(net.drops(1, DropReason::Forged), 1);
+    assert_eq!(
+        net.tun[1].len(),
+        delivered_after,
+        "nothing delivered from forgeries"
+    );
+    assert_eq!(delivered_after, delivered + 1);
+}
+
+#[test]
+fn an_impostor_with_a_valid_certificate_for_another_name_is_refused() {
+    // The address book sends bob.udp to mallory, whose certificate names mallory.udp.
+    let mut net = Net::new(vec![
+        secure("alice", &[("bob", 2)], &["alice.udp"]),
+        secure("mallory", &[("alice", 1)], &["mallory.udp"]),
+    ]);
+    let answer = net.lookup(0, "bob.udp").expect("answered");
+    assert_eq!(rcode(&answer), 2, "SERVFAIL");
+    assert!(String::from_utf8_lossy(&answer).contains("certificate names mallory.udp, not bob.udp"));
+    assert_eq!(net.drops(0, DropReason::AuthFailed), 1);
+    assert!(net.tun[1].is_empty());
+}
+
+#[test]
+fn without_a_certificate_a_node_cannot_open_secure_paths() {
+    let mut net = Net::new(vec![
+        config("alice", &[("bob", 2)], false),
+        secure("bob", &[], &["bob.udp"]),
+    ]);
+    net.nodes[0].cfg.security.default = Protection::Encrypt;
+    let answer = net.lookup(0, "bob.udp").expect("answered at once");
+    assert_eq!(rcode(&answer), 2);
+    assert!(String::from_utf8_lossy(&answer).contains("no certificate"));
+    assert!(net.wire.is_empty(), "nothing sent");
+}
+
+#[test]
+fn a_gateway_cannot_downgrade_encrypt_to_plain() {
+    // A man in the middle rewrites alice's setup to plain and drops its handshake.
+    let strip = |d: &mut Vec<u8>| {
+        if let Ok(Message::Setup(s)) = Message::parse(d) {
+            let plain = Setup {
+                options: 4,
+                handshake: &[],
+                ..s
+            };
+            let mut out = Vec::new();
+            Message::Setup(plain).encode(&mut out).unwrap();
+            *d = out;
+        }
+    };
+    let mut net = secure_pair();
+    net.tamper = Some(Box::new(strip));
+    let answer = net.lookup(0, "bob.udp");
+    assert!(
+        answer.is_some_and(|a| rcode(&a) == 2),
+        "bob refuses plain paths"
+    );
+    assert_eq!(net.drops(1, DropReason::Refused), 1);
+
+    // Even a responder that accepts plain paths cannot make alice accept an answer without
+    // the handshake she asked for.
+    let mut net = secure_pair();
+    net.nodes[1].cfg.security.accept_plain = true;
+    net.tamper = Some(Box::new(strip));
+    let answer = net.lookup(0, "bob.udp").expect("answered");
+    assert_eq!(rcode(&answer), 2);
+    assert!(String::from_utf8_lossy(&answer).contains("downgrade"));
+
+    // Flipping the option bits but keeping the handshake breaks the Noise prologue.
+    let mut net = secure_pair();
+    net.tamper = Some(Box::new(|d: &mut Vec<u8>| {
+        if d.first() == Some(&0x12) {
+            d[14] = 2; // encrypt -> auth
+        }
+    }));
+    let answer = net.lookup(0, "bob.udp").expect("answered");
+    assert_eq!(rcode(&answer), 2);
+    assert_eq!(net.drops(0, DropReason::AuthFailed), 1);
+}
+
+#[test]
+fn a_reflected_setup_is_dropped() {
+    let mut net = Net::new(vec![secure("alice", &[("bob", 9)], &["alice.udp"])]);
+    assert!(net.lookup(0, "bob.udp").is_none());
+    let (_, setup) = net.strays.pop().expect("alice's setup");
+    net.input(
+        0,
+        Input::Datagram {
+            overlay: UDP,
+            from: addr(9),
+            payload: &setup,
+        },
+    );
+    assert_eq!(net.drops(0, DropReason::Reflected), 1);
+    assert!(net.strays.is_empty(), "no answer to a reflection");
+}
+
+#[test]
+fn the_responders_allow_list_is_enforced() {
+    let mut net = secure_pair();
+    net.nodes[1].credentials.allow = vec![regex::Regex::new("^carol\\.").unwrap()];
+    let handle = answered_v4(&net.lookup(0, "bob.udp").expect("alice authenticated bob"));
+    assert_eq!(
+        net.drops(1, DropReason::AuthFailed),
+        1,
+        "bob refused alice's confirm"
+    );
+    let down = net.events[0].iter().any(
+        |e| matches!(e, Event::PathDown { reason, .. } if reason.contains("may not open paths")),
+    );
+    assert!(down, "{:?}", net.events[0]);
+    let src: IpAddr = net.nodes[0].cfg.handles.tun_v4.into();
+    net.input(0, Input::TunPacket(&udp_to(src, handle, b"x")));
+    assert!(net.tun[1].is_empty(), "nothing reaches bob's apps");
+}
