@@ -3,8 +3,8 @@
 #
 # Builds release binaries, makes two network namespaces joined by a veth pair, and measures
 # iperf3 TCP throughput and ping RTT (1) over the veth link directly, (2) through ocala over
-# one udp hop, and (3) through userspace WireGuard (boringtun-cli + wg) when both are
-# installed. Prints a table with the ratios to the direct link. Needs root, iproute2, iperf3.
+# one udp hop, plain and encrypted (the default), and (3) through userspace WireGuard
+# (boringtun-cli + wg) when both are installed. Prints a table with the ratios to the direct link. Needs root, iproute2, iperf3.
 # Everything it creates is removed on exit, also on failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,7 +24,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --release -q -p ocala-mio
+cargo build --release -q -p ocala-mio --bins
 BIN=target/release
 
 ip netns add "$A"
@@ -62,10 +62,12 @@ measure() {
 
 measure "direct veth" 10.92.0.2
 
+"$BIN/ocala" ca init "$DIR/ca" >/dev/null
 for host in a b; do
     peer=$([ "$host" = a ] && echo 10.92.0.2 || echo 10.92.0.1)
     peername=$([ "$host" = a ] && echo bob || echo alice)
     me=$([ "$host" = a ] && echo alice || echo bob)
+    "$BIN/ocala" ca issue --ca "$DIR/ca" --name "$me.udp" --out "$DIR/$host-keys" >/dev/null
     cat > "$DIR/$host.toml" <<CONF
 [[overlays]]
 name = "udp"
@@ -73,15 +75,23 @@ module = "udp"
 local_name = "$me"
 address_book = { $peername = "$peer:4789" }
 
+[security]
+accept_plain = true
+
 [daemon]
 control_socket = "$DIR/$host.sock"
+static_key_file = "$DIR/$host-keys/static.key"
+certificate_file = "$DIR/$host-keys/cert"
+trust_files = ["$DIR/ca/ca.pub"]
 CONF
 done
 ip netns exec "$A" "$BIN/ocalad" --config "$DIR/a.toml" 2>"$DIR/a.log" & pids+=($!)
 ip netns exec "$B" "$BIN/ocalad" --config "$DIR/b.toml" 2>"$DIR/b.log" & pids+=($!)
 sleep 0.5
-handle=$(ip netns exec "$A" dig +short @198.18.0.2 bob.udp A)
+handle=$(ip netns exec "$A" dig +short @198.18.0.2 bob.udp_plain.oci A)
 measure "ocala plain, one hop" "$handle"
+handle=$(ip netns exec "$A" dig +short @198.18.0.2 bob.udp A)
+measure "ocala encrypted, one hop" "$handle"
 
 if command -v boringtun-cli >/dev/null && command -v wg >/dev/null; then
     umask 077
