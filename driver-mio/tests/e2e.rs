@@ -30,6 +30,26 @@ fn config(name: &str, book: &[(&str, &str)], gateway: bool) -> String {
     c
 }
 
+/// curl's HTTP status code for `url`, fetched from alice (empty when curl failed).
+fn curl(t: &Topology, url: &str, timeout_secs: u32) -> String {
+    let timeout = timeout_secs.to_string();
+    let out = t.exec(
+        "alice",
+        &[
+            "curl",
+            "-sS",
+            "-m",
+            &timeout,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ],
+    );
+    text(&out)
+}
+
 fn text(out: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -57,10 +77,8 @@ fn topology() -> Topology {
         "gw",
         &config("gw", &[("alice", "10.91.1.1"), ("bob", "10.91.2.3")], true),
     );
-    t.start(
-        "bob",
-        &config("bob", &[("alice", "10.91.0.1"), ("gw", "10.91.2.2")], false),
-    );
+    let bob = config("bob", &[("alice", "10.91.0.1"), ("gw", "10.91.2.2")], false);
+    t.start("bob", &format!("{bob}\n[security]\naccept_plain = true\n"));
     t.serve(
         "bob",
         &["python3", "-m", "http.server", "8000", "--bind", "::"],
@@ -121,22 +139,23 @@ fn real_programs_over_ocala() {
     );
     assert!(text(&ping).contains("5 received"), "{}", text(&ping));
 
-    // curl against a real HTTP server on bob.
-    let curl = t.must(
+    // curl against a real HTTP server on bob, over the encrypted path.
+    let code = curl(&t, "http://bob.udp:8000/", 10);
+    assert_eq!(code, "200");
+    let state = t.ocala("alice", &["resolve", "bob.udp"]).expect("resolve");
+    assert!(state.contains("path up"), "{state}");
+
+    // A plain path when the name asks for one (bob accepts them; gw, by default, does not).
+    assert_eq!(curl(&t, "http://bob.udp_plain.oci:8000/", 10), "200");
+    let refused = t.must(
         "alice",
-        &[
-            "curl",
-            "-sS",
-            "-m",
-            "10",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://bob.udp:8000/",
-        ],
+        &["dig", "+tries=1", "@198.18.0.2", "gw.udp_plain.oci"],
     );
-    assert_eq!(curl, "200");
+    assert!(
+        refused.contains("status: SERVFAIL")
+            && refused.contains("accepts only authenticated paths"),
+        "{refused}"
+    );
 
     // iperf3 through the gateway: over udp to gw, which relays to bob.
     let iperf = t.exec(
@@ -187,21 +206,14 @@ for i in range(50):
         "{}",
         t.ocala("alice", &["status"]).unwrap_or_default()
     );
-    let curl = t.must(
-        "alice",
-        &[
-            "curl",
-            "-sS",
-            "-m",
-            "10",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://bob.udp:8000/",
-        ],
+    let code = curl(&t, "http://bob.udp:8000/", 10);
+    assert_eq!(
+        code,
+        "200",
+        "still serving after the spray\n{}\n{}",
+        t.log("alice"),
+        t.log("bob")
     );
-    assert_eq!(curl, "200", "still serving after the spray");
 
     // ocala resolve explains a name.
     let explained = t
@@ -215,21 +227,8 @@ for i in range(50):
     // bob's ocalad restarts mid-session: the next curl works, and alice's handle is the same.
     t.stop("bob");
     t.launch("bob");
-    let curl = t.exec(
-        "alice",
-        &[
-            "curl",
-            "-sS",
-            "-m",
-            "15",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "http://bob.udp:8000/",
-        ],
-    );
-    assert_eq!(text(&curl), "200", "{}", t.log("alice"));
+    let code = curl(&t, "http://bob.udp:8000/", 15);
+    assert_eq!(code, "200", "{}", t.log("alice"));
     let again = t
         .must("alice", &["dig", "+short", "@198.18.0.2", "bob.udp", "A"])
         .trim()
@@ -240,21 +239,8 @@ for i in range(50):
     // address are not stranded.
     t.stop("alice");
     t.launch("alice");
-    let curl = t.exec(
-        "alice",
-        &[
-            "curl",
-            "-sS",
-            "-m",
-            "15",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            &format!("http://{handle}:8000/"),
-        ],
-    );
-    assert_eq!(text(&curl), "200", "{}", t.log("alice"));
+    let code = curl(&t, &format!("http://{handle}:8000/"), 15);
+    assert_eq!(code, "200", "{}", t.log("alice"));
 
     // A clean stop removes the TUN device.
     t.stop("gw");

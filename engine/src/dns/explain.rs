@@ -83,7 +83,7 @@ impl Engine {
         }
         match self
             .handles
-            .by_name(&parsed.canonical)
+            .by_name(&self.handle_name_of(&parsed))
             .and_then(|k| self.handles.get(k))
         {
             Some(h) => {

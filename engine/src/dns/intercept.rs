@@ -138,9 +138,10 @@ impl Engine {
             self.counters.dns_answered += 1;
             return self.reply_dns(client, server, &answer_empty(&q));
         }
-        let Some(handle) = self.bind_handle(&name.canonical) else {
+        let canonical = self.handle_name_of(&name);
+        let Some(handle) = self.bind_handle(&canonical) else {
             self.event(Event::PoolExhausted {
-                name: name.canonical.clone(),
+                name: canonical.clone(),
             });
             let msg = answer_error(
                 &q,
@@ -161,10 +162,10 @@ impl Engine {
                 Ok(p) => p,
                 Err(f) => {
                     self.event(Event::SetupFailed {
-                        name: name.canonical.clone(),
+                        name: canonical.clone(),
                         reason: f.text.clone(),
                     });
-                    let msg = failure_answer(&q, &name.canonical, &f);
+                    let msg = failure_answer(&q, &canonical, &f);
                     return self.reply_dns(client, server, &msg);
                 }
             },

@@ -7,6 +7,7 @@
 use crate::api::{DropReason, Event, OverlayId};
 use crate::config::Protection;
 use crate::engine::Engine;
+use crate::oci::handles::handle_name;
 use crate::oci::paths::{Role, State};
 use crate::oci::setup::Failure;
 use crate::security::handshake::{protection_of, COOKIE_BIT};
@@ -150,8 +151,13 @@ impl Engine {
         s: &Setup<'_>,
         handshake: &[u8],
     ) -> Result<(), Refusal> {
-        let name = s.return_name.to_ascii_lowercase();
-        let secure = match protection_of(s.options) {
+        let protection = protection_of(s.options);
+        let name = handle_name(
+            &s.return_name.to_ascii_lowercase(),
+            protection,
+            self.cfg.security.default,
+        );
+        let secure = match protection {
             Protection::Plain if !self.cfg.security.accept_plain => {
                 return Err((
                     DropReason::Refused,

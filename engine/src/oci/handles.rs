@@ -5,11 +5,25 @@
 //! released only after `idle_timeout` without DNS queries or packets, and its addresses go to
 //! the back of a free queue, so a just-released address is the last one handed out again.
 
-use crate::config::{ConfigError, HandleConfig, Prefix};
+use crate::config::{ConfigError, HandleConfig, Prefix, Protection};
 use crate::time::Instant;
 use slab::Slab;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// The name a handle is bound under: the hops, and the protection only when it differs from
+/// the node's default. So `bob.udp` and `bob.udp_encrypt.oci` share one handle and one path
+/// when encrypt is the default, and a responder keeps a plain path from alice apart from an
+/// encrypted one — each gets its own handle, so replies leave on the path they belong to.
+pub(crate) fn handle_name(hops: &str, protection: Protection, default: Protection) -> String {
+    let option = match protection {
+        _ if protection == default => return hops.to_string(),
+        Protection::Encrypt => "encrypt.oci",
+        Protection::Auth => "auth.oci",
+        Protection::Plain => "plain.oci",
+    };
+    format!("{hops}_{option}")
+}
 
 /// A handle's bookkeeping.
 #[derive(Debug)]
@@ -223,6 +237,18 @@ impl Handles {
         let (IpAddr::V4(v4), IpAddr::V6(v6)) = (v4, v6) else {
             return None;
         };
+        Some((self.insert(name, v4, v6, now, false), true))
+    }
+
+    /// Stores a handle whose addresses were taken from the pools, and indexes it.
+    fn insert(
+        &mut self,
+        name: &str,
+        v4: Ipv4Addr,
+        v6: Ipv6Addr,
+        now: Instant,
+        handed_out: bool,
+    ) -> usize {
         self.next_gen = self.next_gen.wrapping_add(1);
         let key = self.slab.insert(Handle {
             gen: self.next_gen,
@@ -231,12 +257,12 @@ impl Handles {
             v6,
             last_used: now,
             path: None,
-            handed_out: false,
+            handed_out,
         });
         self.by_name.insert(name.to_string(), key);
         self.by_addr.insert(IpAddr::V4(v4), key);
         self.by_addr.insert(IpAddr::V6(v6), key);
-        Some((key, true))
+        key
     }
 
     /// Binds `name` to exactly these addresses (restoring a checkpoint). False when the name
@@ -258,20 +284,8 @@ impl Handles {
             self.v4.give_back(IpAddr::V4(v4));
             return None;
         }
-        self.next_gen = self.next_gen.wrapping_add(1);
-        let key = self.slab.insert(Handle {
-            gen: self.next_gen,
-            name: name.to_string(),
-            v4,
-            v6,
-            last_used: now,
-            path: None,
-            handed_out: true,
-        });
-        self.by_name.insert(name.to_string(), key);
-        self.by_addr.insert(IpAddr::V4(v4), key);
-        self.by_addr.insert(IpAddr::V6(v6), key);
-        Some(key)
+        // Apps held these addresses before the restart.
+        Some(self.insert(name, v4, v6, now, true))
     }
 
     /// Releases a handle and queues its addresses for reuse.
@@ -365,6 +379,14 @@ mod tests {
             got,
             ["10.99.0.3", "10.99.0.4", "10.99.0.6"].map(|a| a.parse::<Ipv4Addr>().unwrap())
         );
+    }
+
+    #[test]
+    fn handle_names_carry_only_a_protection_other_than_the_default() {
+        use Protection::*;
+        assert_eq!(handle_name("bob.udp", Encrypt, Encrypt), "bob.udp");
+        assert_eq!(handle_name("bob.udp", Plain, Encrypt), "bob.udp_plain.oci");
+        assert_eq!(handle_name("bob.udp", Encrypt, Auth), "bob.udp_encrypt.oci");
     }
 
     #[test]

@@ -56,6 +56,26 @@ fn rto(base_ms: u64, attempts: u32) -> Duration {
 }
 
 impl Engine {
+    /// The protection a name asks for: its `.oci` option, else this node's default.
+    pub(crate) fn protection_of_name(&self, name: &OverlayName) -> Protection {
+        match name.security {
+            Some(Security::Encrypt) => Protection::Encrypt,
+            Some(Security::Auth) => Protection::Auth,
+            Some(Security::Plain) => Protection::Plain,
+            None => self.cfg.security.default,
+        }
+    }
+
+    /// The handle name for a parsed name (see [`crate::oci::handles::handle_name`]).
+    pub(crate) fn handle_name_of(&self, name: &OverlayName) -> String {
+        let hops: Vec<String> = name.hops.iter().map(|h| h.element()).collect();
+        crate::oci::handles::handle_name(
+            &hops.join("_"),
+            self.protection_of_name(name),
+            self.cfg.security.default,
+        )
+    }
+
     /// Parses a name with this node's overlays as the known first hops.
     pub(crate) fn parse(
         &self,
@@ -130,12 +150,7 @@ impl Engine {
         if self.paths.len() >= self.cfg.limits.max_paths {
             return Err(Failure::new(RejectReason::NoResources, "path table full"));
         }
-        let mode = match parsed.security {
-            Some(Security::Encrypt) => Protection::Encrypt,
-            Some(Security::Auth) => Protection::Auth,
-            Some(Security::Plain) => Protection::Plain,
-            None => self.cfg.security.default,
-        };
+        let mode = self.protection_of_name(&parsed);
         let path_id = self.rng.next_u64();
         let destination = parsed.hops.first().map(|h| h.element()).unwrap_or_default();
         let secure = match mode {

@@ -211,23 +211,10 @@ impl Engine {
                 "the peer answered without a handshake (a downgrade to plain?)",
             ));
         }
+        self.read_peer(secure, handshake, false)?;
         let Stage::Handshake(hs) = &mut secure.stage else {
             return Err(refused("handshake already finished"));
         };
-        let mut payload = vec![0u8; MAX_HANDSHAKE];
-        let n = hs.read_message(handshake, &mut payload).map_err(|_| {
-            refused(format!(
-                "authentication failed: bad handshake from {}",
-                secure.peer_name
-            ))
-        })?;
-        let remote = hs.get_remote_static().unwrap_or(&[]).to_vec();
-        self.check_peer(
-            payload.get(..n).unwrap_or(&[]),
-            &remote,
-            &secure.peer_name,
-            false,
-        )?;
         let id = self
             .credentials
             .identity
@@ -248,6 +235,18 @@ impl Engine {
         secure: &mut Secure,
         handshake: &[u8],
     ) -> Result<(), Failure> {
+        self.read_peer(secure, handshake, true)?;
+        self.establish(secure)
+    }
+
+    /// Reads the peer's handshake message, whose payload is its certificate, and checks the
+    /// certificate (with the allow list when `policy`).
+    fn read_peer(
+        &self,
+        secure: &mut Secure,
+        handshake: &[u8],
+        policy: bool,
+    ) -> Result<(), Failure> {
         let Stage::Handshake(hs) = &mut secure.stage else {
             return Err(refused("handshake already finished"));
         };
@@ -263,9 +262,8 @@ impl Engine {
             payload.get(..n).unwrap_or(&[]),
             &remote,
             &secure.peer_name,
-            true,
-        )?;
-        self.establish(secure)
+            policy,
+        )
     }
 
     fn establish(&self, secure: &mut Secure) -> Result<(), Failure> {

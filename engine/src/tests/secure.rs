@@ -216,3 +216,26 @@ fn the_responders_allow_list_is_enforced() {
     net.input(0, Input::TunPacket(&udp_to(src, handle, b"x")));
     assert!(net.tun[1].is_empty(), "nothing reaches bob's apps");
 }
+
+#[test]
+fn replies_leave_on_the_path_their_request_came_in_on() {
+    let mut net = secure_pair();
+    net.nodes[1].cfg.security.accept_plain = true;
+    let encrypted = answered_v4(&net.lookup(0, "bob.udp").unwrap());
+    let plain = answered_v4(&net.lookup(0, "bob.udp_plain.oci").unwrap());
+    assert_ne!(encrypted, plain);
+    let alice: IpAddr = net.nodes[0].cfg.handles.tun_v4.into();
+    let bob: IpAddr = net.nodes[1].cfg.handles.tun_v4.into();
+    for handle in [encrypted, plain, encrypted] {
+        net.input(0, Input::TunPacket(&udp_to(alice, handle, b"ping")));
+        let at_bob = net.tun[1].last().unwrap().clone();
+        let alice_at_bob = IpAddr::from([at_bob[12], at_bob[13], at_bob[14], at_bob[15]]);
+        net.input(1, Input::TunPacket(&udp_to(bob, alice_at_bob, b"pong")));
+        let back = net.tun[0].last().unwrap();
+        assert_eq!(
+            IpAddr::from([back[12], back[13], back[14], back[15]]),
+            handle,
+            "reply came from the handle asked"
+        );
+    }
+}
