@@ -422,7 +422,10 @@ impl Engine {
                 path: match h.path.and_then(|p| self.paths.get(p)) {
                     None => "none".into(),
                     Some(p) => match p.state {
-                        State::Up => format!("up (label {:#x}, peer {:#x})", p.label, p.peer_label),
+                        State::Up => {
+                            let protection = p.secure.as_ref().map_or("plain".to_string(), |s| format!("{:?}", s.mode).to_lowercase());
+                            format!("up, {protection} (label {:#x}, peer {:#x})", p.label, p.peer_label)
+                        }
                         State::AwaitTunnel => "waiting for tunnel".into(),
                         State::Connecting { attempts } => {
                             format!("connecting (attempt {attempts})")

@@ -46,11 +46,7 @@ impl Engine {
                 }
             }
         }
-        if self
-            .paths
-            .iter()
-            .any(|(_, p)| p.path_id == s.path_id && matches!(p.role, Role::Initiator { .. }))
-        {
+        if self.paths.initiated(s.path_id) {
             // Our own setup came back to us: answering it would authenticate us to ourselves.
             return self.drop_input(DropReason::Reflected);
         }

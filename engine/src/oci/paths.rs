@@ -106,6 +106,8 @@ pub(crate) struct Paths {
     by_peer: BTreeMap<(usize, u32), usize>,
     /// Relayed path ids, to refuse a setup that loops back through this gateway.
     relayed: BTreeMap<u64, usize>,
+    /// Ids of paths this node started, to spot its own setups reflected back at it.
+    initiated: BTreeMap<u64, usize>,
     next_gen: u32,
     /// Paths in a half-open state, kept as a count so a flood is noticed in O(1).
     half_open: usize,
@@ -126,8 +128,16 @@ impl Paths {
         }
         path.label = (self.next_gen << INDEX_BITS) | (key as u32 & INDEX_MASK);
         self.half_open += usize::from(path.half_open());
+        if matches!(path.role, Role::Initiator { .. }) {
+            self.initiated.insert(path.path_id, key);
+        }
         entry.insert(path);
         key
+    }
+
+    /// Whether this node started a path with this id.
+    pub(crate) fn initiated(&self, path_id: u64) -> bool {
+        self.initiated.contains_key(&path_id)
     }
 
     /// Moves a path to another state, keeping the half-open count.
@@ -192,6 +202,9 @@ impl Paths {
         }
         if self.relayed.get(&p.path_id) == Some(&key) {
             self.relayed.remove(&p.path_id);
+        }
+        if self.initiated.get(&p.path_id) == Some(&key) {
+            self.initiated.remove(&p.path_id);
         }
         Some(p)
     }
