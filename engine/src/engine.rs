@@ -423,8 +423,13 @@ impl Engine {
                     None => "none".into(),
                     Some(p) => match p.state {
                         State::Up => {
-                            let protection = p.secure.as_ref().map_or("plain".to_string(), |s| format!("{:?}", s.mode).to_lowercase());
-                            format!("up, {protection} (label {:#x}, peer {:#x})", p.label, p.peer_label)
+                            let protection = p.secure.as_ref().map_or("plain".to_string(), |s| {
+                                format!("{:?}", s.mode).to_lowercase()
+                            });
+                            format!(
+                                "up, {protection} (label {:#x}, peer {:#x})",
+                                p.label, p.peer_label
+                            )
                         }
                         State::AwaitTunnel => "waiting for tunnel".into(),
                         State::Connecting { attempts } => {

@@ -58,28 +58,22 @@ impl Engine {
     pub(crate) fn on_dns_query(&mut self, client: SocketAddr, server: SocketAddr, bytes: &[u8]) {
         let q = match parse_query(bytes) {
             Ok(q) => q,
-            Err(QueryError::Unreadable | QueryError::NotQuery) => {
-                return self.drop_input(DropReason::DnsUnreadable)
-            }
-            Err(QueryError::FormErr {
-                id,
-                recursion_desired,
-            }) => {
-                return self.reply_dns(
-                    client,
-                    server,
-                    &error_for_header(id, recursion_desired, ErrorCode::FormErr),
-                )
-            }
-            Err(QueryError::NotImplemented {
-                id,
-                recursion_desired,
-            }) => {
-                return self.reply_dns(
-                    client,
-                    server,
-                    &error_for_header(id, recursion_desired, ErrorCode::NotImp),
-                )
+            Err(e) => {
+                // Only the header was readable: answer with it alone.
+                let (id, rd, code) = match e {
+                    QueryError::FormErr {
+                        id,
+                        recursion_desired,
+                    } => (id, recursion_desired, ErrorCode::FormErr),
+                    QueryError::NotImplemented {
+                        id,
+                        recursion_desired,
+                    } => (id, recursion_desired, ErrorCode::NotImp),
+                    QueryError::Unreadable | QueryError::NotQuery => {
+                        return self.drop_input(DropReason::DnsUnreadable)
+                    }
+                };
+                return self.reply_dns(client, server, &error_for_header(id, rd, code));
             }
         };
         let lower = q.name.trim_end_matches('.').to_ascii_lowercase();

@@ -618,29 +618,3 @@ fn address_answers() {
     cut.truncate(bytes.len() - 3);
     assert_eq!(parse_address_answer(&cut, 8), Err(AnswerError::Malformed));
 }
-
-/// Rough cost of the hot path (parse an A query, answer it with the handle). Run with
-/// `cargo test --release -p ocala-engine -- --ignored --nocapture hot_path_timing`.
-#[test]
-#[ignore]
-fn hot_path_timing() {
-    let bytes = query_bytes(0x1234, "foo.ron_bar.i3", RecordType::A, true, Some(1232));
-    let handle = [IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1))];
-    let rounds = 1_000_000u32;
-    let start = std::time::Instant::now();
-    let mut total = 0usize;
-    for _ in 0..rounds {
-        let q = parse_query(std::hint::black_box(&bytes)).unwrap();
-        total += answer_addresses(&q, &handle, 0).len();
-    }
-    let per = start.elapsed() / rounds;
-    println!("parse_query + answer_addresses: {per:?} per query ({total})");
-
-    let start = std::time::Instant::now();
-    for _ in 0..rounds / 10 {
-        let m = Message::from_vec(std::hint::black_box(&bytes)).unwrap();
-        total += m.to_vec().unwrap().len();
-    }
-    let per = start.elapsed() / (rounds / 10);
-    println!("hickory from_vec + to_vec, for comparison: {per:?} ({total})");
-}
