@@ -9,11 +9,15 @@
 //!
 //! [`Pair`] is alice and bob, one `udp` hop apart, with the path from alice to `bob.udp` up;
 //! [`Chain`] is alice, a gateway `gw` and carol, with the path from alice to
-//! `carol.udp_gw.udp` up. The free functions [`send`], [`receive`] and [`drain_recycle`]
-//! drive a single engine one step without allocating, for benchmark loops.
+//! `carol.udp_gw.udp` up. Both are plain (no end-to-end protection, see [`node_config`]);
+//! [`Pair::secure`] is the same pair with certificates from a [`TestCa`] and the path
+//! protected `encrypt` or `auth`. The free functions [`send`], [`send_into`], [`receive`] and
+//! [`drain_recycle`] drive a single engine one step without allocating, for benchmark loops.
 
-use ocala_engine::config::OverlayConfig;
+use ocala_engine::config::{HexBytes, OverlayConfig, Protection};
 use ocala_engine::dns::message::{build_address_query, id_of, parse_address_answer};
+use ocala_engine::security::noise::public_key;
+use ocala_engine::security::{CaKey, CertSpec, IdentityKey};
 use ocala_engine::wire::ip::{IpView, PROTO_UDP};
 use ocala_engine::wire::rewrite::write_udp_packet;
 use ocala_engine::wire::transport::UdpView;
@@ -38,9 +42,39 @@ pub fn overlay_addr(host: u8) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, host)), PORT)
 }
 
+/// Wall-clock time (Unix seconds) at engine instant zero on every node of the harness
+/// (2027-01-15T08:00:00Z): certificates are checked against it.
+pub const UNIX_TIME_AT_ZERO: u64 = 1_800_000_000;
+const DAY: u64 = 86_400;
+
 /// A node's config: one `udp` overlay named `udp` with the given local name and address
-/// book, `Config::default()` otherwise.
+/// book, paths **plain** (`security.default = Plain`, `accept_plain = true`: no certificate,
+/// no handshake, no per-packet crypto), `Config::default()` otherwise.
 pub fn node_config(local_name: &str, book: &[(&str, SocketAddr)], gateway: bool) -> Config {
+    let mut cfg = bare_config(local_name, book, gateway);
+    cfg.security.default = Protection::Plain;
+    cfg.security.accept_plain = true;
+    cfg
+}
+
+/// A node's config whose paths are protected with `mode` by default and that accepts no
+/// plain paths, with a static key and a certificate from `ca` naming it in its overlay
+/// (`<local_name>.udp`). `key_seed` makes its keys; give every node its own.
+pub fn secure_node_config(
+    local_name: &str,
+    book: &[(&str, SocketAddr)],
+    mode: Protection,
+    ca: &TestCa,
+    key_seed: u8,
+) -> Config {
+    let mut cfg = bare_config(local_name, book, false);
+    cfg.security.default = mode;
+    cfg.security.accept_plain = false;
+    ca.provision(&mut cfg, key_seed);
+    cfg
+}
+
+fn bare_config(local_name: &str, book: &[(&str, SocketAddr)], gateway: bool) -> Config {
     Config {
         overlays: vec![OverlayConfig {
             name: "udp".into(),
@@ -55,6 +89,57 @@ pub fn node_config(local_name: &str, book: &[(&str, SocketAddr)], gateway: bool)
         }],
         gateway,
         ..Config::default()
+    }
+}
+
+/// A certificate authority for the harness, minting keys and certificates from fixed seeds
+/// with the engine's public API (`ocala_engine::security`), so runs are repeatable.
+pub struct TestCa {
+    key: CaKey,
+}
+
+impl TestCa {
+    /// The CA whose key comes from `seed`.
+    pub fn new(seed: u8) -> TestCa {
+        TestCa {
+            key: CaKey::from_seed([seed; 32]),
+        }
+    }
+
+    /// Its public key, as a trust bundle holds it.
+    pub fn public(&self) -> [u8; 32] {
+        self.key.public()
+    }
+
+    /// Gives `cfg` a static key and identity key made from `key_seed`, a certificate naming
+    /// the node in each of its overlays (`<local_name>.<overlay>`), valid from a day before
+    /// [`UNIX_TIME_AT_ZERO`] for a year, this CA as the only one trusted, and the wall-clock
+    /// time at instant zero.
+    pub fn provision(&self, cfg: &mut Config, key_seed: u8) {
+        let static_private = [key_seed; 32];
+        let identity = IdentityKey::from_seed([key_seed ^ 0xa5; 32]);
+        let names: Vec<String> = cfg
+            .overlays
+            .iter()
+            .map(|o| format!("{}.{}", o.local_name, o.name).to_ascii_lowercase())
+            .collect();
+        let spec = CertSpec {
+            serial: u64::from(key_seed),
+            names,
+            static_key: public_key(&static_private),
+            identity_key: identity.public(),
+            not_before: UNIX_TIME_AT_ZERO - DAY,
+            not_after: UNIX_TIME_AT_ZERO + 365 * DAY,
+        };
+        let cert = self
+            .key
+            .issue(&spec)
+            .unwrap_or_else(|e| panic!("cannot mint a certificate: {e}"));
+        let sec = &mut cfg.security;
+        sec.static_key = Some(HexBytes(static_private.to_vec()));
+        sec.certificate = Some(HexBytes(cert.encode()));
+        sec.trust = vec![HexBytes(self.public().to_vec())];
+        sec.unix_time_at_zero = UNIX_TIME_AT_ZERO;
     }
 }
 
@@ -104,6 +189,38 @@ pub fn send(engine: &mut Engine, now: Instant, packet: &[u8]) -> Drained {
         .handle_input(now, Input::TunPacket(packet))
         .expect("time does not go backwards");
     drain_recycle(engine)
+}
+
+/// Like [`send`], but the payload of the (last) `Transmit` is also copied into `out`
+/// (cleared first). With enough capacity in `out` this does not allocate either: for feeding
+/// the datagram to the peer, as on a network.
+pub fn send_into(engine: &mut Engine, now: Instant, packet: &[u8], out: &mut Vec<u8>) -> Drained {
+    engine
+        .handle_input(now, Input::TunPacket(packet))
+        .expect("time does not go backwards");
+    let mut d = Drained::default();
+    loop {
+        match engine.poll_output() {
+            Output::Timeout(_) => return d,
+            Output::Transmit { payload, .. } => {
+                d.transmits += 1;
+                d.bytes += payload.len();
+                out.clear();
+                out.extend_from_slice(&payload);
+                engine.recycle(payload);
+            }
+            Output::WriteTun(p) => {
+                d.tun_writes += 1;
+                d.bytes += p.len();
+                engine.recycle(p);
+            }
+            Output::UpstreamDns { query, .. } => {
+                d.upstream += 1;
+                engine.recycle(query);
+            }
+            Output::Event(_) => d.events += 1,
+        }
+    }
 }
 
 /// One datagram from `from` into `engine` on [`OVERLAY`], then a full drain.
@@ -383,17 +500,41 @@ impl Pair {
     pub const ALICE: usize = 0;
     pub const BOB: usize = 1;
 
-    /// Both engines started, and `bob.udp` looked up from alice's apps until its path is up.
+    /// Both engines started with plain paths ([`node_config`]), and `bob.udp` looked up from
+    /// alice's apps until its path is up.
     pub fn new() -> Pair {
         let (a, b) = (overlay_addr(1), overlay_addr(2));
-        let mut net = Net::new(vec![
-            ("alice", a, node_config("alice", &[("bob", b)], false)),
-            ("bob", b, node_config("bob", &[("alice", a)], false)),
-        ]);
+        Pair::with_configs(
+            node_config("alice", &[("bob", b)], false),
+            node_config("bob", &[("alice", a)], false),
+        )
+    }
+
+    /// Both engines started with certificates from one [`TestCa`] and `mode` as their
+    /// protection ([`secure_node_config`]), and `bob.udp` looked up from alice's apps until
+    /// its secure path is up (handshake done, certificates checked both ways).
+    pub fn secure(mode: Protection) -> Pair {
+        let (a, b) = (overlay_addr(1), overlay_addr(2));
+        let ca = TestCa::new(0xca);
+        Pair::with_configs(
+            secure_node_config("alice", &[("bob", b)], mode, &ca, 1),
+            secure_node_config("bob", &[("alice", a)], mode, &ca, 2),
+        )
+    }
+
+    /// Alice (10.0.0.1) and bob (10.0.0.2) with these configs, and `bob.udp` looked up.
+    pub fn with_configs(alice: Config, bob: Config) -> Pair {
+        let mut net = Pair::start(alice, bob);
         let bob_handle = net
             .lookup(Pair::ALICE, "bob.udp")
             .unwrap_or_else(|e| panic!("{e}"));
         Pair { net, bob_handle }
+    }
+
+    /// Alice and bob with these configs, started and nothing else.
+    pub fn start(alice: Config, bob: Config) -> Net {
+        let (a, b) = (overlay_addr(1), overlay_addr(2));
+        Net::new(vec![("alice", a, alice), ("bob", b, bob)])
     }
 
     /// Alice's own TUN address (the source of her apps' packets).
