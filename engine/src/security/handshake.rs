@@ -267,11 +267,7 @@ impl Engine {
     }
 
     fn establish(&self, secure: &mut Secure) -> Result<(), Failure> {
-        let stage = std::mem::replace(
-            &mut secure.stage,
-            Stage::Handshake(Box::new(placeholder()?)),
-        );
-        let Stage::Handshake(hs) = stage else {
+        let Stage::Handshake(hs) = std::mem::replace(&mut secure.stage, Stage::Broken) else {
             return Err(refused("handshake already finished"));
         };
         let keys = noise::finish(*hs).map_err(|e| refused(e.to_string()))?;
@@ -311,9 +307,4 @@ impl Engine {
         }
         Ok(())
     }
-}
-
-/// A throwaway state to swap in while the real one is consumed.
-fn placeholder() -> Result<snow::HandshakeState, Failure> {
-    noise::start(true, &[0; 32], 0, 0, [0; 32]).map_err(|e| refused(e.to_string()))
 }

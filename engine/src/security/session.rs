@@ -2,15 +2,17 @@
 //! nonce and the replay window. Gateways never hold one; they relay what it produces.
 //!
 //! Data on a secure path is `[type][label][nonce u64][body]`: with `encrypt` the body is the
-//! IP packet sealed by snow's stateless transport (ChaCha20-Poly1305 with the explicit
-//! nonce, so loss and reordering cost nothing); with `auth` it is the IP packet in the
-//! clear followed by a 16-byte keyed BLAKE2s MAC over nonce and packet.
+//! IP packet sealed with ChaCha20-Poly1305 under the handshake's keys and the explicit nonce
+//! (as Noise's stateless transport would, so loss and reordering cost nothing); with `auth`
+//! it is the IP packet in the clear followed by a 16-byte keyed BLAKE2s MAC over nonce and
+//! packet.
 
-use super::noise::{Keys, TAG_LEN};
+use super::noise::{aead_nonce, Keys, TAG_LEN};
 use super::replay::ReplayWindow;
 use crate::api::DropReason;
 use crate::config::Protection;
 use blake2::digest::{FixedOutput, KeyInit, Mac, Update};
+use ring::aead::Aad;
 use snow::HandshakeState;
 
 /// Bytes of the explicit nonce.
@@ -27,6 +29,8 @@ pub(crate) enum Stage {
     Handshake(Box<HandshakeState>),
     /// Keys are in place.
     Established(Box<Keys>),
+    /// The handshake failed; nothing can be sealed or opened.
+    Broken,
 }
 
 pub(crate) struct Secure {
@@ -74,7 +78,7 @@ impl Secure {
     pub(crate) fn keys(&self) -> Option<&Keys> {
         match &self.stage {
             Stage::Established(k) => Some(k),
-            Stage::Handshake(_) => None,
+            Stage::Handshake(_) | Stage::Broken => None,
         }
     }
 
@@ -91,11 +95,13 @@ impl Secure {
         match self.mode {
             Protection::Encrypt => {
                 let start = out.len();
-                out.resize(start + packet.len() + TAG_LEN, 0);
+                out.extend_from_slice(packet);
                 let body = out.get_mut(start..).ok_or(DropReason::Oversized)?;
-                keys.transport
-                    .write_message(nonce, packet, body)
+                let tag = keys
+                    .seal
+                    .seal_in_place_separate_tag(aead_nonce(nonce), Aad::empty(), body)
                     .map_err(|_| DropReason::Oversized)?;
+                out.extend_from_slice(tag.as_ref());
             }
             Protection::Auth | Protection::Plain => {
                 out.extend_from_slice(packet);
@@ -122,14 +128,21 @@ impl Secure {
         }
         match self.mode {
             Protection::Encrypt => {
-                let len = body.len().checked_sub(TAG_LEN).ok_or(DropReason::Forged)?;
-                let start = out.len();
-                out.resize(start + len, 0);
-                let plain = out.get_mut(start..).ok_or(DropReason::Forged)?;
-                if keys.transport.read_message(nonce, body, plain).is_err() {
-                    out.truncate(start);
+                if body.len() < TAG_LEN {
                     return Err(DropReason::Forged);
                 }
+                let start = out.len();
+                out.extend_from_slice(body);
+                let opened = out.get_mut(start..).and_then(|b| {
+                    keys.open
+                        .open_in_place(aead_nonce(nonce), Aad::empty(), b)
+                        .ok()
+                });
+                let Some(len) = opened.map(|p| p.len()) else {
+                    out.truncate(start);
+                    return Err(DropReason::Forged);
+                };
+                out.truncate(start + len);
             }
             Protection::Auth | Protection::Plain => {
                 let len = body.len().checked_sub(MAC_LEN).ok_or(DropReason::Forged)?;
