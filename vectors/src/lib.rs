@@ -7,8 +7,10 @@
 //!   datagrams and the error each must produce;
 //! - `wire/rewrite.toml`: IP packets before and after `rewrite_addresses`, with the expected
 //!   output computed independently by full checksum recomputation;
+//! - `security/certificates.toml`: certificates and middlebox delegation chains with their
+//!   exact encodings, and refused ones with the error each must give;
 //! - `tests/snapshots/`: insta snapshots of the control messages exchanged in simulator
-//!   scenarios (setup handshakes over one and two hops, and a refused relay).
+//!   scenarios (secure setup handshakes over one and two hops, and a refused relay).
 //!
 //! The tests under `tests/` compare the engine against these files byte for byte.
 

@@ -13,13 +13,17 @@ impl Engine {
         let Some(p) = self.paths.get(key) else { return };
         match p.role {
             Role::Initiator { handle } => {
-                let name = p.name.clone();
+                let (name, replaces) = (p.name.clone(), p.replaces);
                 self.event(Event::SetupFailed {
                     name,
                     reason: failure.text.clone(),
                 });
                 self.answer_waiting_failed(key, &failure);
                 self.remove_path(key);
+                // A rekey that failed: the old keys stay in use, and another try comes later.
+                if let Some(old) = replaces {
+                    self.arm_rekey(old);
+                }
                 // Nobody learned the address: give it back rather than hold it for hours.
                 if self.handles.get(handle).is_some_and(|h| !h.handed_out) {
                     if let Some(h) = self.handles.release(handle) {
