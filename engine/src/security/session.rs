@@ -4,20 +4,20 @@
 //! Data on a secure path is `[type][label][nonce u64][body]`: with `encrypt` the body is the
 //! IP packet sealed with ChaCha20-Poly1305 under the handshake's keys and the explicit nonce
 //! (as Noise's stateless transport would, so loss and reordering cost nothing); with `auth`
-//! it is the IP packet in the clear followed by a 16-byte keyed BLAKE2s MAC over nonce and
+//! it is the IP packet in the clear followed by a 16-byte keyed BLAKE2b MAC over nonce and
 //! packet.
 
 use super::noise::{aead_nonce, Keys, TAG_LEN};
 use super::replay::ReplayWindow;
 use crate::api::DropReason;
 use crate::config::Protection;
-use blake2::digest::{FixedOutput, KeyInit, Mac, Update};
+use blake2::digest::{FixedOutput, KeyInit, Mac};
 use ring::aead::Aad;
 use snow::HandshakeState;
 
 /// Bytes of the explicit nonce.
 pub const NONCE_LEN: usize = 8;
-/// Bytes of the MAC in `auth` mode (BLAKE2s-256 truncated).
+/// Bytes of the MAC in `auth` mode.
 pub const MAC_LEN: usize = 16;
 /// A sender stops at this nonce, far below where ChaCha20-Poly1305 would wear out; the
 /// path then goes down and is set up again with fresh keys.
@@ -105,8 +105,8 @@ impl Secure {
             }
             Protection::Auth | Protection::Plain => {
                 out.extend_from_slice(packet);
-                let tag = mac(&keys.mac_send, nonce, packet);
-                out.extend_from_slice(&tag[..MAC_LEN]);
+                let m = keyed(&keys.mac_send, nonce, packet).ok_or(DropReason::Oversized)?;
+                out.extend_from_slice(&m.finalize_fixed());
             }
         }
         self.next_nonce = nonce + 1;
@@ -147,11 +147,8 @@ impl Secure {
             Protection::Auth | Protection::Plain => {
                 let len = body.len().checked_sub(MAC_LEN).ok_or(DropReason::Forged)?;
                 let (packet, tag) = body.split_at(len);
-                let mut m = <blake2::Blake2sMac256 as KeyInit>::new(&keys.mac_recv.into());
-                Mac::update(&mut m, &nonce.to_be_bytes());
-                Mac::update(&mut m, packet);
-                m.verify_truncated_left(tag)
-                    .map_err(|_| DropReason::Forged)?;
+                let m = keyed(&keys.mac_recv, nonce, packet).ok_or(DropReason::Forged)?;
+                m.verify_slice(tag).map_err(|_| DropReason::Forged)?;
                 out.extend_from_slice(packet);
             }
         }
@@ -159,12 +156,16 @@ impl Secure {
     }
 }
 
-/// BLAKE2s-256 keyed MAC over nonce and packet.
-fn mac(key: &[u8; 32], nonce: u64, packet: &[u8]) -> [u8; 32] {
-    let mut m = <blake2::Blake2sMac256 as KeyInit>::new(key.into());
-    Update::update(&mut m, &nonce.to_be_bytes());
-    Update::update(&mut m, packet);
-    m.finalize_fixed().into()
+/// The `auth` MAC: keyed BLAKE2b with a 16-byte output (BLAKE2b rather than BLAKE2s: its
+/// 64-bit words make it the faster of the two on the 64-bit machines ocala runs on).
+type AuthMac = blake2::Blake2bMac<blake2::digest::consts::U16>;
+
+/// The MAC state over nonce and packet, ready to finish or verify.
+fn keyed(key: &[u8; 32], nonce: u64, packet: &[u8]) -> Option<AuthMac> {
+    let mut m = <AuthMac as KeyInit>::new_from_slice(key).ok()?;
+    Mac::update(&mut m, &nonce.to_be_bytes());
+    Mac::update(&mut m, packet);
+    Some(m)
 }
 
 #[cfg(test)]
