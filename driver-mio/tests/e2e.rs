@@ -72,13 +72,29 @@ fn topology() -> Topology {
     t.start(
         "alice",
         &config("alice", &[("bob", "10.91.0.2"), ("gw", "10.91.1.2")], false),
+        "",
     );
+    // gw uses systemd-resolved split DNS; this machine has no systemd-resolved, so a
+    // stand-in resolvectl records what ocalad asks of it.
+    let bin = t.dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    let log = t.dir.join("resolvectl.log");
+    let script = format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display());
+    std::fs::write(bin.join("resolvectl"), script).expect("stand-in");
+    support::must(&["chmod", "+x", &bin.join("resolvectl").display().to_string()]);
     t.start(
         "gw",
         &config("gw", &[("alice", "10.91.1.1"), ("bob", "10.91.2.3")], true),
+        "resolved_split_dns = true\nsplit_dns_domains = [\"corp\"]\n",
     );
+    let asked = std::fs::read_to_string(&log).expect("ocalad ran resolvectl");
+    assert_eq!(asked, "dns ocala0 198.18.0.2\ndomain ocala0 ~udp ~corp\n");
     let bob = config("bob", &[("alice", "10.91.0.1"), ("gw", "10.91.2.2")], false);
-    t.start("bob", &format!("{bob}\n[security]\naccept_plain = true\n"));
+    t.start(
+        "bob",
+        &format!("{bob}\n[security]\naccept_plain = true\n"),
+        "",
+    );
     t.serve(
         "bob",
         &["python3", "-m", "http.server", "8000", "--bind", "::"],

@@ -154,8 +154,8 @@ impl Topology {
     }
 
     /// Writes a host's config (the daemon keys are filled in, with its certificate when
-    /// `certify` made one) and starts its ocalad.
-    pub fn start(&mut self, host: &str, config: &str) {
+    /// `certify` made one, plus `daemon` lines of the caller's) and starts its ocalad.
+    pub fn start(&mut self, host: &str, config: &str, daemon: &str) {
         let h = self.host(host);
         let state = self.dir.join(format!("{host}.state.json"));
         let keys = self.dir.join(format!("{host}-keys"));
@@ -169,7 +169,7 @@ impl Topology {
             String::new()
         };
         let full = format!(
-            "{config}\n[daemon]\ncontrol_socket = \"{}\"\nstate_file = \"{}\"\ncheckpoint_secs = 1\nupstream_timeout_ms = 300\n{identity}",
+            "{config}\n[daemon]\ncontrol_socket = \"{}\"\nstate_file = \"{}\"\ncheckpoint_secs = 1\nupstream_timeout_ms = 300\n{identity}{daemon}",
             h.socket.display(),
             state.display()
         );
@@ -202,6 +202,16 @@ impl Topology {
             ])
             .arg(&config)
             .env("RUST_LOG", "debug")
+            // Commands the daemon runs (resolvectl) are looked up here first, so a test can
+            // stand in for services this machine does not have.
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    self.dir.join("bin").display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
