@@ -300,13 +300,7 @@ impl Engine {
                 .schedule(expires, Timer::HandleIdle { handle: key, gen });
             return;
         }
-        let path = h.path;
-        if let Some(p) = path {
-            self.close_path(p, crate::wire::message::CloseReason::Idle, "idle");
-        }
-        if let Some(h) = self.handles.release(key) {
-            self.event(Event::HandleReleased { name: h.name });
-        }
+        self.release_handle(key, "idle");
     }
 
     /// Binds (or refreshes) the handle for a canonical name, arming its idle timer when new.
@@ -360,18 +354,15 @@ impl Engine {
                 }
             }
             Command::ClosePath(name) => {
-                let canonical = name.trim_end_matches('.').to_ascii_lowercase();
-                let path = self
-                    .handles
-                    .by_name(&canonical)
-                    .and_then(|h| self.handles.get(h))
-                    .and_then(|h| h.path);
-                if let Some(p) = path {
-                    self.close_path(
-                        p,
-                        crate::wire::message::CloseReason::Idle,
-                        "closed by operator",
-                    );
+                // The same name as DNS would bind: rules applied, default options dropped.
+                let lower = name.trim_end_matches('.').to_ascii_lowercase();
+                let rewritten = self.rules.apply(&lower).into_owned();
+                let canonical = match self.parse(&rewritten) {
+                    Ok(Some(parsed)) => self.handle_name_of(&parsed),
+                    _ => rewritten,
+                };
+                for key in self.handles.by_name(&canonical).map(|h| self.paths_of_handle(h)).unwrap_or_default() {
+                    self.close_path(key, crate::wire::message::CloseReason::Idle, "closed by operator");
                 }
             }
         }

@@ -155,6 +155,7 @@ impl Engine {
             None => match self.start_path(handle) {
                 Ok(p) => p,
                 Err(f) => {
+                    self.release_unused_handle(handle);
                     self.event(Event::SetupFailed {
                         name: canonical.clone(),
                         reason: f.text.clone(),

@@ -242,7 +242,11 @@ impl Engine {
         let Some(p) = self.paths.get(key) else { return };
         let (name, label) = (p.name.clone(), p.label);
         if let Role::Responder { handle: Some(h) } = p.role {
-            if let Some(h) = self.handles.get_mut(h) {
+            // A newer path from the same peer (a rekey) takes over; a path this node opened
+            // itself to the same name and still uses (a simultaneous open) stays.
+            let current = self.handles.get(h).and_then(|x| x.path).and_then(|c| self.paths.get(c));
+            let keep = current.is_some_and(|c| c.state == State::Up && matches!(c.role, Role::Initiator { .. }));
+            if let (false, Some(h)) = (keep, self.handles.get_mut(h)) {
                 h.path = Some(key);
             }
         }

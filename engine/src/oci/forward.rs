@@ -63,6 +63,7 @@ impl Engine {
                         name,
                         reason: f.text,
                     });
+                    self.release_unused_handle(handle);
                     return self.drop_input(DropReason::PathNotUp);
                 }
             },

@@ -73,8 +73,9 @@ pub(crate) struct Path {
     pub(crate) started: Instant,
     /// When the latest retransmission timer is due; earlier timers for the path are stale.
     pub(crate) retransmit_at: Instant,
-    /// The path this one takes over from once it is up (a rekey).
-    pub(crate) replaces: Option<usize>,
+    /// The label of the path this one takes over from once it is up (a rekey): a label, not a
+    /// slot, so a slot freed and reused meanwhile is not mistaken for it.
+    pub(crate) replaces: Option<u32>,
     /// Superseded by a rekeyed successor: kept briefly for packets in flight, then closed
     /// without telling anyone it went down.
     pub(crate) retiring: bool,

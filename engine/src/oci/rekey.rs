@@ -58,7 +58,8 @@ impl Engine {
         let Some(p) = self.paths.get_mut(key) else {
             return;
         };
-        let (Some(old), Role::Initiator { handle }) = (p.replaces.take(), p.role) else {
+        let (replaces, role) = (p.replaces.take(), p.role);
+        let (Some(old), Role::Initiator { handle }) = (replaces.and_then(|l| self.paths.by_label(l)), role) else {
             return;
         };
         if let Some(h) = self.handles.get_mut(handle) {

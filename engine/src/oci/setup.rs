@@ -181,6 +181,7 @@ impl Engine {
         if let Some(p) = self.paths.get_mut(key) {
             p.secure = secure;
         }
+        let replaces = replaces.and_then(|old| self.paths.get(old)).map(|old| old.label);
         if let Some(p) = self.paths.get_mut(key) {
             p.replaces = replaces;
         }

@@ -21,15 +21,10 @@ impl Engine {
                 self.answer_waiting_failed(key, &failure);
                 self.remove_path(key);
                 // A rekey that failed: the old keys stay in use, and another try comes later.
-                if let Some(old) = replaces {
+                if let Some(old) = replaces.and_then(|l| self.paths.by_label(l)) {
                     self.arm_rekey(old);
                 }
-                // Nobody learned the address: give it back rather than hold it for hours.
-                if self.handles.get(handle).is_some_and(|h| !h.handed_out) {
-                    if let Some(h) = self.handles.release(handle) {
-                        self.event(Event::HandleReleased { name: h.name });
-                    }
-                }
+                self.release_unused_handle(handle);
             }
             Role::Relay { twin, .. } => {
                 self.reject_upstream(twin, &failure);
@@ -37,6 +32,34 @@ impl Engine {
                 self.remove_path(twin);
             }
             Role::Responder { .. } => self.remove_path(key),
+        }
+    }
+
+    /// A handle no app ever learned is given back rather than held for hours (a lookup of a
+    /// name that never works must not drain the pool).
+    pub(crate) fn release_unused_handle(&mut self, handle: usize) {
+        if self.handles.get(handle).is_some_and(|h| !h.handed_out) {
+            self.release_handle(handle, "never used");
+        }
+    }
+
+    /// Every path that delivers to or sends for a handle.
+    pub(crate) fn paths_of_handle(&self, handle: usize) -> Vec<usize> {
+        self.paths
+            .iter()
+            .filter(|(_, p)| matches!(p.role, Role::Initiator { handle: h } | Role::Responder { handle: Some(h) } if h == handle))
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// Releases a handle after closing every path that refers to it, so no path outlives
+    /// its handle and a reused slot is never reached through a stale reference.
+    pub(crate) fn release_handle(&mut self, handle: usize, why: &str) {
+        for key in self.paths_of_handle(handle) {
+            self.close_path(key, CloseReason::Idle, why);
+        }
+        if let Some(h) = self.handles.release(handle) {
+            self.event(Event::HandleReleased { name: h.name });
         }
     }
 
@@ -65,9 +88,17 @@ impl Engine {
             } => Some(handle),
             _ => None,
         };
-        if let Some(h) = handle.and_then(|h| self.handles.get_mut(h)) {
-            if h.path == Some(key) {
-                h.path = None;
+        if let Some(h) = handle {
+            if self.handles.get(h).and_then(|x| x.path) == Some(key) {
+                // Another live path to the same name (the peer's own, after a simultaneous
+                // open, or a rekeyed one) carries on; otherwise the next packet sets one up.
+                let next = self
+                    .paths_of_handle(h)
+                    .into_iter()
+                    .find(|k| self.paths.get(*k).is_some_and(|p| p.state == State::Up && !p.retiring));
+                if let Some(x) = self.handles.get_mut(h) {
+                    x.path = next;
+                }
             }
         }
         self.waiting_queries -= p.queries.len().min(self.waiting_queries);
