@@ -361,8 +361,17 @@ impl Engine {
                     Ok(Some(parsed)) => self.handle_name_of(&parsed),
                     _ => rewritten,
                 };
-                for key in self.handles.by_name(&canonical).map(|h| self.paths_of_handle(h)).unwrap_or_default() {
-                    self.close_path(key, crate::wire::message::CloseReason::Idle, "closed by operator");
+                for key in self
+                    .handles
+                    .by_name(&canonical)
+                    .map(|h| self.paths_of_handle(h))
+                    .unwrap_or_default()
+                {
+                    self.close_path(
+                        key,
+                        crate::wire::message::CloseReason::Idle,
+                        "closed by operator",
+                    );
                 }
             }
         }

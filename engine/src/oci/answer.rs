@@ -149,7 +149,7 @@ impl Engine {
     ) -> Result<(), Refusal> {
         let protection = protection_of(s.options);
         let name = handle_name(
-            &s.return_name.to_ascii_lowercase(),
+            &self.return_hops(s.return_name)?,
             protection,
             self.cfg.security.default,
         );
@@ -220,6 +220,31 @@ impl Engine {
         Ok(())
     }
 
+    /// A setup's return name, checked against the name grammar: hops only, since options
+    /// travel in the option bits a handshake covers. A return name claiming `.oci` options
+    /// could otherwise pass for another path's handle.
+    pub(crate) fn return_hops(&self, return_name: &str) -> Result<String, Refusal> {
+        let bad = |why: String| {
+            (
+                DropReason::Refused,
+                Failure::new(RejectReason::BadName, format!("return name: {why}")),
+            )
+        };
+        match self.parse(return_name) {
+            Ok(Some(n)) if n.security.is_none() => Ok(n
+                .hops
+                .iter()
+                .map(|h| h.element())
+                .collect::<Vec<_>>()
+                .join("_")),
+            Ok(Some(_)) => Err(bad("options are not allowed here".into())),
+            Ok(None) => Err(bad(format!(
+                "'{return_name}' does not lead back over an overlay here"
+            ))),
+            Err(e) => Err(bad(e.to_string())),
+        }
+    }
+
     /// The handle local apps see the peer under; apps will see packets from it.
     fn bind_peer_handle(&mut self, name: &str) -> Result<usize, Refusal> {
         let Some(handle) = self.bind_handle(name) else {
@@ -244,8 +269,13 @@ impl Engine {
         if let Role::Responder { handle: Some(h) } = p.role {
             // A newer path from the same peer (a rekey) takes over; a path this node opened
             // itself to the same name and still uses (a simultaneous open) stays.
-            let current = self.handles.get(h).and_then(|x| x.path).and_then(|c| self.paths.get(c));
-            let keep = current.is_some_and(|c| c.state == State::Up && matches!(c.role, Role::Initiator { .. }));
+            let current = self
+                .handles
+                .get(h)
+                .and_then(|x| x.path)
+                .and_then(|c| self.paths.get(c));
+            let keep = current
+                .is_some_and(|c| c.state == State::Up && matches!(c.role, Role::Initiator { .. }));
             if let (false, Some(h)) = (keep, self.handles.get_mut(h)) {
                 h.path = Some(key);
             }

@@ -22,6 +22,7 @@ impl Engine {
         s: &Setup<'_>,
         handshake: &[u8],
     ) -> Result<(), (DropReason, Failure)> {
+        self.return_hops(s.return_name)?;
         if !self.cfg.gateway {
             return Err((
                 DropReason::NotAGateway,

@@ -109,7 +109,7 @@ pub(crate) struct Paths {
     relayed: BTreeMap<u64, usize>,
     /// Ids of paths this node started, to spot its own setups reflected back at it.
     initiated: BTreeMap<u64, usize>,
-    next_gen: u32,
+    last_gen: u32,
     /// Paths in a half-open state, kept as a count so a flood is noticed in O(1).
     half_open: usize,
 }
@@ -119,15 +119,18 @@ impl Paths {
         self.slab.len()
     }
 
-    /// Stores a new path and gives it a label.
-    pub(crate) fn insert(&mut self, mut path: Path) -> usize {
+    /// Stores a new path and gives it a label. The generation bits come from `random` (the
+    /// engine's seeded generator), so a stranger cannot predict a label to forge messages
+    /// with, and a stale label rarely matches the slot's next path.
+    pub(crate) fn insert(&mut self, mut path: Path, random: u32) -> usize {
         let entry = self.slab.vacant_entry();
         let key = entry.key();
-        self.next_gen = (self.next_gen + 1) & (u32::MAX >> INDEX_BITS);
-        if self.next_gen == 0 {
-            self.next_gen = 1;
+        let mut gen = random >> INDEX_BITS;
+        if gen == 0 || gen == self.last_gen {
+            gen = (gen % ((u32::MAX >> INDEX_BITS) - 1)) + 1;
         }
-        path.label = (self.next_gen << INDEX_BITS) | (key as u32 & INDEX_MASK);
+        self.last_gen = gen;
+        path.label = (gen << INDEX_BITS) | (key as u32 & INDEX_MASK);
         self.half_open += usize::from(path.half_open());
         if matches!(path.role, Role::Initiator { .. }) {
             self.initiated.insert(path.path_id, key);

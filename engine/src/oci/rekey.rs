@@ -59,7 +59,9 @@ impl Engine {
             return;
         };
         let (replaces, role) = (p.replaces.take(), p.role);
-        let (Some(old), Role::Initiator { handle }) = (replaces.and_then(|l| self.paths.by_label(l)), role) else {
+        let (Some(old), Role::Initiator { handle }) =
+            (replaces.and_then(|l| self.paths.by_label(l)), role)
+        else {
             return;
         };
         if let Some(h) = self.handles.get_mut(handle) {

@@ -181,7 +181,9 @@ impl Engine {
         if let Some(p) = self.paths.get_mut(key) {
             p.secure = secure;
         }
-        let replaces = replaces.and_then(|old| self.paths.get(old)).map(|old| old.label);
+        let replaces = replaces
+            .and_then(|old| self.paths.get(old))
+            .map(|old| old.label);
         if let Some(p) = self.paths.get_mut(key) {
             p.replaces = replaces;
         }
@@ -211,23 +213,27 @@ impl Engine {
             (None, Role::Relay { .. }) => State::AwaitDownstream,
             (None, _) => State::Up,
         };
-        let key = self.paths.insert(Path {
-            label: 0,
-            path_id,
-            tunnel,
-            peer_label: 0,
-            role,
-            state,
-            name,
-            setup,
-            started: self.now,
-            retransmit_at: self.now,
-            replaces: None,
-            retiring: false,
-            pending: VecDeque::new(),
-            queries: Vec::new(),
-            secure: None,
-        });
+        let random = self.rng.next_u64() as u32;
+        let key = self.paths.insert(
+            Path {
+                label: 0,
+                path_id,
+                tunnel,
+                peer_label: 0,
+                role,
+                state,
+                name,
+                setup,
+                started: self.now,
+                retransmit_at: self.now,
+                replaces: None,
+                retiring: false,
+                pending: VecDeque::new(),
+                queries: Vec::new(),
+                secure: None,
+            },
+            random,
+        );
         if peer_label != 0 {
             self.paths.set_peer(key, peer_label);
         }

@@ -92,10 +92,11 @@ impl Engine {
             if self.handles.get(h).and_then(|x| x.path) == Some(key) {
                 // Another live path to the same name (the peer's own, after a simultaneous
                 // open, or a rekeyed one) carries on; otherwise the next packet sets one up.
-                let next = self
-                    .paths_of_handle(h)
-                    .into_iter()
-                    .find(|k| self.paths.get(*k).is_some_and(|p| p.state == State::Up && !p.retiring));
+                let next = self.paths_of_handle(h).into_iter().find(|k| {
+                    self.paths
+                        .get(*k)
+                        .is_some_and(|p| p.state == State::Up && !p.retiring)
+                });
                 if let Some(x) = self.handles.get_mut(h) {
                     x.path = next;
                 }
@@ -198,8 +199,26 @@ impl Engine {
         } else {
             self.addressed_path(tunnel, c.receiver_label, c.path_id)
         };
-        if let Some(k) = key {
-            self.path_down(k, &format!("the peer said: {}", c.reason), None);
+        let Some(k) = key else { return };
+        if c.reason == CloseReason::UnknownLabel && self.renew(k) {
+            return;
         }
+        self.path_down(k, &format!("the peer said: {}", c.reason), None);
+    }
+
+    /// "Unknown label" carries no proof (a peer that lost its state has no keys to sign
+    /// with), so on a secure path this node started it is only a hint: a fresh path is set
+    /// up beside the old one and takes over once it is up, which a forged close cannot stop
+    /// and a real one needs anyway. Returns false when the path is not one to renew.
+    fn renew(&mut self, key: usize) -> bool {
+        let Some(p) = self.paths.get(key) else { return false };
+        let (Role::Initiator { handle }, State::Up, true) = (p.role, p.state, p.secure.is_some()) else {
+            return false;
+        };
+        let label = p.label;
+        if self.paths.iter().any(|(_, s)| s.replaces == Some(label)) {
+            return true; // already renewing
+        }
+        self.start_path_for(handle, Some(key)).is_ok()
     }
 }
