@@ -245,7 +245,7 @@ impl Daemon {
             UPSTREAM4 | UPSTREAM6 => {
                 let done = self.upstream.receive();
                 self.resolved.extend(done);
-                self.feed_resolved();
+                self.drain();
             }
             Token(t) if t >= OVERLAY_BASE => self.read_overlay(t - OVERLAY_BASE),
             Token(_) => {}
@@ -309,27 +309,12 @@ impl Daemon {
         if self.upstream.next_deadline() <= now {
             let done = self.upstream.on_timeout(now);
             self.resolved.extend(done);
-            self.feed_resolved();
+            self.drain();
         }
         if self.next_checkpoint <= now {
             self.checkpoint();
             self.next_checkpoint =
                 now.saturating_add(Duration::from_secs(self.cfg.daemon.checkpoint_secs.max(1)));
-        }
-    }
-
-    fn feed_resolved(&mut self) {
-        while let Some((id, result)) = self.resolved.pop() {
-            match &result {
-                Ok(answer) => self.input(Input::Resolved {
-                    id,
-                    result: Ok(answer),
-                }),
-                Err(e) => self.input(Input::Resolved {
-                    id,
-                    result: Err(*e),
-                }),
-            }
         }
     }
 
@@ -339,7 +324,19 @@ impl Daemon {
             match self.engine.poll_output() {
                 Output::Timeout(at) => {
                     self.deadline = at;
-                    break;
+                    // Upstream answers, and queries that failed at once, go back in before
+                    // the loop sleeps, so apps hear of them now.
+                    let Some((id, result)) = self.resolved.pop() else {
+                        break;
+                    };
+                    let now = self.clock.now();
+                    let result = result.as_deref().map_err(|e| *e);
+                    if let Err(e) = self
+                        .engine
+                        .handle_input(now, Input::Resolved { id, result })
+                    {
+                        tracing::error!("engine: {e}");
+                    }
                 }
                 Output::WriteTun(p) => {
                     if let Err(e) = self.tun.send(&p) {

@@ -53,6 +53,7 @@ pub struct Engine {
     /// Replies to strangers (rejects, unknown-label closes) left in the current window, so
     /// forged datagrams cannot turn the node into a reflector.
     pub(crate) reply_budget: u32,
+    pub(crate) cookie_budget: u32,
     pub(crate) reply_window: Instant,
     /// This node's identity, trusted CAs and policy.
     pub(crate) credentials: Credentials,
@@ -62,6 +63,8 @@ pub struct Engine {
 
 /// Stateless replies allowed per 100 ms window.
 const REPLY_BUDGET: u32 = 32;
+/// Cookie replies allowed per 100 ms window.
+const COOKIE_BUDGET: u32 = 1024;
 
 impl Engine {
     /// A node with this configuration, randomness from `seed`, started at `now`.
@@ -164,6 +167,7 @@ impl Engine {
             drops: BTreeMap::new(),
             counters: Counters::default(),
             reply_budget: REPLY_BUDGET,
+            cookie_budget: COOKIE_BUDGET,
             reply_window: now,
             cfg,
         })
@@ -222,15 +226,24 @@ impl Engine {
     }
 
     /// Whether a reply to an unknown sender fits the rate limit.
-    pub(crate) fn may_reply(&mut self) -> bool {
+    /// Cookie replies have a budget of their own, larger since a cookie is no bigger than
+    /// the setup it answers: a flood of spoofed setups must not use up the replies a real
+    /// peer's setup needs.
+    pub(crate) fn may_reply(&mut self, cookie: bool) -> bool {
         if self.now.since(self.reply_window) >= Duration::from_millis(100) {
             self.reply_window = self.now;
             self.reply_budget = REPLY_BUDGET;
+            self.cookie_budget = COOKIE_BUDGET;
         }
-        if self.reply_budget == 0 {
+        let budget = if cookie {
+            &mut self.cookie_budget
+        } else {
+            &mut self.reply_budget
+        };
+        if *budget == 0 {
             return false;
         }
-        self.reply_budget -= 1;
+        *budget -= 1;
         true
     }
 
@@ -284,6 +297,9 @@ impl Engine {
                 OverlayEvent::SetupDone(r) => self.on_tunnel_up(id, r),
                 OverlayEvent::SetupFailed(r, why) => self.on_tunnel_failed(id, r, &why),
                 OverlayEvent::TunnelDead(r) => self.on_tunnel_dead(id, r),
+                OverlayEvent::SameAs { tunnel, existing } => {
+                    self.on_tunnel_same(id, tunnel, existing)
+                }
                 OverlayEvent::Resolve { token, host } => self.resolve_for_overlay(id, token, &host),
             }
         }

@@ -294,6 +294,13 @@ impl Engine {
 
     /// An overlay module wants a host name's addresses.
     pub(crate) fn resolve_for_overlay(&mut self, overlay: OverlayId, token: u64, host: &str) {
+        if self.upstream.len() >= self.cfg.limits.upstream_in_flight {
+            let now = self.now;
+            if let Some(m) = self.module(overlay) {
+                m.resolved(now, token, Err("too many lookups in flight".into()));
+            }
+            return self.drain_overlay(overlay);
+        }
         let id16 = self.rng.next_u64() as u16;
         match build_address_query(id16, host, false) {
             Ok(query) => {

@@ -35,6 +35,12 @@ pub enum OverlayEvent {
     SetupFailed(TunnelRef, String),
     /// The tunnel stopped answering; its paths are lost.
     TunnelDead(TunnelRef),
+    /// The tunnel leads where `existing` already does: its paths move there, and the
+    /// module's `tunnel` is then closed.
+    SameAs {
+        tunnel: TunnelRef,
+        existing: TunnelRef,
+    },
     /// Look up a host name's addresses through the driver's resolver.
     Resolve { token: u64, host: String },
 }

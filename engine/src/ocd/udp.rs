@@ -76,14 +76,22 @@ impl UdpOverlay {
         }
     }
 
-    /// Marks a tunnel usable at `addr`, or merges it into an existing tunnel to the same
-    /// address (two names for one host share one tunnel).
+    /// Marks a tunnel usable at `addr`; if a tunnel to that address exists already (the
+    /// peer reached us first, or another name resolved to it), OC-I is told to use that one:
+    /// datagrams from the address can only belong to one tunnel.
     fn become_known(&mut self, now: Instant, tunnel: TunnelRef, addr: SocketAddr) {
+        if let Some(&existing) = self.by_remote.get(&addr) {
+            if existing != tunnel && self.tunnels.contains(existing as usize) {
+                self.events
+                    .push_back(OverlayEvent::SameAs { tunnel, existing });
+                return;
+            }
+        }
         if let Some(t) = self.tunnels.get_mut(tunnel as usize) {
             t.remote = Remote::Known(addr);
             t.last_rx = now;
             t.last_tx = now;
-            self.by_remote.entry(addr).or_insert(tunnel);
+            self.by_remote.insert(addr, tunnel);
             self.events.push_back(OverlayEvent::SetupDone(tunnel));
             self.arm_tick(now);
         }

@@ -11,6 +11,7 @@ use crate::oci::handles::handle_name;
 use crate::oci::paths::{Role, State};
 use crate::oci::setup::Failure;
 use crate::security::handshake::{protection_of, COOKIE_BIT};
+use crate::security::noise::MAX_HANDSHAKE;
 use crate::security::session::Secure;
 use crate::wire::message::{
     Accept, Confirm, CookieReply, Message, Reject, RejectReason, Setup, COOKIE_LEN,
@@ -50,7 +51,7 @@ impl Engine {
             // Our own setup came back to us: answering it would authenticate us to ourselves.
             return self.drop_input(DropReason::Reflected);
         }
-        let (cookie, handshake) = match split_cookie(s) {
+        let (cookie, handshake) = match split_cookie(s).filter(|(_, h)| h.len() <= MAX_HANDSHAKE) {
             Some(parts) => parts,
             None => {
                 return self.drop_input(DropReason::DatagramMalformed(
@@ -58,9 +59,9 @@ impl Engine {
                 ))
             }
         };
-        let creates_state =
-            !s.remaining.is_empty() || protection_of(s.options) != Protection::Plain;
-        if creates_state && self.under_load() {
+        // Every setup this node accepts leaves state (a path, a tunnel, for plain paths a
+        // handle), so under load every one must first prove its source address.
+        if self.under_load() {
             let valid = cookie.is_some_and(|c| self.cookie_valid(from, s.path_id, c));
             if !valid {
                 self.drop_input(DropReason::CookieRequired);
@@ -110,16 +111,12 @@ impl Engine {
         if !matches!(p.state, State::Up | State::AwaitConfirm) {
             return;
         }
-        let handshake = p
-            .secure
-            .as_ref()
-            .map(|s| s.message.clone())
-            .unwrap_or_default();
+        let answer = p.answer.clone();
         let msg = Message::Accept(Accept {
             sender_label: p.label,
             receiver_label,
             path_id: p.path_id,
-            handshake: &handshake,
+            handshake: &answer,
         });
         self.send_control(tunnel, &msg);
     }
@@ -216,6 +213,9 @@ impl Engine {
             path_id: s.path_id,
             handshake: &answer,
         });
+        if let Some(p) = self.paths.get_mut(key) {
+            p.answer = answer.clone();
+        }
         self.send_control(tunnel, &msg);
         Ok(())
     }
@@ -365,11 +365,12 @@ impl Engine {
         let oldest = self
             .paths
             .iter()
-            .filter(|(_, p)| p.state == State::AwaitConfirm)
+            .filter(|(_, p)| p.half_open())
             .min_by_key(|(_, p)| p.started)
             .map(|(k, _)| k);
         if let Some(k) = oldest {
-            self.remove_path(k);
+            // A relay half takes its twin with it.
+            self.path_down(k, "evicted under load", None);
         }
     }
 

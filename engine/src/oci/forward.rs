@@ -205,6 +205,17 @@ impl Engine {
                 self.on_data(overlay, from, tunnel, label, bytes, payload)
             }
             Ok(Message::Setup(s)) => self.on_setup(overlay, from, tunnel, &s),
+            Ok(Message::Accept(a)) if self.paths.by_label(a.receiver_label).is_none() => {
+                // An accept for a path this node gave up on: tell the sender, so the gateway
+                // or responder that kept state for it lets go.
+                self.drop_input(DropReason::UnknownLabel);
+                let close = Close {
+                    receiver_label: a.sender_label,
+                    path_id: a.path_id,
+                    reason: CloseReason::PeerClosed,
+                };
+                self.reply_stateless(overlay, from, &Message::Close(close));
+            }
             Ok(Message::Accept(a)) => self.on_accept(tunnel, &a),
             Ok(Message::Reject(r)) => self.on_reject(tunnel, &r),
             Ok(Message::Close(c)) => self.on_close(tunnel, &c),

@@ -129,7 +129,10 @@ impl Engine {
         if let Some(p) = self.paths.get_mut(down) {
             p.setup = None;
         }
-        let Some(t) = self.paths.get(up) else { return };
+        let Some(t) = self.paths.get_mut(up) else {
+            return;
+        };
+        t.answer = a.handshake.to_vec();
         let (tunnel, label, peer, path_id) = (t.tunnel, t.label, t.peer_label, t.path_id);
         let msg = Message::Accept(Accept {
             sender_label: label,

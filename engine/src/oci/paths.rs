@@ -76,6 +76,9 @@ pub(crate) struct Path {
     /// The label of the path this one takes over from once it is up (a rekey): a label, not a
     /// slot, so a slot freed and reused meanwhile is not mistaken for it.
     pub(crate) replaces: Option<u32>,
+    /// The handshake bytes of the Accept this node sent (as responder, or relayed as a
+    /// gateway), sent again unchanged if the setup is retransmitted.
+    pub(crate) answer: Vec<u8>,
     /// Superseded by a rekeyed successor: kept briefly for packets in flight, then closed
     /// without telling anyone it went down.
     pub(crate) retiring: bool,
@@ -183,6 +186,18 @@ impl Paths {
             p.peer_label = peer_label;
             self.by_peer.insert((p.tunnel, peer_label), key);
         }
+    }
+
+    /// Moves a path to another tunnel (two tunnels turned out to lead to one peer).
+    pub(crate) fn move_tunnel(&mut self, key: usize, tunnel: usize) {
+        let Some(p) = self.slab.get_mut(key) else {
+            return;
+        };
+        if p.peer_label != 0 && self.by_peer.get(&(p.tunnel, p.peer_label)) == Some(&key) {
+            self.by_peer.remove(&(p.tunnel, p.peer_label));
+            self.by_peer.insert((tunnel, p.peer_label), key);
+        }
+        p.tunnel = tunnel;
     }
 
     pub(crate) fn by_peer(&self, tunnel: usize, peer_label: u32) -> Option<usize> {

@@ -227,6 +227,7 @@ impl Engine {
                 started: self.now,
                 retransmit_at: self.now,
                 replaces: None,
+                answer: Vec::new(),
                 retiring: false,
                 pending: VecDeque::new(),
                 queries: Vec::new(),
@@ -270,7 +271,7 @@ impl Engine {
         to: SocketAddr,
         msg: &Message<'_>,
     ) {
-        if !self.may_reply() {
+        if !self.may_reply(matches!(msg, Message::Cookie(_))) {
             return;
         }
         let mut buf = self.pool.take();
@@ -391,6 +392,42 @@ impl Engine {
             .collect();
         for k in waiting {
             self.send_setup(k);
+        }
+    }
+
+    /// Two module tunnels lead to one peer: paths and name elements of the newer move to the
+    /// existing one, which then carries on (sending setups that were waiting).
+    pub(crate) fn on_tunnel_same(&mut self, overlay: OverlayId, r: TunnelRef, existing: TunnelRef) {
+        let Some(old) = self.tunnels.by_module(overlay, r) else {
+            return;
+        };
+        let on_old = self.paths.on_tunnel(old);
+        let Some(moved) = self.tunnels.remove(old) else {
+            return;
+        };
+        let into = self.tunnels.register(overlay, existing, None, true);
+        for e in &moved.elements {
+            self.tunnels.register(overlay, existing, Some(e), true);
+        }
+        for k in on_old {
+            self.paths.move_tunnel(k, into);
+            if let Some(t) = self.tunnels.get_mut(into) {
+                t.paths += 1;
+            }
+        }
+        if let Some(m) = self.module(overlay) {
+            m.close(r);
+        }
+        self.on_tunnel_up(overlay, existing);
+        let waiting = self.paths.on_tunnel(into);
+        for k in waiting {
+            if self
+                .paths
+                .get(k)
+                .is_some_and(|p| p.state == State::AwaitTunnel)
+            {
+                self.send_setup(k);
+            }
         }
     }
 
@@ -523,11 +560,14 @@ impl Engine {
             Role::Relay { .. } => r.text.to_string(),
             _ => format!("{}: {}", r.reason, r.text),
         };
-        if matches!(p.state, State::Connecting { .. }) {
-            self.fail_setup(key, Failure::new(r.reason, text));
-        } else if unconfirmed {
+        match (p.role, p.state) {
+            (_, State::Connecting { .. }) => self.fail_setup(key, Failure::new(r.reason, text)),
+            // The destination refused the initiator after accepting (its certificate, its
+            // allow list): pass the refusal back and let go of both halves.
+            (Role::Relay { .. }, State::Up) => self.fail_setup(key, Failure::new(r.reason, text)),
             // The responder refused our certificate after we thought the path was up.
-            self.path_down(key, &text, None);
+            _ if unconfirmed => self.path_down(key, &text, None),
+            _ => {}
         }
     }
 

@@ -143,18 +143,16 @@ impl Engine {
         }
         match role {
             Role::Relay { twin, .. } => {
-                if let Some(t) = self.paths.get(twin) {
-                    let (tt, tp, tid) = (t.tunnel, t.peer_label, t.path_id);
-                    if tp != 0 {
-                        let msg = Message::Close(Close {
-                            receiver_label: tp,
-                            path_id: tid,
-                            reason: CloseReason::PeerClosed,
-                        });
-                        self.send_control(tt, &msg);
-                    } else {
-                        self.reject_upstream(twin, &Failure::new(RejectReason::Unreachable, why));
-                    }
+                // The other side hears of it; a downstream half still setting up has no peer
+                // yet, and an accept that arrives for it later is answered with a close.
+                if let Some(t) = self.paths.get(twin).filter(|t| t.peer_label != 0) {
+                    let msg = Message::Close(Close {
+                        receiver_label: t.peer_label,
+                        path_id: t.path_id,
+                        reason: CloseReason::PeerClosed,
+                    });
+                    let tt = t.tunnel;
+                    self.send_control(tt, &msg);
                 }
                 self.remove_path(key);
                 self.remove_path(twin);
@@ -211,8 +209,11 @@ impl Engine {
     /// up beside the old one and takes over once it is up, which a forged close cannot stop
     /// and a real one needs anyway. Returns false when the path is not one to renew.
     fn renew(&mut self, key: usize) -> bool {
-        let Some(p) = self.paths.get(key) else { return false };
-        let (Role::Initiator { handle }, State::Up, true) = (p.role, p.state, p.secure.is_some()) else {
+        let Some(p) = self.paths.get(key) else {
+            return false;
+        };
+        let (Role::Initiator { handle }, State::Up, true) = (p.role, p.state, p.secure.is_some())
+        else {
             return false;
         };
         let label = p.label;

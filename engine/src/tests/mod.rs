@@ -58,6 +58,8 @@ pub(crate) struct Net {
     wire: Vec<(usize, usize, Vec<u8>)>,
     /// Sees (and may change) every datagram before delivery: a man in the middle.
     tamper: Option<Tamper>,
+    /// What the upstream resolver answers: host name to address.
+    hosts: BTreeMap<String, IpAddr>,
 }
 
 /// A man in the middle: sees and may rewrite each datagram.
@@ -79,6 +81,7 @@ impl Net {
             strays: Vec::new(),
             wire: Vec::new(),
             tamper: None,
+            hosts: BTreeMap::new(),
         }
     }
 
@@ -98,7 +101,18 @@ impl Net {
                     Output::Timeout(_) => break,
                     Output::WriteTun(p) => self.tun[node].push(p.to_vec()),
                     Output::Transmit { to, payload, .. } => datagrams.push((to, payload.to_vec())),
-                    Output::UpstreamDns { .. } => {}
+                    Output::UpstreamDns { id, query } => {
+                        let answer = crate::dns::message::parse_query(&query).ok().and_then(|q| {
+                            let ip = *self.hosts.get(&q.name)?;
+                            Some(crate::dns::message::answer_addresses(&q, &[ip], 60))
+                        });
+                        if let Some(a) = answer {
+                            let now = self.now;
+                            self.nodes[node]
+                                .handle_input(now, Input::Resolved { id, result: Ok(&a) })
+                                .unwrap();
+                        }
+                    }
                     Output::Event(e) => self.events[node].push(e),
                 }
             }
@@ -242,6 +256,23 @@ fn packets_too_big_for_the_path_get_icmp_back() {
     no_df[10..12].copy_from_slice(&c.to_be_bytes());
     net.input(0, Input::TunPacket(&no_df));
     assert_eq!(net.tun[1].len(), 1);
+}
+
+#[test]
+fn a_host_found_by_dns_that_already_reached_us_shares_its_tunnel() {
+    // bob knows alice; alice finds bob only through DNS, after bob has opened a path to her.
+    let mut net = Net::new(vec![
+        config("alice", &[], false),
+        config("bob", &[("alice", 1)], false),
+    ]);
+    net.hosts.insert("bob".into(), IpAddr::from([10, 0, 0, 2]));
+    net.lookup(1, "alice.udp").expect("bob reaches alice");
+    let answer = net
+        .lookup(0, "bob.udp")
+        .expect("alice reaches bob over the same tunnel");
+    assert_eq!(rcode(&answer), 0);
+    assert_eq!(net.nodes[0].tunnels.iter().count(), 1, "one tunnel to bob");
+    assert_eq!(net.drops(0, DropReason::WrongPeer), 0);
 }
 
 #[test]

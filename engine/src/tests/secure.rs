@@ -239,3 +239,29 @@ fn replies_leave_on_the_path_their_request_came_in_on() {
         );
     }
 }
+
+#[test]
+fn a_refusal_after_accept_travels_back_through_the_gateway() {
+    let mut gw = secure("gw", &[("alice", 1), ("carol", 3)], &["gw.udp"]);
+    gw.gateway = true;
+    let mut net = Net::new(vec![
+        secure("alice", &[("gw", 2)], &["alice.udp"]),
+        gw,
+        secure("carol", &[("gw", 2)], &["carol.udp"]),
+    ]);
+    net.nodes[2].credentials.allow = vec![regex::Regex::new("^bob\\.").unwrap()];
+    answered_v4(
+        &net.lookup(0, "carol.udp_gw.udp")
+            .expect("alice authenticated carol"),
+    );
+    let down = net.events[0].iter().any(
+        |e| matches!(e, Event::PathDown { reason, .. } if reason.contains("may not open paths")),
+    );
+    assert!(down, "{:?}", net.events[0]);
+    assert_eq!(
+        net.nodes[1].paths.len(),
+        0,
+        "the gateway let go of both halves"
+    );
+    assert_eq!(net.nodes[2].paths.len(), 0);
+}
