@@ -29,7 +29,7 @@ use ocala_benches::{
 use ocala_engine::config::Protection;
 use ocala_engine::{Config, Event};
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 const SIZE: usize = 1200;
@@ -41,7 +41,7 @@ fn ocala_packets(c: &mut Criterion, mode: Protection, prefix: &str) {
     let alice_addr = pair.net.nodes[Pair::ALICE].addr;
     // Warm both ways through the network, so pools and tables are at their working size.
     let bob_tun = pair.net.nodes[Pair::BOB].cfg.handles.tun_v4;
-    let alice_at_bob = bound(&pair.net, Pair::BOB, "alice.udp");
+    let alice_at_bob = pair.net.bound(Pair::BOB, "alice.udp");
     let reply = udp_packet(bob_tun, alice_at_bob, SIZE);
     for _ in 0..50 {
         pair.net.tun_input(Pair::ALICE, &packet);
@@ -188,22 +188,6 @@ fn wireguard(c: &mut Criterion) {
     group.finish();
     // (Both zero when a filter skipped the bench.)
     assert_eq!(opened, sealed, "b opened every datagram exactly once");
-}
-
-/// The handle `node` bound for `name`.
-fn bound(net: &Net, node: usize, name: &str) -> Ipv4Addr {
-    net.nodes[node]
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::HandleBound {
-                name: n,
-                v4: IpAddr::V4(a),
-                ..
-            } if n == name => Some(*a),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{name} never bound"))
 }
 
 /// Fresh engines per handshake, made in chunks of this many outside the timing.

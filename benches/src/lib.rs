@@ -160,6 +160,12 @@ pub struct Drained {
 
 /// Polls `engine` until `Output::Timeout`, recycling every buffer, and counts what came out.
 pub fn drain_recycle(engine: &mut Engine) -> Drained {
+    drain_into(engine, None)
+}
+
+/// Like [`drain_recycle`], and copies the payload of the (last) `Transmit` into `out`
+/// (cleared first). With enough capacity in `out` this does not allocate either.
+fn drain_into(engine: &mut Engine, mut out: Option<&mut Vec<u8>>) -> Drained {
     let mut d = Drained::default();
     loop {
         match engine.poll_output() {
@@ -167,6 +173,10 @@ pub fn drain_recycle(engine: &mut Engine) -> Drained {
             Output::Transmit { payload, .. } => {
                 d.transmits += 1;
                 d.bytes += payload.len();
+                if let Some(out) = out.as_deref_mut() {
+                    out.clear();
+                    out.extend_from_slice(&payload);
+                }
                 engine.recycle(payload);
             }
             Output::WriteTun(p) => {
@@ -192,35 +202,12 @@ pub fn send(engine: &mut Engine, now: Instant, packet: &[u8]) -> Drained {
 }
 
 /// Like [`send`], but the payload of the (last) `Transmit` is also copied into `out`
-/// (cleared first). With enough capacity in `out` this does not allocate either: for feeding
-/// the datagram to the peer, as on a network.
+/// (cleared first): for feeding the datagram to the peer, as on a network.
 pub fn send_into(engine: &mut Engine, now: Instant, packet: &[u8], out: &mut Vec<u8>) -> Drained {
     engine
         .handle_input(now, Input::TunPacket(packet))
         .expect("time does not go backwards");
-    let mut d = Drained::default();
-    loop {
-        match engine.poll_output() {
-            Output::Timeout(_) => return d,
-            Output::Transmit { payload, .. } => {
-                d.transmits += 1;
-                d.bytes += payload.len();
-                out.clear();
-                out.extend_from_slice(&payload);
-                engine.recycle(payload);
-            }
-            Output::WriteTun(p) => {
-                d.tun_writes += 1;
-                d.bytes += p.len();
-                engine.recycle(p);
-            }
-            Output::UpstreamDns { query, .. } => {
-                d.upstream += 1;
-                engine.recycle(query);
-            }
-            Output::Event(_) => d.events += 1,
-        }
-    }
+    drain_into(engine, Some(out))
 }
 
 /// One datagram from `from` into `engine` on [`OVERLAY`], then a full drain.
@@ -315,6 +302,22 @@ pub struct Net {
 }
 
 impl Net {
+    /// The IPv4 handle `node` bound for `name`, from its `HandleBound` events.
+    pub fn bound(&self, node: usize, name: &str) -> std::net::Ipv4Addr {
+        self.nodes[node]
+            .events
+            .iter()
+            .find_map(|e| match e {
+                ocala_engine::Event::HandleBound {
+                    name: n,
+                    v4: std::net::IpAddr::V4(a),
+                    ..
+                } if n == name => Some(*a),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{name} was never bound"))
+    }
+
     /// Starts one engine per `(name, overlay address, config)` at [`START`].
     pub fn new(nodes: Vec<(&str, SocketAddr, Config)>) -> Net {
         let nodes = nodes

@@ -9,23 +9,7 @@ use ocala_engine::wire::message::Message;
 use ocala_engine::wire::transport::UdpView;
 use ocala_engine::Event;
 use ocala_engine::{Input, Output};
-use std::net::{IpAddr, Ipv4Addr};
-
-/// The handle `node` holds for `name`, from its `HandleBound` events.
-fn bound(net: &ocala_benches::Net, node: usize, name: &str) -> Ipv4Addr {
-    net.nodes[node]
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::HandleBound {
-                name: n,
-                v4: IpAddr::V4(a),
-                ..
-            } if n == name => Some(*a),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{name} never bound"))
-}
+use std::net::IpAddr;
 
 #[test]
 fn pair_carries_packets_both_ways_with_addresses_rewritten() {
@@ -42,7 +26,7 @@ fn pair_carries_packets_both_ways_with_addresses_rewritten() {
         .expect("bob got it")
         .clone();
     let ip = IpView::parse(&got).unwrap();
-    let alice_at_bob = bound(&pair.net, Pair::BOB, "alice.udp");
+    let alice_at_bob = pair.net.bound(Pair::BOB, "alice.udp");
     assert_eq!(ip.src(), IpAddr::V4(alice_at_bob));
     let bob_tun = pair.net.nodes[Pair::BOB].cfg.handles.tun_v4;
     assert_eq!(ip.dst(), IpAddr::V4(bob_tun));

@@ -4,12 +4,11 @@
 //! A counting global allocator counts allocations made by the current thread while a
 //! thread-local switch is on, so tests running in parallel do not disturb each other.
 
-use ocala_benches::{receive, send, send_into, udp_packet, Chain, Drained, Net, Pair};
+use ocala_benches::{receive, send, send_into, udp_packet, Chain, Drained, Pair};
 use ocala_engine::config::Protection;
-use ocala_engine::{Event, Instant};
+use ocala_engine::Instant;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -66,22 +65,6 @@ const PACKETS: usize = 1000;
 /// keepalive tick fires in it too.
 const GAP: Duration = Duration::from_millis(10);
 
-/// The handle `node` bound for `name`, from its events.
-fn handle_of(net: &Net, node: usize, name: &str) -> Ipv4Addr {
-    net.nodes[node]
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::HandleBound {
-                name: n,
-                v4: IpAddr::V4(a),
-                ..
-            } if n == name => Some(*a),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{name} was never bound"))
-}
-
 /// Allocations per step, summed over the window, and what the steps produced.
 #[derive(Debug, Default)]
 struct Tally {
@@ -117,7 +100,7 @@ fn one_hop_send_and_receive_do_not_allocate() {
         pair.net.nodes[Pair::BOB].addr,
     );
     let bob_tun = pair.net.nodes[Pair::BOB].cfg.handles.tun_v4;
-    let alice_at_bob = handle_of(&pair.net, Pair::BOB, "alice.udp");
+    let alice_at_bob = pair.net.bound(Pair::BOB, "alice.udp");
 
     for size in [64, 1200] {
         let to_bob = pair.packet_to_bob(size);
@@ -189,7 +172,7 @@ fn secure_one_hop_does_not_allocate(mode: Protection) {
         pair.net.nodes[Pair::BOB].addr,
     );
     let bob_tun = pair.net.nodes[Pair::BOB].cfg.handles.tun_v4;
-    let alice_at_bob = handle_of(&pair.net, Pair::BOB, "alice.udp");
+    let alice_at_bob = pair.net.bound(Pair::BOB, "alice.udp");
     let size = 1200;
     let to_bob = pair.packet_to_bob(size);
     let to_alice = udp_packet(bob_tun, alice_at_bob, size);
@@ -269,7 +252,7 @@ fn gateway_relay_does_not_allocate() {
         chain.net.nodes[Chain::CAROL].addr,
     );
     let carol_tun = chain.net.nodes[Chain::CAROL].cfg.handles.tun_v4;
-    let alice_at_carol = handle_of(&chain.net, Chain::CAROL, "alice.udp_gw.udp");
+    let alice_at_carol = chain.net.bound(Chain::CAROL, "alice.udp_gw.udp");
 
     let to_carol = chain.packet_to_carol(1200);
     let to_alice = udp_packet(carol_tun, alice_at_carol, 1200);
