@@ -70,7 +70,7 @@ struct Node {
     incarnation: u64,
     drops: BTreeMap<String, u64>,
     relayed_paths: u64,
-    setups: Vec<(String, Duration)>,
+    setups: Vec<(String, Duration, ocala_engine::config::Protection)>,
     failures: Vec<String>,
     downs: Vec<String>,
 }
@@ -405,7 +405,12 @@ impl Sim {
         let n = &mut self.nodes[node];
         match e {
             Event::Dropped { reason } => *n.drops.entry(reason.to_string()).or_insert(0) += 1,
-            Event::PathUp { name, setup, .. } => n.setups.push((name, setup)),
+            Event::PathUp {
+                name,
+                setup,
+                protection,
+                ..
+            } => n.setups.push((name, setup, protection)),
             Event::PathRelayed { .. } => n.relayed_paths += 1,
             Event::SetupFailed { name, reason } => n.failures.push(format!("{name}: {reason}")),
             Event::PathDown { name, reason } => n.downs.push(format!("{name}: {reason}")),
@@ -765,9 +770,10 @@ impl Sim {
         }
         s.push_str("paths:\n");
         for n in &self.nodes {
-            for (name, setup) in &n.setups {
+            for (name, setup, protection) in &n.setups {
+                let protection = format!("{protection:?}").to_lowercase();
                 s.push_str(&format!(
-                    "  {} -> {name}: up, setup took {}\n",
+                    "  {} -> {name}: up ({protection}), setup took {}\n",
                     n.name,
                     ms(*setup)
                 ));

@@ -113,6 +113,8 @@ pub enum Event {
         name: String,
         label: u32,
         setup: Duration,
+        /// How the path is protected end to end.
+        protection: crate::config::Protection,
     },
     /// A peer opened a path to this node.
     PathAccepted { name: String, label: u32 },

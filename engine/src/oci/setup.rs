@@ -518,10 +518,16 @@ impl Engine {
         }
         self.took_over(key);
         let setup = self.now.since(started);
+        let protection = self
+            .paths
+            .get(key)
+            .and_then(|p| p.secure.as_ref())
+            .map_or(Protection::Plain, |s| s.mode);
         self.event(Event::PathUp {
             name,
             label: a.receiver_label,
             setup,
+            protection,
         });
         self.answer_waiting(key);
         self.flush_pending(key);
