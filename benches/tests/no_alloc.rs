@@ -132,32 +132,25 @@ fn one_hop_send_and_receive_do_not_allocate() {
         }
         pair.net.now = now;
 
-        // Every step did its job...
-        let n = PACKETS;
-        for (what, tally, transmits, writes) in [
-            ("alice send", &a_send, n, 0),
-            ("bob receive", &b_recv, 0, n),
-            ("bob send", &b_send, n, 0),
-            ("alice receive", &a_recv, 0, n),
-        ] {
-            assert_eq!(
-                (tally.out.transmits, tally.out.tun_writes, tally.out.events),
-                (transmits, writes, 0),
-                "{what} ({size} B): {tally:?}"
-            );
-        }
-        // ...without touching the heap.
-        for (what, tally) in [
-            ("alice send", &a_send),
-            ("bob receive", &b_recv),
-            ("bob send", &b_send),
-            ("alice receive", &a_recv),
-        ] {
-            assert_eq!(
-                tally.allocations, 0,
-                "{what} of {PACKETS} packets of {size} B allocated"
-            );
-        }
+        check_steps(&format!("{size} B"), [&a_send, &b_recv, &b_send, &a_recv]);
+    }
+}
+
+/// Each step of a one-hop exchange (alice send, bob receive, bob send, alice receive) did its
+/// job — one datagram or one TUN write per packet, no events — and never touched the heap.
+fn check_steps(label: &str, steps: [&Tally; 4]) {
+    let names = ["alice send", "bob receive", "bob send", "alice receive"];
+    let expected = [(PACKETS, 0), (0, PACKETS), (PACKETS, 0), (0, PACKETS)];
+    for ((what, tally), (transmits, writes)) in names.iter().zip(steps).zip(expected) {
+        assert_eq!(
+            (tally.out.transmits, tally.out.tun_writes, tally.out.events),
+            (transmits, writes, 0),
+            "{label}: {what}: {tally:?}"
+        );
+        assert_eq!(
+            tally.allocations, 0,
+            "{label}: {what} of {PACKETS} packets allocated"
+        );
     }
 }
 
@@ -205,33 +198,10 @@ fn secure_one_hop_does_not_allocate(mode: Protection) {
     pair.net.now = now;
     assert_eq!(sealed, mode == Protection::Encrypt, "{mode:?}");
 
-    let n = PACKETS;
-    for (what, tally, transmits, writes) in [
-        ("alice send", &a_send, n, 0),
-        ("bob receive", &b_recv, 0, n),
-        ("bob send", &b_send, n, 0),
-        ("alice receive", &a_recv, 0, n),
-    ] {
-        assert_eq!(
-            (tally.out.transmits, tally.out.tun_writes, tally.out.events),
-            (transmits, writes, 0),
-            "{mode:?} {what}: {tally:?}"
-        );
-    }
+    check_steps(&format!("{mode:?}"), [&a_send, &b_recv, &b_send, &a_recv]);
     // Bob's apps got every packet whole.
-    assert_eq!(b_recv.out.bytes, n * size);
-    assert_eq!(a_recv.out.bytes, n * size);
-    for (what, tally) in [
-        ("alice send", &a_send),
-        ("bob receive", &b_recv),
-        ("bob send", &b_send),
-        ("alice receive", &a_recv),
-    ] {
-        assert_eq!(
-            tally.allocations, 0,
-            "{mode:?}: {what} of {PACKETS} packets of {size} B allocated"
-        );
-    }
+    assert_eq!(b_recv.out.bytes, PACKETS * size);
+    assert_eq!(a_recv.out.bytes, PACKETS * size);
 }
 
 #[test]

@@ -311,16 +311,7 @@ impl Engine {
         }
         if let Err(f) = result {
             self.drop_input(DropReason::AuthFailed);
-            if let Some(p) = self.paths.get(key) {
-                let (tunnel, peer, path_id) = (p.tunnel, p.peer_label, p.path_id);
-                let msg = Message::Reject(Reject {
-                    receiver_label: peer,
-                    path_id,
-                    reason: f.reason,
-                    text: &f.text,
-                });
-                self.send_control(tunnel, &msg);
-            }
+            self.reject_upstream(key, &f);
             return self.remove_path(key);
         }
         let name = self

@@ -63,7 +63,8 @@ impl Engine {
         }
     }
 
-    fn reject_upstream(&mut self, key: usize, failure: &Failure) {
+    /// Sends a path's peer a reject for it.
+    pub(crate) fn reject_upstream(&mut self, key: usize, failure: &Failure) {
         let Some(p) = self.paths.get(key) else { return };
         let (tunnel, peer, path_id) = (p.tunnel, p.peer_label, p.path_id);
         let msg = Message::Reject(Reject {
