@@ -334,6 +334,16 @@ impl Engine {
         }
         self.path_accepted(key);
         self.acknowledge(key);
+        // Data that overtook the confirm can be opened now.
+        let early = self
+            .paths
+            .get_mut(key)
+            .map(|p| std::mem::take(&mut p.pending))
+            .unwrap_or_default();
+        for buf in early {
+            self.open_and_deliver(key, handle, &buf);
+            self.pool.give(buf);
+        }
     }
 
     /// Tells the initiator its confirm arrived: an authenticated empty data packet.

@@ -13,6 +13,9 @@ use crate::wire::rewrite::{rewrite_addresses, write_icmp_too_big};
 use crate::wire::transport::UdpView;
 use std::net::{IpAddr, SocketAddr};
 
+/// Data payloads a responder holds while it waits for the initiator's confirm.
+const EARLY_DATA: usize = 8;
+
 impl Engine {
     /// An IP packet written by a local app.
     pub(crate) fn on_tun_packet(&mut self, packet: &[u8]) {
@@ -271,32 +274,48 @@ impl Engine {
                 if p.state != State::Up {
                     return self.drop_input(DropReason::PathNotUp);
                 }
+                self.open_and_deliver(key, handle, inner);
+            }
+            // Data can overtake the initiator's confirm on the way; hold a little of it until
+            // the confirm arrives and the keys to open it exist.
+            Role::Responder { handle: None }
+                if p.state == State::AwaitConfirm && p.pending.len() < EARLY_DATA =>
+            {
                 let mut buf = self.pool.take();
-                let opened = match self.paths.get_mut(key).and_then(|p| p.secure.as_mut()) {
-                    Some(s) => {
-                        let r = s.open(inner, buf.tail_vec());
-                        if r.is_ok() && buf.is_empty() {
-                            // The responder's acknowledgement of our confirm.
-                            s.confirmed = true;
-                            self.pool.give(buf);
-                            return;
-                        }
-                        r
-                    }
-                    None => {
-                        buf.extend_from_slice(inner);
-                        Ok(())
-                    }
-                };
-                match opened {
-                    Ok(()) => self.deliver(handle, buf),
-                    Err(reason) => {
-                        self.pool.give(buf);
-                        self.drop_input(reason);
-                    }
+                buf.extend_from_slice(inner);
+                if let Some(p) = self.paths.get_mut(key) {
+                    p.pending.push_back(buf);
                 }
             }
             Role::Responder { handle: None } => self.drop_input(DropReason::PathNotUp),
+        }
+    }
+
+    /// Opens a data payload on an end path (checks and decrypts it on a secure path) and hands
+    /// the packet to local apps.
+    pub(crate) fn open_and_deliver(&mut self, key: usize, handle: usize, inner: &[u8]) {
+        let mut buf = self.pool.take();
+        let opened = match self.paths.get_mut(key).and_then(|p| p.secure.as_mut()) {
+            Some(s) => {
+                let r = s.open(inner, buf.tail_vec());
+                if r.is_ok() && buf.is_empty() {
+                    // The responder's acknowledgement of our confirm.
+                    s.confirmed = true;
+                    return self.pool.give(buf);
+                }
+                r
+            }
+            None => {
+                buf.extend_from_slice(inner);
+                Ok(())
+            }
+        };
+        match opened {
+            Ok(()) => self.deliver(handle, buf),
+            Err(reason) => {
+                self.pool.give(buf);
+                self.drop_input(reason);
+            }
         }
     }
 
