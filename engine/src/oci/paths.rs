@@ -237,6 +237,12 @@ impl Paths {
             .collect()
     }
 
+    /// The index entries, for consistency checks in tests.
+    #[cfg(test)]
+    pub(crate) fn peer_index(&self) -> impl Iterator<Item = (&(usize, u32), &usize)> {
+        self.by_peer.iter()
+    }
+
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Path)> {
         self.slab.iter()
     }

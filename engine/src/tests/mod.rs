@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+mod invariants;
 mod secure;
 
 const UDP: OverlayId = OverlayId(0);

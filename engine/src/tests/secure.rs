@@ -10,7 +10,7 @@ use crate::security::{CaKey, CertSpec, IdentityKey};
 const NOW: u64 = 1_800_000_000;
 
 /// `config` with a certificate for `name.udp` from the test CA (or another `names`).
-fn secure(name: &str, peers: &[(&str, u8)], names: &[&str]) -> Config {
+pub(super) fn secure(name: &str, peers: &[(&str, u8)], names: &[&str]) -> Config {
     let mut cfg = config(name, peers, false);
     let ca = CaKey::from_seed([7; 32]);
     let static_private = [name.len() as u8 + name.as_bytes()[0]; 32];
