@@ -5,7 +5,6 @@
 use super::secure::secure;
 use super::*;
 use crate::oci::paths::Role;
-use proptest::prelude::*;
 use std::cell::Cell;
 use std::rc::Rc;
 
