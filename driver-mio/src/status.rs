@@ -3,6 +3,8 @@
 //! JSON shape:
 //! ```json
 //! { "handles":  [ { "name": "bob.udp", "v4": "198.18.0.3", "v6": "fd6f:6361:6c61::3", "path": "up (...)" } ],
+//!   "paths":    [ { "name": "bob.udp", "role": "initiator", "state": "up", "protection": "encrypt",
+//!                   "label": 1048576, "peer_label": 2097152 } ],
 //!   "tunnels":  [ { "overlay": "udp", "remote": "bob at 10.0.0.2:4789", "paths": 1 } ],
 //!   "relayed":  0,
 //!   "drops":    [ { "reason": "unknown label", "count": 3 } ],
@@ -17,6 +19,10 @@ pub fn to_json(s: &Status) -> Value {
     json!({
         "handles": s.handles.iter().map(|h| json!({
             "name": h.name, "v4": h.v4.to_string(), "v6": h.v6.to_string(), "path": h.path,
+        })).collect::<Vec<_>>(),
+        "paths": s.paths.iter().map(|p| json!({
+            "name": p.name, "role": p.role, "state": p.state, "protection": p.protection,
+            "label": p.label, "peer_label": p.peer_label,
         })).collect::<Vec<_>>(),
         "tunnels": s.tunnels.iter().map(|t| json!({
             "overlay": t.overlay, "remote": t.remote, "paths": t.paths,
@@ -60,6 +66,16 @@ pub fn to_table(v: &Value) -> String {
             text(&h["path"])
         ));
     }
+    out.push_str("PATHS\n");
+    for p in rows("paths") {
+        out.push_str(&format!(
+            "  {:<32} {:<18} {:<8} {}\n",
+            text(&p["name"]),
+            text(&p["role"]),
+            text(&p["protection"]),
+            text(&p["state"])
+        ));
+    }
     out.push_str("TUNNELS\n");
     for t in rows("tunnels") {
         out.push_str(&format!(
@@ -90,7 +106,7 @@ pub fn to_table(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ocala_engine::{DropReason, HandleStatus};
+    use ocala_engine::{DropReason, HandleStatus, PathStatus};
 
     #[test]
     fn json_and_table_carry_the_same_facts() {
@@ -101,6 +117,14 @@ mod tests {
                 v6: "fd6f:6361:6c61::3".parse().unwrap(),
                 path: "up".into(),
             }],
+            paths: vec![PathStatus {
+                name: "bob.udp".into(),
+                role: "initiator".into(),
+                state: "up".into(),
+                protection: "encrypt".into(),
+                label: 0x10_0000,
+                peer_label: 0x20_0000,
+            }],
             drops: vec![(DropReason::UnknownLabel, 3)],
             ..Status::default()
         };
@@ -108,6 +132,7 @@ mod tests {
         assert_eq!(v["handles"][0]["v4"], "198.18.0.3");
         assert_eq!(v["drops"][0]["reason"], "unknown label");
         assert_eq!(v["drops"][0]["count"], 3);
+        assert_eq!(v["paths"][0]["protection"], "encrypt");
         let t = to_table(&v);
         assert!(
             t.contains("bob.udp") && t.contains("198.18.0.3") && t.contains("unknown label"),

@@ -193,6 +193,18 @@ fn real_programs_over_ocala() {
     );
     let gw_status = t.ocala("gw", &["status"]).expect("table");
     assert!(gw_status.contains("RELAYED PATHS  1"), "{gw_status}");
+    assert!(
+        gw_status.contains("relay (upstream)") && gw_status.contains("relay (downstream)"),
+        "{gw_status}"
+    );
+    let alice_paths = status_json(&t, "alice")["paths"].clone();
+    let relayed_path = alice_paths
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == "bob.udp_gw.udp"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(relayed_path["protection"], "encrypt", "{alice_paths:#}");
+    assert_eq!(relayed_path["role"], "initiator");
 
     // Garbage at ocalad's UDP port and malformed DNS queries: counted, and service goes on.
     let spray = r#"

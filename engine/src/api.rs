@@ -139,12 +139,29 @@ pub struct Status {
     pub handles: Vec<HandleStatus>,
     /// Tunnels per overlay and how many paths use each.
     pub tunnels: Vec<TunnelStatus>,
+    /// Every path end and relay half, in slot order.
+    pub paths: Vec<PathStatus>,
     /// Paths relayed by this gateway.
     pub relayed: usize,
     /// Drop counters, by reason.
     pub drops: Vec<(DropReason, u64)>,
     /// Packets and bytes through the engine.
     pub counters: Counters,
+}
+
+/// One path's line in [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathStatus {
+    /// The far end's name (for relays: where the half leads).
+    pub name: String,
+    /// `initiator`, `responder`, `relay (upstream)` or `relay (downstream)`.
+    pub role: String,
+    /// `up`, `connecting (attempt N)`, ...
+    pub state: String,
+    /// `encrypt`, `auth` or `plain` (relay halves see only `plain`: they hold no keys).
+    pub protection: String,
+    pub label: u32,
+    pub peer_label: u32,
 }
 
 /// One handle's line in [`Status`].

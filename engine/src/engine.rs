@@ -4,15 +4,15 @@
 //! `dns/intercept.rs`; this file owns the tables, the timers and the drain.
 
 use crate::api::{
-    ApiError, Command, Counters, DropReason, Event, HandleBinding, HandleStatus, Input, Output,
-    OverlayId, QueryId, Status, TunnelStatus,
+    ApiError, Command, Counters, DropReason, Event, HandleBinding, Input, Output, OverlayId,
+    QueryId,
 };
 use crate::config::{Config, ConfigError};
 use crate::dns::intercept::Upstream;
 use crate::dns::rules::Rules;
 use crate::ocd::{self, Overlay, OverlayEvent};
 use crate::oci::handles::Handles;
-use crate::oci::paths::{Paths, State, MAX_PATHS};
+use crate::oci::paths::{Paths, MAX_PATHS};
 use crate::oci::tunnels::Tunnels;
 use crate::packet::{Packet, PacketPool};
 use crate::rng::Rng;
@@ -424,73 +424,5 @@ impl Engine {
             }
         }
         restored
-    }
-
-    /// A snapshot of the tables for the operator.
-    pub fn status(&self) -> Status {
-        let handles = self
-            .handles
-            .iter_by_name()
-            .map(|h| HandleStatus {
-                name: h.name.clone(),
-                v4: h.v4.into(),
-                v6: h.v6.into(),
-                path: match h.path.and_then(|p| self.paths.get(p)) {
-                    None => "none".into(),
-                    Some(p) => match p.state {
-                        State::Up => {
-                            let protection = p.secure.as_ref().map_or("plain".to_string(), |s| {
-                                format!("{:?}", s.mode).to_lowercase()
-                            });
-                            format!(
-                                "up, {protection} (label {:#x}, peer {:#x})",
-                                p.label, p.peer_label
-                            )
-                        }
-                        State::AwaitTunnel => "waiting for tunnel".into(),
-                        State::Connecting { attempts } => {
-                            format!("connecting (attempt {attempts})")
-                        }
-                        State::AwaitDownstream => "waiting for next hop".into(),
-                        State::AwaitConfirm => "waiting for the peer's confirm".into(),
-                    },
-                },
-            })
-            .collect();
-        let tunnels = self
-            .tunnels
-            .iter()
-            .map(|(_, t)| TunnelStatus {
-                overlay: self
-                    .overlays
-                    .get(usize::from(t.overlay.0))
-                    .map_or(String::new(), |s| s.name.clone()),
-                remote: self
-                    .overlays
-                    .get(usize::from(t.overlay.0))
-                    .map_or(String::new(), |s| s.module.describe(t.module_ref)),
-                paths: t.paths,
-            })
-            .collect();
-        let relayed = self
-            .paths
-            .iter()
-            .filter(|(_, p)| {
-                matches!(
-                    p.role,
-                    crate::oci::paths::Role::Relay {
-                        downstream: false,
-                        ..
-                    }
-                )
-            })
-            .count();
-        Status {
-            handles,
-            tunnels,
-            relayed,
-            drops: self.drops.iter().map(|(r, n)| (*r, *n)).collect(),
-            counters: self.counters,
-        }
     }
 }

@@ -15,13 +15,14 @@ pub mod oci;
 mod packet;
 mod rng;
 pub mod security;
+mod status;
 pub mod time;
 mod timers;
 pub mod wire;
 
 pub use api::{
     ApiError, Command, Counters, DropReason, Event, HandleBinding, HandleStatus, Input, Output,
-    OverlayId, QueryId, Status, TunnelStatus, UpstreamError,
+    OverlayId, PathStatus, QueryId, Status, TunnelStatus, UpstreamError,
 };
 pub use config::{Config, ConfigError};
 pub use engine::Engine;
