@@ -58,6 +58,23 @@ fn text(out: &std::process::Output) -> String {
     )
 }
 
+/// A resolver that answers every A query with 192.0.2.7 (TTL 60), echoing the question.
+const UPSTREAM_DNS: &str = r#"
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("10.91.0.2", 5353))
+while True:
+    q, peer = s.recvfrom(512)
+    if len(q) < 12:
+        continue
+    end = 12
+    while end < len(q) and q[end] != 0:
+        end += q[end] + 1
+    question = q[12:end + 5]
+    answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([192, 0, 2, 7])
+    s.sendto(q[:2] + b"\x81\x80" + struct.pack(">HHHH", 1, 1, 0, 0) + question + answer, peer)
+"#;
+
 /// alice–bob direct; alice–gw and gw–bob for paths through the gateway.
 fn topology() -> Topology {
     assert!(
@@ -69,10 +86,11 @@ fn topology() -> Topology {
     t.link("alice", "10.91.0.1/24", "bob", "10.91.0.2/24");
     t.link("alice", "10.91.1.1/24", "gw", "10.91.1.2/24");
     t.link("gw", "10.91.2.2/24", "bob", "10.91.2.3/24");
+    // alice's real resolver, for names that are not overlay names: a small DNS server on bob.
     t.start(
         "alice",
         &config("alice", &[("bob", "10.91.0.2"), ("gw", "10.91.1.2")], false),
-        "",
+        "upstream_dns = [\"10.91.0.2:5353\"]\n",
     );
     // gw uses systemd-resolved split DNS; this machine has no systemd-resolved, so a
     // stand-in resolvectl records what ocalad asks of it.
@@ -100,6 +118,7 @@ fn topology() -> Topology {
         &["python3", "-m", "http.server", "8000", "--bind", "::"],
     );
     t.serve("bob", &["iperf3", "-s"]);
+    t.serve("bob", &["python3", "-c", UPSTREAM_DNS]);
     std::thread::sleep(Duration::from_millis(500));
     t
 }
@@ -147,6 +166,20 @@ fn real_programs_over_ocala() {
         nx.contains("status: NXDOMAIN") && nx.contains("unknown option"),
         "{nx}"
     );
+
+    // Other names go to the real resolver, and its answer comes back to the app.
+    let upstream = t.must(
+        "alice",
+        &[
+            "dig",
+            "+short",
+            "+tries=1",
+            "@198.18.0.2",
+            "www.example.test",
+            "A",
+        ],
+    );
+    assert_eq!(upstream.trim(), "192.0.2.7");
 
     // ping resolves the name through the system resolver (resolv.conf points at ocalad).
     let ping = t.exec(
