@@ -26,6 +26,20 @@ pub(crate) enum Role {
     Relay { twin: usize, downstream: bool },
 }
 
+impl Role {
+    /// The handle a path end delivers to and sends for: none for relay halves, nor for a
+    /// responder whose peer has not yet proven who it is.
+    pub(crate) fn handle(self) -> Option<usize> {
+        match self {
+            Role::Initiator { handle }
+            | Role::Responder {
+                handle: Some(handle),
+            } => Some(handle),
+            _ => None,
+        }
+    }
+}
+
 /// Where the path's setup stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {

@@ -47,7 +47,7 @@ impl Engine {
     pub(crate) fn paths_of_handle(&self, handle: usize) -> Vec<usize> {
         self.paths
             .iter()
-            .filter(|(_, p)| matches!(p.role, Role::Initiator { handle: h } | Role::Responder { handle: Some(h) } if h == handle))
+            .filter(|(_, p)| p.role.handle() == Some(handle))
             .map(|(k, _)| k)
             .collect()
     }
@@ -82,13 +82,7 @@ impl Engine {
         let Some(mut p) = self.paths.remove(key) else {
             return;
         };
-        let handle = match p.role {
-            Role::Initiator { handle }
-            | Role::Responder {
-                handle: Some(handle),
-            } => Some(handle),
-            _ => None,
-        };
+        let handle = p.role.handle();
         if let Some(h) = handle {
             if self.handles.get(h).and_then(|x| x.path) == Some(key) {
                 // Another live path to the same name (the peer's own, after a simultaneous

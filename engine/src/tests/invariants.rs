@@ -89,13 +89,7 @@ fn check(e: &Engine) -> Result<(), String> {
                 return Err(format!("relay {k}'s twin {twin} does not point back"));
             }
         }
-        let handle = match p.role {
-            Role::Initiator { handle }
-            | Role::Responder {
-                handle: Some(handle),
-            } => Some(handle),
-            _ => None,
-        };
+        let handle = p.role.handle();
         if let Some(h) = handle {
             e.handles
                 .get(h)
@@ -117,8 +111,11 @@ fn check(e: &Engine) -> Result<(), String> {
                 .paths
                 .get(k)
                 .ok_or(format!("handle {} points at a missing path", h.name))?;
-            let refers = matches!(p.role, Role::Initiator { handle } | Role::Responder { handle: Some(handle) }
-                if e.handles.get(handle).is_some_and(|x| x.name == h.name));
+            let refers = p
+                .role
+                .handle()
+                .and_then(|k| e.handles.get(k))
+                .is_some_and(|x| x.name == h.name);
             if !refers {
                 return Err(format!(
                     "handle {} points at a path of another name",
