@@ -86,6 +86,7 @@ fn bare_config(local_name: &str, book: &[(&str, SocketAddr)], gateway: bool) -> 
                 .iter()
                 .map(|(n, a)| ((*n).to_string(), *a))
                 .collect::<BTreeMap<_, _>>(),
+            i3: Default::default(),
         }],
         gateway,
         ..Config::default()

@@ -273,5 +273,6 @@ pub fn udp_overlay(name: &str, local_name: &str) -> OverlayConfig {
         port: 4789,
         keepalive_secs: 25,
         address_book: BTreeMap::new(),
+        i3: Default::default(),
     }
 }

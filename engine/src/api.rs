@@ -249,6 +249,8 @@ pub enum DropReason {
     CookieRequired,
     /// A path used up its nonces; it goes down and is set up again with fresh keys.
     NonceExhausted,
+    /// An overlay module refused the datagram for a reason of its own.
+    Overlay(crate::ocd::OverlayDrop),
 }
 
 impl fmt::Display for DropReason {
@@ -281,6 +283,7 @@ impl fmt::Display for DropReason {
             DropReason::Reflected => f.write_str("reflected handshake"),
             DropReason::CookieRequired => f.write_str("setup without cookie under load"),
             DropReason::NonceExhausted => f.write_str("nonces used up"),
+            DropReason::Overlay(d) => d.fmt(f),
         }
     }
 }

@@ -143,6 +143,9 @@ pub struct OverlayConfig {
     /// Host name to socket address, consulted before DNS.
     #[serde(default)]
     pub address_book: BTreeMap<String, SocketAddr>,
+    /// `[overlays.i3]`: servers and the server role, for `module = "i3"`.
+    #[serde(default)]
+    pub i3: crate::ocd::i3::I3Config,
 }
 
 fn default_port() -> u16 {

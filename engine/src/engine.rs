@@ -106,7 +106,7 @@ impl Engine {
                     "must be a non-empty host name without '_'",
                 ));
             }
-            let module = ocd::new_module(i, o, &cfg.limits)?;
+            let module = ocd::new_module(i, o, &cfg.limits, module_seed(&seed, i))?;
             overlays.push(OverlaySlot {
                 name: o.name.to_ascii_lowercase(),
                 local_name: o.local_name.to_ascii_lowercase(),
@@ -425,4 +425,14 @@ impl Engine {
         }
         restored
     }
+}
+
+/// Each overlay module's own randomness (private trigger ids, probe nonces), drawn from the
+/// node's seed so runs stay reproducible, and apart from the engine's stream.
+fn module_seed(seed: &[u8; 32], index: usize) -> [u8; 32] {
+    use blake2::digest::{FixedOutput, KeyInit, Update};
+    let mut mac = blake2::Blake2sMac256::new(seed.into());
+    mac.update(b"ocala module seed");
+    mac.update(&(index as u64).to_be_bytes());
+    mac.finalize_fixed().into()
 }

@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 
 /// Room left in front of a packet so overlay modules can prepend their encapsulation
 /// without moving the payload.
-pub const HEADROOM: usize = 64;
+pub const HEADROOM: usize = 96;
 
 /// Capacity of a pooled buffer: a full-size IP packet plus headroom and OCALA headers.
 const BUFFER_CAPACITY: usize = 2048;

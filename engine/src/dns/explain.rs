@@ -116,6 +116,7 @@ mod tests {
                 port: 4789,
                 keepalive_secs: 25,
                 address_book: Default::default(),
+                i3: Default::default(),
             }],
             rules: vec![RuleConfig {
                 pattern: r"^(.*)\.corp$".into(),

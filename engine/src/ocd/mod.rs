@@ -5,7 +5,11 @@
 //! received datagrams back from `receive`. Adding an overlay means adding one module here and
 //! one arm in [`new_module`]; nothing in `oci/` changes.
 
+pub mod i3;
+pub mod peer;
 pub mod udp;
+
+pub use peer::Peer;
 
 use crate::config::{ConfigError, Limits, OverlayConfig};
 use crate::packet::Packet;
@@ -51,12 +55,53 @@ pub enum Received<'a> {
     /// An OCALA message, over a tunnel the module knows (or `None` for a new sender).
     Message {
         tunnel: Option<TunnelRef>,
+        /// Who sent it, in the module's terms: what OC-I hands back to `accept` and `reply`.
+        peer: Peer,
         message: &'a [u8],
     },
-    /// Consumed by the module itself (a keepalive).
+    /// Consumed by the module itself (a keepalive, or a packet it forwarded as a server).
     Consumed,
+    /// Refused by the module, for a reason of its own.
+    Dropped(OverlayDrop),
     /// Not a valid datagram for this overlay.
     Malformed(crate::wire::WireError),
+}
+
+/// Why a module refused a datagram that was well-formed on the wire. Counted by OC-I like
+/// every other drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OverlayDrop {
+    /// No live trigger matches the packet's id (i3).
+    NoTrigger,
+    /// A request for the server role at a node that does not serve (i3).
+    NotAServer,
+    /// A reply that claims to come from a server but does not (i3).
+    NotFromServer,
+    /// A server refused to insert one of our triggers (i3: taken by another owner, or full).
+    TriggerRefused,
+    /// An id stack would grow past its bound while being forwarded (i3).
+    StackTooDeep,
+    /// No server is live to forward to (i3).
+    NoServer,
+    /// A first packet to a public trigger without an id to answer at (i3).
+    NoReturnId,
+    /// Ids remain on the stack below ours, but this node is no middlebox (i3).
+    NotAMiddlebox,
+}
+
+impl std::fmt::Display for OverlayDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OverlayDrop::NoTrigger => "no matching i3 trigger",
+            OverlayDrop::NotAServer => "i3 server request at a non-server",
+            OverlayDrop::NotFromServer => "i3 server reply from a non-server",
+            OverlayDrop::TriggerRefused => "i3 trigger refused by server",
+            OverlayDrop::StackTooDeep => "i3 id stack too deep",
+            OverlayDrop::NoServer => "no live i3 server",
+            OverlayDrop::NoReturnId => "i3 packet without return id",
+            OverlayDrop::NotAMiddlebox => "i3 id stack for a middlebox",
+        })
+    }
 }
 
 /// The OC-D API every overlay module implements.
@@ -68,10 +113,10 @@ pub trait Overlay {
     fn setup(&mut self, now: Instant, hop: &HopSpec) -> TunnelRef;
     /// A tunnel for a peer that contacted us first (answering a valid path setup); the same
     /// descriptor again if one to that peer exists.
-    fn accept(&mut self, now: Instant, from: SocketAddr) -> TunnelRef;
-    /// Sends a datagram to an address without a tunnel: stateless replies (rejects,
+    fn accept(&mut self, now: Instant, from: &Peer) -> TunnelRef;
+    /// Sends a datagram to a peer without a tunnel: stateless replies (rejects, cookies,
     /// unknown-label closes) to a sender OC-I has no state for.
-    fn reply(&mut self, to: SocketAddr, datagram: Packet);
+    fn reply(&mut self, now: Instant, to: &Peer, datagram: Packet);
     /// Releases a tunnel no path uses any more (OC-I keeps the reference count).
     fn close(&mut self, tunnel: TunnelRef);
     /// Sends one OCALA datagram over a tunnel. Gives the buffer back if the tunnel is gone.
@@ -95,12 +140,14 @@ pub fn new_module(
     index: usize,
     cfg: &OverlayConfig,
     limits: &Limits,
+    seed: [u8; 32],
 ) -> Result<Box<dyn Overlay>, ConfigError> {
     match cfg.module.as_str() {
         "udp" => Ok(Box::new(udp::UdpOverlay::new(cfg, limits.keepalive_misses))),
+        "i3" => Ok(Box::new(i3::I3Overlay::new(index, cfg, limits, seed)?)),
         other => Err(ConfigError::new(
             format!("overlays[{index}].module"),
-            format!("unknown overlay module '{other}' (known: udp)"),
+            format!("unknown overlay module '{other}' (known: udp, i3)"),
         )),
     }
 }

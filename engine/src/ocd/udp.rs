@@ -3,7 +3,7 @@
 //! host part done through the driver. Keepalives keep NAT bindings open and tell when a peer
 //! has gone silent.
 
-use super::{HopSpec, Overlay, OverlayEvent, Received, TunnelRef};
+use super::{HopSpec, Overlay, OverlayEvent, Peer, Received, TunnelRef};
 use crate::config::OverlayConfig;
 use crate::packet::Packet;
 use crate::time::Instant;
@@ -161,7 +161,11 @@ impl Overlay for UdpOverlay {
         tunnel
     }
 
-    fn accept(&mut self, now: Instant, from: SocketAddr) -> TunnelRef {
+    fn accept(&mut self, now: Instant, from: &Peer) -> TunnelRef {
+        // Our own tokens are socket addresses (see `receive`).
+        let from = from
+            .to_socket()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
         if let Some(&existing) = self.by_remote.get(&from) {
             if self.tunnels.contains(existing as usize) {
                 return existing;
@@ -180,11 +184,13 @@ impl Overlay for UdpOverlay {
         tunnel
     }
 
-    fn reply(&mut self, to: SocketAddr, datagram: Packet) {
-        self.events.push_back(OverlayEvent::Transmit {
-            to,
-            payload: datagram,
-        });
+    fn reply(&mut self, _now: Instant, to: &Peer, datagram: Packet) {
+        if let Some(to) = to.to_socket() {
+            self.events.push_back(OverlayEvent::Transmit {
+                to,
+                payload: datagram,
+            });
+        }
     }
 
     fn close(&mut self, tunnel: TunnelRef) {
@@ -226,6 +232,7 @@ impl Overlay for UdpOverlay {
         if payload.first() != Some(&KEEPALIVE_TYPE_BYTE) {
             return Received::Message {
                 tunnel,
+                peer: Peer::socket(from),
                 message: payload,
             };
         }
@@ -234,6 +241,7 @@ impl Overlay for UdpOverlay {
             Ok(_) => {
                 return Received::Message {
                     tunnel,
+                    peer: Peer::socket(from),
                     message: payload,
                 }
             }

@@ -7,6 +7,7 @@
 use crate::api::{DropReason, Event, OverlayId};
 use crate::config::Protection;
 use crate::engine::Engine;
+use crate::ocd::Peer;
 use crate::oci::handles::handle_name;
 use crate::oci::paths::{Role, State};
 use crate::oci::setup::Failure;
@@ -17,7 +18,6 @@ use crate::wire::message::{
     Accept, Confirm, CookieReply, Message, Reject, RejectReason, Setup, COOKIE_LEN,
 };
 use blake2::digest::{FixedOutput, KeyInit, Update};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// How long a responder keeps a half-open handshake.
@@ -32,7 +32,7 @@ impl Engine {
     pub(crate) fn on_setup(
         &mut self,
         overlay: OverlayId,
-        from: SocketAddr,
+        from: Peer,
         known: Option<usize>,
         s: &Setup<'_>,
     ) {
@@ -125,21 +125,21 @@ impl Engine {
     pub(crate) fn accept_tunnel(
         &mut self,
         overlay: OverlayId,
-        from: SocketAddr,
+        from: Peer,
         known: Option<usize>,
     ) -> Option<usize> {
         if let Some(t) = known {
             return Some(t);
         }
         let now = self.now;
-        let r = self.module(overlay)?.accept(now, from);
+        let r = self.module(overlay)?.accept(now, &from);
         Some(self.tunnels.register(overlay, r, None, true))
     }
 
     fn accept_setup(
         &mut self,
         overlay: OverlayId,
-        from: SocketAddr,
+        from: Peer,
         known: Option<usize>,
         s: &Setup<'_>,
         handshake: &[u8],
@@ -375,17 +375,14 @@ impl Engine {
         }
     }
 
-    /// A MAC over the sender's address, the path id and the time period, under a secret
+    /// A MAC over the sender's return address (the module's peer token), the path id and the time period, under a secret
     /// from the seed: checkable later without having stored anything.
-    fn cookie(&self, from: SocketAddr, path_id: u64, periods_ago: u64) -> [u8; COOKIE_LEN] {
+    fn cookie(&self, from: Peer, path_id: u64, periods_ago: u64) -> [u8; COOKIE_LEN] {
         let period =
             (self.now.as_nanos() / 1_000_000_000 / COOKIE_PERIOD_SECS).saturating_sub(periods_ago);
         let mut mac = blake2::Blake2sMac256::new(&self.cookie_secret.into());
-        match from.ip() {
-            std::net::IpAddr::V4(a) => mac.update(&a.octets()),
-            std::net::IpAddr::V6(a) => mac.update(&a.octets()),
-        }
-        mac.update(&from.port().to_be_bytes());
+        mac.update(&[from.as_bytes().len() as u8]);
+        mac.update(from.as_bytes());
         mac.update(&path_id.to_be_bytes());
         mac.update(&period.to_be_bytes());
         let full: [u8; 32] = mac.finalize_fixed().into();
@@ -394,7 +391,7 @@ impl Engine {
         out
     }
 
-    fn cookie_valid(&self, from: SocketAddr, path_id: u64, cookie: &[u8; COOKIE_LEN]) -> bool {
+    fn cookie_valid(&self, from: Peer, path_id: u64, cookie: &[u8; COOKIE_LEN]) -> bool {
         (0..2).any(|ago| &self.cookie(from, path_id, ago) == cookie)
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::api::{DropReason, OverlayId};
 use crate::engine::Engine;
-use crate::ocd::Received;
+use crate::ocd::{Peer, Received};
 use crate::oci::paths::{Role, State};
 use crate::packet::Packet;
 use crate::wire::ip::{IpView, PROTO_UDP};
@@ -196,10 +196,15 @@ impl Engine {
         };
         let received = module.receive(now, from, payload);
         self.drain_overlay(overlay);
-        let (known, bytes) = match received {
+        let (known, from, bytes) = match received {
             Received::Consumed => return,
+            Received::Dropped(d) => return self.drop_input(DropReason::Overlay(d)),
             Received::Malformed(e) => return self.drop_input(DropReason::DatagramMalformed(e)),
-            Received::Message { tunnel, message } => (tunnel, message),
+            Received::Message {
+                tunnel,
+                peer,
+                message,
+            } => (tunnel, peer, message),
         };
         let tunnel = known.and_then(|r| self.tunnels.by_module(overlay, r));
         match Message::parse(bytes) {
@@ -232,7 +237,7 @@ impl Engine {
     fn on_data(
         &mut self,
         overlay: OverlayId,
-        from: SocketAddr,
+        from: Peer,
         tunnel: Option<usize>,
         label: u32,
         datagram: &[u8],

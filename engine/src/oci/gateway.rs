@@ -5,11 +5,11 @@
 
 use crate::api::{DropReason, Event, OverlayId};
 use crate::engine::Engine;
+use crate::ocd::Peer;
 use crate::oci::paths::{Role, SetupSpec, State};
 use crate::oci::setup::{remaining_hops, Failure};
 use crate::security::handshake::COOKIE_BIT;
 use crate::wire::message::{Accept, Confirm, Message, RejectReason, Setup};
-use std::net::SocketAddr;
 
 impl Engine {
     /// Relays a setup with hops remaining: refuses unless this node is a gateway, the path
@@ -17,7 +17,7 @@ impl Engine {
     pub(crate) fn relay_setup(
         &mut self,
         overlay: OverlayId,
-        from: SocketAddr,
+        from: Peer,
         known: Option<usize>,
         s: &Setup<'_>,
         handshake: &[u8],

@@ -7,7 +7,7 @@ use crate::api::{Event, OverlayId};
 use crate::config::Protection;
 use crate::dns::names::{parse_name, OverlayName, Security};
 use crate::engine::Engine;
-use crate::ocd::TunnelRef;
+use crate::ocd::{Peer, TunnelRef};
 use crate::oci::paths::{Path, Role, SetupSpec, State};
 use crate::security::handshake::{bits_of, COOKIE_BIT};
 use crate::timers::Timer;
@@ -15,7 +15,6 @@ use crate::wire::message::{
     Accept, Close, CloseReason, Confirm, CookieReply, Message, Reject, RejectReason, Setup,
 };
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Longest wait between setup retransmissions. With the default first timeout (200 ms) and
@@ -265,12 +264,7 @@ impl Engine {
     }
 
     /// Sends a control message to a sender we keep no tunnel for (rate limited).
-    pub(crate) fn reply_stateless(
-        &mut self,
-        overlay: OverlayId,
-        to: SocketAddr,
-        msg: &Message<'_>,
-    ) {
+    pub(crate) fn reply_stateless(&mut self, overlay: OverlayId, to: Peer, msg: &Message<'_>) {
         if !self.may_reply(matches!(msg, Message::Cookie(_))) {
             return;
         }
@@ -279,8 +273,9 @@ impl Engine {
             self.pool.give(buf);
             return;
         }
+        let now = self.now;
         if let Some(m) = self.module(overlay) {
-            m.reply(to, buf);
+            m.reply(now, &to, buf);
         }
         self.drain_overlay(overlay);
     }

@@ -36,6 +36,7 @@ pub(crate) fn config(name: &str, peers: &[(&str, u8)], gateway: bool) -> Config 
             port: 4789,
             keepalive_secs: 25,
             address_book: book,
+            i3: Default::default(),
         }],
         gateway,
         ..Config::default()

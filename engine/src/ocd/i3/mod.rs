@@ -1,0 +1,564 @@
+//! The `i3` overlay (paper §4.3; Stoica et al., "Internet Indirection Infrastructure"): hosts
+//! reach each other through rendezvous servers by 256-bit ids instead of addresses, so a host
+//! behind a NAT is reachable by name. One module plays both roles on its socket: the host side
+//! (public and private triggers, sending by id) and, where configured, the server side
+//! (trigger table and forwarding, `server.rs`).
+//!
+//! Setting up a tunnel to `bob.i3` costs nothing on the wire: the id is the hash of the name,
+//! and the tunnel's private trigger is inserted while the first message (OC-I's path setup)
+//! rides to bob's public trigger, carrying the private id as its return address. bob answers
+//! from a private trigger of his own, and from then on both sides send only to private ids.
+
+pub mod id;
+pub mod server;
+pub mod servers;
+pub mod wire;
+
+use self::id::{Id, ID_LEN};
+use self::server::{Target, Triggers};
+use self::servers::Servers;
+use self::wire::{data_header_len, write_data_header, I3Packet, Stack, FLAG_DELIVERED, KEY_LEN};
+use super::{HopSpec, Overlay, OverlayDrop, OverlayEvent, Peer, Received, TunnelRef};
+use crate::config::{ConfigError, Limits, OverlayConfig};
+use crate::packet::Packet;
+use crate::time::Instant;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use serde::Deserialize;
+use slab::Slab;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// `[overlays.i3]`: the i3-specific part of an overlay entry.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct I3Config {
+    /// Every i3 server's address, the same list at every node: they share the id space.
+    pub servers: Vec<SocketAddr>,
+    /// Run the server role on this overlay's socket, as this member of `servers`.
+    pub serve_as: Option<SocketAddr>,
+    /// Seconds between trigger refreshes (and server probes). Triggers live three times as
+    /// long; a server silent for three periods counts as failed.
+    pub refresh_secs: u64,
+    /// Most triggers a server keeps.
+    pub max_triggers: usize,
+}
+
+impl Default for I3Config {
+    fn default() -> Self {
+        I3Config {
+            servers: Vec::new(),
+            serve_as: None,
+            refresh_secs: 2,
+            max_triggers: 100_000,
+        }
+    }
+}
+
+/// A trigger this host keeps inserted.
+#[derive(Debug)]
+struct OwnTrigger {
+    id: Id,
+    key: [u8; KEY_LEN],
+}
+
+#[derive(Debug)]
+struct Tunnel {
+    host: String,
+    /// Where packets go: the peer's public id until it answers from a private one.
+    remote: Id,
+    /// The peer's private id is known.
+    negotiated: bool,
+    /// Our private trigger for this tunnel (index into `own`).
+    private: usize,
+}
+
+/// The module.
+pub struct I3Overlay {
+    suffix: String,
+    servers: Servers,
+    serving: Option<(SocketAddr, Triggers)>,
+    /// Our triggers; index 0 is the public one.
+    own: Slab<OwnTrigger>,
+    tunnels: Slab<Tunnel>,
+    by_private: BTreeMap<Id, TunnelRef>,
+    by_return: BTreeMap<Id, TunnelRef>,
+    rng: ChaCha20Rng,
+    refresh: Duration,
+    started: bool,
+    next_tick: Instant,
+    nonce: u64,
+    events: VecDeque<OverlayEvent>,
+}
+
+const PUBLIC: usize = 0;
+
+impl I3Overlay {
+    /// A module for one `[[overlays]]` entry with `module = "i3"`.
+    pub fn new(
+        index: usize,
+        cfg: &OverlayConfig,
+        limits: &Limits,
+        seed: [u8; 32],
+    ) -> Result<I3Overlay, ConfigError> {
+        let c = &cfg.i3;
+        let key = |k: &str| format!("overlays[{index}].i3.{k}");
+        if c.servers.is_empty() {
+            return Err(ConfigError::new(
+                key("servers"),
+                "list at least one i3 server",
+            ));
+        }
+        if c.refresh_secs == 0 || c.refresh_secs > 3600 {
+            return Err(ConfigError::new(key("refresh_secs"), "must be 1..=3600"));
+        }
+        if let Some(me) = c.serve_as {
+            if !c.servers.contains(&me) {
+                return Err(ConfigError::new(
+                    key("serve_as"),
+                    format!("{me} is not in overlays[{index}].i3.servers"),
+                ));
+            }
+        }
+        let refresh = Duration::from_secs(c.refresh_secs);
+        let misses = limits.keepalive_misses.clamp(2, 10);
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut own = Slab::new();
+        let suffix = cfg.name.to_ascii_lowercase();
+        let public = Id::of_name(&format!("{}.{suffix}", cfg.local_name));
+        own.insert(OwnTrigger {
+            id: public,
+            key: random_key(&mut rng),
+        });
+        Ok(I3Overlay {
+            suffix,
+            servers: Servers::new(&c.servers, refresh * misses),
+            serving: c
+                .serve_as
+                .map(|me| (me, Triggers::new(c.max_triggers, refresh * 3))),
+            own,
+            tunnels: Slab::new(),
+            by_private: BTreeMap::new(),
+            by_return: BTreeMap::new(),
+            rng,
+            refresh,
+            started: false,
+            next_tick: Instant::ZERO,
+            nonce: 0,
+            events: VecDeque::new(),
+        })
+    }
+
+    fn lifetime_secs(&self) -> u16 {
+        (self.refresh.as_secs() * 3).min(u64::from(u16::MAX)) as u16
+    }
+
+    fn transmit(&mut self, to: SocketAddr, p: &I3Packet<'_>) {
+        let mut payload = Packet::from_slice(&[]);
+        p.encode(payload.tail_vec());
+        self.events
+            .push_back(OverlayEvent::Transmit { to, payload });
+    }
+
+    /// (Re)inserts one of our triggers at the server now responsible for its id.
+    fn insert(&mut self, k: usize) {
+        let Some(t) = self.own.get(k) else { return };
+        let Some(to) = self.servers.responsible(&t.id) else {
+            return;
+        };
+        let p = I3Packet::Insert {
+            lifetime_secs: self.lifetime_secs(),
+            key: t.key,
+            id: t.id,
+            target: Stack::new(),
+        };
+        self.transmit(to, &p);
+    }
+
+    /// A fresh private trigger, inserted now.
+    fn new_private(&mut self) -> usize {
+        let mut id = [0u8; ID_LEN];
+        self.rng.fill_bytes(&mut id);
+        let key = random_key(&mut self.rng);
+        let k = self.own.insert(OwnTrigger { id: Id(id), key });
+        self.insert(k);
+        k
+    }
+
+    fn new_tunnel(&mut self, host: String, remote: Id, negotiated: bool) -> TunnelRef {
+        let private = self.new_private();
+        let r = self.tunnels.insert(Tunnel {
+            host,
+            remote,
+            negotiated,
+            private,
+        }) as TunnelRef;
+        if let Some(t) = self.own.get(private) {
+            self.by_private.insert(t.id, r);
+        }
+        r
+    }
+
+    /// Sends an OCALA datagram to an id, with `ret` as the id to answer at.
+    fn send_to_id(&mut self, to: &Id, ret: &Id, mut datagram: Packet) -> Result<(), Packet> {
+        let Some(server) = self.servers.responsible(to) else {
+            return Err(datagram);
+        };
+        let len = data_header_len(1, true);
+        match datagram.prepend(len) {
+            Some(head) => write_data_header(head, 0, &[*to], Some(ret)),
+            None => {
+                // A buffer without headroom (a whole control message): copy once.
+                let mut p = Packet::from_slice(&vec![0u8; len]);
+                write_data_header(&mut p, 0, &[*to], Some(ret));
+                p.extend_from_slice(&datagram);
+                datagram = p;
+            }
+        }
+        self.events.push_back(OverlayEvent::Transmit {
+            to: server,
+            payload: datagram,
+        });
+        Ok(())
+    }
+
+    /// The host side of a delivered DATA packet.
+    fn deliver<'a>(
+        &mut self,
+        stack: &Stack,
+        return_id: Option<Id>,
+        payload: &'a [u8],
+    ) -> Received<'a> {
+        let Some(top) = stack.first().copied() else {
+            return Received::Dropped(OverlayDrop::NoTrigger);
+        };
+        if stack.len() > 1 {
+            // Ids below ours would make this node a middlebox, which it is not configured as.
+            return Received::Dropped(OverlayDrop::NotAMiddlebox);
+        }
+        let public = self.own.get(PUBLIC).map(|t| t.id);
+        if Some(top) == public {
+            let Some(ret) = return_id else {
+                return Received::Dropped(OverlayDrop::NoReturnId);
+            };
+            return Received::Message {
+                tunnel: self.by_return.get(&ret).copied(),
+                peer: peer_of(&ret),
+                message: payload,
+            };
+        }
+        let Some(&r) = self.by_private.get(&top) else {
+            return Received::Dropped(OverlayDrop::NoTrigger);
+        };
+        let Some(t) = self.tunnels.get_mut(r as usize) else {
+            return Received::Dropped(OverlayDrop::NoTrigger);
+        };
+        // The first answer names the peer's private trigger; later claims cannot redirect us.
+        if let (false, Some(ret)) = (t.negotiated, return_id) {
+            t.remote = ret;
+            t.negotiated = true;
+        }
+        Received::Message {
+            tunnel: Some(r),
+            peer: peer_of(&t.remote),
+            message: payload,
+        }
+    }
+
+    /// The server side of a DATA packet: match its top id and pass it on.
+    fn forward(
+        &mut self,
+        now: Instant,
+        flags: u8,
+        mut stack: Stack,
+        return_id: Option<Id>,
+        payload: &[u8],
+    ) -> Received<'static> {
+        let Some(me) = self.serving.as_ref().map(|(me, _)| *me) else {
+            return Received::Dropped(OverlayDrop::NotAServer);
+        };
+        for _ in 0..wire::MAX_STACK {
+            let hit = stack.first().and_then(|top| {
+                let (_, triggers) = self.serving.as_ref()?;
+                let (matched, target) = triggers.matching(now, top)?;
+                Some((matched, target.clone()))
+            });
+            let Some((matched, target)) = hit else {
+                return Received::Dropped(OverlayDrop::NoTrigger);
+            };
+            match target {
+                Target::Addr(to) => {
+                    stack[0] = matched;
+                    let p = I3Packet::Data {
+                        flags: flags | FLAG_DELIVERED,
+                        stack,
+                        return_id,
+                        payload,
+                    };
+                    self.transmit(to, &p);
+                    return Received::Consumed;
+                }
+                Target::Stack(ids) => {
+                    let rest = stack.get(1..).unwrap_or(&[]);
+                    if ids.len() + rest.len() > wire::MAX_STACK {
+                        return Received::Dropped(OverlayDrop::StackTooDeep);
+                    }
+                    let next: Stack = ids.iter().chain(rest).copied().collect();
+                    let Some(to) = next.first().and_then(|id| self.servers.responsible(id)) else {
+                        return Received::Dropped(OverlayDrop::NoServer);
+                    };
+                    stack = next;
+                    if to != me {
+                        let p = I3Packet::Data {
+                            flags,
+                            stack,
+                            return_id,
+                            payload,
+                        };
+                        self.transmit(to, &p);
+                        return Received::Consumed;
+                    }
+                }
+            }
+        }
+        Received::Dropped(OverlayDrop::StackTooDeep)
+    }
+
+    /// Insert, remove and ping requests to the server role.
+    fn serve(&mut self, now: Instant, from: SocketAddr, p: I3Packet<'_>) -> Received<'static> {
+        let Some((_, triggers)) = self.serving.as_mut() else {
+            return Received::Dropped(OverlayDrop::NotAServer);
+        };
+        let reply = match p {
+            I3Packet::Insert {
+                lifetime_secs,
+                key,
+                id,
+                target,
+            } => {
+                let target = if target.is_empty() {
+                    Target::Addr(from)
+                } else {
+                    Target::Stack(target)
+                };
+                let asked = Duration::from_secs(u64::from(lifetime_secs));
+                match triggers.insert(now, id, key, target, asked) {
+                    Ok(granted) => I3Packet::Ack {
+                        lifetime_secs: granted.as_secs() as u16,
+                        id,
+                        observed: from,
+                    },
+                    Err(reason) => I3Packet::Refused { id, reason },
+                }
+            }
+            I3Packet::Remove { key, id } => {
+                triggers.remove(&id, &key);
+                return Received::Consumed;
+            }
+            I3Packet::Ping { nonce } => I3Packet::Pong {
+                nonce,
+                observed: from,
+            },
+            _ => return Received::Dropped(OverlayDrop::NotAServer),
+        };
+        self.transmit(from, &reply);
+        Received::Consumed
+    }
+
+    /// A server answered one of our requests.
+    fn heard_from_server(&mut self, now: Instant, from: SocketAddr) -> Received<'static> {
+        if !self.servers.contains(&from) {
+            return Received::Dropped(OverlayDrop::NotFromServer);
+        }
+        if self.servers.heard(now, &from) {
+            // A server came back: the ids it owns return to it.
+            self.refresh_all();
+        }
+        Received::Consumed
+    }
+
+    fn refresh_all(&mut self) {
+        let keys: Vec<usize> = self.own.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            self.insert(k);
+        }
+    }
+
+    /// Pings servers that hold none of our triggers, so we know which are live when sending.
+    fn ping_idle_servers(&mut self) {
+        let homes: Vec<SocketAddr> = self
+            .own
+            .iter()
+            .filter_map(|(_, t)| self.servers.responsible(&t.id))
+            .collect();
+        let idle: Vec<SocketAddr> = self
+            .servers
+            .addrs()
+            .filter(|a| !homes.contains(a))
+            .collect();
+        for to in idle {
+            self.nonce += 1;
+            let nonce = self.nonce;
+            self.transmit(to, &I3Packet::Ping { nonce });
+        }
+    }
+}
+
+fn random_key(rng: &mut ChaCha20Rng) -> [u8; KEY_LEN] {
+    let mut k = [0u8; KEY_LEN];
+    rng.fill_bytes(&mut k);
+    k
+}
+
+/// The peer token for a return id: the id's bytes.
+fn peer_of(id: &Id) -> Peer {
+    Peer::new(&id.0).unwrap_or(Peer::socket(SocketAddr::from(([0, 0, 0, 0], 0))))
+}
+
+impl Overlay for I3Overlay {
+    fn parse_hop(&self, prefix: &str) -> Result<HopSpec, String> {
+        if prefix.is_empty() {
+            return Err("empty host name".into());
+        }
+        Ok(HopSpec {
+            host: prefix.to_string(),
+            options: Vec::new(),
+        })
+    }
+
+    fn setup(&mut self, _now: Instant, hop: &HopSpec) -> TunnelRef {
+        let host = hop.host.to_ascii_lowercase();
+        let remote = Id::of_name(&format!("{host}.{}", self.suffix));
+        let r = self.new_tunnel(host, remote, false);
+        self.events.push_back(if self.servers.live() > 0 {
+            OverlayEvent::SetupDone(r)
+        } else {
+            OverlayEvent::SetupFailed(r, "no i3 server is answering".into())
+        });
+        r
+    }
+
+    fn accept(&mut self, _now: Instant, from: &Peer) -> TunnelRef {
+        let ret = Id::from_slice(from.as_bytes()).unwrap_or(Id([0; ID_LEN]));
+        if let Some(&r) = self.by_return.get(&ret) {
+            if self.tunnels.contains(r as usize) {
+                return r;
+            }
+        }
+        let r = self.new_tunnel(format!("{ret}"), ret, true);
+        self.by_return.insert(ret, r);
+        r
+    }
+
+    fn reply(&mut self, _now: Instant, to: &Peer, datagram: Packet) {
+        let (Some(to), Some(public)) = (Id::from_slice(to.as_bytes()), self.own.get(PUBLIC)) else {
+            return;
+        };
+        let ret = public.id;
+        // Nowhere to send it is the same as a lost reply: the sender retries.
+        let _ = self.send_to_id(&to, &ret, datagram);
+    }
+
+    fn close(&mut self, tunnel: TunnelRef) {
+        let Some(t) = self.tunnels.try_remove(tunnel as usize) else {
+            return;
+        };
+        if self.by_return.get(&t.remote) == Some(&tunnel) {
+            self.by_return.remove(&t.remote);
+        }
+        if let Some(own) = self.own.try_remove(t.private) {
+            self.by_private.remove(&own.id);
+            if let Some(to) = self.servers.responsible(&own.id) {
+                let p = I3Packet::Remove {
+                    key: own.key,
+                    id: own.id,
+                };
+                self.transmit(to, &p);
+            }
+        }
+    }
+
+    fn send(&mut self, _now: Instant, tunnel: TunnelRef, datagram: Packet) -> Result<(), Packet> {
+        let Some(t) = self.tunnels.get(tunnel as usize) else {
+            return Err(datagram);
+        };
+        let Some(ret) = self.own.get(t.private).map(|o| o.id) else {
+            return Err(datagram);
+        };
+        let to = t.remote;
+        self.send_to_id(&to, &ret, datagram)
+    }
+
+    fn receive<'a>(&mut self, now: Instant, from: SocketAddr, payload: &'a [u8]) -> Received<'a> {
+        let p = match I3Packet::parse(payload) {
+            Ok(p) => p,
+            Err(e) => return Received::Malformed(e),
+        };
+        match p {
+            I3Packet::Data {
+                flags,
+                stack,
+                return_id,
+                payload,
+            } if flags & FLAG_DELIVERED != 0 => self.deliver(&stack, return_id, payload),
+            I3Packet::Data {
+                flags,
+                stack,
+                return_id,
+                payload,
+            } => self.forward(now, flags, stack, return_id, payload),
+            I3Packet::Insert { .. } | I3Packet::Remove { .. } | I3Packet::Ping { .. } => {
+                self.serve(now, from, p)
+            }
+            I3Packet::Ack { .. } | I3Packet::Pong { .. } => self.heard_from_server(now, from),
+            I3Packet::Refused { .. } => {
+                self.heard_from_server(now, from);
+                Received::Dropped(OverlayDrop::TriggerRefused)
+            }
+        }
+    }
+
+    fn resolved(&mut self, _now: Instant, _token: u64, _result: Result<Vec<IpAddr>, String>) {
+        // i3 resolves names by hashing them; it never asks the driver.
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if let Some((_, triggers)) = self.serving.as_mut() {
+            triggers.expire(now);
+        }
+        if now < self.next_tick {
+            return;
+        }
+        if !self.started {
+            self.started = true;
+            self.servers.start(now);
+        }
+        // Servers that died move their ids to the next live one: refreshing every trigger at
+        // its responsible server re-inserts those at once.
+        self.servers.expire(now);
+        self.refresh_all();
+        self.ping_idle_servers();
+        self.next_tick = now.saturating_add(self.refresh);
+    }
+
+    fn poll_timeout(&self) -> Instant {
+        let serving = self
+            .serving
+            .as_ref()
+            .map_or(Instant::MAX, |(_, t)| t.next_deadline());
+        self.next_tick.min(serving)
+    }
+
+    fn poll_event(&mut self) -> Option<OverlayEvent> {
+        self.events.pop_front()
+    }
+
+    fn describe(&self, tunnel: TunnelRef) -> String {
+        match self.tunnels.get(tunnel as usize) {
+            Some(t) if t.negotiated => format!("{} via private trigger {}", t.host, t.remote),
+            Some(t) => format!("{} via public trigger {}", t.host, t.remote),
+            None => "closed".into(),
+        }
+    }
+}

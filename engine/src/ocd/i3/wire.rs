@@ -1,0 +1,413 @@
+//! i3 packets on the overlay socket. Every datagram starts `[0x69 'i'][version 1][type]`;
+//! fields are big-endian. An id stack is a count byte and that many 256-bit ids, first id on
+//! top. Byte-exact vectors live in `vectors/`.
+//!
+//! ```text
+//! DATA     flags  n  id*n  [return id if RETURN]  payload      host → server → host
+//! INSERT   lifetime:u16  key:16  id  n  id*n                   host → server (n = 0: to the sender's address)
+//! ACK      lifetime:u16  id  observed-address                  server → host
+//! REMOVE   key:16  id                                          host → server
+//! PING     nonce:u64                                           host → server
+//! PONG     nonce:u64  observed-address                         server → host
+//! REFUSED  id  reason:u8                                       server → host
+//! ```
+//! An address is `[4][ipv4][port]` or `[6][ipv6][port]`.
+
+use super::id::{Id, ID_LEN};
+use crate::wire::WireError;
+use arrayvec::ArrayVec;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// First byte of every i3 datagram.
+pub const MAGIC: u8 = 0x69;
+/// The version this implementation speaks.
+pub const VERSION: u8 = 1;
+/// Deepest id stack a packet or trigger may carry.
+pub const MAX_STACK: usize = 4;
+/// Length of a trigger's owner key.
+pub const KEY_LEN: usize = 16;
+
+/// DATA flag: a return id follows the stack.
+pub const FLAG_RETURN: u8 = 0x01;
+/// DATA flag: set by the server that matched the top id to a trigger's address, so a node
+/// that is host and server at once knows the packet is for it, not to be forwarded.
+pub const FLAG_DELIVERED: u8 = 0x02;
+
+/// An id stack.
+pub type Stack = ArrayVec<Id, MAX_STACK>;
+
+/// Why a server refused an insertion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Refusal {
+    /// Another owner holds a live trigger with this id.
+    Taken = 1,
+    /// The server's trigger table is full.
+    Full = 2,
+}
+
+/// One i3 packet, borrowing from the datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum I3Packet<'a> {
+    Data {
+        flags: u8,
+        stack: Stack,
+        return_id: Option<Id>,
+        payload: &'a [u8],
+    },
+    Insert {
+        lifetime_secs: u16,
+        key: [u8; KEY_LEN],
+        id: Id,
+        target: Stack,
+    },
+    Ack {
+        lifetime_secs: u16,
+        id: Id,
+        observed: SocketAddr,
+    },
+    Remove {
+        key: [u8; KEY_LEN],
+        id: Id,
+    },
+    Ping {
+        nonce: u64,
+    },
+    Pong {
+        nonce: u64,
+        observed: SocketAddr,
+    },
+    Refused {
+        id: Id,
+        reason: Refusal,
+    },
+}
+
+const DATA: u8 = 1;
+const INSERT: u8 = 2;
+const ACK: u8 = 3;
+const REMOVE: u8 = 4;
+const PING: u8 = 5;
+const PONG: u8 = 6;
+const REFUSED: u8 = 7;
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        let (head, rest) = self.0.split_at_checked(n).ok_or(WireError::Truncated)?;
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, WireError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u64(&mut self) -> Result<u64, WireError> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(b))
+    }
+    fn id(&mut self) -> Result<Id, WireError> {
+        Id::from_slice(self.take(ID_LEN)?).ok_or(WireError::Truncated)
+    }
+    fn key(&mut self) -> Result<[u8; KEY_LEN], WireError> {
+        let mut k = [0u8; KEY_LEN];
+        k.copy_from_slice(self.take(KEY_LEN)?);
+        Ok(k)
+    }
+    fn stack(&mut self, min: usize) -> Result<Stack, WireError> {
+        let n = usize::from(self.u8()?);
+        if n < min || n > MAX_STACK {
+            return Err(WireError::BadHeader);
+        }
+        let mut s = Stack::new();
+        for _ in 0..n {
+            s.push(self.id()?);
+        }
+        Ok(s)
+    }
+    fn addr(&mut self) -> Result<SocketAddr, WireError> {
+        let ip = match self.u8()? {
+            4 => {
+                let b = self.take(4)?;
+                IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
+            }
+            6 => {
+                let mut o = [0u8; 16];
+                o.copy_from_slice(self.take(16)?);
+                IpAddr::V6(Ipv6Addr::from(o))
+            }
+            _ => return Err(WireError::BadHeader),
+        };
+        Ok(SocketAddr::new(ip, self.u16()?))
+    }
+    fn end(&self) -> Result<(), WireError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(WireError::BadLength)
+        }
+    }
+}
+
+impl<'a> I3Packet<'a> {
+    /// Parses a datagram; bad input is a [`WireError`], never a panic.
+    pub fn parse(b: &'a [u8]) -> Result<I3Packet<'a>, WireError> {
+        let mut r = Reader(b);
+        if r.u8()? != MAGIC {
+            return Err(WireError::UnknownType(b[0]));
+        }
+        if r.u8()? != VERSION {
+            return Err(WireError::BadVersion);
+        }
+        let p = match r.u8()? {
+            DATA => {
+                let flags = r.u8()?;
+                let stack = r.stack(1)?;
+                let return_id = if flags & FLAG_RETURN != 0 {
+                    Some(r.id()?)
+                } else {
+                    None
+                };
+                return Ok(I3Packet::Data {
+                    flags,
+                    stack,
+                    return_id,
+                    payload: r.0,
+                });
+            }
+            INSERT => I3Packet::Insert {
+                lifetime_secs: r.u16()?,
+                key: r.key()?,
+                id: r.id()?,
+                target: r.stack(0)?,
+            },
+            ACK => I3Packet::Ack {
+                lifetime_secs: r.u16()?,
+                id: r.id()?,
+                observed: r.addr()?,
+            },
+            REMOVE => I3Packet::Remove {
+                key: r.key()?,
+                id: r.id()?,
+            },
+            PING => I3Packet::Ping { nonce: r.u64()? },
+            PONG => I3Packet::Pong {
+                nonce: r.u64()?,
+                observed: r.addr()?,
+            },
+            REFUSED => I3Packet::Refused {
+                id: r.id()?,
+                reason: match r.u8()? {
+                    1 => Refusal::Taken,
+                    2 => Refusal::Full,
+                    _ => return Err(WireError::BadHeader),
+                },
+            },
+            t => return Err(WireError::UnknownType(t)),
+        };
+        r.end()?;
+        Ok(p)
+    }
+
+    /// Appends the packet's bytes to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&[MAGIC, VERSION]);
+        match self {
+            I3Packet::Data {
+                flags,
+                stack,
+                return_id,
+                payload,
+            } => {
+                let flags = (flags & !FLAG_RETURN) | u8::from(return_id.is_some());
+                out.extend_from_slice(&[DATA, flags]);
+                put_stack(out, stack);
+                if let Some(r) = return_id {
+                    out.extend_from_slice(&r.0);
+                }
+                out.extend_from_slice(payload);
+            }
+            I3Packet::Insert {
+                lifetime_secs,
+                key,
+                id,
+                target,
+            } => {
+                out.push(INSERT);
+                out.extend_from_slice(&lifetime_secs.to_be_bytes());
+                out.extend_from_slice(key);
+                out.extend_from_slice(&id.0);
+                put_stack(out, target);
+            }
+            I3Packet::Ack {
+                lifetime_secs,
+                id,
+                observed,
+            } => {
+                out.push(ACK);
+                out.extend_from_slice(&lifetime_secs.to_be_bytes());
+                out.extend_from_slice(&id.0);
+                put_addr(out, observed);
+            }
+            I3Packet::Remove { key, id } => {
+                out.push(REMOVE);
+                out.extend_from_slice(key);
+                out.extend_from_slice(&id.0);
+            }
+            I3Packet::Ping { nonce } => {
+                out.push(PING);
+                out.extend_from_slice(&nonce.to_be_bytes());
+            }
+            I3Packet::Pong { nonce, observed } => {
+                out.push(PONG);
+                out.extend_from_slice(&nonce.to_be_bytes());
+                put_addr(out, observed);
+            }
+            I3Packet::Refused { id, reason } => {
+                out.push(REFUSED);
+                out.extend_from_slice(&id.0);
+                out.push(*reason as u8);
+            }
+        }
+    }
+}
+
+/// Writes a DATA header for `stack` and `return_id` into the `len` bytes in front of a
+/// payload (see [`data_header_len`]).
+pub fn write_data_header(buf: &mut [u8], flags: u8, stack: &[Id], return_id: Option<&Id>) {
+    buf[0] = MAGIC;
+    buf[1] = VERSION;
+    buf[2] = DATA;
+    buf[3] = (flags & !FLAG_RETURN) | u8::from(return_id.is_some());
+    buf[4] = stack.len() as u8;
+    let mut at = 5;
+    for id in stack.iter().chain(return_id) {
+        buf[at..at + ID_LEN].copy_from_slice(&id.0);
+        at += ID_LEN;
+    }
+}
+
+/// Length of a DATA header with `depth` ids on the stack and maybe a return id.
+pub fn data_header_len(depth: usize, with_return: bool) -> usize {
+    5 + ID_LEN * (depth + usize::from(with_return))
+}
+
+fn put_stack(out: &mut Vec<u8>, s: &[Id]) {
+    out.push(s.len() as u8);
+    for id in s {
+        out.extend_from_slice(&id.0);
+    }
+}
+
+fn put_addr(out: &mut Vec<u8>, a: &SocketAddr) {
+    match a.ip() {
+        IpAddr::V4(v) => {
+            out.push(4);
+            out.extend_from_slice(&v.octets());
+        }
+        IpAddr::V6(v) => {
+            out.push(6);
+            out.extend_from_slice(&v.octets());
+        }
+    }
+    out.extend_from_slice(&a.port().to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(b: u8) -> Id {
+        Id([b; 32])
+    }
+
+    #[test]
+    fn every_packet_round_trips() {
+        let stack: Stack = [id(1), id(2)].into_iter().collect();
+        let addr: SocketAddr = "192.0.2.1:4790".parse().unwrap();
+        let all = [
+            I3Packet::Data {
+                flags: FLAG_RETURN,
+                stack: stack.clone(),
+                return_id: Some(id(9)),
+                payload: b"hello",
+            },
+            I3Packet::Data {
+                flags: 0,
+                stack: stack.clone(),
+                return_id: None,
+                payload: b"",
+            },
+            I3Packet::Insert {
+                lifetime_secs: 30,
+                key: [5; KEY_LEN],
+                id: id(3),
+                target: stack,
+            },
+            I3Packet::Ack {
+                lifetime_secs: 30,
+                id: id(3),
+                observed: "[2001:db8::1]:9".parse().unwrap(),
+            },
+            I3Packet::Remove {
+                key: [5; KEY_LEN],
+                id: id(3),
+            },
+            I3Packet::Ping { nonce: 77 },
+            I3Packet::Pong {
+                nonce: 77,
+                observed: addr,
+            },
+            I3Packet::Refused {
+                id: id(3),
+                reason: Refusal::Taken,
+            },
+        ];
+        for p in all {
+            let mut b = Vec::new();
+            p.encode(&mut b);
+            assert_eq!(I3Packet::parse(&b), Ok(p.clone()), "{p:?}");
+            // Every strict prefix is refused as data, not a panic (DATA's payload may be empty).
+            for cut in 0..b.len() {
+                if let Ok(q) = I3Packet::parse(&b[..cut]) {
+                    assert!(matches!(q, I3Packet::Data { .. }), "{q:?} from {cut} bytes");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn header_writer_matches_the_encoder() {
+        let mut a = Vec::new();
+        I3Packet::Data {
+            flags: 0,
+            stack: [id(4)].into_iter().collect(),
+            return_id: Some(id(6)),
+            payload: b"xy",
+        }
+        .encode(&mut a);
+        let mut b = vec![0u8; data_header_len(1, true)];
+        write_data_header(&mut b, 0, &[id(4)], Some(&id(6)));
+        b.extend_from_slice(b"xy");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn bad_stacks_and_versions_are_refused() {
+        let mut b = Vec::new();
+        I3Packet::Ping { nonce: 1 }.encode(&mut b);
+        b[1] = 2;
+        assert_eq!(I3Packet::parse(&b), Err(WireError::BadVersion));
+        // A DATA packet with an empty or too deep stack.
+        for n in [0u8, 5] {
+            let raw = [MAGIC, VERSION, DATA, 0, n];
+            assert_eq!(I3Packet::parse(&raw), Err(WireError::BadHeader));
+        }
+        assert!(I3Packet::parse(&[]).is_err());
+    }
+}
