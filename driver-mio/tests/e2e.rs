@@ -82,7 +82,7 @@ fn topology() -> Topology {
         "the end-to-end tests need root (TUN devices, network namespaces)"
     );
     let mut t = Topology::new("ocx", &["alice", "gw", "bob"]);
-    t.certify();
+    t.certify(&["udp"]);
     t.link("alice", "10.91.0.1/24", "bob", "10.91.0.2/24");
     t.link("alice", "10.91.1.1/24", "gw", "10.91.1.2/24");
     t.link("gw", "10.91.2.2/24", "bob", "10.91.2.3/24");

@@ -130,26 +130,22 @@ impl Topology {
         self.servers.push(child);
     }
 
-    /// Makes a CA for the topology and issues each host a certificate for `<host>.udp`, with
-    /// the `ocala ca` command line.
-    pub fn certify(&self) {
+    /// Makes a CA for the topology and issues each host a certificate for `<host>.<overlay>`
+    /// on each of `overlays`, with the `ocala ca` command line.
+    pub fn certify(&self, overlays: &[&str]) {
         let ca = self.dir.join("ca");
         let ocala = env!("CARGO_BIN_EXE_ocala");
         must(&[ocala, "ca", "init", &ca.display().to_string()]);
         for h in &self.hosts {
             let out = self.dir.join(format!("{}-keys", h.name));
-            let name = format!("{}.udp", h.name);
-            must(&[
-                ocala,
-                "ca",
-                "issue",
-                "--ca",
-                &ca.display().to_string(),
-                "--name",
-                &name,
-                "--out",
-                &out.display().to_string(),
-            ]);
+            let ca = ca.display().to_string();
+            let out = out.display().to_string();
+            let names: Vec<String> = overlays.iter().map(|o| format!("{}.{o}", h.name)).collect();
+            let mut cmd = vec![ocala, "ca", "issue", "--ca", &ca, "--out", &out];
+            for n in &names {
+                cmd.extend_from_slice(&["--name", n]);
+            }
+            must(&cmd);
         }
     }
 

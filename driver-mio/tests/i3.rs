@@ -1,0 +1,122 @@
+//! End to end over i3, as root, with real programs: bob sits behind a NAT namespace that
+//! masquerades him (nftables), alice and the i3 server `srv` are outside. alice has no route to
+//! bob's address at all; she reaches him by name through the server, which forwards
+//! ciphertext to the binding bob's trigger refreshes keep open in the NAT.
+
+mod support;
+
+use std::time::Duration;
+use support::Topology;
+
+/// The NAT: bob's packets leave masqueraded as 10.94.1.1; nothing from outside gets in
+/// except answers on bindings bob opened.
+const NAT_RULES: &str = r#"
+table ip nat {
+  chain post {
+    type nat hook postrouting priority 100;
+    oifname "v-net" masquerade
+  }
+}
+table ip filter {
+  chain admit {
+    type filter hook forward priority 0; policy drop;
+    ct state established,related accept
+    iifname "v-bob" accept
+  }
+}
+"#;
+
+fn config(name: &str, serve: bool) -> String {
+    let mut c = format!(
+        "[[overlays]]\nname = \"i3\"\nmodule = \"i3\"\nlocal_name = \"{name}\"\nport = 4790\n\
+         [overlays.i3]\nservers = [\"10.94.0.2:4790\"]\nrefresh_secs = 2\n"
+    );
+    if serve {
+        c.push_str("serve_as = \"10.94.0.2:4790\"\n");
+    }
+    c
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// alice, srv and the NAT's outside hang off a router `net`; the NAT masquerades bob
+/// behind 10.94.1.1.
+fn topology() -> Topology {
+    assert!(
+        support::run(&["id", "-u"]).stdout.starts_with(b"0"),
+        "the end-to-end tests need root (TUN devices, network namespaces)"
+    );
+    let mut t = Topology::new("oci3", &["alice", "net", "srv", "nat", "bob"]);
+    t.certify(&["i3"]);
+    // `net` routes between alice, the server and the NAT's outside; bob is inside the NAT.
+    t.link("alice", "10.94.3.1/24", "net", "10.94.3.2/24");
+    t.link("srv", "10.94.0.2/24", "net", "10.94.0.1/24");
+    t.link("nat", "10.94.1.1/24", "net", "10.94.1.2/24");
+    t.link("nat", "10.94.2.1/24", "bob", "10.94.2.2/24");
+    t.must("net", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    t.must("nat", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    for (host, via) in [
+        ("alice", "10.94.3.2"),
+        ("srv", "10.94.0.1"),
+        ("nat", "10.94.1.2"),
+        ("bob", "10.94.2.1"),
+    ] {
+        t.must(host, &["ip", "route", "add", "default", "via", via]);
+    }
+    let file = t.dir.join("nat.nft");
+    std::fs::write(&file, NAT_RULES).expect("nft rules");
+    t.must("nat", &["nft", "-f", &file.display().to_string()]);
+    t.start("srv", &config("srv", true), "");
+    t.start("bob", &config("bob", false), "");
+    t.start("alice", &config("alice", false), "");
+    t.serve(
+        "bob",
+        &["python3", "-m", "http.server", "8000", "--bind", "::"],
+    );
+    // Let bob's first trigger insertion open the NAT binding.
+    std::thread::sleep(Duration::from_millis(1500));
+    t
+}
+
+#[test]
+fn a_host_behind_a_nat_is_reached_by_name_through_an_i3_server() {
+    let t = topology();
+
+    // alice cannot reach bob's address: there is no route, and the NAT admits nothing unasked.
+    let direct = t.exec("alice", &["ping", "-c", "1", "-W", "1", "10.94.2.2"]);
+    assert!(!direct.status.success(), "{}", text(&direct));
+
+    let curl = t.exec(
+        "alice",
+        &[
+            "curl",
+            "-sS",
+            "-m",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://bob.i3:8000/",
+        ],
+    );
+    assert_eq!(
+        text(&curl),
+        "200",
+        "alice:\n{}\nsrv:\n{}\nbob:\n{}",
+        t.log("alice"),
+        t.log("srv"),
+        t.log("bob")
+    );
+
+    let ping = t.exec("alice", &["ping", "-c", "3", "-i", "0.3", "bob.i3"]);
+    let out = text(&ping);
+    assert!(ping.status.success(), "{out}\n{}", t.log("alice"));
+    assert!(out.contains("3 received"), "{out}");
+}
