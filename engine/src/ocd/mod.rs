@@ -28,6 +28,19 @@ pub struct HopSpec {
     pub options: Vec<String>,
 }
 
+impl HopSpec {
+    /// A hop with no options of the module's own: the whole prefix is the host name.
+    pub fn host_only(prefix: &str) -> Result<HopSpec, String> {
+        if prefix.is_empty() {
+            return Err("empty host name".into());
+        }
+        Ok(HopSpec {
+            host: prefix.to_string(),
+            options: Vec::new(),
+        })
+    }
+}
+
 /// What a module tells OC-I.
 #[derive(Debug)]
 pub enum OverlayEvent {

@@ -27,6 +27,13 @@ impl Peer {
         })
     }
 
+    /// A 256-bit id as a token (always fits).
+    pub fn id(id: &[u8; 32]) -> Peer {
+        let mut bytes = [0u8; Peer::MAX];
+        bytes[..32].copy_from_slice(id);
+        Peer { len: 32, bytes }
+    }
+
     /// The token's bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..usize::from(self.len)]

@@ -120,13 +120,7 @@ impl UdpOverlay {
 impl Overlay for UdpOverlay {
     fn parse_hop(&self, prefix: &str) -> Result<HopSpec, String> {
         // The udp overlay has no options of its own: the whole prefix is the host name.
-        if prefix.is_empty() {
-            return Err("empty host name".into());
-        }
-        Ok(HopSpec {
-            host: prefix.to_string(),
-            options: Vec::new(),
-        })
+        HopSpec::host_only(prefix)
     }
 
     fn setup(&mut self, now: Instant, hop: &HopSpec) -> TunnelRef {

@@ -413,18 +413,12 @@ fn random_key(rng: &mut ChaCha20Rng) -> [u8; KEY_LEN] {
 
 /// The peer token for a return id: the id's bytes.
 fn peer_of(id: &Id) -> Peer {
-    Peer::new(&id.0).unwrap_or(Peer::socket(SocketAddr::from(([0, 0, 0, 0], 0))))
+    Peer::id(&id.0)
 }
 
 impl Overlay for I3Overlay {
     fn parse_hop(&self, prefix: &str) -> Result<HopSpec, String> {
-        if prefix.is_empty() {
-            return Err("empty host name".into());
-        }
-        Ok(HopSpec {
-            host: prefix.to_string(),
-            options: Vec::new(),
-        })
+        HopSpec::host_only(prefix)
     }
 
     fn setup(&mut self, _now: Instant, hop: &HopSpec) -> TunnelRef {
