@@ -22,21 +22,6 @@ ip = "10.0.0.3"
 [nodes.config.security]
 accept_plain = true
 
-[[links]]
-a = "alice"
-b = "gw"
-[[links]]
-a = "gw"
-b = "carol"
-
-[[apps]]
-node = "alice"
-at_ms = 10
-kind = "udp"
-name = "NAME"
-count = 10
-size = 1200
-expect_replies = 10
 "#;
 
 /// alice and carol meet through i3 server `gw`, which is no OCALA gateway.
@@ -77,6 +62,10 @@ local_name = "carol"
 [nodes.config.overlays.i3]
 servers = ["10.0.0.2:4789"]
 
+"#;
+
+/// The links and the app, the same for both: alice sends through `gw` only.
+const LINKS_AND_APP: &str = r#"
 [[links]]
 a = "alice"
 b = "gw"
@@ -103,7 +92,7 @@ fn gateway_sends(name: &str) -> Vec<Vec<u8>> {
     } else {
         SCENARIO
     };
-    let text = scenario.replace("NAME", name);
+    let text = format!("{scenario}{LINKS_AND_APP}").replace("NAME", name);
     let out = ocala_sim::run_text("inline", &text, None).expect("runs");
     assert!(out.failures.is_empty(), "{}", out.summary);
     out.sent.get("gw").cloned().unwrap_or_default()
