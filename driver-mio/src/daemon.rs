@@ -376,6 +376,7 @@ impl Daemon {
                 tracing::warn!("path to {name} failed: {reason}")
             }
             Event::PathDown { name, reason } => tracing::info!("path to {name} down: {reason}"),
+            Event::OverlayNotice { overlay, text } => tracing::info!("{overlay}: {text}"),
             Event::PoolExhausted { name } => {
                 tracing::warn!("handle pool exhausted (asked for {name})")
             }

@@ -156,11 +156,13 @@ impl App {
             AppKind::Ping {
                 name,
                 expect_replies,
+                expect_median_rtt_ms,
                 ..
             }
             | AppKind::Udp {
                 name,
                 expect_replies,
+                expect_median_rtt_ms,
                 ..
             } => {
                 let what = if matches!(self.kind, AppKind::Ping { .. }) {
@@ -176,13 +178,26 @@ impl App {
                         ));
                     }
                 }
-                let rtt = if self.rtts.is_empty() {
-                    String::new()
-                } else {
-                    let min = self.rtts.iter().min().copied().unwrap_or_default();
-                    let max = self.rtts.iter().max().copied().unwrap_or_default();
-                    let avg = self.rtts.iter().sum::<Duration>() / self.rtts.len() as u32;
-                    format!(", rtt min/avg/max {}/{}/{}", ms(min), ms(avg), ms(max))
+                let mut sorted = self.rtts.clone();
+                sorted.sort();
+                let median = sorted.get(sorted.len() / 2).copied();
+                if let Some([low, high]) = expect_median_rtt_ms {
+                    let got = median.map(|m| m.as_secs_f64() * 1000.0);
+                    if !got.is_some_and(|m| (*low..=*high).contains(&m)) {
+                        failures.push(format!(
+                            "{who}: {what} {name}: expected a median RTT in {low}..{high} ms, got {}",
+                            median.map_or("none".into(), ms)
+                        ));
+                    }
+                }
+                let rtt = match (sorted.first(), median, sorted.last()) {
+                    (Some(min), Some(median), Some(max)) => format!(
+                        ", rtt min/median/max {}/{}/{}",
+                        ms(*min),
+                        ms(median),
+                        ms(*max)
+                    ),
+                    _ => String::new(),
                 };
                 format!(
                     "{who}: {what} {name}: lookup {answer}; {got}/{} replies{rtt}",

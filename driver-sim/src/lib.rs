@@ -3,8 +3,10 @@
 //! trace, the same for the same seed on every machine.
 
 pub mod apps;
+pub mod control;
 pub mod hoststack;
 pub mod identity;
+pub mod nat;
 pub mod resolver;
 pub mod scenario;
 pub mod sim;

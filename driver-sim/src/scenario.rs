@@ -28,6 +28,9 @@ pub struct Scenario {
     pub apps: Vec<AppSpec>,
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
+    /// NAT boxes in front of some nodes.
+    #[serde(default)]
+    pub nats: Vec<crate::nat::NatSpec>,
     /// Names the simulated upstream resolver knows: name → address.
     #[serde(default)]
     pub dns: BTreeMap<String, IpAddr>,
@@ -126,6 +129,10 @@ pub enum AppKind {
         /// Echo replies that must arrive.
         #[serde(default)]
         expect_replies: Option<u32>,
+        /// The range `[low, high]` in milliseconds the median RTT must lie in: which way
+        /// the packets went (direct, or around through a relay).
+        #[serde(default)]
+        expect_median_rtt_ms: Option<[f64; 2]>,
     },
     /// Resolve `name`, then UDP requests to the echo service (port 7) on the far host.
     Udp {
@@ -138,6 +145,10 @@ pub enum AppKind {
         size: usize,
         #[serde(default)]
         expect_replies: Option<u32>,
+        /// The range `[low, high]` in milliseconds the median RTT must lie in: which way
+        /// the packets went (direct, or around through a relay).
+        #[serde(default)]
+        expect_median_rtt_ms: Option<[f64; 2]>,
     },
     /// Forged secure setups from spoofed addresses, as fast as they can be sent: a
     /// handshake flood against `target`.
@@ -197,6 +208,19 @@ pub enum FaultKind {
     /// The node's engine is replaced by a fresh one (all state lost), as after a crash.
     Restart {
         node: String,
+    },
+    /// The node moves to a new underlay address, behind a NAT or on the open network, and
+    /// its engine is told the network changed. Its links stay (they model latency).
+    Move {
+        node: String,
+        ip: IpAddr,
+        #[serde(default)]
+        behind: Option<String>,
+    },
+    /// A NAT forgets every mapping (a reboot, or a carrier rebinding): inside sockets
+    /// appear on new ports.
+    NatRebind {
+        nat: String,
     },
 }
 

@@ -5,6 +5,7 @@
 
 use crate::apps::{ms, App, Phase, DNS_RETRY, DNS_TRIES};
 use crate::hoststack::{self, Delivered, ECHO_PORT};
+use crate::nat::Nat;
 use crate::resolver;
 use crate::scenario::{AppKind, FaultKind, Scenario};
 use blake2::{Blake2b512, Digest};
@@ -73,6 +74,9 @@ struct Node {
     setups: Vec<(String, Duration, ocala_engine::config::Protection)>,
     failures: Vec<String>,
     downs: Vec<String>,
+    notices: Vec<String>,
+    /// The NAT it sits behind.
+    nat: Option<usize>,
 }
 
 /// What the run produced.
@@ -102,6 +106,9 @@ pub struct Sim {
     errors: Vec<String>,
     datagrams: u64,
     lost: u64,
+    nats: Vec<Nat>,
+    /// Datagrams a NAT had no mapping for, or filtered.
+    nat_refused: u64,
     control: Vec<String>,
     sent: BTreeMap<String, Vec<Vec<u8>>>,
 }
@@ -142,6 +149,8 @@ impl Sim {
                 setups: Vec::new(),
                 failures: Vec::new(),
                 downs: Vec::new(),
+                notices: Vec::new(),
+                nat: None,
             });
         }
         let find = |what: &str, name: &str| {
@@ -150,6 +159,22 @@ impl Sim {
                 .copied()
                 .ok_or_else(|| format!("{what}: no node named '{name}'"))
         };
+        let mut nats = Vec::new();
+        for (i, spec) in sc.nats.iter().enumerate() {
+            if nodes.iter().any(|n| n.ip == spec.public_ip) {
+                return Err(format!(
+                    "nats[{i}].public_ip: {} is a node's address",
+                    spec.public_ip
+                ));
+            }
+            for inside in &spec.inside {
+                let n = find(&format!("nats[{i}].inside"), inside)?;
+                if nodes[n].nat.replace(i).is_some() {
+                    return Err(format!("nats[{i}].inside: '{inside}' is behind two NATs"));
+                }
+            }
+            nats.push(Nat::new(spec));
+        }
         let mut links = BTreeMap::new();
         for (i, l) in sc.links.iter().enumerate() {
             let (a, b) = (
@@ -197,6 +222,19 @@ impl Sim {
                 FaultKind::Restart { node } => {
                     find(&format!("faults[{i}].node"), node)?;
                 }
+                FaultKind::Move { node, ip, behind } => {
+                    find(&format!("faults[{i}].node"), node)?;
+                    if nodes.iter().any(|n| n.ip == *ip) || nats.iter().any(|n| n.public_ip == *ip)
+                    {
+                        return Err(format!("faults[{i}].ip: {ip} is taken"));
+                    }
+                    if let Some(b) = behind {
+                        nat_index(&nats, b).ok_or(format!("faults[{i}].behind: no NAT '{b}'"))?;
+                    }
+                }
+                FaultKind::NatRebind { nat } => {
+                    nat_index(&nats, nat).ok_or(format!("faults[{i}].nat: no NAT '{nat}'"))?;
+                }
             }
         }
         let mut rng_seed = [0u8; 32];
@@ -216,6 +254,8 @@ impl Sim {
             errors: Vec::new(),
             datagrams: 0,
             lost: 0,
+            nats,
+            nat_refused: 0,
             control: Vec::new(),
             sent: BTreeMap::new(),
         };
@@ -251,44 +291,8 @@ impl Sim {
     }
 
     fn log_control(&mut self, node: usize, tag: &str, bytes: &[u8]) {
-        use ocala_engine::wire::message::Message;
-        let text = match Message::parse(bytes) {
-            Ok(Message::Setup(s)) => format!(
-                "setup  sender_label={:#010x} path_id={:#018x} hops={} options={:#04x} return={} remaining={:?} handshake={}B",
-                s.sender_label,
-                s.path_id,
-                s.hop_count,
-                s.options,
-                s.return_name,
-                s.remaining,
-                s.handshake.len()
-            ),
-            Ok(Message::Accept(a)) => format!(
-                "accept sender_label={:#010x} receiver_label={:#010x} path_id={:#018x} handshake={}B",
-                a.sender_label,
-                a.receiver_label,
-                a.path_id,
-                a.handshake.len()
-            ),
-            Ok(Message::Confirm(c)) => format!(
-                "confirm receiver_label={:#010x} path_id={:#018x} handshake={}B",
-                c.receiver_label,
-                c.path_id,
-                c.handshake.len()
-            ),
-            Ok(Message::Cookie(c)) => format!(
-                "cookie receiver_label={:#010x} path_id={:#018x}",
-                c.receiver_label, c.path_id
-            ),
-            Ok(Message::Reject(r)) => format!(
-                "reject receiver_label={:#010x} path_id={:#018x} reason={} text={:?}",
-                r.receiver_label, r.path_id, r.reason, r.text
-            ),
-            Ok(Message::Close(c)) => format!(
-                "close  receiver_label={:#010x} path_id={:#018x} reason={}",
-                c.receiver_label, c.path_id, c.reason
-            ),
-            _ => return,
+        let Some(text) = crate::control::describe(bytes) else {
+            return;
         };
         let dir = if tag == "tx" { "sent" } else { "recv" };
         let line = format!(
@@ -414,6 +418,9 @@ impl Sim {
             Event::PathRelayed { .. } => n.relayed_paths += 1,
             Event::SetupFailed { name, reason } => n.failures.push(format!("{name}: {reason}")),
             Event::PathDown { name, reason } => n.downs.push(format!("{name}: {reason}")),
+            Event::OverlayNotice { overlay, text } => {
+                n.notices.push(format!("{} {overlay}: {text}", self.now))
+            }
             _ => {}
         }
     }
@@ -426,20 +433,30 @@ impl Sim {
             .overlays
             .get(usize::from(overlay.0))
             .map_or(0, |o| o.port);
-        let from = SocketAddr::new(self.nodes[node].ip, from_port);
-        let Some(dst) = self.nodes.iter().position(|n| n.ip == to.ip()) else {
-            self.lost += 1;
+        let Some((from, dst, dst_port)) = self.route(node, from_port, to) else {
             return;
         };
         let Some(dst_overlay) = self.nodes[dst]
             .cfg
             .overlays
             .iter()
-            .position(|o| o.port == to.port())
+            .position(|o| o.port == dst_port)
         else {
             self.lost += 1;
             return;
         };
+        if dst == node {
+            // To its own address: the host's loopback, no link.
+            let ev = Ev::Datagram {
+                node,
+                overlay: OverlayId(dst_overlay as u16),
+                from,
+                payload: payload.to_vec(),
+            };
+            let now = self.now;
+            self.push(now, ev);
+            return;
+        }
         let key = (node.min(dst), node.max(dst));
         let dir = usize::from(node > dst);
         let draw = self.rng.next_u64();
@@ -470,6 +487,51 @@ impl Sim {
             payload: payload.to_vec(),
         };
         self.push(at, ev);
+    }
+
+    /// Where a datagram from `node`'s `port` to `to` leaves from and arrives: the source as
+    /// the receiver sees it (translated by the sender's NAT unless both sit behind the same
+    /// one), and the receiving node and port (through a NAT's mapping when `to` is a NAT's
+    /// public address). `None` when it goes nowhere, counted as lost.
+    fn route(
+        &mut self,
+        node: usize,
+        port: u16,
+        to: SocketAddr,
+    ) -> Option<(SocketAddr, usize, u16)> {
+        let now = self.now;
+        let local = SocketAddr::new(self.nodes[node].ip, port);
+        let inside = self.nodes.iter().position(|n| n.ip == to.ip());
+        let my_nat = self.nodes[node].nat;
+        let from = match (my_nat, inside) {
+            (Some(n), Some(d)) if self.nodes[d].nat == Some(n) => local,
+            (Some(n), _) => self.nats[n].outbound(now, node, port, to),
+            (None, _) => local,
+        };
+        let arrival = match inside {
+            // A private address behind another NAT is not routable from here.
+            Some(d) if self.nodes[d].nat.is_none() || self.nodes[d].nat == my_nat => {
+                Some((d, to.port()))
+            }
+            Some(_) => None,
+            None => match self.nats.iter().position(|n| n.public_ip == to.ip()) {
+                Some(n) => {
+                    let admitted = self.nats[n].inbound(now, from, to.port()).ok();
+                    if admitted.is_none() {
+                        self.nat_refused += 1;
+                    }
+                    admitted
+                }
+                None => None,
+            },
+        };
+        match arrival {
+            Some((dst, dst_port)) => Some((from, dst, dst_port)),
+            None => {
+                self.lost += 1;
+                None
+            }
+        }
     }
 
     /// A packet the engine wrote to a host's TUN: the host's stack and apps take it.
@@ -736,6 +798,21 @@ impl Sim {
                 self.record(i, "fault", b"restart");
                 self.drain(i);
             }
+            FaultKind::Move { node, ip, behind } => {
+                let Some(i) = self.nodes.iter().position(|n| &n.name == node) else {
+                    return;
+                };
+                self.nodes[i].ip = *ip;
+                self.nodes[i].nat = behind.as_deref().and_then(|b| nat_index(&self.nats, b));
+                self.record(i, "fault", format!("{:?}", f.kind).as_bytes());
+                self.input(i, Input::NetworkChanged);
+            }
+            FaultKind::NatRebind { nat } => {
+                if let Some(n) = nat_index(&self.nats, nat) {
+                    self.nats[n].rebind();
+                }
+                self.record(0, "fault", format!("{:?}", f.kind).as_bytes());
+            }
         }
     }
 
@@ -791,6 +868,14 @@ impl Sim {
                 s.push_str(&format!("  {}: path down: {d}\n", n.name));
             }
         }
+        if self.nodes.iter().any(|n| !n.notices.is_empty()) {
+            s.push_str("overlay notices:\n");
+            for n in &self.nodes {
+                for t in &n.notices {
+                    s.push_str(&format!("  {}: {t}\n", n.name));
+                }
+            }
+        }
         s.push_str("drops:\n");
         let mut any = false;
         for n in &self.nodes {
@@ -819,8 +904,8 @@ impl Sim {
             }
         }
         s.push_str(&format!(
-            "network: {} datagrams sent, {} lost; {} trace events\n",
-            self.datagrams, self.lost, self.trace_events
+            "network: {} datagrams sent, {} lost ({} refused by NATs); {} trace events\n",
+            self.datagrams, self.lost, self.nat_refused, self.trace_events
         ));
         if failures.is_empty() {
             s.push_str("expectations: all met\n");
@@ -842,4 +927,8 @@ impl Sim {
             sent: self.sent,
         }
     }
+}
+
+fn nat_index(nats: &[Nat], name: &str) -> Option<usize> {
+    nats.iter().position(|n| n.name == name)
 }

@@ -40,6 +40,9 @@ pub enum Input<'a> {
     },
     /// A request from the operator.
     Command(Command),
+    /// The host's addresses or routes changed (the driver saw it from the OS, or a
+    /// simulated host moved): overlays renew their state from the new address at once.
+    NetworkChanged,
 }
 
 /// Why the upstream resolver gave no answer.
@@ -130,6 +133,8 @@ pub enum Event {
     Dropped { reason: DropReason },
     /// Answer to [`Command::Status`].
     Status(Box<Status>),
+    /// News from an overlay module about the overlay itself.
+    OverlayNotice { overlay: String, text: String },
 }
 
 /// A snapshot of the engine's tables.

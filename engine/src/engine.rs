@@ -193,6 +193,7 @@ impl Engine {
             } => self.on_datagram(overlay, from, payload),
             Input::Resolved { id, result } => self.on_resolved(id, result),
             Input::Command(cmd) => self.on_command(cmd),
+            Input::NetworkChanged => self.on_network_changed(),
         }
         Ok(())
     }
@@ -301,7 +302,24 @@ impl Engine {
                     self.on_tunnel_same(id, tunnel, existing)
                 }
                 OverlayEvent::Resolve { token, host } => self.resolve_for_overlay(id, token, &host),
+                OverlayEvent::Notice(text) => {
+                    let overlay = self
+                        .overlays
+                        .get(usize::from(id.0))
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default();
+                    self.event(Event::OverlayNotice { overlay, text });
+                }
             }
+        }
+    }
+
+    /// Every module renews what it keeps at others from the host's new underlay address.
+    fn on_network_changed(&mut self) {
+        let now = self.now;
+        for i in 0..self.overlays.len() {
+            self.overlays[i].module.network_changed(now);
+            self.drain_overlay(OverlayId(i as u16));
         }
     }
 

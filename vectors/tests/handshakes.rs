@@ -147,3 +147,105 @@ fn refuse_relay_handshake() {
     assert!(lines(c, "plain", "sent", "setup").is_empty(), "{c:#?}");
     insta::assert_snapshot!("refuse_relay", c.join("\n"));
 }
+
+const I3_RENDEZVOUS: &str = include_str!("../../driver-sim/scenarios/i3-rendezvous.toml");
+
+/// The seconds at the start of a control line.
+fn at_secs(line: &str) -> f64 {
+    line.split_whitespace()
+        .next()
+        .and_then(|t| t.trim_end_matches('s').parse().ok())
+        .unwrap_or(f64::MAX)
+}
+
+/// The control lines from `from` to `to` seconds, without the periodic trigger refreshes
+/// unless `refreshes`.
+fn window(out: &Outcome, from: f64, to: f64, refreshes: bool) -> Vec<String> {
+    out.control
+        .iter()
+        .filter(|l| (from..to).contains(&at_secs(l)))
+        .filter(|l| refreshes || !(l.contains(" i3 insert ") || l.contains(" i3 ack ")))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn i3_trigger_insertion_and_private_trigger_negotiation() {
+    let out = run("i3-rendezvous.toml", I3_RENDEZVOUS);
+    // Up to alice's first ping's path: the hosts' first insertions, then the setup.
+    let c = window(&out, 0.0, 1.6, true);
+    let inserts = lines(&c, "alice", "sent", "i3");
+    assert!(
+        inserts.iter().any(|l| l.contains("i3 insert")),
+        "alice inserts her public trigger: {c:#?}"
+    );
+    // The setup rides to bob's public trigger with alice's private id as its return id; bob's
+    // accept comes from his private trigger, carrying his own return id, to alice's private id.
+    let setup = lines(&c, "alice", "sent", "i3")
+        .into_iter()
+        .find(|l| l.contains("| setup"))
+        .unwrap_or_else(|| panic!("no setup over i3: {c:#?}"));
+    let accept = lines(&c, "bob", "sent", "i3")
+        .into_iter()
+        .find(|l| l.contains("| accept"))
+        .unwrap_or_else(|| panic!("no accept over i3: {c:#?}"));
+    let bob_public = ocala_engine::ocd::i3::id::Id::of_name("bob.i3").to_string();
+    assert_eq!(field(setup, "to"), format!("[{bob_public}]"));
+    let alice_private = field(setup, "return");
+    assert_eq!(field(accept, "to"), format!("[{alice_private}]"));
+    let bob_private = field(accept, "return");
+    assert_ne!(format!("[{bob_private}]"), field(setup, "to"));
+    // From then on alice sends to bob's private trigger only.
+    let confirm = lines(&c, "alice", "sent", "i3")
+        .into_iter()
+        .find(|l| l.contains("| confirm"))
+        .unwrap_or_else(|| panic!("no confirm over i3: {c:#?}"));
+    assert_eq!(field(confirm, "to"), format!("[{bob_private}]"));
+    // Each host's trigger insertion is acknowledged by the server that holds it.
+    for l in c
+        .iter()
+        .filter(|l| l.contains(" alice ") || l.contains(" bob "))
+    {
+        if l.contains(" sent i3 insert ") {
+            let id = field(l, "id");
+            assert!(
+                c.iter()
+                    .any(|m| m.contains(" recv i3 ack ") && field(m, "id") == id),
+                "{l} not acknowledged"
+            );
+        }
+    }
+    insta::assert_snapshot!("i3_negotiation", c.join("\n"));
+}
+
+const I3_SHORTCUT: &str = include_str!("../../driver-sim/scenarios/i3-shortcut.toml");
+
+#[test]
+fn i3_shortcut_discovery_and_probing() {
+    let out = run("i3-shortcut.toml", I3_SHORTCUT);
+    // The shortcut pings start at 4 s; the direct path is verified within their first tenths.
+    let c = window(&out, 4.0, 4.2, false);
+    let asked = c
+        .iter()
+        .find(|l| l.contains("alice  sent i3 data flags=0x05"))
+        .unwrap_or_else(|| panic!("alice never asks for a shortcut: {c:#?}"));
+    let bob_private = field(asked, "to").trim_matches(|ch| ch == '[' || ch == ']');
+    // The server answers with where bob's private trigger points, and alice probes there.
+    let told = lines(&c, "alice", "recv", "i3")
+        .into_iter()
+        .find(|l| l.contains("i3 shortcut"))
+        .unwrap_or_else(|| panic!("no shortcut answer: {c:#?}"));
+    assert_eq!(field(told, "id"), bob_private);
+    assert_eq!(field(told, "addr"), "10.0.0.2:4790");
+    assert!(
+        c.iter()
+            .any(|l| l.contains("alice  sent i3 probe id=") && field(l, "id") == bob_private),
+        "{c:#?}"
+    );
+    assert!(
+        c.iter()
+            .any(|l| l.contains("bob    sent i3 probe-ack id=") && field(l, "id") == bob_private),
+        "{c:#?}"
+    );
+    insta::assert_snapshot!("i3_shortcut", c.join("\n"));
+}

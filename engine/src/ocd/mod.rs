@@ -60,6 +60,9 @@ pub enum OverlayEvent {
     },
     /// Look up a host name's addresses through the driver's resolver.
     Resolve { token: u64, host: String },
+    /// Something an operator should know about the overlay itself (a server stopped
+    /// answering, a direct path came up or was lost), reported as [`crate::Event::OverlayNotice`].
+    Notice(String),
 }
 
 /// What arrived on an overlay socket, once the module removed its encapsulation.
@@ -138,6 +141,10 @@ pub trait Overlay {
     fn receive<'a>(&mut self, now: Instant, from: SocketAddr, payload: &'a [u8]) -> Received<'a>;
     /// The answer to a `Resolve` request.
     fn resolved(&mut self, now: Instant, token: u64, result: Result<Vec<IpAddr>, String>);
+    /// The host's underlay changed (an address came or went, a route moved): a module that
+    /// keeps state at others (triggers, NAT bindings, direct paths) renews it now rather
+    /// than at its next refresh. Modules whose peers find them by address have nothing to do.
+    fn network_changed(&mut self, _now: Instant) {}
     /// Timers.
     fn handle_timeout(&mut self, now: Instant);
     /// The module's next deadline.

@@ -85,6 +85,22 @@ impl Engine {
         })
     }
 
+    /// The name a hop's end must hold a certificate for: its host on its overlay, without
+    /// the options that choose how to get there (`bob.shortcut.i3` is `bob.i3`). Only the
+    /// overlay's module knows its options; an overlay this node does not run is taken as
+    /// written.
+    fn identity_of(&mut self, hop: &crate::dns::names::Hop) -> String {
+        let host = self
+            .overlay_id(&hop.overlay)
+            .and_then(|id| self.module(id))
+            .and_then(|m| m.parse_hop(&hop.prefix).ok())
+            .map(|spec| spec.host);
+        match host {
+            Some(host) => format!("{host}.{}", hop.overlay),
+            None => hop.element(),
+        }
+    }
+
     /// The tunnel to a hop: an existing one for the same element, or a new one the module
     /// starts setting up.
     pub(crate) fn tunnel_for(
@@ -151,7 +167,11 @@ impl Engine {
         }
         let mode = self.protection_of_name(&parsed);
         let path_id = self.rng.next_u64();
-        let destination = parsed.hops.first().map(|h| h.element()).unwrap_or_default();
+        let destination = parsed
+            .hops
+            .first()
+            .map(|h| self.identity_of(h))
+            .unwrap_or_default();
         let secure = match mode {
             Protection::Plain => None,
             _ => Some(self.begin_handshake(mode, path_id, &destination)?),

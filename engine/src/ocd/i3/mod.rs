@@ -8,16 +8,24 @@
 //! and the tunnel's private trigger is inserted while the first message (OC-I's path setup)
 //! rides to bob's public trigger, carrying the private id as its return address. bob answers
 //! from a private trigger of his own, and from then on both sides send only to private ids.
+//!
+//! With the `shortcut` option (`bob.shortcut.i3`) the ends then find each other's addresses
+//! and send directly while that works (`shortcut.rs`); the relay stays ready underneath.
 
 pub mod id;
+mod relay;
 pub mod server;
 pub mod servers;
+pub mod shortcut;
 pub mod wire;
 
 use self::id::{Id, ID_LEN};
-use self::server::{Target, Triggers};
+use self::server::Triggers;
 use self::servers::Servers;
-use self::wire::{data_header_len, write_data_header, I3Packet, Stack, FLAG_DELIVERED, KEY_LEN};
+use self::shortcut::Shortcut;
+use self::wire::{
+    data_header_len, write_data_header, I3Packet, Stack, FLAG_DELIVERED, FLAG_SHORTCUT, KEY_LEN,
+};
 use super::{HopSpec, Overlay, OverlayDrop, OverlayEvent, Peer, Received, TunnelRef};
 use crate::config::{ConfigError, Limits, OverlayConfig};
 use crate::packet::Packet;
@@ -26,7 +34,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::Deserialize;
 use slab::Slab;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -43,6 +51,9 @@ pub struct I3Config {
     pub refresh_secs: u64,
     /// Most triggers a server keeps.
     pub max_triggers: usize,
+    /// Milliseconds between probes of a shortcut's direct path; after three unanswered
+    /// probes the tunnel is back on the relay.
+    pub probe_ms: u64,
 }
 
 impl Default for I3Config {
@@ -52,6 +63,7 @@ impl Default for I3Config {
             serve_as: None,
             refresh_secs: 2,
             max_triggers: 100_000,
+            probe_ms: 500,
         }
     }
 }
@@ -72,6 +84,8 @@ struct Tunnel {
     negotiated: bool,
     /// Our private trigger for this tunnel (index into `own`).
     private: usize,
+    /// The direct path, for tunnels with the `shortcut` option (or whose peer asked for one).
+    shortcut: Option<Shortcut>,
 }
 
 /// The module.
@@ -83,9 +97,15 @@ pub struct I3Overlay {
     own: Slab<OwnTrigger>,
     tunnels: Slab<Tunnel>,
     by_private: BTreeMap<Id, TunnelRef>,
-    by_return: BTreeMap<Id, TunnelRef>,
+    /// Tunnels by the peer's private id, once known.
+    by_remote: BTreeMap<Id, TunnelRef>,
+    /// Shortcut probe deadlines.
+    probes: BTreeSet<(Instant, TunnelRef)>,
+    /// Our address as the servers last saw it: when it changes, we moved.
+    observed: Option<SocketAddr>,
     rng: ChaCha20Rng,
     refresh: Duration,
+    probe_every: Duration,
     started: bool,
     next_tick: Instant,
     nonce: u64,
@@ -93,6 +113,9 @@ pub struct I3Overlay {
 }
 
 const PUBLIC: usize = 0;
+
+/// The option label that asks for a direct path.
+const SHORTCUT: &str = "shortcut";
 
 impl I3Overlay {
     /// A module for one `[[overlays]]` entry with `module = "i3"`.
@@ -112,6 +135,9 @@ impl I3Overlay {
         }
         if c.refresh_secs == 0 || c.refresh_secs > 3600 {
             return Err(ConfigError::new(key("refresh_secs"), "must be 1..=3600"));
+        }
+        if !(50..=60_000).contains(&c.probe_ms) {
+            return Err(ConfigError::new(key("probe_ms"), "must be 50..=60000"));
         }
         if let Some(me) = c.serve_as {
             if !c.servers.contains(&me) {
@@ -140,9 +166,12 @@ impl I3Overlay {
             own,
             tunnels: Slab::new(),
             by_private: BTreeMap::new(),
-            by_return: BTreeMap::new(),
+            by_remote: BTreeMap::new(),
+            probes: BTreeSet::new(),
+            observed: None,
             rng,
             refresh,
+            probe_every: Duration::from_millis(c.probe_ms),
             started: false,
             next_tick: Instant::ZERO,
             nonce: 0,
@@ -186,38 +215,60 @@ impl I3Overlay {
         k
     }
 
-    fn new_tunnel(&mut self, host: String, remote: Id, negotiated: bool) -> TunnelRef {
+    fn new_tunnel(
+        &mut self,
+        host: String,
+        remote: Id,
+        negotiated: bool,
+        shortcut: bool,
+    ) -> TunnelRef {
         let private = self.new_private();
         let r = self.tunnels.insert(Tunnel {
             host,
             remote,
             negotiated,
             private,
+            shortcut: shortcut.then(Shortcut::default),
         }) as TunnelRef;
         if let Some(t) = self.own.get(private) {
             self.by_private.insert(t.id, r);
         }
+        if negotiated {
+            self.by_remote.insert(remote, r);
+        }
         r
     }
 
-    /// Sends an OCALA datagram to an id, with `ret` as the id to answer at.
-    fn send_to_id(&mut self, to: &Id, ret: &Id, mut datagram: Packet) -> Result<(), Packet> {
-        let Some(server) = self.servers.responsible(to) else {
-            return Err(datagram);
+    /// Sends an OCALA datagram to an id, with `ret` as the id to answer at: to the server
+    /// responsible for it, or with `direct`, straight to the host behind it.
+    fn send_to_id(
+        &mut self,
+        to: &Id,
+        ret: &Id,
+        flags: u8,
+        direct: Option<SocketAddr>,
+        mut datagram: Packet,
+    ) -> Result<(), Packet> {
+        let (dest, flags) = match direct {
+            Some(addr) => (addr, flags | FLAG_DELIVERED),
+            None => match self.servers.responsible(to) {
+                Some(server) => (server, flags),
+                None => return Err(datagram),
+            },
         };
         let len = data_header_len(1, true);
         match datagram.prepend(len) {
-            Some(head) => write_data_header(head, 0, &[*to], Some(ret)),
+            Some(head) => write_data_header(head, flags, &[*to], Some(ret)),
             None => {
                 // A buffer without headroom (a whole control message): copy once.
                 let mut p = Packet::from_slice(&vec![0u8; len]);
-                write_data_header(&mut p, 0, &[*to], Some(ret));
+                write_data_header(&mut p, flags, &[*to], Some(ret));
                 p.extend_from_slice(&datagram);
                 datagram = p;
             }
         }
         self.events.push_back(OverlayEvent::Transmit {
-            to: server,
+            to: dest,
             payload: datagram,
         });
         Ok(())
@@ -226,6 +277,7 @@ impl I3Overlay {
     /// The host side of a delivered DATA packet.
     fn deliver<'a>(
         &mut self,
+        flags: u8,
         stack: &Stack,
         return_id: Option<Id>,
         payload: &'a [u8],
@@ -243,7 +295,7 @@ impl I3Overlay {
                 return Received::Dropped(OverlayDrop::NoReturnId);
             };
             return Received::Message {
-                tunnel: self.by_return.get(&ret).copied(),
+                tunnel: self.by_remote.get(&ret).copied(),
                 peer: peer_of(&ret),
                 message: payload,
             };
@@ -258,6 +310,11 @@ impl I3Overlay {
         if let (false, Some(ret)) = (t.negotiated, return_id) {
             t.remote = ret;
             t.negotiated = true;
+            self.by_remote.insert(ret, r);
+        }
+        // A peer that wants a shortcut gets our half of it: we probe it too.
+        if flags & FLAG_SHORTCUT != 0 && t.shortcut.is_none() {
+            t.shortcut = Some(Shortcut::default());
         }
         Received::Message {
             tunnel: Some(r),
@@ -266,116 +323,34 @@ impl I3Overlay {
         }
     }
 
-    /// The server side of a DATA packet: match its top id and pass it on.
-    fn forward(
+    /// A server answered one of our requests; `observed` is our address as it saw it.
+    fn heard_from_server(
         &mut self,
         now: Instant,
-        flags: u8,
-        mut stack: Stack,
-        return_id: Option<Id>,
-        payload: &[u8],
+        from: SocketAddr,
+        observed: Option<SocketAddr>,
     ) -> Received<'static> {
-        let Some(me) = self.serving.as_ref().map(|(me, _)| *me) else {
-            return Received::Dropped(OverlayDrop::NotAServer);
-        };
-        for _ in 0..wire::MAX_STACK {
-            let hit = stack.first().and_then(|top| {
-                let (_, triggers) = self.serving.as_ref()?;
-                let (matched, target) = triggers.matching(now, top)?;
-                Some((matched, target.clone()))
-            });
-            let Some((matched, target)) = hit else {
-                return Received::Dropped(OverlayDrop::NoTrigger);
-            };
-            match target {
-                Target::Addr(to) => {
-                    stack[0] = matched;
-                    let p = I3Packet::Data {
-                        flags: flags | FLAG_DELIVERED,
-                        stack,
-                        return_id,
-                        payload,
-                    };
-                    self.transmit(to, &p);
-                    return Received::Consumed;
-                }
-                Target::Stack(ids) => {
-                    let rest = stack.get(1..).unwrap_or(&[]);
-                    if ids.len() + rest.len() > wire::MAX_STACK {
-                        return Received::Dropped(OverlayDrop::StackTooDeep);
-                    }
-                    let next: Stack = ids.iter().chain(rest).copied().collect();
-                    let Some(to) = next.first().and_then(|id| self.servers.responsible(id)) else {
-                        return Received::Dropped(OverlayDrop::NoServer);
-                    };
-                    stack = next;
-                    if to != me {
-                        let p = I3Packet::Data {
-                            flags,
-                            stack,
-                            return_id,
-                            payload,
-                        };
-                        self.transmit(to, &p);
-                        return Received::Consumed;
-                    }
-                }
-            }
-        }
-        Received::Dropped(OverlayDrop::StackTooDeep)
-    }
-
-    /// Insert, remove and ping requests to the server role.
-    fn serve(&mut self, now: Instant, from: SocketAddr, p: I3Packet<'_>) -> Received<'static> {
-        let Some((_, triggers)) = self.serving.as_mut() else {
-            return Received::Dropped(OverlayDrop::NotAServer);
-        };
-        let reply = match p {
-            I3Packet::Insert {
-                lifetime_secs,
-                key,
-                id,
-                target,
-            } => {
-                let target = if target.is_empty() {
-                    Target::Addr(from)
-                } else {
-                    Target::Stack(target)
-                };
-                let asked = Duration::from_secs(u64::from(lifetime_secs));
-                match triggers.insert(now, id, key, target, asked) {
-                    Ok(granted) => I3Packet::Ack {
-                        lifetime_secs: granted.as_secs() as u16,
-                        id,
-                        observed: from,
-                    },
-                    Err(reason) => I3Packet::Refused { id, reason },
-                }
-            }
-            I3Packet::Remove { key, id } => {
-                triggers.remove(&id, &key);
-                return Received::Consumed;
-            }
-            I3Packet::Ping { nonce } => I3Packet::Pong {
-                nonce,
-                observed: from,
-            },
-            _ => return Received::Dropped(OverlayDrop::NotAServer),
-        };
-        self.transmit(from, &reply);
-        Received::Consumed
-    }
-
-    /// A server answered one of our requests.
-    fn heard_from_server(&mut self, now: Instant, from: SocketAddr) -> Received<'static> {
         if !self.servers.contains(&from) {
             return Received::Dropped(OverlayDrop::NotFromServer);
         }
         if self.servers.heard(now, &from) {
             // A server came back: the ids it owns return to it.
+            self.notice(format!("i3 server {from} answers again"));
             self.refresh_all();
         }
+        if let Some(seen) = observed {
+            let moved = self.observed.is_some_and(|was| was != seen);
+            self.observed = Some(seen);
+            if moved {
+                self.notice(format!("our address changed to {seen}"));
+                self.network_changed(now);
+            }
+        }
         Received::Consumed
+    }
+
+    fn notice(&mut self, text: String) {
+        self.events.push_back(OverlayEvent::Notice(text));
     }
 
     fn refresh_all(&mut self) {
@@ -418,13 +393,21 @@ fn peer_of(id: &Id) -> Peer {
 
 impl Overlay for I3Overlay {
     fn parse_hop(&self, prefix: &str) -> Result<HopSpec, String> {
-        HopSpec::host_only(prefix)
+        match prefix.rsplit_once('.') {
+            Some((host, SHORTCUT)) => {
+                let mut hop = HopSpec::host_only(host)?;
+                hop.options.push(SHORTCUT.into());
+                Ok(hop)
+            }
+            _ => HopSpec::host_only(prefix),
+        }
     }
 
     fn setup(&mut self, _now: Instant, hop: &HopSpec) -> TunnelRef {
         let host = hop.host.to_ascii_lowercase();
         let remote = Id::of_name(&format!("{host}.{}", self.suffix));
-        let r = self.new_tunnel(host, remote, false);
+        let shortcut = hop.options.iter().any(|o| o == SHORTCUT);
+        let r = self.new_tunnel(host, remote, false, shortcut);
         self.events.push_back(if self.servers.live() > 0 {
             OverlayEvent::SetupDone(r)
         } else {
@@ -435,14 +418,12 @@ impl Overlay for I3Overlay {
 
     fn accept(&mut self, _now: Instant, from: &Peer) -> TunnelRef {
         let ret = Id::from_slice(from.as_bytes()).unwrap_or(Id([0; ID_LEN]));
-        if let Some(&r) = self.by_return.get(&ret) {
+        if let Some(&r) = self.by_remote.get(&ret) {
             if self.tunnels.contains(r as usize) {
                 return r;
             }
         }
-        let r = self.new_tunnel(format!("{ret}"), ret, true);
-        self.by_return.insert(ret, r);
-        r
+        self.new_tunnel(format!("{ret}"), ret, true, false)
     }
 
     fn reply(&mut self, _now: Instant, to: &Peer, datagram: Packet) {
@@ -451,15 +432,18 @@ impl Overlay for I3Overlay {
         };
         let ret = public.id;
         // Nowhere to send it is the same as a lost reply: the sender retries.
-        let _ = self.send_to_id(&to, &ret, datagram);
+        let _ = self.send_to_id(&to, &ret, 0, None, datagram);
     }
 
     fn close(&mut self, tunnel: TunnelRef) {
         let Some(t) = self.tunnels.try_remove(tunnel as usize) else {
             return;
         };
-        if self.by_return.get(&t.remote) == Some(&tunnel) {
-            self.by_return.remove(&t.remote);
+        if self.by_remote.get(&t.remote) == Some(&tunnel) {
+            self.by_remote.remove(&t.remote);
+        }
+        if let Some(s) = &t.shortcut {
+            self.probes.remove(&(s.next_probe(), tunnel));
         }
         if let Some(own) = self.own.try_remove(t.private) {
             self.by_private.remove(&own.id);
@@ -473,15 +457,21 @@ impl Overlay for I3Overlay {
         }
     }
 
-    fn send(&mut self, _now: Instant, tunnel: TunnelRef, datagram: Packet) -> Result<(), Packet> {
-        let Some(t) = self.tunnels.get(tunnel as usize) else {
+    fn send(&mut self, now: Instant, tunnel: TunnelRef, datagram: Packet) -> Result<(), Packet> {
+        let every = self.refresh;
+        let Some(t) = self.tunnels.get_mut(tunnel as usize) else {
             return Err(datagram);
         };
         let Some(ret) = self.own.get(t.private).map(|o| o.id) else {
             return Err(datagram);
         };
-        let to = t.remote;
-        self.send_to_id(&to, &ret, datagram)
+        let (to, direct, ask) = match t.shortcut.as_mut() {
+            // Only a negotiated tunnel asks: probes carry the peer's private id.
+            Some(s) => (t.remote, s.direct(), t.negotiated && s.ask(now, every)),
+            None => (t.remote, None, false),
+        };
+        let flags = if ask { FLAG_SHORTCUT } else { 0 };
+        self.send_to_id(&to, &ret, flags, direct, datagram)
     }
 
     fn receive<'a>(&mut self, now: Instant, from: SocketAddr, payload: &'a [u8]) -> Received<'a> {
@@ -495,21 +485,31 @@ impl Overlay for I3Overlay {
                 stack,
                 return_id,
                 payload,
-            } if flags & FLAG_DELIVERED != 0 => self.deliver(&stack, return_id, payload),
+            } if flags & FLAG_DELIVERED != 0 => self.deliver(flags, &stack, return_id, payload),
             I3Packet::Data {
                 flags,
                 stack,
                 return_id,
                 payload,
-            } => self.forward(now, flags, stack, return_id, payload),
+            } => self.forward(now, from, flags, stack, return_id, payload),
             I3Packet::Insert { .. } | I3Packet::Remove { .. } | I3Packet::Ping { .. } => {
                 self.serve(now, from, p)
             }
-            I3Packet::Ack { .. } | I3Packet::Pong { .. } => self.heard_from_server(now, from),
+            I3Packet::Ack { observed, .. } | I3Packet::Pong { observed, .. } => {
+                self.heard_from_server(now, from, Some(observed))
+            }
             I3Packet::Refused { .. } => {
-                self.heard_from_server(now, from);
+                self.heard_from_server(now, from, None);
                 Received::Dropped(OverlayDrop::TriggerRefused)
             }
+            I3Packet::Shortcut { id, addr } => {
+                if !self.servers.contains(&from) {
+                    return Received::Dropped(OverlayDrop::NotFromServer);
+                }
+                self.learned(now, &id, addr)
+            }
+            I3Packet::Probe { nonce, id } => self.probed(now, from, nonce, id),
+            I3Packet::ProbeAck { nonce, id } => self.probe_answered(from, nonce, &id),
         }
     }
 
@@ -517,10 +517,27 @@ impl Overlay for I3Overlay {
         // i3 resolves names by hashing them; it never asks the driver.
     }
 
+    fn network_changed(&mut self, now: Instant) {
+        // Triggers point at the old address until re-inserted from the new one; direct
+        // paths learn it from our probes.
+        self.refresh_all();
+        let renew: Vec<TunnelRef> = self
+            .tunnels
+            .iter()
+            .filter(|(_, t)| t.shortcut.is_some())
+            .map(|(r, _)| r as TunnelRef)
+            .collect();
+        for r in renew {
+            self.reschedule(r, |s| s.renew(now));
+        }
+        self.probe_due(now);
+    }
+
     fn handle_timeout(&mut self, now: Instant) {
         if let Some((_, triggers)) = self.serving.as_mut() {
             triggers.expire(now);
         }
+        self.probe_due(now);
         if now < self.next_tick {
             return;
         }
@@ -530,7 +547,12 @@ impl Overlay for I3Overlay {
         }
         // Servers that died move their ids to the next live one: refreshing every trigger at
         // its responsible server re-inserts those at once.
-        self.servers.expire(now);
+        let me = self.serving.as_ref().map(|(me, _)| *me);
+        for dead in self.servers.expire(now, me) {
+            self.notice(format!(
+                "i3 server {dead} stopped answering; its ids move to the next live server"
+            ));
+        }
         self.refresh_all();
         self.ping_idle_servers();
         self.next_tick = now.saturating_add(self.refresh);
@@ -541,7 +563,8 @@ impl Overlay for I3Overlay {
             .serving
             .as_ref()
             .map_or(Instant::MAX, |(_, t)| t.next_deadline());
-        self.next_tick.min(serving)
+        let probe = self.probes.first().map_or(Instant::MAX, |(at, _)| *at);
+        self.next_tick.min(serving).min(probe)
     }
 
     fn poll_event(&mut self) -> Option<OverlayEvent> {
@@ -549,10 +572,16 @@ impl Overlay for I3Overlay {
     }
 
     fn describe(&self, tunnel: TunnelRef) -> String {
-        match self.tunnels.get(tunnel as usize) {
-            Some(t) if t.negotiated => format!("{} via private trigger {}", t.host, t.remote),
-            Some(t) => format!("{} via public trigger {}", t.host, t.remote),
-            None => "closed".into(),
+        let Some(t) = self.tunnels.get(tunnel as usize) else {
+            return "closed".into();
+        };
+        let via = if t.negotiated { "private" } else { "public" };
+        match t.shortcut.as_ref().and_then(Shortcut::direct) {
+            Some(addr) => format!(
+                "{} direct at {addr} (relay: {via} trigger {})",
+                t.host, t.remote
+            ),
+            None => format!("{} via {via} trigger {}", t.host, t.remote),
         }
     }
 }

@@ -77,11 +77,12 @@ impl Servers {
         }
     }
 
-    /// Counts as dead every server silent for too long; the addresses that died just now.
-    pub fn expire(&mut self, now: Instant) -> Vec<SocketAddr> {
+    /// Counts as dead every server silent for too long (but `me`, the server this node runs,
+    /// if any: a node knows it is alive); the addresses that died just now.
+    pub fn expire(&mut self, now: Instant, me: Option<SocketAddr>) -> Vec<SocketAddr> {
         let mut died = Vec::new();
         for s in self.ring.iter_mut() {
-            if s.live && now.since(s.last_heard) >= self.dead_after {
+            if s.live && Some(s.addr) != me && now.since(s.last_heard) >= self.dead_after {
                 s.live = false;
                 died.push(s.addr);
             }
@@ -127,7 +128,8 @@ mod tests {
         let t = Instant::from_nanos(3_000_000_000);
         s.heard(t, &addrs[0]);
         s.heard(t, &addrs[1]);
-        assert_eq!(s.expire(t), vec![addrs[2]]);
+        assert_eq!(s.expire(t, Some(addrs[1])), vec![addrs[2]]);
+        assert_eq!(s.expire(t, None), vec![], "each death is reported once");
         for (id, was) in ids.iter().zip(&before) {
             let now = s.responsible(id).unwrap();
             if *was == addrs[2] {

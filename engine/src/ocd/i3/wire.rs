@@ -10,6 +10,9 @@
 //! PING     nonce:u64                                           host → server
 //! PONG     nonce:u64  observed-address                         server → host
 //! REFUSED  id  reason:u8                                       server → host
+//! SHORTCUT id  address                                         server → host (DATA asked SHORTCUT)
+//! PROBE    nonce:u64  id                                       host → host, directly
+//! PROBE_ACK nonce:u64  id                                      host → host, directly
 //! ```
 //! An address is `[4][ipv4][port]` or `[6][ipv6][port]`.
 
@@ -32,6 +35,10 @@ pub const FLAG_RETURN: u8 = 0x01;
 /// DATA flag: set by the server that matched the top id to a trigger's address, so a node
 /// that is host and server at once knows the packet is for it, not to be forwarded.
 pub const FLAG_DELIVERED: u8 = 0x02;
+/// DATA flag: the sender wants a direct path. The server that delivers the packet tells the
+/// sender where the matched trigger points (SHORTCUT), and the receiver learns that its peer
+/// wants a shortcut too, so both ends probe each other (which also punches NAT holes).
+pub const FLAG_SHORTCUT: u8 = 0x04;
 
 /// An id stack.
 pub type Stack = ArrayVec<Id, MAX_STACK>;
@@ -81,6 +88,21 @@ pub enum I3Packet<'a> {
         id: Id,
         reason: Refusal,
     },
+    /// The trigger `id` delivers to `addr`: where the sender may try a direct path.
+    Shortcut {
+        id: Id,
+        addr: SocketAddr,
+    },
+    /// A direct-path probe to the owner of the private trigger `id`.
+    Probe {
+        nonce: u64,
+        id: Id,
+    },
+    /// The answer to a probe, from the owner of `id`.
+    ProbeAck {
+        nonce: u64,
+        id: Id,
+    },
 }
 
 const DATA: u8 = 1;
@@ -90,6 +112,9 @@ const REMOVE: u8 = 4;
 const PING: u8 = 5;
 const PONG: u8 = 6;
 const REFUSED: u8 = 7;
+const SHORTCUT: u8 = 8;
+const PROBE: u8 = 9;
+const PROBE_ACK: u8 = 10;
 
 struct Reader<'a>(&'a [u8]);
 
@@ -208,6 +233,18 @@ impl<'a> I3Packet<'a> {
                     _ => return Err(WireError::BadHeader),
                 },
             },
+            SHORTCUT => I3Packet::Shortcut {
+                id: r.id()?,
+                addr: r.addr()?,
+            },
+            PROBE => I3Packet::Probe {
+                nonce: r.u64()?,
+                id: r.id()?,
+            },
+            PROBE_ACK => I3Packet::ProbeAck {
+                nonce: r.u64()?,
+                id: r.id()?,
+            },
             t => return Err(WireError::UnknownType(t)),
         };
         r.end()?;
@@ -272,6 +309,20 @@ impl<'a> I3Packet<'a> {
                 out.push(REFUSED);
                 out.extend_from_slice(&id.0);
                 out.push(*reason as u8);
+            }
+            I3Packet::Shortcut { id, addr } => {
+                out.push(SHORTCUT);
+                out.extend_from_slice(&id.0);
+                put_addr(out, addr);
+            }
+            I3Packet::Probe { nonce, id } | I3Packet::ProbeAck { nonce, id } => {
+                out.push(if matches!(self, I3Packet::Probe { .. }) {
+                    PROBE
+                } else {
+                    PROBE_ACK
+                });
+                out.extend_from_slice(&nonce.to_be_bytes());
+                out.extend_from_slice(&id.0);
             }
         }
     }
@@ -366,6 +417,15 @@ mod tests {
             I3Packet::Refused {
                 id: id(3),
                 reason: Refusal::Taken,
+            },
+            I3Packet::Shortcut { id: id(3), addr },
+            I3Packet::Probe {
+                nonce: 5,
+                id: id(7),
+            },
+            I3Packet::ProbeAck {
+                nonce: 5,
+                id: id(7),
             },
         ];
         for p in all {
