@@ -1,7 +1,9 @@
 //! End to end over i3, as root, with real programs: bob sits behind a NAT namespace that
 //! masquerades him (nftables), alice and the i3 server `srv` are outside. alice has no route to
 //! bob's address at all; she reaches him by name through the server, which forwards
-//! ciphertext to the binding bob's trigger refreshes keep open in the NAT.
+//! ciphertext to the binding bob's trigger refreshes keep open in the NAT. With
+//! `bob.shortcut.i3` the two then punch through the NAT and talk directly, which a counter on
+//! the router sees.
 
 mod support;
 
@@ -22,6 +24,17 @@ table ip filter {
     type filter hook forward priority 0; policy drop;
     ct state established,related accept
     iifname "v-bob" accept
+  }
+}
+"#;
+
+/// Counts datagrams that go straight between alice and the NAT's outside, never via `srv`.
+const DIRECT_COUNTER: &str = r#"
+table ip watch {
+  counter direct {}
+  chain through {
+    type filter hook forward priority 0;
+    ip saddr 10.94.3.1 ip daddr 10.94.1.1 udp dport 1-65535 counter name direct
   }
 }
 "#;
@@ -72,6 +85,9 @@ fn topology() -> Topology {
     let file = t.dir.join("nat.nft");
     std::fs::write(&file, NAT_RULES).expect("nft rules");
     t.must("nat", &["nft", "-f", &file.display().to_string()]);
+    let file = t.dir.join("watch.nft");
+    std::fs::write(&file, DIRECT_COUNTER).expect("nft rules");
+    t.must("net", &["nft", "-f", &file.display().to_string()]);
     t.start("srv", &config("srv", true), "");
     t.start("bob", &config("bob", false), "");
     t.start("alice", &config("alice", false), "");
@@ -119,4 +135,36 @@ fn a_host_behind_a_nat_is_reached_by_name_through_an_i3_server() {
     let out = text(&ping);
     assert!(ping.status.success(), "{out}\n{}", t.log("alice"));
     assert!(out.contains("3 received"), "{out}");
+    assert_eq!(direct_datagrams(&t), 0, "the relayed paths never go direct");
+
+    // The shortcut: the first pings ride the relay while the ends probe each other; bob's
+    // probe opens his NAT for alice's, and from then on the pings go straight through it.
+    let ping = t.exec(
+        "alice",
+        &["ping", "-c", "10", "-i", "0.2", "bob.shortcut.i3"],
+    );
+    let out = text(&ping);
+    assert!(ping.status.success(), "{out}\n{}", t.log("alice"));
+    assert!(out.contains("10 received"), "{out}");
+    let alice = t.log("alice");
+    assert!(
+        alice.contains("shortcut to bob: direct at 10.94.1.1:"),
+        "alice:\n{alice}\nbob:\n{}",
+        t.log("bob")
+    );
+    assert!(
+        direct_datagrams(&t) >= 5,
+        "{}",
+        text(&t.exec("net", &["nft", "list", "ruleset"]))
+    );
+}
+
+/// Datagrams the router forwarded from alice straight to the NAT.
+fn direct_datagrams(t: &Topology) -> u64 {
+    let out = text(&t.exec("net", &["nft", "list", "counter", "ip", "watch", "direct"]));
+    out.split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no counter in {out}"))
 }
