@@ -6,6 +6,7 @@
 use ocala_engine::config::{
     HandleConfig, HexBytes, Limits, OverlayConfig, RuleConfig, SecurityConfig,
 };
+use ocala_engine::middlebox::FilterConfig;
 use ocala_engine::Config;
 use serde::Deserialize;
 use std::net::{IpAddr, SocketAddr};
@@ -29,6 +30,8 @@ struct File {
     limits: Limits,
     #[serde(default)]
     security: SecurityConfig,
+    #[serde(default)]
+    middlebox: Option<FilterConfig>,
 }
 
 /// What only the daemon needs.
@@ -117,6 +120,7 @@ pub fn parse(file: &str, text: &str) -> Result<Loaded, String> {
         handles: f.handles,
         limits: f.limits,
         security: f.security,
+        middlebox: f.middlebox,
     };
     ocala_engine::Engine::new(engine.clone(), [0; 32], ocala_engine::Instant::ZERO)
         .map_err(|e| format!("{file}: {}: {}", e.key, e.message))?;

@@ -7,6 +7,7 @@
 //!                   "label": 1048576, "peer_label": 2097152 } ],
 //!   "tunnels":  [ { "overlay": "udp", "remote": "bob at 10.0.0.2:4789", "paths": 1 } ],
 //!   "relayed":  0,
+//!   "middlebox": "5 control, 25 readable (icmp x15, udp/7 x10), 15 sealed, 10 dropped",  (or null)
 //!   "drops":    [ { "reason": "unknown label", "count": 3 } ],
 //!   "counters": { "tun_in": 10, "tun_out": 9, "datagrams_in": 12, "datagrams_out": 12, "relayed": 0, "dns_answered": 2 } }
 //! ```
@@ -28,6 +29,7 @@ pub fn to_json(s: &Status) -> Value {
             "overlay": t.overlay, "remote": t.remote, "paths": t.paths,
         })).collect::<Vec<_>>(),
         "relayed": s.relayed,
+        "middlebox": s.middlebox.as_ref().map(|m| m.to_string()),
         "drops": s.drops.iter().map(|(r, n)| json!({ "reason": r.to_string(), "count": n })).collect::<Vec<_>>(),
         "counters": {
             "tun_in": s.counters.tun_in,
@@ -86,6 +88,9 @@ pub fn to_table(v: &Value) -> String {
         ));
     }
     out.push_str(&format!("RELAYED PATHS  {}\n", text(&v["relayed"])));
+    if let Some(m) = v.get("middlebox").and_then(Value::as_str) {
+        out.push_str(&format!("MIDDLEBOX      {m}\n"));
+    }
     out.push_str("DROPS\n");
     for d in rows("drops") {
         out.push_str(&format!(
@@ -106,6 +111,7 @@ pub fn to_table(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ocala_engine::middlebox::FilterStats;
     use ocala_engine::{DropReason, HandleStatus, PathStatus};
 
     #[test]
@@ -126,6 +132,13 @@ mod tests {
                 peer_label: 0x20_0000,
             }],
             drops: vec![(DropReason::UnknownLabel, 3)],
+            middlebox: Some(FilterStats {
+                control: 2,
+                readable: 4,
+                dropped: 1,
+                by_port: [((17, 7), 4)].into(),
+                ..FilterStats::default()
+            }),
             ..Status::default()
         };
         let v = to_json(&s);
@@ -138,5 +151,11 @@ mod tests {
             t.contains("bob.udp") && t.contains("198.18.0.3") && t.contains("unknown label"),
             "{t}"
         );
+        let mb = "2 control, 4 readable (udp/7 x4), 0 sealed, 1 dropped";
+        assert_eq!(v["middlebox"], mb);
+        assert!(t.contains(&format!("MIDDLEBOX      {mb}")), "{t}");
+        assert!(to_table(&to_json(&Status::default()))
+            .find("MIDDLEBOX")
+            .is_none());
     }
 }

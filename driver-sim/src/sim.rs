@@ -876,6 +876,11 @@ impl Sim {
                 }
             }
         }
+        for n in &self.nodes {
+            if let Some(m) = n.engine.status().middlebox {
+                s.push_str(&format!("middlebox {}: {m}\n", n.name));
+            }
+        }
         s.push_str("drops:\n");
         let mut any = false;
         for n in &self.nodes {

@@ -152,6 +152,8 @@ pub struct Status {
     pub drops: Vec<(DropReason, u64)>,
     /// Packets and bytes through the engine.
     pub counters: Counters,
+    /// What this node's middlebox saw, if it is one.
+    pub middlebox: Option<crate::middlebox::FilterStats>,
 }
 
 /// One path's line in [`Status`].
@@ -256,6 +258,8 @@ pub enum DropReason {
     NonceExhausted,
     /// An overlay module refused the datagram for a reason of its own.
     Overlay(crate::ocd::OverlayDrop),
+    /// This node's middlebox stopped a message passing through.
+    Middlebox(&'static str),
 }
 
 impl fmt::Display for DropReason {
@@ -289,6 +293,7 @@ impl fmt::Display for DropReason {
             DropReason::CookieRequired => f.write_str("setup without cookie under load"),
             DropReason::NonceExhausted => f.write_str("nonces used up"),
             DropReason::Overlay(d) => d.fmt(f),
+            DropReason::Middlebox(why) => write!(f, "middlebox: {why}"),
         }
     }
 }

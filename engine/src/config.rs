@@ -24,6 +24,9 @@ pub struct Config {
     pub limits: Limits,
     /// Who this node is and whom it trusts (paper §3.4).
     pub security: SecurityConfig,
+    /// `[middlebox]`: filter and log the paths that pass through this node (as a gateway,
+    /// or as the middlebox an i3 host stacks its triggers through).
+    pub middlebox: Option<crate::middlebox::FilterConfig>,
 }
 
 /// How a path is protected end to end.

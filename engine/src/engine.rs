@@ -10,6 +10,7 @@ use crate::api::{
 use crate::config::{Config, ConfigError};
 use crate::dns::intercept::Upstream;
 use crate::dns::rules::Rules;
+use crate::middlebox::{Filter, Middlebox, Verdict};
 use crate::ocd::{self, Overlay, OverlayEvent};
 use crate::oci::handles::Handles;
 use crate::oci::paths::{Paths, MAX_PATHS};
@@ -59,6 +60,8 @@ pub struct Engine {
     pub(crate) credentials: Credentials,
     /// Key for stateless setup cookies, drawn from the seed.
     pub(crate) cookie_secret: [u8; 32],
+    /// The middlebox this node runs on paths through it, if configured.
+    pub(crate) middlebox: Option<Filter>,
 }
 
 /// Stateless replies allowed per 100 ms window.
@@ -169,6 +172,7 @@ impl Engine {
             reply_budget: REPLY_BUDGET,
             cookie_budget: COOKIE_BUDGET,
             reply_window: now,
+            middlebox: cfg.middlebox.clone().map(Filter::new),
             cfg,
         })
     }
@@ -310,6 +314,26 @@ impl Engine {
                         .unwrap_or_default();
                     self.event(Event::OverlayNotice { overlay, text });
                 }
+            }
+        }
+    }
+
+    /// A message passing through this node: the middlebox judges it. `false` (counted as a
+    /// drop) when it is stopped, or when this node runs no middlebox at all.
+    pub(crate) fn middlebox_passes(&mut self, message: &[u8]) -> bool {
+        let now = self.now;
+        let verdict = match self.middlebox.as_mut() {
+            Some(m) => m.inspect(now, message),
+            None => {
+                self.drop_input(DropReason::Overlay(crate::ocd::OverlayDrop::NotAMiddlebox));
+                return false;
+            }
+        };
+        match verdict {
+            Verdict::Pass => true,
+            Verdict::Drop(why) => {
+                self.drop_input(DropReason::Middlebox(why));
+                false
             }
         }
     }

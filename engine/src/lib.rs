@@ -10,6 +10,7 @@ mod api;
 pub mod config;
 pub mod dns;
 mod engine;
+pub mod middlebox;
 pub mod ocd;
 pub mod oci;
 mod packet;

@@ -97,6 +97,7 @@ impl Engine {
             relayed,
             drops: self.drops.iter().map(|(r, n)| (*r, *n)).collect(),
             counters: self.counters,
+            middlebox: self.middlebox.as_ref().map(|m| m.stats().clone()),
         }
     }
 }

@@ -77,6 +77,10 @@ pub enum Received<'a> {
     },
     /// Consumed by the module itself (a keepalive, or a packet it forwarded as a server).
     Consumed,
+    /// A message this node is asked to pass on as a middlebox (an i3 id stack names it
+    /// before the receiver's). OC-I lets the middlebox judge it and, if it passes, hands it
+    /// back to [`Overlay::transit`], which sends it on.
+    Transit { message: &'a [u8] },
     /// Refused by the module, for a reason of its own.
     Dropped(OverlayDrop),
     /// Not a valid datagram for this overlay.
@@ -103,6 +107,8 @@ pub enum OverlayDrop {
     NoReturnId,
     /// Ids remain on the stack below ours, but this node is no middlebox (i3).
     NotAMiddlebox,
+    /// A packet for a host guarded by a middlebox that did not come through it (i3).
+    AroundMiddlebox,
 }
 
 impl std::fmt::Display for OverlayDrop {
@@ -116,6 +122,7 @@ impl std::fmt::Display for OverlayDrop {
             OverlayDrop::NoServer => "no live i3 server",
             OverlayDrop::NoReturnId => "i3 packet without return id",
             OverlayDrop::NotAMiddlebox => "i3 id stack for a middlebox",
+            OverlayDrop::AroundMiddlebox => "i3 packet around the receiver's middlebox",
         })
     }
 }
@@ -141,6 +148,11 @@ pub trait Overlay {
     fn receive<'a>(&mut self, now: Instant, from: SocketAddr, payload: &'a [u8]) -> Received<'a>;
     /// The answer to a `Resolve` request.
     fn resolved(&mut self, now: Instant, token: u64, result: Result<Vec<IpAddr>, String>);
+    /// Sends on the message of the last `Received::Transit`, which the middlebox passed; an
+    /// error is counted as a drop. Modules that never hand up a transit keep the default.
+    fn transit(&mut self, _now: Instant, _message: &[u8]) -> Result<(), OverlayDrop> {
+        Err(OverlayDrop::NotAMiddlebox)
+    }
     /// The host's underlay changed (an address came or went, a route moved): a module that
     /// keeps state at others (triggers, NAT bindings, direct paths) renews it now rather
     /// than at its next refresh. Modules whose peers find them by address have nothing to do.

@@ -198,6 +198,16 @@ impl Engine {
         self.drain_overlay(overlay);
         let (known, from, bytes) = match received {
             Received::Consumed => return,
+            Received::Transit { message } => {
+                if self.middlebox_passes(message) {
+                    let sent = self.module(overlay).map(|m| m.transit(now, message));
+                    self.drain_overlay(overlay);
+                    if let Some(Err(d)) = sent {
+                        self.drop_input(DropReason::Overlay(d));
+                    }
+                }
+                return;
+            }
             Received::Dropped(d) => return self.drop_input(DropReason::Overlay(d)),
             Received::Malformed(e) => return self.drop_input(DropReason::DatagramMalformed(e)),
             Received::Message {
@@ -263,6 +273,10 @@ impl Engine {
                     return self.drop_input(DropReason::PathNotUp);
                 };
                 let (tt, peer) = (t.tunnel, t.peer_label);
+                // A gateway that is also a middlebox (a sender-imposed hop) judges what it relays.
+                if self.middlebox.is_some() && !self.middlebox_passes(datagram) {
+                    return;
+                }
                 let mut buf = self.pool.take();
                 buf.extend_from_slice(datagram);
                 if message::set_data_label(&mut buf, peer).is_err() {

@@ -14,7 +14,7 @@ pub mod rewrite;
 pub mod transport;
 
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use std::fmt;
 

@@ -13,6 +13,7 @@
 //! and send directly while that works (`shortcut.rs`); the relay stays ready underneath.
 
 pub mod id;
+mod middlebox;
 mod relay;
 pub mod server;
 pub mod servers;
@@ -20,6 +21,7 @@ pub mod shortcut;
 pub mod wire;
 
 use self::id::{Id, ID_LEN};
+use self::middlebox::Held;
 use self::server::Triggers;
 use self::servers::Servers;
 use self::shortcut::Shortcut;
@@ -54,6 +56,10 @@ pub struct I3Config {
     /// Milliseconds between probes of a shortcut's direct path; after three unanswered
     /// probes the tunnel is back on the relay.
     pub probe_ms: u64,
+    /// Require everyone who reaches this host to pass through the middlebox node with this
+    /// name on the overlay (`through = "fw"`: the i3 host `fw.i3`, which runs `[middlebox]`).
+    /// A guarded host takes no shortcuts.
+    pub through: Option<String>,
 }
 
 impl Default for I3Config {
@@ -64,6 +70,7 @@ impl Default for I3Config {
             refresh_secs: 2,
             max_triggers: 100_000,
             probe_ms: 500,
+            through: None,
         }
     }
 }
@@ -73,6 +80,8 @@ impl Default for I3Config {
 struct OwnTrigger {
     id: Id,
     key: [u8; KEY_LEN],
+    /// On a guarded host, the id this trigger's stack ends in, which delivers to us.
+    inner: Option<Id>,
 }
 
 #[derive(Debug)]
@@ -103,6 +112,12 @@ pub struct I3Overlay {
     probes: BTreeSet<(Instant, TunnelRef)>,
     /// Our address as the servers last saw it: when it changes, we moved.
     observed: Option<SocketAddr>,
+    /// The middlebox this host's triggers are stacked through (`through`).
+    through: Option<Id>,
+    /// Inner ids of a guarded host, to the trigger each stands for.
+    by_inner: BTreeMap<Id, usize>,
+    /// A message in transit through us as a middlebox, until OC-I's verdict.
+    held: Option<Held>,
     rng: ChaCha20Rng,
     refresh: Duration,
     probe_every: Duration,
@@ -147,28 +162,44 @@ impl I3Overlay {
                 ));
             }
         }
+        let suffix = cfg.name.to_ascii_lowercase();
+        let through = match c.through.as_deref() {
+            None => None,
+            Some(fw) if fw.eq_ignore_ascii_case(&cfg.local_name) => {
+                return Err(ConfigError::new(
+                    key("through"),
+                    "a host cannot be its own middlebox",
+                ));
+            }
+            Some(fw) => {
+                let hop =
+                    HopSpec::host_only(fw).map_err(|e| ConfigError::new(key("through"), e))?;
+                Some(Id::of_name(&format!(
+                    "{}.{suffix}",
+                    hop.host.to_ascii_lowercase()
+                )))
+            }
+        };
         let refresh = Duration::from_secs(c.refresh_secs);
         let misses = limits.keepalive_misses.clamp(2, 10);
         let mut rng = ChaCha20Rng::from_seed(seed);
-        let mut own = Slab::new();
-        let suffix = cfg.name.to_ascii_lowercase();
         let public = Id::of_name(&format!("{}.{suffix}", cfg.local_name));
-        own.insert(OwnTrigger {
-            id: public,
-            key: random_key(&mut rng),
-        });
-        Ok(I3Overlay {
+        let key = random_key(&mut rng);
+        let mut module = I3Overlay {
             suffix,
             servers: Servers::new(&c.servers, refresh * misses),
             serving: c
                 .serve_as
                 .map(|me| (me, Triggers::new(c.max_triggers, refresh * 3))),
-            own,
+            own: Slab::new(),
             tunnels: Slab::new(),
             by_private: BTreeMap::new(),
             by_remote: BTreeMap::new(),
             probes: BTreeSet::new(),
             observed: None,
+            through,
+            by_inner: BTreeMap::new(),
+            held: None,
             rng,
             refresh,
             probe_every: Duration::from_millis(c.probe_ms),
@@ -176,7 +207,15 @@ impl I3Overlay {
             next_tick: Instant::ZERO,
             nonce: 0,
             events: VecDeque::new(),
-        })
+        };
+        let k = module.own.vacant_key();
+        let inner = module.new_inner(k);
+        module.own.insert(OwnTrigger {
+            id: public,
+            key,
+            inner,
+        });
+        Ok(module)
     }
 
     fn lifetime_secs(&self) -> u16 {
@@ -192,17 +231,39 @@ impl I3Overlay {
 
     /// (Re)inserts one of our triggers at the server now responsible for its id.
     fn insert(&mut self, k: usize) {
-        let Some(t) = self.own.get(k) else { return };
-        let Some(to) = self.servers.responsible(&t.id) else {
+        let Some(&OwnTrigger { id, key, inner }) = self.own.get(k) else {
             return;
         };
-        let p = I3Packet::Insert {
-            lifetime_secs: self.lifetime_secs(),
-            key: t.key,
-            id: t.id,
-            target: Stack::new(),
+        let lifetime_secs = self.lifetime_secs();
+        let ids = [(id, self.target_of(inner))]
+            .into_iter()
+            .chain(inner.map(|inner| (inner, Stack::new())));
+        for (id, target) in ids {
+            if let Some(to) = self.servers.responsible(&id) {
+                let p = I3Packet::Insert {
+                    lifetime_secs,
+                    key,
+                    id,
+                    target,
+                };
+                self.transmit(to, &p);
+            }
+        }
+    }
+
+    /// Asks the servers to drop one of our triggers (and its inner id).
+    fn remove(&mut self, k: usize) {
+        let Some(own) = self.own.try_remove(k) else {
+            return;
         };
-        self.transmit(to, &p);
+        self.by_private.remove(&own.id);
+        for id in [own.id].into_iter().chain(own.inner) {
+            self.by_inner.remove(&id);
+            if let Some(to) = self.servers.responsible(&id) {
+                let p = I3Packet::Remove { key: own.key, id };
+                self.transmit(to, &p);
+            }
+        }
     }
 
     /// A fresh private trigger, inserted now.
@@ -210,7 +271,12 @@ impl I3Overlay {
         let mut id = [0u8; ID_LEN];
         self.rng.fill_bytes(&mut id);
         let key = random_key(&mut self.rng);
-        let k = self.own.insert(OwnTrigger { id: Id(id), key });
+        let inner = self.new_inner(self.own.vacant_key());
+        let k = self.own.insert(OwnTrigger {
+            id: Id(id),
+            key,
+            inner,
+        });
         self.insert(k);
         k
     }
@@ -286,9 +352,12 @@ impl I3Overlay {
             return Received::Dropped(OverlayDrop::NoTrigger);
         };
         if stack.len() > 1 {
-            // Ids below ours would make this node a middlebox, which it is not configured as.
-            return Received::Dropped(OverlayDrop::NotAMiddlebox);
+            return self.hold(flags, stack, return_id, payload);
         }
+        let top = match self.delivered_at(top) {
+            Ok(id) => id,
+            Err(d) => return Received::Dropped(d),
+        };
         let public = self.own.get(PUBLIC).map(|t| t.id);
         if Some(top) == public {
             let Some(ret) = return_id else {
@@ -313,7 +382,7 @@ impl I3Overlay {
             self.by_remote.insert(ret, r);
         }
         // A peer that wants a shortcut gets our half of it: we probe it too.
-        if flags & FLAG_SHORTCUT != 0 && t.shortcut.is_none() {
+        if flags & FLAG_SHORTCUT != 0 && t.shortcut.is_none() && self.through.is_none() {
             t.shortcut = Some(Shortcut::default());
         }
         Received::Message {
@@ -407,6 +476,12 @@ impl Overlay for I3Overlay {
         let host = hop.host.to_ascii_lowercase();
         let remote = Id::of_name(&format!("{host}.{}", self.suffix));
         let shortcut = hop.options.iter().any(|o| o == SHORTCUT);
+        if shortcut && self.guarded() {
+            self.notice(format!(
+                "no shortcut to {host}: this host is guarded by a middlebox, so its paths stay on the relay"
+            ));
+        }
+        let shortcut = shortcut && !self.guarded();
         let r = self.new_tunnel(host, remote, false, shortcut);
         self.events.push_back(if self.servers.live() > 0 {
             OverlayEvent::SetupDone(r)
@@ -445,16 +520,7 @@ impl Overlay for I3Overlay {
         if let Some(s) = &t.shortcut {
             self.probes.remove(&(s.next_probe(), tunnel));
         }
-        if let Some(own) = self.own.try_remove(t.private) {
-            self.by_private.remove(&own.id);
-            if let Some(to) = self.servers.responsible(&own.id) {
-                let p = I3Packet::Remove {
-                    key: own.key,
-                    id: own.id,
-                };
-                self.transmit(to, &p);
-            }
-        }
+        self.remove(t.private);
     }
 
     fn send(&mut self, now: Instant, tunnel: TunnelRef, datagram: Packet) -> Result<(), Packet> {
@@ -515,6 +581,10 @@ impl Overlay for I3Overlay {
 
     fn resolved(&mut self, _now: Instant, _token: u64, _result: Result<Vec<IpAddr>, String>) {
         // i3 resolves names by hashing them; it never asks the driver.
+    }
+
+    fn transit(&mut self, _now: Instant, message: &[u8]) -> Result<(), OverlayDrop> {
+        self.send_on(message)
     }
 
     fn network_changed(&mut self, now: Instant) {

@@ -233,6 +233,10 @@ impl I3Overlay {
         nonce: u64,
         id: Id,
     ) -> Received<'static> {
+        if self.guarded() {
+            // A direct path would go around our middlebox.
+            return Received::Dropped(OverlayDrop::AroundMiddlebox);
+        }
         let Some(&r) = self.by_private.get(&id) else {
             return Received::Dropped(OverlayDrop::NoTrigger);
         };
