@@ -1,8 +1,9 @@
 //! The i3 server role: forwarding one DATA packet through a server engine that holds 100 000
 //! triggers (datagram in, datagram out), and the trigger match alone among 100 000 triggers.
+//! The host side: an app's packet sent over i3, through the server and on a shortcut.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ocala_benches::{drain_recycle, receive};
+use ocala_benches::{drain_recycle, receive, send, I3Trio};
 use ocala_engine::config::OverlayConfig;
 use ocala_engine::ocd::i3::id::Id;
 use ocala_engine::ocd::i3::server::{Target, Triggers};
@@ -80,7 +81,7 @@ fn i3(c: &mut Criterion) {
         });
     }
 
-    let mut table = Triggers::new(TRIGGERS as usize, Duration::from_secs(10_000));
+    let mut table = Triggers::new(TRIGGERS as usize, Duration::from_secs(10_000), &[7; 32]);
     for i in 0..TRIGGERS {
         let to = Target::Addr(SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 4790)));
         table
@@ -101,5 +102,25 @@ fn i3(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, i3);
+fn host_send(c: &mut Criterion) {
+    let mut group = c.benchmark_group("i3/host_send");
+    group.throughput(Throughput::Bytes(1200));
+    for (label, name, via) in [
+        ("relay", "bob.i3", I3Trio::SERVER),
+        ("shortcut", "bob.shortcut.i3", I3Trio::BOB),
+    ] {
+        let mut trio = I3Trio::new(name);
+        let packet = trio.packet_to_bob(1200);
+        assert_eq!(trio.datagram_for(&packet).0, trio.net.nodes[via].addr);
+        let now = trio.net.now;
+        let alice = &mut trio.net.nodes[I3Trio::ALICE].engine;
+        assert_eq!(send(alice, now, &packet).transmits, 1);
+        group.bench_function(label, |b| {
+            b.iter(|| black_box(send(alice, now, black_box(&packet))))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, i3, host_send);
 criterion_main!(benches);

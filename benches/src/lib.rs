@@ -11,7 +11,8 @@
 //! [`Chain`] is alice, a gateway `gw` and carol, with the path from alice to
 //! `carol.udp_gw.udp` up. Both are plain (no end-to-end protection, see [`node_config`]);
 //! [`Pair::secure`] is the same pair with certificates from a [`TestCa`] and the path
-//! protected `encrypt` or `auth`. The free functions [`send`], [`send_into`], [`receive`] and
+//! protected `encrypt` or `auth`. [`I3Trio`] is alice and bob as `i3` hosts with an i3 server
+//! between them, the path to `bob.i3` (or `bob.shortcut.i3`, direct) up. The free functions [`send`], [`send_into`], [`receive`] and
 //! [`drain_recycle`] drive a single engine one step without allocating, for benchmark loops.
 
 use ocala_engine::config::{HexBytes, OverlayConfig, Protection};
@@ -470,11 +471,33 @@ impl Net {
     /// The `Transmit` payloads node `i` emits for one packet from its apps, without
     /// delivering them. For capturing datagrams to replay in benchmarks.
     pub fn capture_send(&mut self, i: usize, packet: &[u8]) -> Vec<(SocketAddr, Vec<u8>)> {
+        self.capture(i, Input::TunPacket(packet))
+    }
+
+    /// The `Transmit` payloads node `i` emits for one datagram from `from`, without
+    /// delivering them.
+    pub fn capture_receive(
+        &mut self,
+        i: usize,
+        from: SocketAddr,
+        payload: &[u8],
+    ) -> Vec<(SocketAddr, Vec<u8>)> {
+        self.capture(
+            i,
+            Input::Datagram {
+                overlay: OVERLAY,
+                from,
+                payload,
+            },
+        )
+    }
+
+    fn capture(&mut self, i: usize, input: Input<'_>) -> Vec<(SocketAddr, Vec<u8>)> {
         let now = self.now;
         let node = &mut self.nodes[i];
         let engine = &mut node.engine;
         engine
-            .handle_input(now, Input::TunPacket(packet))
+            .handle_input(now, input)
             .expect("time does not go backwards");
         let mut out = Vec::new();
         loop {
@@ -626,5 +649,80 @@ impl Chain {
 impl Default for Chain {
     fn default() -> Self {
         Chain::new()
+    }
+}
+
+/// An `i3` host's config (overlay `i3` on [`PORT`], plain paths) whose only rendezvous server
+/// is `server`; `serve` runs the server role on it too. Triggers are refreshed once an hour
+/// and direct paths probed once a minute, so a measured window holds data packets only
+/// (refreshes and probes are control messages, rare, and built outside the data path's
+/// buffer pool).
+pub fn i3_node_config(local_name: &str, server: SocketAddr, serve: bool) -> Config {
+    let mut cfg = node_config(local_name, &[], false);
+    let overlay = &mut cfg.overlays[0];
+    overlay.name = "i3".into();
+    overlay.module = "i3".into();
+    overlay.i3.servers = vec![server];
+    overlay.i3.serve_as = serve.then_some(server);
+    overlay.i3.refresh_secs = 3600;
+    overlay.i3.probe_ms = 60_000;
+    cfg
+}
+
+/// Alice (10.0.0.1) and bob (10.0.0.2), `i3` hosts with no route of their own, and the i3
+/// server `s` (10.0.0.9), with alice's path to `bob.i3` or `bob.shortcut.i3` up. For the
+/// shortcut, packets flow until alice sends straight to bob's address.
+pub struct I3Trio {
+    pub net: Net,
+    /// Alice's handle for the name.
+    pub bob_handle: Ipv4Addr,
+}
+
+impl I3Trio {
+    pub const ALICE: usize = 0;
+    pub const BOB: usize = 1;
+    pub const SERVER: usize = 2;
+
+    pub fn new(name: &str) -> I3Trio {
+        let s = overlay_addr(9);
+        let mut net = Net::new(vec![
+            ("alice", overlay_addr(1), i3_node_config("alice", s, false)),
+            ("bob", overlay_addr(2), i3_node_config("bob", s, false)),
+            ("s", s, i3_node_config("s", s, true)),
+        ]);
+        // The hosts' triggers go in on their first tick.
+        net.advance(Duration::from_millis(10));
+        let bob_handle = net
+            .lookup(I3Trio::ALICE, name)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut trio = I3Trio { net, bob_handle };
+        if name.contains(".shortcut.") {
+            let bob = trio.net.nodes[I3Trio::BOB].addr;
+            let packet = trio.packet_to_bob(100);
+            // A relayed packet asks for the shortcut (once per refresh period), so the first
+            // one must reach the server.
+            for _ in 0..100 {
+                trio.net.tun_input(I3Trio::ALICE, &packet);
+                trio.net.advance(Duration::from_millis(100));
+                if trio.datagram_for(&packet).0 == bob {
+                    return trio;
+                }
+            }
+            panic!("{name}: no direct path within 10 s");
+        }
+        trio
+    }
+
+    /// A UDP packet of `size` bytes from alice's apps to bob's handle.
+    pub fn packet_to_bob(&self, size: usize) -> Vec<u8> {
+        let src = self.net.nodes[I3Trio::ALICE].cfg.handles.tun_v4;
+        udp_packet(src, self.bob_handle, size)
+    }
+
+    /// Where alice sends `packet`, and the datagram (captured, not delivered).
+    pub fn datagram_for(&mut self, packet: &[u8]) -> (SocketAddr, Vec<u8>) {
+        let mut sent = self.net.capture_send(I3Trio::ALICE, packet);
+        assert_eq!(sent.len(), 1, "one packet, one datagram");
+        sent.pop().expect("one datagram")
     }
 }

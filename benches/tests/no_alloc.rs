@@ -4,7 +4,7 @@
 //! A counting global allocator counts allocations made by the current thread while a
 //! thread-local switch is on, so tests running in parallel do not disturb each other.
 
-use ocala_benches::{receive, send, send_into, udp_packet, Chain, Drained, Pair};
+use ocala_benches::{receive, send, send_into, udp_packet, Chain, Drained, I3Trio, Pair};
 use ocala_engine::config::Protection;
 use ocala_engine::Instant;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -256,5 +256,67 @@ fn gateway_relay_does_not_allocate() {
             "{what}: {tally:?}"
         );
         assert_eq!(tally.allocations, 0, "relaying {what} allocated");
+    }
+}
+
+/// Over i3, alice's send, the server's forward (match the top id among the triggers, copy the
+/// datagram into a pooled buffer, rewrite it there) and bob's delivery make no allocation
+/// once warm, through the relay and on a shortcut.
+#[test]
+fn i3_send_forward_and_delivery_do_not_allocate() {
+    for name in ["bob.i3", "bob.shortcut.i3"] {
+        let mut trio = I3Trio::new(name);
+        let size = 1200;
+        let to_bob = trio.packet_to_bob(size);
+        for _ in 0..50 {
+            trio.net.tun_input(I3Trio::ALICE, &to_bob);
+        }
+        assert!(trio.net.nodes[I3Trio::BOB].tun.len() >= 50, "{name}");
+        let alice = trio.net.nodes[I3Trio::ALICE].addr;
+        let server = trio.net.nodes[I3Trio::SERVER].addr;
+        let (to, sent) = trio.datagram_for(&to_bob);
+        // Through the server, the datagram bob gets is the server's rewrite of alice's.
+        let (from, at_bob) = if to == server {
+            let mut fwd = trio.net.capture_receive(I3Trio::SERVER, alice, &sent);
+            assert_eq!(fwd.len(), 1, "{name}: one forward");
+            let (to, bytes) = fwd.pop().expect("one forward");
+            assert_eq!(to, trio.net.nodes[I3Trio::BOB].addr, "{name}");
+            (server, bytes)
+        } else {
+            (alice, sent.clone())
+        };
+
+        let mut now = trio.net.now;
+        let [mut a_send, mut s_fwd, mut b_recv]: [Tally; 3] = Default::default();
+        for _ in 0..PACKETS {
+            now = now.saturating_add(GAP);
+            let t: Instant = now;
+            let nodes = &mut trio.net.nodes;
+            a_send.add(allocations(|| {
+                send(&mut nodes[I3Trio::ALICE].engine, t, &to_bob)
+            }));
+            if from == server {
+                s_fwd.add(allocations(|| {
+                    receive(&mut nodes[I3Trio::SERVER].engine, t, alice, &sent)
+                }));
+            }
+            b_recv.add(allocations(|| {
+                receive(&mut nodes[I3Trio::BOB].engine, t, from, &at_bob)
+            }));
+        }
+        trio.net.now = now;
+        let forwards = if from == server { PACKETS } else { 0 };
+        for (what, tally, transmits, writes) in [
+            ("alice send", &a_send, PACKETS, 0),
+            ("server forward", &s_fwd, forwards, 0),
+            ("bob delivery", &b_recv, 0, PACKETS),
+        ] {
+            assert_eq!(
+                (tally.out.transmits, tally.out.tun_writes, tally.out.events),
+                (transmits, writes, 0),
+                "{name}: {what}: {tally:?}"
+            );
+            assert_eq!(tally.allocations, 0, "{name}: {what} allocated");
+        }
     }
 }

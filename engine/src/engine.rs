@@ -144,7 +144,7 @@ impl Engine {
                 "must be between 1 and 8",
             ));
         }
-        let handles = Handles::new(&cfg.handles, cfg.limits.max_handles)?;
+        let handles = Handles::new(&cfg.handles, cfg.limits.max_handles, &seed)?;
         let credentials = Credentials::from_config(&cfg.security)?;
         let mut rng = Rng::new(seed);
         let mut cookie_secret = [0u8; 32];

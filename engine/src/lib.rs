@@ -10,6 +10,7 @@ mod api;
 pub mod config;
 pub mod dns;
 mod engine;
+mod keyed;
 pub mod middlebox;
 pub mod ocd;
 pub mod oci;
@@ -27,7 +28,7 @@ pub use api::{
 };
 pub use config::{Config, ConfigError};
 pub use engine::Engine;
-pub use packet::{Packet, HEADROOM};
+pub use packet::{Packet, PacketPool, HEADROOM};
 pub use time::Instant;
 #[cfg(test)]
 mod tests;

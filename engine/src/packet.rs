@@ -83,9 +83,10 @@ impl DerefMut for Packet {
     }
 }
 
-/// The engine's free list of buffers.
+/// The engine's free list of buffers. Overlay modules take from it what they send on the
+/// data path (an i3 server's forwarded packets), so that no data packet allocates once warm.
 #[derive(Debug, Default)]
-pub(crate) struct PacketPool {
+pub struct PacketPool {
     free: Vec<Packet>,
 }
 
@@ -94,7 +95,7 @@ const POOL_MAX: usize = 1024;
 
 impl PacketPool {
     /// An empty packet with headroom, reused when one is free.
-    pub(crate) fn take(&mut self) -> Packet {
+    pub fn take(&mut self) -> Packet {
         match self.free.pop() {
             Some(p) => p,
             None => {
@@ -109,7 +110,7 @@ impl PacketPool {
     }
 
     /// Returns a buffer to the free list.
-    pub(crate) fn give(&mut self, mut p: Packet) {
+    pub fn give(&mut self, mut p: Packet) {
         if self.free.len() < POOL_MAX && p.buf.capacity() >= BUFFER_CAPACITY {
             p.reset();
             self.free.push(p);

@@ -12,7 +12,7 @@ pub mod udp;
 pub use peer::Peer;
 
 use crate::config::{ConfigError, Limits, OverlayConfig};
-use crate::packet::Packet;
+use crate::packet::{Packet, PacketPool};
 use crate::time::Instant;
 use std::net::{IpAddr, SocketAddr};
 
@@ -144,13 +144,24 @@ pub trait Overlay {
     fn close(&mut self, tunnel: TunnelRef);
     /// Sends one OCALA datagram over a tunnel. Gives the buffer back if the tunnel is gone.
     fn send(&mut self, now: Instant, tunnel: TunnelRef, datagram: Packet) -> Result<(), Packet>;
-    /// Interprets a datagram from the overlay socket.
-    fn receive<'a>(&mut self, now: Instant, from: SocketAddr, payload: &'a [u8]) -> Received<'a>;
+    /// Interprets a datagram from the overlay socket; what it sends on comes from `pool`.
+    fn receive<'a>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        payload: &'a [u8],
+        pool: &mut PacketPool,
+    ) -> Received<'a>;
     /// The answer to a `Resolve` request.
     fn resolved(&mut self, now: Instant, token: u64, result: Result<Vec<IpAddr>, String>);
     /// Sends on the message of the last `Received::Transit`, which the middlebox passed; an
     /// error is counted as a drop. Modules that never hand up a transit keep the default.
-    fn transit(&mut self, _now: Instant, _message: &[u8]) -> Result<(), OverlayDrop> {
+    fn transit(
+        &mut self,
+        _now: Instant,
+        _message: &[u8],
+        _pool: &mut PacketPool,
+    ) -> Result<(), OverlayDrop> {
         Err(OverlayDrop::NotAMiddlebox)
     }
     /// The host's underlay changed (an address came or went, a route moved): a module that

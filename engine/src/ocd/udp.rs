@@ -5,7 +5,7 @@
 
 use super::{HopSpec, Overlay, OverlayEvent, Peer, Received, TunnelRef};
 use crate::config::OverlayConfig;
-use crate::packet::Packet;
+use crate::packet::{Packet, PacketPool};
 use crate::time::Instant;
 use crate::wire::message::{Keepalive, Message, KEEPALIVE_TYPE_BYTE};
 use slab::Slab;
@@ -218,7 +218,13 @@ impl Overlay for UdpOverlay {
         }
     }
 
-    fn receive<'a>(&mut self, now: Instant, from: SocketAddr, payload: &'a [u8]) -> Received<'a> {
+    fn receive<'a>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        payload: &'a [u8],
+        _pool: &mut PacketPool,
+    ) -> Received<'a> {
         let tunnel = self.by_remote.get(&from).copied();
         if let Some(t) = tunnel.and_then(|r| self.tunnels.get_mut(r as usize)) {
             t.last_rx = now;

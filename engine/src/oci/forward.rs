@@ -191,16 +191,19 @@ impl Engine {
     pub(crate) fn on_datagram(&mut self, overlay: OverlayId, from: SocketAddr, payload: &[u8]) {
         self.counters.datagrams_in += 1;
         let now = self.now;
-        let Some(module) = self.module(overlay) else {
+        let Some(slot) = self.overlays.get_mut(usize::from(overlay.0)) else {
             return self.drop_input(DropReason::UnknownOverlay);
         };
-        let received = module.receive(now, from, payload);
+        let received = slot.module.receive(now, from, payload, &mut self.pool);
         self.drain_overlay(overlay);
         let (known, from, bytes) = match received {
             Received::Consumed => return,
             Received::Transit { message } => {
                 if self.middlebox_passes(message) {
-                    let sent = self.module(overlay).map(|m| m.transit(now, message));
+                    let sent = self
+                        .overlays
+                        .get_mut(usize::from(overlay.0))
+                        .map(|s| s.module.transit(now, message, &mut self.pool));
                     self.drain_overlay(overlay);
                     if let Some(Err(d)) = sent {
                         self.drop_input(DropReason::Overlay(d));

@@ -6,9 +6,10 @@
 //! the back of a free queue, so a just-released address is the last one handed out again.
 
 use crate::config::{ConfigError, HandleConfig, Prefix, Protection};
+use crate::keyed::{Keyed, KeyedMap};
 use crate::time::Instant;
 use slab::Slab;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The name a handle is bound under: the hops, and the protection only when it differs from
@@ -150,8 +151,8 @@ fn from_u128(like: IpAddr, v: u128) -> IpAddr {
 pub(crate) struct Handles {
     pub(crate) slab: Slab<Handle>,
     by_name: BTreeMap<String, usize>,
-    /// Lookups only (never iterated), so a HashMap keeps the data path fast.
-    by_addr: HashMap<IpAddr, usize>,
+    /// Lookups only (never iterated), so a hash map keeps the data path fast.
+    by_addr: KeyedMap<IpAddr, usize>,
     v4: AddressPool,
     v6: AddressPool,
     max: usize,
@@ -159,7 +160,11 @@ pub(crate) struct Handles {
 }
 
 impl Handles {
-    pub(crate) fn new(cfg: &HandleConfig, max: usize) -> Result<Handles, ConfigError> {
+    pub(crate) fn new(
+        cfg: &HandleConfig,
+        max: usize,
+        seed: &[u8; 32],
+    ) -> Result<Handles, ConfigError> {
         if !cfg.pool_v4.addr.is_ipv4() || cfg.pool_v4.len > 30 {
             return Err(ConfigError::new(
                 "handles.pool_v4",
@@ -187,7 +192,7 @@ impl Handles {
         Ok(Handles {
             slab: Slab::new(),
             by_name: BTreeMap::new(),
-            by_addr: HashMap::new(),
+            by_addr: KeyedMap::with_hasher(Keyed::derive(seed, "handles by address")),
             v4: AddressPool::new(cfg.pool_v4, &reserved),
             v6: AddressPool::new(cfg.pool_v6, &reserved),
             max,
@@ -316,7 +321,7 @@ mod tests {
             dns_v4: "10.99.0.2".parse().unwrap(),
             ..HandleConfig::default()
         };
-        Handles::new(&cfg, 100).unwrap()
+        Handles::new(&cfg, 100, &[0; 32]).unwrap()
     }
 
     #[test]
@@ -395,7 +400,7 @@ mod tests {
             pool_v4: Prefix::new("::".parse().unwrap(), 64),
             ..HandleConfig::default()
         };
-        let err = Handles::new(&cfg, 10).unwrap_err();
+        let err = Handles::new(&cfg, 10, &[0; 32]).unwrap_err();
         assert_eq!(err.key, "handles.pool_v4");
     }
 }

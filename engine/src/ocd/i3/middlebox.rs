@@ -14,6 +14,7 @@ use super::id::{Id, ID_LEN};
 use super::wire::{I3Packet, Stack, FLAG_DELIVERED, FLAG_SHORTCUT};
 use super::{I3Overlay, PUBLIC};
 use crate::ocd::{OverlayDrop, Received};
+use crate::packet::PacketPool;
 use rand_core::RngCore;
 
 /// A DATA packet held between `Received::Transit` and the middlebox's verdict.
@@ -83,7 +84,11 @@ impl I3Overlay {
     }
 
     /// Sends a held message on to the next id of its stack.
-    pub(super) fn send_on(&mut self, message: &[u8]) -> Result<(), OverlayDrop> {
+    pub(super) fn send_on(
+        &mut self,
+        message: &[u8],
+        pool: &mut PacketPool,
+    ) -> Result<(), OverlayDrop> {
         let h = self.held.take().ok_or(OverlayDrop::NotAMiddlebox)?;
         let to = h
             .rest
@@ -96,7 +101,7 @@ impl I3Overlay {
             return_id: h.return_id,
             payload: message,
         };
-        self.transmit(to, &p);
+        self.transmit_in(to, &p, pool.take());
         Ok(())
     }
 }
@@ -180,13 +185,13 @@ mod tests {
         // Delivered at the public id itself, it came around fw.
         let around = data(FLAG_DELIVERED, &[public], b"hi");
         assert_eq!(
-            bob.receive(Instant::ZERO, from, &around),
+            bob.receive(Instant::ZERO, from, &around, &mut PacketPool::default()),
             Received::Dropped(OverlayDrop::AroundMiddlebox)
         );
         // At the inner id (where fw's forwarding ends), it is bob's.
         let through = data(FLAG_DELIVERED, &[inner[1]], b"hi");
         assert!(matches!(
-            bob.receive(Instant::ZERO, from, &through),
+            bob.receive(Instant::ZERO, from, &through, &mut PacketPool::default()),
             Received::Message { message: b"hi", .. }
         ));
         // And nobody gets a direct path to a guarded host.
@@ -197,7 +202,7 @@ mod tests {
         }
         .encode(&mut probe);
         assert_eq!(
-            bob.receive(Instant::ZERO, from, &probe),
+            bob.receive(Instant::ZERO, from, &probe, &mut PacketPool::default()),
             Received::Dropped(OverlayDrop::AroundMiddlebox)
         );
         assert!(sent(&mut bob).is_empty(), "no probe answered");
@@ -215,12 +220,15 @@ mod tests {
             b"ocala message",
         );
         assert_eq!(
-            fw.receive(Instant::ZERO, from, &msg),
+            fw.receive(Instant::ZERO, from, &msg, &mut PacketPool::default()),
             Received::Transit {
                 message: b"ocala message"
             }
         );
-        assert_eq!(fw.transit(Instant::ZERO, b"ocala message"), Ok(()));
+        assert_eq!(
+            fw.transit(Instant::ZERO, b"ocala message", &mut PacketPool::default()),
+            Ok(())
+        );
         let out = sent(&mut fw);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].0, from, "to the server responsible for the next id");
@@ -240,14 +248,14 @@ mod tests {
         }
         // Nothing held: a second hand-back sends nothing.
         assert_eq!(
-            fw.transit(Instant::ZERO, b"again"),
+            fw.transit(Instant::ZERO, b"again", &mut PacketPool::default()),
             Err(OverlayDrop::NotAMiddlebox)
         );
         assert!(sent(&mut fw).is_empty());
         // Ids below a private trigger (not our public one) make no middlebox.
         let stray = data(FLAG_DELIVERED, &[next, me], b"x");
         assert_eq!(
-            fw.receive(Instant::ZERO, from, &stray),
+            fw.receive(Instant::ZERO, from, &stray, &mut PacketPool::default()),
             Received::Dropped(OverlayDrop::NotAMiddlebox)
         );
     }

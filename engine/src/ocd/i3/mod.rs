@@ -26,12 +26,14 @@ use self::server::Triggers;
 use self::servers::Servers;
 use self::shortcut::Shortcut;
 use self::wire::{
-    data_header_len, write_data_header, I3Packet, Stack, FLAG_DELIVERED, FLAG_SHORTCUT, KEY_LEN,
+    data_header_len, write_data_header, DataView, I3Packet, Stack, FLAG_DELIVERED, FLAG_SHORTCUT,
+    KEY_LEN,
 };
 use super::{HopSpec, Overlay, OverlayDrop, OverlayEvent, Peer, Received, TunnelRef};
 use crate::config::{ConfigError, Limits, OverlayConfig};
-use crate::packet::Packet;
+use crate::packet::{Packet, PacketPool};
 use crate::time::Instant;
+use crate::wire::WireError;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::Deserialize;
@@ -190,7 +192,7 @@ impl I3Overlay {
             servers: Servers::new(&c.servers, refresh * misses),
             serving: c
                 .serve_as
-                .map(|me| (me, Triggers::new(c.max_triggers, refresh * 3))),
+                .map(|me| (me, Triggers::new(c.max_triggers, refresh * 3, &seed))),
             own: Slab::new(),
             tunnels: Slab::new(),
             by_private: BTreeMap::new(),
@@ -223,8 +225,17 @@ impl I3Overlay {
     }
 
     fn transmit(&mut self, to: SocketAddr, p: &I3Packet<'_>) {
-        let mut payload = Packet::from_slice(&[]);
-        p.encode(payload.tail_vec());
+        self.transmit_in(to, p, Packet::from_slice(&[]));
+    }
+
+    /// Sends `p` encoded into `buf` (a pooled buffer on the data path).
+    fn transmit_in(&mut self, to: SocketAddr, p: &I3Packet<'_>, mut buf: Packet) {
+        p.encode(buf.tail_vec());
+        self.transmit_buf(to, buf);
+    }
+
+    /// Sends a datagram that is ready.
+    fn transmit_buf(&mut self, to: SocketAddr, payload: Packet) {
         self.events
             .push_back(OverlayEvent::Transmit { to, payload });
     }
@@ -540,24 +551,29 @@ impl Overlay for I3Overlay {
         self.send_to_id(&to, &ret, flags, direct, datagram)
     }
 
-    fn receive<'a>(&mut self, now: Instant, from: SocketAddr, payload: &'a [u8]) -> Received<'a> {
-        let p = match I3Packet::parse(payload) {
+    fn receive<'a>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        payload: &'a [u8],
+        pool: &mut PacketPool,
+    ) -> Received<'a> {
+        // DATA is read in place (a server forwards it without copying the stack out); the
+        // rest is parsed whole.
+        let p = match DataView::parse(payload) {
+            Ok(Some(v)) if v.flags & FLAG_DELIVERED != 0 => {
+                return self.deliver(v.flags, &v.stack(), v.return_id, v.payload)
+            }
+            Ok(Some(v)) => return self.forward(now, from, &v, pool),
+            Ok(None) => I3Packet::parse(payload),
+            Err(e) => Err(e),
+        };
+        let p = match p {
             Ok(p) => p,
             Err(e) => return Received::Malformed(e),
         };
         match p {
-            I3Packet::Data {
-                flags,
-                stack,
-                return_id,
-                payload,
-            } if flags & FLAG_DELIVERED != 0 => self.deliver(flags, &stack, return_id, payload),
-            I3Packet::Data {
-                flags,
-                stack,
-                return_id,
-                payload,
-            } => self.forward(now, from, flags, stack, return_id, payload),
+            I3Packet::Data { .. } => Received::Malformed(WireError::BadHeader),
             I3Packet::Insert { .. } | I3Packet::Remove { .. } | I3Packet::Ping { .. } => {
                 self.serve(now, from, p)
             }
@@ -583,8 +599,13 @@ impl Overlay for I3Overlay {
         // i3 resolves names by hashing them; it never asks the driver.
     }
 
-    fn transit(&mut self, _now: Instant, message: &[u8]) -> Result<(), OverlayDrop> {
-        self.send_on(message)
+    fn transit(
+        &mut self,
+        _now: Instant,
+        message: &[u8],
+        pool: &mut PacketPool,
+    ) -> Result<(), OverlayDrop> {
+        self.send_on(message, pool)
     }
 
     fn network_changed(&mut self, now: Instant) {

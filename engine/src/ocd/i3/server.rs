@@ -5,11 +5,12 @@
 //! refreshed; each is owned by the key it was inserted with, so nobody else can take it over or
 //! remove it while it lives, and its owner can move it to a new address (mobility).
 
-use super::id::{Id, EXACT_LEN, ID_LEN};
+use super::id::Id;
 use super::wire::{Refusal, Stack, KEY_LEN};
+use crate::keyed::{Keyed, KeyedMap};
 use crate::time::Instant;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -22,8 +23,14 @@ pub enum Target {
     Stack(Stack),
 }
 
+/// The table key: the bits a match must share, as one number (hashed in one go).
+fn exact(id: &Id) -> u128 {
+    u128::from_be_bytes(id.exact_part())
+}
+
 #[derive(Debug)]
 struct Trigger {
+    id: Id,
     key: [u8; KEY_LEN],
     target: Target,
     expires: Instant,
@@ -32,7 +39,11 @@ struct Trigger {
 /// The trigger table of one server.
 #[derive(Debug)]
 pub struct Triggers {
-    table: BTreeMap<Id, Trigger>,
+    /// Triggers by the 128 bits a match must share; a group holds the triggers that share
+    /// them (almost always one). Keyed hashing: hosts choose ids, and must not be able to
+    /// crowd one bucket. Looked up, never iterated.
+    table: KeyedMap<u128, Vec<Trigger>>,
+    live: usize,
     /// Deadlines, checked lazily against the trigger's current expiry.
     expiry: BinaryHeap<Reverse<(Instant, Id)>>,
     max: usize,
@@ -40,14 +51,23 @@ pub struct Triggers {
 }
 
 impl Triggers {
-    /// An empty table holding at most `max` triggers, each for at most `max_lifetime`.
-    pub fn new(max: usize, max_lifetime: Duration) -> Triggers {
+    /// An empty table holding at most `max` triggers, each for at most `max_lifetime`; its
+    /// hash key is derived from `seed`.
+    pub fn new(max: usize, max_lifetime: Duration, seed: &[u8; 32]) -> Triggers {
         Triggers {
-            table: BTreeMap::new(),
+            table: KeyedMap::with_hasher(Keyed::derive(seed, "i3 triggers")),
+            live: 0,
             expiry: BinaryHeap::new(),
             max,
             max_lifetime,
         }
+    }
+
+    fn get_mut(&mut self, id: &Id) -> Option<&mut Trigger> {
+        self.table
+            .get_mut(&exact(id))?
+            .iter_mut()
+            .find(|t| t.id == *id)
     }
 
     /// Inserts or refreshes a trigger; the granted lifetime, or why not.
@@ -62,8 +82,8 @@ impl Triggers {
         self.expire(now);
         let lifetime = lifetime.min(self.max_lifetime);
         let expires = now.saturating_add(lifetime);
-        let full = self.table.len() >= self.max;
-        match self.table.get_mut(&id) {
+        let full = self.live >= self.max;
+        match self.get_mut(&id) {
             Some(t) if t.key != key => return Err(Refusal::Taken),
             Some(t) => {
                 t.target = target;
@@ -71,41 +91,50 @@ impl Triggers {
             }
             None if full => return Err(Refusal::Full),
             None => {
-                self.table.insert(
+                self.table.entry(exact(&id)).or_default().push(Trigger {
                     id,
-                    Trigger {
-                        key,
-                        target,
-                        expires,
-                    },
-                );
+                    key,
+                    target,
+                    expires,
+                });
+                self.live += 1;
             }
         }
         self.expiry.push(Reverse((expires, id)));
         Ok(lifetime)
     }
 
+    /// Takes a trigger out of the table if `keep` says no to it.
+    fn remove_if(&mut self, id: &Id, keep: impl Fn(&Trigger) -> bool) -> bool {
+        let exact = exact(id);
+        let Some(group) = self.table.get_mut(&exact) else {
+            return false;
+        };
+        let Some(i) = group.iter().position(|t| t.id == *id && !keep(t)) else {
+            return false;
+        };
+        group.swap_remove(i);
+        if group.is_empty() {
+            self.table.remove(&exact);
+        }
+        self.live -= 1;
+        true
+    }
+
     /// Removes a trigger its owner no longer wants.
     pub fn remove(&mut self, id: &Id, key: &[u8; KEY_LEN]) -> bool {
-        if self.table.get(id).is_some_and(|t| &t.key == key) {
-            self.table.remove(id);
-            return true;
-        }
-        false
+        self.remove_if(id, |t| &t.key != key)
     }
 
     /// The live trigger matching `id`: the first 128 bits equal, then the longest common
-    /// prefix of the rest. Returns the trigger's own id and its target.
+    /// prefix of the rest (the lower id on a tie). Returns the trigger's own id and its target.
     pub fn matching(&self, now: Instant, id: &Id) -> Option<(Id, &Target)> {
-        let mut lo = [0u8; ID_LEN];
-        lo[..EXACT_LEN].copy_from_slice(&id.exact_part());
-        let mut hi = lo;
-        hi[EXACT_LEN..].fill(0xff);
         self.table
-            .range(Id(lo)..=Id(hi))
-            .filter(|(_, t)| t.expires > now)
-            .max_by_key(|(k, _)| (k.suffix_match(id), Reverse(**k)))
-            .map(|(k, t)| (*k, &t.target))
+            .get(&exact(id))?
+            .iter()
+            .filter(|t| t.expires > now)
+            .max_by_key(|t| (t.id.suffix_match(id), Reverse(t.id)))
+            .map(|t| (t.id, &t.target))
     }
 
     /// Drops triggers whose lifetime ran out.
@@ -115,9 +144,7 @@ impl Triggers {
                 break;
             }
             self.expiry.pop();
-            if self.table.get(&id).is_some_and(|t| t.expires <= now) {
-                self.table.remove(&id);
-            }
+            self.remove_if(&id, |t| t.expires > now);
         }
     }
 
@@ -130,12 +157,12 @@ impl Triggers {
 
     /// Live triggers.
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.live
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.live == 0
     }
 }
 
@@ -156,7 +183,7 @@ mod tests {
 
     #[test]
     fn longest_prefix_after_an_exact_128_bits() {
-        let mut t = Triggers::new(10, 60 * S);
+        let mut t = Triggers::new(10, 60 * S, &[0; 32]);
         let base = Id([0xaa; 32]);
         let mut near = base;
         near.0[31] ^= 1; // shares 127 suffix bits with `base`
@@ -173,7 +200,7 @@ mod tests {
 
     #[test]
     fn soft_state_expires_unless_refreshed() {
-        let mut t = Triggers::new(10, 60 * S);
+        let mut t = Triggers::new(10, 60 * S, &[0; 32]);
         let id = Id([3; 32]);
         t.insert(at(0), id, KEY, addr(1), 5 * S).unwrap();
         t.insert(at(4), id, KEY, addr(1), 5 * S).unwrap();
@@ -186,7 +213,7 @@ mod tests {
 
     #[test]
     fn owners_keep_their_triggers_and_the_table_is_bounded() {
-        let mut t = Triggers::new(1, 60 * S);
+        let mut t = Triggers::new(1, 60 * S, &[0; 32]);
         let id = Id([3; 32]);
         assert_eq!(t.insert(at(0), id, KEY, addr(1), 999 * S), Ok(60 * S));
         assert_eq!(

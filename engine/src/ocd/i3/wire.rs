@@ -144,9 +144,9 @@ impl<'a> Reader<'a> {
         k.copy_from_slice(self.take(KEY_LEN)?);
         Ok(k)
     }
-    fn stack(&mut self, min: usize) -> Result<Stack, WireError> {
+    fn stack(&mut self) -> Result<Stack, WireError> {
         let n = usize::from(self.u8()?);
-        if n < min || n > MAX_STACK {
+        if n > MAX_STACK {
             return Err(WireError::BadHeader);
         }
         let mut s = Stack::new();
@@ -170,6 +170,17 @@ impl<'a> Reader<'a> {
         };
         Ok(SocketAddr::new(ip, self.u16()?))
     }
+    /// Magic and version; the packet type.
+    fn header(&mut self) -> Result<u8, WireError> {
+        let magic = self.u8()?;
+        if magic != MAGIC {
+            return Err(WireError::UnknownType(magic));
+        }
+        if self.u8()? != VERSION {
+            return Err(WireError::BadVersion);
+        }
+        self.u8()
+    }
     fn end(&self) -> Result<(), WireError> {
         if self.0.is_empty() {
             Ok(())
@@ -182,34 +193,21 @@ impl<'a> Reader<'a> {
 impl<'a> I3Packet<'a> {
     /// Parses a datagram; bad input is a [`WireError`], never a panic.
     pub fn parse(b: &'a [u8]) -> Result<I3Packet<'a>, WireError> {
+        if let Some(v) = DataView::parse(b)? {
+            return Ok(I3Packet::Data {
+                flags: v.flags,
+                stack: v.stack(),
+                return_id: v.return_id,
+                payload: v.payload,
+            });
+        }
         let mut r = Reader(b);
-        if r.u8()? != MAGIC {
-            return Err(WireError::UnknownType(b[0]));
-        }
-        if r.u8()? != VERSION {
-            return Err(WireError::BadVersion);
-        }
-        let p = match r.u8()? {
-            DATA => {
-                let flags = r.u8()?;
-                let stack = r.stack(1)?;
-                let return_id = if flags & FLAG_RETURN != 0 {
-                    Some(r.id()?)
-                } else {
-                    None
-                };
-                return Ok(I3Packet::Data {
-                    flags,
-                    stack,
-                    return_id,
-                    payload: r.0,
-                });
-            }
+        let p = match r.header()? {
             INSERT => I3Packet::Insert {
                 lifetime_secs: r.u16()?,
                 key: r.key()?,
                 id: r.id()?,
-                target: r.stack(0)?,
+                target: r.stack()?,
             },
             ACK => I3Packet::Ack {
                 lifetime_secs: r.u16()?,
@@ -328,6 +326,75 @@ impl<'a> I3Packet<'a> {
     }
 }
 
+/// A DATA packet read in place, its stack left in the datagram: all a server needs to match
+/// and forward it without copying the ids out and encoding them again.
+#[derive(Debug, Clone, Copy)]
+pub struct DataView<'a> {
+    /// Flags as sent (with `FLAG_RETURN` as the packet has it).
+    pub flags: u8,
+    /// The top of the stack.
+    pub top: Id,
+    /// The ids below the top, `ID_LEN` bytes each.
+    below: &'a [u8],
+    pub return_id: Option<Id>,
+    pub payload: &'a [u8],
+    /// The whole datagram.
+    pub raw: &'a [u8],
+}
+
+impl<'a> DataView<'a> {
+    /// A DATA packet, `None` for any other type, or why the DATA packet is malformed.
+    pub fn parse(b: &'a [u8]) -> Result<Option<DataView<'a>>, WireError> {
+        let mut r = Reader(b);
+        if r.header()? != DATA {
+            return Ok(None);
+        }
+        let flags = r.u8()?;
+        let n = usize::from(r.u8()?);
+        if n == 0 || n > MAX_STACK {
+            return Err(WireError::BadHeader);
+        }
+        let top = r.id()?;
+        let below = r.take((n - 1) * ID_LEN)?;
+        let return_id = match flags & FLAG_RETURN {
+            0 => None,
+            _ => Some(r.id()?),
+        };
+        Ok(Some(DataView {
+            flags,
+            top,
+            below,
+            return_id,
+            payload: r.0,
+            raw: b,
+        }))
+    }
+
+    /// The ids below the top.
+    pub fn below(&self) -> impl Iterator<Item = Id> + 'a {
+        self.below.chunks_exact(ID_LEN).filter_map(Id::from_slice)
+    }
+
+    /// The whole stack, top first.
+    pub fn stack(&self) -> Stack {
+        std::iter::once(self.top)
+            .chain(self.below())
+            .take(MAX_STACK)
+            .collect()
+    }
+}
+
+/// Rewrites, in a copy of a DATA datagram, its flags and its top id: what the server that
+/// matched the top id to an address changes before passing the packet on.
+pub fn rewrite_top(datagram: &mut [u8], flags: u8, top: &Id) {
+    if let Some(f) = datagram.get_mut(3) {
+        *f = flags;
+    }
+    if let Some(id) = datagram.get_mut(5..5 + ID_LEN) {
+        id.copy_from_slice(&top.0);
+    }
+}
+
 /// Writes a DATA header for `stack` and `return_id` into the `len` bytes in front of a
 /// payload (see [`data_header_len`]).
 pub fn write_data_header(buf: &mut [u8], flags: u8, stack: &[Id], return_id: Option<&Id>) {
@@ -375,6 +442,46 @@ mod tests {
 
     fn id(b: u8) -> Id {
         Id([b; 32])
+    }
+
+    #[test]
+    fn a_server_rewrite_in_place_equals_encoding_anew() {
+        let stack: Stack = [id(1), id(2)].into_iter().collect();
+        let mut raw = Vec::new();
+        I3Packet::Data {
+            flags: FLAG_SHORTCUT,
+            stack: stack.clone(),
+            return_id: Some(id(9)),
+            payload: b"payload",
+        }
+        .encode(&mut raw);
+        let v = DataView::parse(&raw).unwrap().unwrap();
+        assert_eq!((v.top, v.stack(), v.return_id), (id(1), stack, Some(id(9))));
+        assert_eq!(v.below().collect::<Vec<_>>(), [id(2)]);
+        let mut copy = raw.clone();
+        rewrite_top(&mut copy, v.flags | FLAG_DELIVERED, &id(7));
+        let mut anew = Vec::new();
+        I3Packet::Data {
+            flags: FLAG_SHORTCUT | FLAG_DELIVERED,
+            stack: [id(7), id(2)].into_iter().collect(),
+            return_id: Some(id(9)),
+            payload: b"payload",
+        }
+        .encode(&mut anew);
+        assert_eq!(copy, anew);
+        // Other types are not DATA; a DATA header that lies about its stack is malformed.
+        let mut ping = Vec::new();
+        I3Packet::Ping { nonce: 1 }.encode(&mut ping);
+        assert!(matches!(DataView::parse(&ping), Ok(None)));
+        for n in [0u8, 5] {
+            let mut bad = raw.clone();
+            bad[4] = n;
+            assert_eq!(DataView::parse(&bad).unwrap_err(), WireError::BadHeader);
+        }
+        assert_eq!(
+            DataView::parse(&raw[..40]).unwrap_err(),
+            WireError::Truncated
+        );
     }
 
     #[test]
