@@ -36,6 +36,7 @@ fn server() -> (Engine, Instant) {
         keepalive_secs: 25,
         address_book: Default::default(),
         i3: Default::default(),
+        ron: Default::default(),
     };
     overlay.i3.servers = vec![me];
     overlay.i3.serve_as = Some(me);

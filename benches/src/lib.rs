@@ -88,6 +88,7 @@ fn bare_config(local_name: &str, book: &[(&str, SocketAddr)], gateway: bool) -> 
                 .map(|(n, a)| ((*n).to_string(), *a))
                 .collect::<BTreeMap<_, _>>(),
             i3: Default::default(),
+            ron: Default::default(),
         }],
         gateway,
         ..Config::default()

@@ -39,9 +39,11 @@ pub struct App {
     pub phase: Phase,
     pub answer: Option<Answer>,
     pub lookup_time: Option<Duration>,
-    pub sent_at: BTreeMap<u32, Instant>,
-    pub rtts: Vec<Duration>,
+    /// Every request by sequence number: when it was sent, and its RTT once answered.
+    pub log: BTreeMap<u32, (Instant, Option<Duration>)>,
     pub sent: u32,
+    /// The step it is waiting for.
+    pub wake: Option<Instant>,
 }
 
 impl App {
@@ -54,9 +56,9 @@ impl App {
             phase: Phase::NotStarted,
             answer: None,
             lookup_time: None,
-            sent_at: BTreeMap::new(),
-            rtts: Vec::new(),
+            log: BTreeMap::new(),
             sent: 0,
+            wake: None,
         }
     }
 
@@ -81,9 +83,60 @@ impl App {
 
     /// A reply (echo or UDP) for sequence number `seq` arrived.
     pub fn on_reply(&mut self, now: Instant, seq: u32) {
-        if let Some(sent) = self.sent_at.remove(&seq) {
-            self.rtts.push(now.since(sent));
+        if let Some((sent, rtt @ None)) = self.log.get_mut(&seq) {
+            *rtt = Some(now.since(*sent));
         }
+    }
+
+    /// A request went out.
+    pub fn on_send(&mut self, now: Instant, seq: u32) {
+        self.sent += 1;
+        self.log.insert(seq, (now, None));
+    }
+
+    /// RTTs of the answered requests, in the order sent.
+    pub fn rtts(&self) -> Vec<Duration> {
+        self.log.values().filter_map(|(_, r)| *r).collect()
+    }
+
+    /// The longest run of unanswered requests between answered ones: how many, and the
+    /// time from the first of them to the next request that was answered (the outage an app
+    /// saw). `None` when nothing was lost in between.
+    pub fn longest_outage(&self) -> Option<(u32, Duration)> {
+        let mut best: Option<(u32, Duration)> = None;
+        let mut run: Option<(u32, Instant)> = None;
+        let mut answered_before = false;
+        for &(sent, rtt) in self.log.values() {
+            match (rtt, run) {
+                (None, None) if answered_before => run = Some((1, sent)),
+                (None, Some((n, first))) => run = Some((n + 1, first)),
+                (Some(_), Some((n, first))) => {
+                    let gap = sent.since(first);
+                    if best.is_none_or(|(_, g)| gap > g) {
+                        best = Some((n, gap));
+                    }
+                    run = None;
+                }
+                _ => {}
+            }
+            answered_before |= rtt.is_some();
+        }
+        best
+    }
+
+    /// RTT over time: `seq,sent_ms,rtt_ms` with an empty RTT for a lost request.
+    pub fn rtt_csv(&self) -> String {
+        let mut out = String::from("seq,sent_ms,rtt_ms\n");
+        for (seq, (sent, rtt)) in &self.log {
+            let rtt = rtt.map_or(String::new(), |r| {
+                format!("{:.3}", r.as_secs_f64() * 1000.0)
+            });
+            out.push_str(&format!(
+                "{seq},{:.3},{rtt}\n",
+                sent.as_nanos() as f64 / 1e6
+            ));
+        }
+        out
     }
 
     /// Packets it will send in all, and the interval between them.
@@ -157,12 +210,14 @@ impl App {
                 name,
                 expect_replies,
                 expect_median_rtt_ms,
+                expect_max_outage_ms,
                 ..
             }
             | AppKind::Udp {
                 name,
                 expect_replies,
                 expect_median_rtt_ms,
+                expect_max_outage_ms,
                 ..
             } => {
                 let what = if matches!(self.kind, AppKind::Ping { .. }) {
@@ -170,7 +225,8 @@ impl App {
                 } else {
                     "udp echo"
                 };
-                let got = self.rtts.len() as u32;
+                let rtts = self.rtts();
+                let got = rtts.len() as u32;
                 if let Some(want) = expect_replies {
                     if got < *want {
                         failures.push(format!(
@@ -178,7 +234,7 @@ impl App {
                         ));
                     }
                 }
-                let mut sorted = self.rtts.clone();
+                let mut sorted = rtts;
                 sorted.sort();
                 let median = sorted.get(sorted.len() / 2).copied();
                 if let Some([low, high]) = expect_median_rtt_ms {
@@ -199,8 +255,22 @@ impl App {
                     ),
                     _ => String::new(),
                 };
+                let longest = self.longest_outage();
+                if let Some(max) = expect_max_outage_ms {
+                    if let Some((_, gap)) = longest.filter(|(_, g)| g.as_secs_f64() * 1000.0 > *max)
+                    {
+                        failures.push(format!(
+                            "{who}: {what} {name}: expected no outage over {max} ms, saw {}",
+                            ms(gap)
+                        ));
+                    }
+                }
+                let outage = match longest {
+                    Some((n, gap)) => format!("; longest outage {} ({n} lost in a row)", ms(gap)),
+                    None => String::new(),
+                };
                 format!(
-                    "{who}: {what} {name}: lookup {answer}; {got}/{} replies{rtt}",
+                    "{who}: {what} {name}: lookup {answer}; {got}/{} replies{rtt}{outage}",
                     self.sent
                 )
             }

@@ -133,6 +133,10 @@ pub enum AppKind {
         /// the packets went (direct, or around through a relay).
         #[serde(default)]
         expect_median_rtt_ms: Option<[f64; 2]>,
+        /// The longest outage (from the first unanswered request to the next answered one)
+        /// must not exceed this many milliseconds.
+        #[serde(default)]
+        expect_max_outage_ms: Option<f64>,
     },
     /// Resolve `name`, then UDP requests to the echo service (port 7) on the far host.
     Udp {
@@ -149,6 +153,10 @@ pub enum AppKind {
         /// the packets went (direct, or around through a relay).
         #[serde(default)]
         expect_median_rtt_ms: Option<[f64; 2]>,
+        /// The longest outage (from the first unanswered request to the next answered one)
+        /// must not exceed this many milliseconds.
+        #[serde(default)]
+        expect_max_outage_ms: Option<f64>,
     },
     /// Forged secure setups from spoofed addresses, as fast as they can be sent: a
     /// handshake flood against `target`.
@@ -204,6 +212,12 @@ pub enum FaultKind {
     LinkUp {
         a: String,
         b: String,
+    },
+    /// The link starts losing this share of datagrams each way (0 heals it).
+    LinkLoss {
+        a: String,
+        b: String,
+        loss: f64,
     },
     /// The node's engine is replaced by a fresh one (all state lost), as after a crash.
     Restart {
@@ -298,5 +312,6 @@ pub fn udp_overlay(name: &str, local_name: &str) -> OverlayConfig {
         keepalive_secs: 25,
         address_book: BTreeMap::new(),
         i3: Default::default(),
+        ron: Default::default(),
     }
 }

@@ -77,6 +77,8 @@ struct Node {
     notices: Vec<String>,
     /// The NAT it sits behind.
     nat: Option<usize>,
+    /// Bytes of RON probes, answers and link state it sent.
+    ron_control: u64,
 }
 
 /// What the run produced.
@@ -89,6 +91,9 @@ pub struct Outcome {
     pub control: Vec<String>,
     /// Every datagram each node sent, by node name: what a gateway could see.
     pub sent: BTreeMap<String, Vec<Vec<u8>>>,
+    /// RTT over time of each ping and UDP app (`seq,sent_ms,rtt_ms`), by a file name made of
+    /// the app's index, node and name (`app0-alice-bob.ron.csv`).
+    pub rtt_csv: Vec<(String, String)>,
 }
 
 pub struct Sim {
@@ -150,6 +155,7 @@ impl Sim {
                 failures: Vec::new(),
                 downs: Vec::new(),
                 notices: Vec::new(),
+                ron_control: 0,
                 nat: None,
             });
         }
@@ -210,7 +216,9 @@ impl Sim {
         }
         for (i, f) in sc.faults.iter().enumerate() {
             match &f.kind {
-                FaultKind::LinkDown { a, b } | FaultKind::LinkUp { a, b } => {
+                FaultKind::LinkDown { a, b }
+                | FaultKind::LinkUp { a, b }
+                | FaultKind::LinkLoss { a, b, .. } => {
                     let (x, y) = (
                         find(&format!("faults[{i}].a"), a)?,
                         find(&format!("faults[{i}].b"), b)?,
@@ -261,7 +269,7 @@ impl Sim {
         };
         for i in 0..sim.apps.len() {
             let at = sim.apps[i].start;
-            sim.push(at, Ev::App { app: i });
+            sim.wake_app(i, at);
         }
         for i in 0..sim.sc.faults.len() {
             let at = Instant::from_nanos(sim.sc.faults[i].at_ms * 1_000_000);
@@ -389,6 +397,15 @@ impl Sim {
                     payload,
                 } => {
                     self.record(node, "tx", &payload);
+                    let n = &mut self.nodes[node];
+                    let ron = n
+                        .cfg
+                        .overlays
+                        .get(usize::from(overlay.0))
+                        .is_some_and(|o| o.module == "ron");
+                    if ron && ocala_engine::ocd::ron::wire::is_control(&payload) {
+                        n.ron_control += payload.len() as u64;
+                    }
                     let name = self.nodes[node].name.clone();
                     self.sent.entry(name).or_default().push(payload.to_vec());
                     self.transmit(node, overlay, to, &payload);
@@ -610,8 +627,18 @@ impl Sim {
         }
     }
 
+    /// Schedules app `app`'s next step; an earlier wake-up still queued (a DNS retry whose
+    /// answer came) is then ignored.
+    fn wake_app(&mut self, app: usize, at: Instant) {
+        self.apps[app].wake = Some(at);
+        self.push(at, Ev::App { app });
+    }
+
     fn app_step(&mut self, app: usize) {
         let now = self.now;
+        if self.apps[app].wake != Some(now) {
+            return;
+        }
         match self.apps[app].phase.clone() {
             Phase::NotStarted => {
                 match self.apps[app].kind.clone() {
@@ -629,13 +656,13 @@ impl Sim {
                 }
                 self.apps[app].phase = Phase::Resolving { tries: 1 };
                 self.send_query(app);
-                self.push(now.saturating_add(DNS_RETRY), Ev::App { app });
+                self.wake_app(app, now.saturating_add(DNS_RETRY));
             }
             Phase::Resolving { tries } => {
                 if tries < DNS_TRIES {
                     self.apps[app].phase = Phase::Resolving { tries: tries + 1 };
                     self.send_query(app);
-                    self.push(now.saturating_add(DNS_RETRY), Ev::App { app });
+                    self.wake_app(app, now.saturating_add(DNS_RETRY));
                 } else {
                     self.apps[app].phase = Phase::Done;
                 }
@@ -651,7 +678,7 @@ impl Sim {
                     target,
                     next_seq: next_seq + 1,
                 };
-                self.push(now.saturating_add(interval), Ev::App { app });
+                self.wake_app(app, now.saturating_add(interval));
             }
             Phase::Done => {}
         }
@@ -662,8 +689,7 @@ impl Sim {
         let (tun4, tun6, _, _) = self.host_addrs(node);
         let src = if target.is_ipv4() { tun4 } else { tun6 };
         let a = &mut self.apps[app];
-        a.sent += 1;
-        a.sent_at.insert(seq, self.now);
+        a.on_send(self.now, seq);
         let packet = match &a.kind {
             AppKind::Ping { size, .. } => {
                 let payload = vec![0x61; *size];
@@ -704,7 +730,7 @@ impl Sim {
                     target,
                     next_seq: 0,
                 };
-                self.push(now, Ev::App { app });
+                self.wake_app(app, now);
             }
             _ => a.phase = Phase::Done,
         }
@@ -776,11 +802,16 @@ impl Sim {
     fn fault(&mut self, index: usize) {
         let f = self.sc.faults[index].clone();
         match &f.kind {
-            FaultKind::LinkDown { a, b } | FaultKind::LinkUp { a, b } => {
+            FaultKind::LinkDown { a, b }
+            | FaultKind::LinkUp { a, b }
+            | FaultKind::LinkLoss { a, b, .. } => {
                 let x = self.nodes.iter().position(|n| &n.name == a).unwrap_or(0);
                 let y = self.nodes.iter().position(|n| &n.name == b).unwrap_or(0);
                 if let Some(l) = self.links.get_mut(&(x.min(y), x.max(y))) {
-                    l.up = matches!(f.kind, FaultKind::LinkUp { .. });
+                    match f.kind {
+                        FaultKind::LinkLoss { loss, .. } => l.loss = loss.clamp(0.0, 1.0),
+                        _ => l.up = matches!(f.kind, FaultKind::LinkUp { .. }),
+                    }
                 }
                 self.record(x, "fault", format!("{:?}", f.kind).as_bytes());
             }
@@ -881,6 +912,19 @@ impl Sim {
                 s.push_str(&format!("middlebox {}: {m}\n", n.name));
             }
         }
+        let secs = (self.sc.duration_ms as f64 / 1000.0).max(0.001);
+        let overhead: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.ron_control > 0)
+            .map(|n| format!("{} {:.0} B/s", n.name, n.ron_control as f64 / secs))
+            .collect();
+        if !overhead.is_empty() {
+            s.push_str(&format!(
+                "ron probe overhead (probes, answers, link state sent): {}\n",
+                overhead.join(", ")
+            ));
+        }
         s.push_str("drops:\n");
         let mut any = false;
         for n in &self.nodes {
@@ -924,12 +968,24 @@ impl Sim {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
+        let rtt_csv = self
+            .apps
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| matches!(a.kind, AppKind::Ping { .. } | AppKind::Udp { .. }))
+            .map(|(i, a)| {
+                let node = &self.nodes[a.node].name;
+                let name = a.name().unwrap_or("app");
+                (format!("app{i}-{node}-{name}.csv"), a.rtt_csv())
+            })
+            .collect();
         Outcome {
             summary: s,
             failures,
             digest,
             control: self.control,
             sent: self.sent,
+            rtt_csv,
         }
     }
 }

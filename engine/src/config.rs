@@ -149,6 +149,10 @@ pub struct OverlayConfig {
     /// `[overlays.i3]`: servers and the server role, for `module = "i3"`.
     #[serde(default)]
     pub i3: crate::ocd::i3::I3Config,
+    /// `[overlays.ron]`: the members' key and the probing, for `module = "ron"` (the members
+    /// are this node and the address book).
+    #[serde(default)]
+    pub ron: crate::ocd::ron::RonConfig,
 }
 
 fn default_port() -> u16 {

@@ -117,6 +117,7 @@ mod tests {
                 keepalive_secs: 25,
                 address_book: Default::default(),
                 i3: Default::default(),
+                ron: Default::default(),
             }],
             rules: vec![RuleConfig {
                 pattern: r"^(.*)\.corp$".into(),

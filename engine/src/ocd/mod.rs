@@ -7,6 +7,7 @@
 
 pub mod i3;
 pub mod peer;
+pub mod ron;
 pub mod udp;
 
 pub use peer::Peer;
@@ -109,6 +110,12 @@ pub enum OverlayDrop {
     NotAMiddlebox,
     /// A packet for a host guarded by a middlebox that did not come through it (i3).
     AroundMiddlebox,
+    /// A control packet whose MAC does not verify under the members' key (RON).
+    BadMac,
+    /// A packet from, for or relayed by a node that is no member (RON).
+    NotAMember,
+    /// A packet an intermediate already relayed, sent to be relayed again (RON).
+    RelayedTwice,
 }
 
 impl std::fmt::Display for OverlayDrop {
@@ -123,6 +130,9 @@ impl std::fmt::Display for OverlayDrop {
             OverlayDrop::NoReturnId => "i3 packet without return id",
             OverlayDrop::NotAMiddlebox => "i3 id stack for a middlebox",
             OverlayDrop::AroundMiddlebox => "i3 packet around the receiver's middlebox",
+            OverlayDrop::BadMac => "ron control packet failed authentication",
+            OverlayDrop::NotAMember => "ron packet not between members",
+            OverlayDrop::RelayedTwice => "ron packet relayed twice",
         })
     }
 }
@@ -188,9 +198,10 @@ pub fn new_module(
     match cfg.module.as_str() {
         "udp" => Ok(Box::new(udp::UdpOverlay::new(cfg, limits.keepalive_misses))),
         "i3" => Ok(Box::new(i3::I3Overlay::new(index, cfg, limits, seed)?)),
+        "ron" => Ok(Box::new(ron::RonOverlay::new(index, cfg, limits)?)),
         other => Err(ConfigError::new(
             format!("overlays[{index}].module"),
-            format!("unknown overlay module '{other}' (known: udp, i3)"),
+            format!("unknown overlay module '{other}' (known: udp, i3, ron)"),
         )),
     }
 }

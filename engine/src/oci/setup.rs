@@ -89,7 +89,7 @@ impl Engine {
     /// the options that choose how to get there (`bob.shortcut.i3` is `bob.i3`). Only the
     /// overlay's module knows its options; an overlay this node does not run is taken as
     /// written.
-    fn identity_of(&mut self, hop: &crate::dns::names::Hop) -> String {
+    pub(crate) fn identity_of(&mut self, hop: &crate::dns::names::Hop) -> String {
         let host = self
             .overlay_id(&hop.overlay)
             .and_then(|id| self.module(id))
@@ -176,10 +176,22 @@ impl Engine {
             Protection::Plain => None,
             _ => Some(self.begin_handshake(mode, path_id, &destination)?),
         };
+        // The way back mirrors the first hop's module options (`bob.mindelay.ron` comes back
+        // as `alice.mindelay.ron`): the responder answers on a tunnel of the same kind, and
+        // gives each such path a handle of its own.
+        let options = self
+            .module(overlay)
+            .and_then(|m| m.parse_hop(&first.prefix).ok())
+            .map(|h| h.options)
+            .unwrap_or_default();
         let local = &self.overlays[usize::from(overlay.0)];
+        let return_host = std::iter::once(local.local_name.as_str())
+            .chain(options.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(".");
         let spec = SetupSpec {
             remaining: remaining_hops(&parsed),
-            return_name: format!("{}.{}", local.local_name, local.name),
+            return_name: format!("{return_host}.{}", local.name),
             hop_count: 0,
             options: bits_of(mode),
             handshake: secure

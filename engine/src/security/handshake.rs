@@ -167,6 +167,22 @@ impl Engine {
         handshake: &[u8],
     ) -> Result<Box<Secure>, Failure> {
         let mode = protection_of(s.options);
+        // The initiator is known by the destination element of the name that leads back, as
+        // its module names the host (`alice.mindelay.ron` is certified as `alice.ron`).
+        let destination = match self.parse(s.return_name) {
+            Ok(Some(n)) => n.hops.first().cloned(),
+            _ => None,
+        };
+        let peer = match destination {
+            Some(hop) => self.identity_of(&hop),
+            None => s
+                .return_name
+                .split('_')
+                .next()
+                .unwrap_or(s.return_name)
+                .into(),
+        }
+        .to_ascii_lowercase();
         let seed = self.handshake_seed();
         let id = self
             .credentials
@@ -189,13 +205,6 @@ impl Engine {
             .write_message(&id.certificate, &mut msg)
             .map_err(|e| refused(e.to_string()))?;
         msg.truncate(n);
-        // The initiator is known by the destination element of the name that leads back.
-        let peer = s
-            .return_name
-            .split('_')
-            .next()
-            .unwrap_or(s.return_name)
-            .to_ascii_lowercase();
         Ok(Box::new(Secure::new(mode, hs, msg, peer)))
     }
 

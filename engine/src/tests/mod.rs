@@ -37,6 +37,7 @@ pub(crate) fn config(name: &str, peers: &[(&str, u8)], gateway: bool) -> Config 
             keepalive_secs: 25,
             address_book: book,
             i3: Default::default(),
+            ron: Default::default(),
         }],
         gateway,
         ..Config::default()

@@ -49,6 +49,57 @@ pub(crate) fn put_u16(buf: &mut [u8], off: usize, v: u16) -> Result<(), WireErro
     put(buf, off, &v.to_be_bytes())
 }
 
+/// Reads fields one after another from the front of a datagram; what is left stays in `.0`.
+pub(crate) struct Cursor<'a>(pub(crate) &'a [u8]);
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        let (head, rest) = self.0.split_at_checked(n).ok_or(WireError::Truncated)?;
+        self.0 = rest;
+        Ok(head)
+    }
+
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        array::<N>(self.take(N)?, 0)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, WireError> {
+        self.array::<1>().map(|[b]| b)
+    }
+
+    pub(crate) fn u16(&mut self) -> Result<u16, WireError> {
+        self.array().map(u16::from_be_bytes)
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, WireError> {
+        self.array().map(u32::from_be_bytes)
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, WireError> {
+        self.array().map(u64::from_be_bytes)
+    }
+
+    /// Magic and version of an overlay's own packets; the packet type after them.
+    pub(crate) fn header(&mut self, magic: u8, version: u8) -> Result<u8, WireError> {
+        let m = self.u8()?;
+        if m != magic {
+            return Err(WireError::UnknownType(m));
+        }
+        if self.u8()? != version {
+            return Err(WireError::BadVersion);
+        }
+        self.u8()
+    }
+
+    /// Nothing may be left.
+    pub(crate) fn end(&self) -> Result<(), WireError> {
+        match self.0.is_empty() {
+            true => Ok(()),
+            false => Err(WireError::BadLength),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 //! and drop the packet (design §2, "bad input is data").
 
 mod build;
-mod bytes;
+pub(crate) mod bytes;
 pub mod checksum;
 pub mod ip;
 pub mod message;

@@ -130,6 +130,7 @@ mod tests {
                 through: through.map(Into::into),
                 ..I3Config::default()
             },
+            ron: Default::default(),
         };
         I3Overlay::new(0, &cfg, &Limits::default(), [7; 32]).expect("valid")
     }
@@ -274,6 +275,7 @@ mod tests {
                 through: Some("BOB".into()),
                 ..I3Config::default()
             },
+            ron: Default::default(),
         };
         let err = I3Overlay::new(3, &cfg, &Limits::default(), [7; 32])
             .err()

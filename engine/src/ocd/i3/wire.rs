@@ -17,6 +17,7 @@
 //! An address is `[4][ipv4][port]` or `[6][ipv6][port]`.
 
 use super::id::{Id, ID_LEN};
+use crate::wire::bytes::Cursor;
 use crate::wire::WireError;
 use arrayvec::ArrayVec;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -116,33 +117,20 @@ const SHORTCUT: u8 = 8;
 const PROBE: u8 = 9;
 const PROBE_ACK: u8 = 10;
 
-struct Reader<'a>(&'a [u8]);
+/// i3's fields on top of the shared cursor.
+trait Fields {
+    fn id(&mut self) -> Result<Id, WireError>;
+    fn key(&mut self) -> Result<[u8; KEY_LEN], WireError>;
+    fn stack(&mut self) -> Result<Stack, WireError>;
+    fn addr(&mut self) -> Result<SocketAddr, WireError>;
+}
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        let (head, rest) = self.0.split_at_checked(n).ok_or(WireError::Truncated)?;
-        self.0 = rest;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Result<u8, WireError> {
-        Ok(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Result<u16, WireError> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-    fn u64(&mut self) -> Result<u64, WireError> {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(self.take(8)?);
-        Ok(u64::from_be_bytes(b))
-    }
+impl Fields for Cursor<'_> {
     fn id(&mut self) -> Result<Id, WireError> {
         Id::from_slice(self.take(ID_LEN)?).ok_or(WireError::Truncated)
     }
     fn key(&mut self) -> Result<[u8; KEY_LEN], WireError> {
-        let mut k = [0u8; KEY_LEN];
-        k.copy_from_slice(self.take(KEY_LEN)?);
-        Ok(k)
+        self.array()
     }
     fn stack(&mut self) -> Result<Stack, WireError> {
         let n = usize::from(self.u8()?);
@@ -157,36 +145,11 @@ impl<'a> Reader<'a> {
     }
     fn addr(&mut self) -> Result<SocketAddr, WireError> {
         let ip = match self.u8()? {
-            4 => {
-                let b = self.take(4)?;
-                IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))
-            }
-            6 => {
-                let mut o = [0u8; 16];
-                o.copy_from_slice(self.take(16)?);
-                IpAddr::V6(Ipv6Addr::from(o))
-            }
+            4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>()?)),
+            6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>()?)),
             _ => return Err(WireError::BadHeader),
         };
         Ok(SocketAddr::new(ip, self.u16()?))
-    }
-    /// Magic and version; the packet type.
-    fn header(&mut self) -> Result<u8, WireError> {
-        let magic = self.u8()?;
-        if magic != MAGIC {
-            return Err(WireError::UnknownType(magic));
-        }
-        if self.u8()? != VERSION {
-            return Err(WireError::BadVersion);
-        }
-        self.u8()
-    }
-    fn end(&self) -> Result<(), WireError> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            Err(WireError::BadLength)
-        }
     }
 }
 
@@ -201,8 +164,8 @@ impl<'a> I3Packet<'a> {
                 payload: v.payload,
             });
         }
-        let mut r = Reader(b);
-        let p = match r.header()? {
+        let mut r = Cursor(b);
+        let p = match r.header(MAGIC, VERSION)? {
             INSERT => I3Packet::Insert {
                 lifetime_secs: r.u16()?,
                 key: r.key()?,
@@ -345,8 +308,8 @@ pub struct DataView<'a> {
 impl<'a> DataView<'a> {
     /// A DATA packet, `None` for any other type, or why the DATA packet is malformed.
     pub fn parse(b: &'a [u8]) -> Result<Option<DataView<'a>>, WireError> {
-        let mut r = Reader(b);
-        if r.header()? != DATA {
+        let mut r = Cursor(b);
+        if r.header(MAGIC, VERSION)? != DATA {
             return Ok(None);
         }
         let flags = r.u8()?;
