@@ -320,3 +320,61 @@ fn i3_send_forward_and_delivery_do_not_allocate() {
         }
     }
 }
+
+/// A RON member relaying for two others (DATA in, the same datagram out with the relayed flag,
+/// from a pooled buffer) makes no allocation once warm.
+#[test]
+fn ron_relay_does_not_allocate() {
+    use ocala_engine::config::{HexBytes, OverlayConfig};
+    use ocala_engine::ocd::ron::wire::{DataHeader, RonPacket};
+    use ocala_engine::ocd::ron::{member_id, RonConfig};
+    use std::net::SocketAddr;
+    let key = [0x5a; 32];
+    let addr = |h: u8| SocketAddr::from(([10, 0, 0, h], 4791));
+    let cfg = ocala_engine::Config {
+        overlays: vec![OverlayConfig {
+            name: "ron".into(),
+            module: "ron".into(),
+            local_name: "carol".into(),
+            port: 4791,
+            keepalive_secs: 25,
+            address_book: [("alice".to_string(), addr(1)), ("bob".to_string(), addr(2))].into(),
+            i3: Default::default(),
+            ron: RonConfig {
+                auth_key: Some(HexBytes(key.to_vec())),
+                // Probes once a minute: the window holds relayed data only.
+                probe_ms: 60_000,
+                link_state_ms: 60_000,
+                ..RonConfig::default()
+            },
+        }],
+        ..ocala_engine::Config::default()
+    };
+    let mut e = ocala_engine::Engine::new(cfg, [3; 32], Instant::ZERO).expect("config");
+    let h = DataHeader {
+        flags: 0,
+        src: member_id("alice.ron"),
+        dst: member_id("bob.ron"),
+        src_tunnel: 1,
+        dst_tunnel: 1,
+        metric: 0,
+    };
+    let mut data = Vec::new();
+    RonPacket::Data(h, &[0x61; 1200]).encode(&key, &mut data);
+    let mut now = Instant::from_nanos(1_000_000_000);
+    for _ in 0..50 {
+        receive(&mut e, now, addr(1), &data);
+    }
+    let mut relay = Tally::default();
+    for _ in 0..PACKETS {
+        now = now.saturating_add(GAP);
+        let t = now;
+        relay.add(allocations(|| receive(&mut e, t, addr(1), &data)));
+    }
+    assert_eq!(
+        (relay.out.transmits, relay.out.tun_writes, relay.out.events),
+        (PACKETS, 0, 0),
+        "{relay:?}"
+    );
+    assert_eq!(relay.allocations, 0, "relaying {PACKETS} packets allocated");
+}

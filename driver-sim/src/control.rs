@@ -1,16 +1,55 @@
 //! The control log: every setup, accept, confirm, cookie, reject and close a node sends or
-//! receives, and every i3 trigger request, answer and probe, one line each. Snapshot tests
+//! receives, every i3 trigger request, answer and probe, and every RON probe, answer and
+//! link-state report, one line each. Snapshot tests
 //! keep these lines, so a change to a handshake shows up as a diff to review.
 
 use ocala_engine::ocd::i3::wire::{I3Packet, MAGIC};
+use ocala_engine::ocd::ron::wire::{self as ron, RonPacket};
 use ocala_engine::wire::message::Message;
 
-/// One line for a control datagram; `None` for data (and for i3 data that carries data).
+/// One line for a control datagram; `None` for data (and for i3 or RON data that carries
+/// data).
 pub fn describe(bytes: &[u8]) -> Option<String> {
-    if bytes.first() == Some(&MAGIC) {
-        return i3(bytes);
+    match bytes.first() {
+        Some(&MAGIC) => i3(bytes),
+        Some(&ron::MAGIC) => ron_line(bytes),
+        _ => ocala(bytes),
     }
-    ocala(bytes)
+}
+
+/// A member id, short.
+fn member(id: u64) -> String {
+    format!("{:08x}", id >> 32)
+}
+
+fn ron_line(bytes: &[u8]) -> Option<String> {
+    Some(match RonPacket::parse_unverified(bytes).ok()? {
+        RonPacket::Data(h, payload) => format!(
+            "ron data src={} dst={} tunnels={}->{} metric={} relayed={} | {}",
+            member(h.src),
+            member(h.dst),
+            h.src_tunnel,
+            h.dst_tunnel,
+            h.metric,
+            h.flags & ron::FLAG_RELAYED != 0,
+            ocala(payload)?
+        ),
+        RonPacket::Probe { src, seq } => format!("ron probe src={} seq={seq}", member(src)),
+        RonPacket::Ack { src, seq } => format!("ron ack src={} seq={seq}", member(src)),
+        RonPacket::Links {
+            src,
+            version,
+            links,
+        } => format!(
+            "ron links src={} version={version} [{}]",
+            member(src),
+            links
+                .iter()
+                .map(|l| format!("{} {}us {}pm", member(l.peer), l.rtt_us, l.loss_pm))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    })
 }
 
 fn ocala(bytes: &[u8]) -> Option<String> {

@@ -14,7 +14,26 @@
 //!
 //! The tests under `tests/` compare the engine against these files byte for byte.
 
+use serde::Deserialize;
 use std::fmt;
+
+/// An overlay packet vector: its name, the kind it must parse to, and its exact bytes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PacketVector {
+    pub name: String,
+    pub kind: String,
+    pub hex: String,
+}
+
+/// Bytes that must be refused, and the start of the error text they must give.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidVector {
+    pub name: String,
+    pub hex: String,
+    pub error: String,
+}
 
 /// Why a hex string could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]

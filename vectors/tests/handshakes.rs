@@ -249,3 +249,55 @@ fn i3_shortcut_discovery_and_probing() {
     );
     insta::assert_snapshot!("i3_shortcut", c.join("\n"));
 }
+
+const RON_TRIANGLE: &str = include_str!("../../driver-sim/scenarios/ron-triangle.toml");
+
+/// RON's first probe round and link-state reports among alice, bob and carol, then alice's
+/// path setup to bob.ron riding in RON data.
+#[test]
+fn ron_probes_link_state_and_setup() {
+    let out = run("ron-triangle.toml", RON_TRIANGLE);
+    let mut c = window(&out, 0.0, 0.2, true);
+    c.extend(
+        window(&out, 1.0, 1.05, true)
+            .into_iter()
+            .filter(|l| l.contains(" ron data ")),
+    );
+    let id = |name: &str| format!("{:08x}", ocala_engine::ocd::ron::member_id(name) >> 32);
+    let (alice, bob) = (id("alice.ron"), id("bob.ron"));
+    // Every member probes the other two, and each probe is answered.
+    for node in ["alice", "bob", "carol"] {
+        assert_eq!(
+            lines(&c, node, "sent", "ron")
+                .iter()
+                .filter(|l| l.contains(" ron probe "))
+                .count(),
+            2,
+            "{node}: {c:#?}"
+        );
+        assert_eq!(
+            lines(&c, node, "recv", "ron")
+                .iter()
+                .filter(|l| l.contains(" ron ack "))
+                .count(),
+            2,
+            "{node}: {c:#?}"
+        );
+    }
+    // Once alice has heard bob, her report says so: 10 ms round trip, no loss.
+    assert!(
+        lines(&c, "alice", "sent", "ron")
+            .iter()
+            .any(|l| l.contains(&format!("ron links src={alice}"))
+                && l.contains(&format!("{bob} 10000us 0pm"))),
+        "{c:#?}"
+    );
+    // The setup rides in RON data from alice to bob, on the mindelay-free default metric.
+    assert!(
+        c.iter().any(|l| l.contains("alice  sent ron data")
+            && l.contains(&format!("dst={bob}"))
+            && l.contains("| setup")),
+        "{c:#?}"
+    );
+    insta::assert_snapshot!("ron_probes", c.join("\n"));
+}

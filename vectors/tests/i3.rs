@@ -4,7 +4,7 @@
 
 use ocala_engine::ocd::i3::id::Id;
 use ocala_engine::ocd::i3::wire::I3Packet;
-use ocala_vectors::{from_hex, to_hex};
+use ocala_vectors::{from_hex, to_hex, InvalidVector, PacketVector};
 use serde::Deserialize;
 
 const VECTORS: &str = include_str!("../wire/i3.toml");
@@ -13,8 +13,8 @@ const VECTORS: &str = include_str!("../wire/i3.toml");
 #[serde(deny_unknown_fields)]
 struct File {
     name: Vec<Name>,
-    packet: Vec<Packet>,
-    invalid: Vec<Invalid>,
+    packet: Vec<PacketVector>,
+    invalid: Vec<InvalidVector>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -22,22 +22,6 @@ struct File {
 struct Name {
     name: String,
     id: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Packet {
-    name: String,
-    kind: String,
-    hex: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Invalid {
-    name: String,
-    hex: String,
-    error: String,
 }
 
 fn file() -> File {

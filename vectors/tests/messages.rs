@@ -8,7 +8,7 @@ use ocala_engine::wire::message::{
     Setup,
 };
 use ocala_engine::wire::WireError;
-use ocala_vectors::{from_hex, to_hex};
+use ocala_vectors::{from_hex, to_hex, InvalidVector};
 use serde::Deserialize;
 
 const MESSAGES: &str = include_str!("../wire/messages.toml");
@@ -17,7 +17,7 @@ const MESSAGES: &str = include_str!("../wire/messages.toml");
 #[serde(deny_unknown_fields)]
 struct File {
     message: Vec<Vector>,
-    invalid: Vec<Invalid>,
+    invalid: Vec<InvalidVector>,
 }
 
 /// One message vector. Which fields are present depends on `kind`; a field the kind does
@@ -45,14 +45,6 @@ struct Vector {
     is_reply: Option<bool>,
     seq: Option<u32>,
     cookie: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Invalid {
-    name: String,
-    hex: String,
-    error: String,
 }
 
 fn load() -> File {
