@@ -6,7 +6,7 @@
 mod support;
 
 use std::time::Duration;
-use support::Topology;
+use support::{text, Topology};
 
 const OVERLAY: &str = r#"
 [[overlays]]
@@ -50,14 +50,6 @@ fn curl(t: &Topology, url: &str, timeout_secs: u32) -> String {
     text(&out)
 }
 
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// A resolver that answers every A query with 192.0.2.7 (TTL 60), echoing the question.
 const UPSTREAM_DNS: &str = r#"
 import socket, struct
@@ -77,10 +69,7 @@ while True:
 
 /// alice–bob direct; alice–gw and gw–bob for paths through the gateway.
 fn topology() -> Topology {
-    assert!(
-        support::run(&["id", "-u"]).stdout.starts_with(b"0"),
-        "the end-to-end tests need root (TUN devices, network namespaces)"
-    );
+    support::require_root();
     let mut t = Topology::new("ocx", &["alice", "gw", "bob"]);
     t.certify(&["udp"]);
     t.link("alice", "10.91.0.1/24", "bob", "10.91.0.2/24");

@@ -8,7 +8,7 @@
 mod support;
 
 use std::time::Duration;
-use support::Topology;
+use support::{text, Topology};
 
 /// The NAT: bob's packets leave masqueraded as 10.94.1.1; nothing from outside gets in
 /// except answers on bindings bob opened.
@@ -50,21 +50,10 @@ fn config(name: &str, serve: bool) -> String {
     c
 }
 
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// alice, srv and the NAT's outside hang off a router `net`; the NAT masquerades bob
 /// behind 10.94.1.1.
 fn topology() -> Topology {
-    assert!(
-        support::run(&["id", "-u"]).stdout.starts_with(b"0"),
-        "the end-to-end tests need root (TUN devices, network namespaces)"
-    );
+    support::require_root();
     let mut t = Topology::new("oci3", &["alice", "net", "srv", "nat", "bob"]);
     t.certify(&["i3"]);
     // `net` routes between alice, the server and the NAT's outside; bob is inside the NAT.

@@ -27,6 +27,23 @@ pub fn must(cmd: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A program's stdout and stderr together, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Stops the test unless it runs as root.
+pub fn require_root() {
+    assert!(
+        run(&["id", "-u"]).stdout.starts_with(b"0"),
+        "the end-to-end tests need root (TUN devices, network namespaces)"
+    );
+}
+
 pub struct Host {
     pub name: String,
     pub ns: String,
