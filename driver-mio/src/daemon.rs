@@ -27,6 +27,7 @@ const SIGNALS: Token = Token(1);
 const CONTROL: Token = Token(2);
 const UPSTREAM4: Token = Token(3);
 const UPSTREAM6: Token = Token(4);
+const NETLINK: Token = Token(5);
 const OVERLAY_BASE: usize = 16;
 
 /// Packets read from one source per wakeup before the others get a turn.
@@ -44,6 +45,8 @@ pub struct Daemon {
     upstream: Upstream,
     control: UnixListener,
     signals: Signals,
+    /// Underlay changes from the kernel; `None` where netlink is unavailable.
+    netlink: Option<crate::netlink::Watcher>,
     deadline: Instant,
     next_checkpoint: Instant,
     /// Sources whose budget ran out: read again without waiting for readiness.
@@ -157,6 +160,20 @@ impl Daemon {
             CONTROL,
             Interest::READABLE,
         )?;
+        let netlink = match crate::netlink::Watcher::open(tun.name()) {
+            Ok(w) => {
+                poll.registry().register(
+                    &mut SourceFd(&w.as_raw_fd()),
+                    NETLINK,
+                    Interest::READABLE,
+                )?;
+                Some(w)
+            }
+            Err(e) => {
+                tracing::warn!("no netlink ({e}): address changes are noticed at the next refresh");
+                None
+            }
+        };
         let mut signals = Signals::new([SIGTERM, SIGINT])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -180,6 +197,7 @@ impl Daemon {
             upstream,
             control,
             signals,
+            netlink,
             deadline: Instant::MAX,
             next_checkpoint,
             hot: Vec::new(),
@@ -242,6 +260,13 @@ impl Daemon {
                 }
             }
             CONTROL => self.serve_control(),
+            NETLINK => {
+                let changed = self.netlink.as_ref().is_some_and(|w| w.read(&mut self.buf));
+                if changed {
+                    tracing::info!("underlay changed: overlays renew what they keep at others");
+                    self.input(Input::NetworkChanged);
+                }
+            }
             UPSTREAM4 | UPSTREAM6 => {
                 let done = self.upstream.receive();
                 self.resolved.extend(done);

@@ -3,7 +3,8 @@
 //! bob's address at all; she reaches him by name through the server, which forwards
 //! ciphertext to the binding bob's trigger refreshes keep open in the NAT. With
 //! `bob.shortcut.i3` the two then punch through the NAT and talk directly, which a counter on
-//! the router sees.
+//! the router sees. Then bob changes address: the daemon learns it from netlink, and the
+//! path carries on.
 
 mod support;
 
@@ -145,6 +146,45 @@ fn a_host_behind_a_nat_is_reached_by_name_through_an_i3_server() {
         direct_datagrams(&t) >= 5,
         "{}",
         text(&t.exec("net", &["nft", "list", "ruleset"]))
+    );
+
+    // bob moves to another network behind the NAT (a new subnet on the same link): a new
+    // address, the old one gone. ocalad hears it from netlink and re-inserts bob's triggers
+    // from the new address (through a new NAT binding) at once; alice's pings over the same
+    // path keep working.
+    let moves: [(&str, &[&str]); 4] = [
+        (
+            "nat",
+            &["ip", "addr", "add", "10.94.4.1/24", "dev", "v-bob"],
+        ),
+        (
+            "bob",
+            &["ip", "addr", "add", "10.94.4.2/24", "dev", "v-nat"],
+        ),
+        (
+            "bob",
+            &["ip", "addr", "del", "10.94.2.2/24", "dev", "v-nat"],
+        ),
+        (
+            "bob",
+            &["ip", "route", "replace", "default", "via", "10.94.4.1"],
+        ),
+    ];
+    for (host, cmd) in moves {
+        t.must(host, cmd);
+    }
+    let ping = t.exec("alice", &["ping", "-c", "5", "-i", "0.3", "bob.i3"]);
+    let out = text(&ping);
+    let bob = t.log("bob");
+    assert!(bob.contains("underlay changed"), "bob:\n{bob}");
+    assert!(
+        ping.status.success(),
+        "{out}\nalice:\n{}\nbob:\n{bob}",
+        t.log("alice")
+    );
+    assert!(
+        out.contains(" 0% packet loss") || out.contains("4 received"),
+        "{out}\nbob:\n{bob}"
     );
 }
 
