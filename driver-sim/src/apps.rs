@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+/// Requests lost in a row that make an outage in the summary (fewer are plain loss).
+pub const OUTAGE_RUN: u32 = 3;
+
 /// How long a stub resolver waits before asking again, and how often it asks.
 pub const DNS_RETRY: Duration = Duration::from_secs(2);
 pub const DNS_TRIES: u32 = 4;
@@ -99,11 +102,11 @@ impl App {
         self.log.values().filter_map(|(_, r)| *r).collect()
     }
 
-    /// The longest run of unanswered requests between answered ones: how many, and the
+    /// Every run of unanswered requests between answered ones, in order: how many, and the
     /// time from the first of them to the next request that was answered (the outage an app
-    /// saw). `None` when nothing was lost in between.
-    pub fn longest_outage(&self) -> Option<(u32, Duration)> {
-        let mut best: Option<(u32, Duration)> = None;
+    /// saw).
+    pub fn gaps(&self) -> Vec<(u32, Duration)> {
+        let mut gaps = Vec::new();
         let mut run: Option<(u32, Instant)> = None;
         let mut answered_before = false;
         for &(sent, rtt) in self.log.values() {
@@ -111,17 +114,19 @@ impl App {
                 (None, None) if answered_before => run = Some((1, sent)),
                 (None, Some((n, first))) => run = Some((n + 1, first)),
                 (Some(_), Some((n, first))) => {
-                    let gap = sent.since(first);
-                    if best.is_none_or(|(_, g)| gap > g) {
-                        best = Some((n, gap));
-                    }
+                    gaps.push((n, sent.since(first)));
                     run = None;
                 }
                 _ => {}
             }
             answered_before |= rtt.is_some();
         }
-        best
+        gaps
+    }
+
+    /// The longest of the [`gaps`](App::gaps).
+    pub fn longest_outage(&self) -> Option<(u32, Duration)> {
+        self.gaps().into_iter().max_by_key(|&(_, gap)| gap)
     }
 
     /// RTT over time: `seq,sent_ms,rtt_ms` with an empty RTT for a lost request.
@@ -265,8 +270,18 @@ impl App {
                         ));
                     }
                 }
+                // Outages: OUTAGE_RUN or more lost in a row; shorter runs are loss.
+                let outages: Vec<String> = self
+                    .gaps()
+                    .into_iter()
+                    .filter(|&(n, _)| n >= OUTAGE_RUN)
+                    .map(|(n, gap)| format!("{} ({n} lost)", ms(gap)))
+                    .collect();
                 let outage = match longest {
-                    Some((n, gap)) => format!("; longest outage {} ({n} lost in a row)", ms(gap)),
+                    Some((n, gap)) if outages.is_empty() => {
+                        format!("; longest gap {} ({n} lost in a row)", ms(gap))
+                    }
+                    Some(_) => format!("; outages: {}", outages.join(", ")),
                     None => String::new(),
                 };
                 format!(
@@ -296,4 +311,45 @@ impl App {
 /// Milliseconds with one decimal, for the summary.
 pub fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::AppKind;
+
+    #[test]
+    fn gaps_are_runs_of_losses_between_answers() {
+        let kind = AppKind::Lookup {
+            name: "x.udp".into(),
+            qtype: "A".into(),
+            expect: None,
+            expect_ede: None,
+        };
+        let mut a = App::new(0, kind, Instant::ZERO, 1);
+        let at = |ms: u64| Instant::from_nanos(ms * 1_000_000);
+        // Answered, lost, lost, answered, lost, answered, lost (never recovered).
+        for (seq, answered) in [true, false, false, true, false, true, false]
+            .iter()
+            .enumerate()
+        {
+            let t = at(seq as u64 * 100);
+            a.on_send(t, seq as u32);
+            if *answered {
+                a.on_reply(t.saturating_add(Duration::from_millis(5)), seq as u32);
+            }
+        }
+        assert_eq!(
+            a.gaps(),
+            [
+                (2, Duration::from_millis(200)),
+                (1, Duration::from_millis(100))
+            ]
+        );
+        assert_eq!(a.longest_outage(), Some((2, Duration::from_millis(200))));
+        assert_eq!(a.rtts().len(), 3);
+        assert!(a
+            .rtt_csv()
+            .starts_with("seq,sent_ms,rtt_ms\n0,0.000,5.000\n1,100.000,\n"));
+    }
 }
