@@ -212,4 +212,30 @@ mod tests {
         lying[0] = 200;
         assert!(!underlay_change(&lying, TUN), "a length past the end");
     }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        // A deterministic sweep instead of a fuzzer dependency: every length up to 64 of a
+        // pseudo-random stream, and every single-byte corruption of a valid batch.
+        let mut x: u32 = 1;
+        let bytes: Vec<u8> = (0..256)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        for n in 0..64 {
+            let _ = underlay_change(&bytes[..n], 7);
+        }
+        let batch = [addr(7), route(Some(7)), addr(4)].concat();
+        assert!(underlay_change(&batch, 7));
+        assert!(!underlay_change(&batch[..batch.len() - addr(4).len()], 7));
+        for i in 0..batch.len() {
+            let mut b = batch.clone();
+            b[i] ^= 0xff;
+            let _ = underlay_change(&b, 7);
+        }
+    }
 }

@@ -540,4 +540,21 @@ mod tests {
         }
         assert!(I3Packet::parse(&[]).is_err());
     }
+
+    proptest::proptest! {
+        /// Any DATA bytes: an error, or a view whose parts are where the header says.
+        #[test]
+        fn data_view_never_panics(flags in 0u8..8, n in 0u8..6, rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut b = vec![MAGIC, VERSION, DATA, flags, n];
+            b.extend_from_slice(&rest);
+            if let Ok(Some(v)) = DataView::parse(&b) {
+                let with_return = usize::from(v.return_id.is_some());
+                let head = data_header_len(v.stack().len(), with_return == 1);
+                proptest::prop_assert_eq!(v.payload.len(), b.len() - head);
+                let mut copy = b.clone();
+                rewrite_top(&mut copy, v.flags, &v.top);
+                proptest::prop_assert_eq!(copy, b);
+            }
+        }
+    }
 }
