@@ -73,6 +73,12 @@ impl Engine {
     /// A node with this configuration, randomness from `seed`, started at `now`.
     pub fn new(cfg: Config, seed: [u8; 32], now: Instant) -> Result<Engine, ConfigError> {
         let mut overlays = Vec::new();
+        // The static key (when configured) seeds what must survive a restart.
+        let stable: Option<[u8; 32]> = cfg
+            .security
+            .static_key
+            .as_ref()
+            .and_then(|k| k.0.as_slice().try_into().ok());
         for (i, o) in cfg.overlays.iter().enumerate() {
             if o.name.is_empty()
                 || !o
@@ -109,7 +115,11 @@ impl Engine {
                     "must be a non-empty host name without '_'",
                 ));
             }
-            let module = ocd::new_module(i, o, &cfg.limits, module_seed(&seed, i))?;
+            let seeds = ocd::Seeds {
+                fresh: module_seed(&seed, i),
+                stable: stable.map(|k| module_seed(&k, i)),
+            };
+            let module = ocd::new_module(i, o, &cfg.limits, seeds)?;
             overlays.push(OverlaySlot {
                 name: o.name.to_ascii_lowercase(),
                 local_name: o.local_name.to_ascii_lowercase(),

@@ -188,16 +188,25 @@ pub trait Overlay {
     fn describe(&self, tunnel: TunnelRef) -> String;
 }
 
+/// A module's randomness: `fresh` differs on every start; `stable`, derived from the node's
+/// static key when it has one, is the same across restarts, for what others must recognise
+/// as still ours (the owner key of an i3 public trigger).
+#[derive(Debug, Clone, Copy)]
+pub struct Seeds {
+    pub fresh: [u8; 32],
+    pub stable: Option<[u8; 32]>,
+}
+
 /// Builds the module a config entry names.
 pub fn new_module(
     index: usize,
     cfg: &OverlayConfig,
     limits: &Limits,
-    seed: [u8; 32],
+    seeds: Seeds,
 ) -> Result<Box<dyn Overlay>, ConfigError> {
     match cfg.module.as_str() {
         "udp" => Ok(Box::new(udp::UdpOverlay::new(cfg, limits.keepalive_misses))),
-        "i3" => Ok(Box::new(i3::I3Overlay::new(index, cfg, limits, seed)?)),
+        "i3" => Ok(Box::new(i3::I3Overlay::new(index, cfg, limits, seeds)?)),
         "ron" => Ok(Box::new(ron::RonOverlay::new(index, cfg, limits)?)),
         other => Err(ConfigError::new(
             format!("overlays[{index}].module"),

@@ -25,6 +25,8 @@ pub const TYPE_COOKIE: u8 = 0x8;
 pub const COOKIE_LEN: usize = 16;
 /// The first byte of a keepalive, so an overlay module can spot one without a full parse.
 pub const KEEPALIVE_TYPE_BYTE: u8 = (VERSION << 4) | TYPE_KEEPALIVE;
+/// First byte of a setup message.
+pub const SETUP_TYPE_BYTE: u8 = (VERSION << 4) | TYPE_SETUP;
 
 /// Type byte and receiver label.
 pub const DATA_HEADER_LEN: usize = 5;

@@ -116,6 +116,10 @@ mod tests {
     use std::net::SocketAddr;
 
     const SERVER: ([u8; 4], u16) = ([10, 0, 0, 9], 4790);
+    const SEEDS: crate::ocd::Seeds = crate::ocd::Seeds {
+        fresh: [7; 32],
+        stable: None,
+    };
 
     fn module(name: &str, through: Option<&str>) -> I3Overlay {
         let cfg = OverlayConfig {
@@ -132,7 +136,7 @@ mod tests {
             },
             ron: Default::default(),
         };
-        I3Overlay::new(0, &cfg, &Limits::default(), [7; 32]).expect("valid")
+        I3Overlay::new(0, &cfg, &Limits::default(), SEEDS).expect("valid")
     }
 
     /// Every datagram the module sent, decoded by the test's own copy.
@@ -277,7 +281,7 @@ mod tests {
             },
             ron: Default::default(),
         };
-        let err = I3Overlay::new(3, &cfg, &Limits::default(), [7; 32])
+        let err = I3Overlay::new(3, &cfg, &Limits::default(), SEEDS)
             .err()
             .expect("refused");
         assert!(err.to_string().contains("overlays[3].i3.through"), "{err}");

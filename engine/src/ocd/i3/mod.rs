@@ -33,6 +33,7 @@ use super::{HopSpec, Overlay, OverlayDrop, OverlayEvent, Peer, Received, TunnelR
 use crate::config::{ConfigError, Limits, OverlayConfig};
 use crate::packet::{Packet, PacketPool};
 use crate::time::Instant;
+use crate::wire::message::SETUP_TYPE_BYTE;
 use crate::wire::WireError;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -93,6 +94,9 @@ struct Tunnel {
     remote: Id,
     /// The peer's private id is known.
     negotiated: bool,
+    /// The peer's public id, for tunnels we set up (an accepted peer is known only by the
+    /// private id it answers at).
+    public: Option<Id>,
     /// Our private trigger for this tunnel (index into `own`).
     private: usize,
     /// The direct path, for tunnels with the `shortcut` option (or whose peer asked for one).
@@ -140,7 +144,7 @@ impl I3Overlay {
         index: usize,
         cfg: &OverlayConfig,
         limits: &Limits,
-        seed: [u8; 32],
+        seeds: super::Seeds,
     ) -> Result<I3Overlay, ConfigError> {
         let c = &cfg.i3;
         let key = |k: &str| format!("overlays[{index}].i3.{k}");
@@ -184,15 +188,21 @@ impl I3Overlay {
         };
         let refresh = Duration::from_secs(c.refresh_secs);
         let misses = limits.keepalive_misses.clamp(2, 10);
-        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut rng = ChaCha20Rng::from_seed(seeds.fresh);
         let public = Id::of_name(&format!("{}.{suffix}", cfg.local_name));
-        let key = random_key(&mut rng);
+        // A restarted host must be able to take its name back from the trigger it left
+        // live at the server: with a static key, the public trigger's owner key is derived
+        // from it and so is the same on every start.
+        let key = match seeds.stable {
+            Some(s) => random_key(&mut ChaCha20Rng::from_seed(s)),
+            None => random_key(&mut rng),
+        };
         let mut module = I3Overlay {
             suffix,
             servers: Servers::new(&c.servers, refresh * misses),
             serving: c
                 .serve_as
-                .map(|me| (me, Triggers::new(c.max_triggers, refresh * 3, &seed))),
+                .map(|me| (me, Triggers::new(c.max_triggers, refresh * 3, &seeds.fresh))),
             own: Slab::new(),
             tunnels: Slab::new(),
             by_private: BTreeMap::new(),
@@ -304,6 +314,7 @@ impl I3Overlay {
             host,
             remote,
             negotiated,
+            public: (!negotiated).then_some(remote),
             private,
             shortcut: shortcut.then(Shortcut::default),
         }) as TunnelRef;
@@ -381,7 +392,18 @@ impl I3Overlay {
             };
         }
         let Some(&r) = self.by_private.get(&top) else {
-            return Received::Dropped(OverlayDrop::NoTrigger);
+            // A private trigger we no longer hold (we restarted, or closed the tunnel) that
+            // the server still matched: OC-I answers a stale label with a close to the return
+            // id, so the sender's path goes down and comes back, instead of sending into the
+            // void until the trigger expires.
+            return match return_id {
+                Some(ret) => Received::Message {
+                    tunnel: None,
+                    peer: peer_of(&ret),
+                    message: payload,
+                },
+                None => Received::Dropped(OverlayDrop::NoTrigger),
+            };
         };
         let Some(t) = self.tunnels.get_mut(r as usize) else {
             return Received::Dropped(OverlayDrop::NoTrigger);
@@ -542,6 +564,18 @@ impl Overlay for I3Overlay {
         let Some(ret) = self.own.get(t.private).map(|o| o.id) else {
             return Err(datagram);
         };
+        // A new path on a tunnel whose peer already answered goes to the peer's public
+        // trigger again, and its answer fixes the peer's private id anew: the peer may have
+        // restarted, and its old private trigger may still be matched at the server.
+        if let (true, Some(public)) = (t.negotiated, t.public) {
+            if datagram.first() == Some(&SETUP_TYPE_BYTE) {
+                if self.by_remote.get(&t.remote) == Some(&tunnel) {
+                    self.by_remote.remove(&t.remote);
+                }
+                t.remote = public;
+                t.negotiated = false;
+            }
+        }
         let (to, direct, ask) = match t.shortcut.as_mut() {
             // Only a negotiated tunnel asks: probes carry the peer's private id.
             Some(s) => (t.remote, s.direct(), t.negotiated && s.ask(now, every)),
