@@ -13,6 +13,7 @@
 //! and send directly while that works (`shortcut.rs`); the relay stays ready underneath.
 
 pub mod id;
+mod liveness;
 mod middlebox;
 mod relay;
 pub mod server;
@@ -101,6 +102,7 @@ struct Tunnel {
     private: usize,
     /// The direct path, for tunnels with the `shortcut` option (or whose peer asked for one).
     shortcut: Option<Shortcut>,
+    alive: liveness::Liveness,
 }
 
 /// The module.
@@ -127,6 +129,9 @@ pub struct I3Overlay {
     rng: ChaCha20Rng,
     refresh: Duration,
     probe_every: Duration,
+    /// A quiet tunnel's keepalive period; `misses` of them silent make it dead.
+    keepalive: Duration,
+    misses: u32,
     started: bool,
     next_tick: Instant,
     nonce: u64,
@@ -215,6 +220,8 @@ impl I3Overlay {
             rng,
             refresh,
             probe_every: Duration::from_millis(c.probe_ms),
+            keepalive: Duration::from_secs(cfg.keepalive_secs.max(1)),
+            misses: limits.keepalive_misses.max(1),
             started: false,
             next_tick: Instant::ZERO,
             nonce: 0,
@@ -304,6 +311,7 @@ impl I3Overlay {
 
     fn new_tunnel(
         &mut self,
+        now: Instant,
         host: String,
         remote: Id,
         negotiated: bool,
@@ -317,6 +325,7 @@ impl I3Overlay {
             public: (!negotiated).then_some(remote),
             private,
             shortcut: shortcut.then(Shortcut::default),
+            alive: liveness::Liveness::new(now),
         }) as TunnelRef;
         if let Some(t) = self.own.get(private) {
             self.by_private.insert(t.id, r);
@@ -365,6 +374,7 @@ impl I3Overlay {
     /// The host side of a delivered DATA packet.
     fn deliver<'a>(
         &mut self,
+        now: Instant,
         flags: u8,
         stack: &Stack,
         return_id: Option<Id>,
@@ -385,8 +395,12 @@ impl I3Overlay {
             let Some(ret) = return_id else {
                 return Received::Dropped(OverlayDrop::NoReturnId);
             };
+            let tunnel = self.by_remote.get(&ret).copied();
+            if let Some(consumed) = tunnel.and_then(|r| self.heard(now, r, payload)) {
+                return consumed;
+            }
             return Received::Message {
-                tunnel: self.by_remote.get(&ret).copied(),
+                tunnel,
                 peer: peer_of(&ret),
                 message: payload,
             };
@@ -418,9 +432,13 @@ impl I3Overlay {
         if flags & FLAG_SHORTCUT != 0 && t.shortcut.is_none() && self.through.is_none() {
             t.shortcut = Some(Shortcut::default());
         }
+        let peer = peer_of(&t.remote);
+        if let Some(consumed) = self.heard(now, r, payload) {
+            return consumed;
+        }
         Received::Message {
             tunnel: Some(r),
-            peer: peer_of(&t.remote),
+            peer,
             message: payload,
         }
     }
@@ -505,7 +523,7 @@ impl Overlay for I3Overlay {
         }
     }
 
-    fn setup(&mut self, _now: Instant, hop: &HopSpec) -> TunnelRef {
+    fn setup(&mut self, now: Instant, hop: &HopSpec) -> TunnelRef {
         let host = hop.host.to_ascii_lowercase();
         let remote = Id::of_name(&format!("{host}.{}", self.suffix));
         let shortcut = hop.options.iter().any(|o| o == SHORTCUT);
@@ -515,7 +533,7 @@ impl Overlay for I3Overlay {
             ));
         }
         let shortcut = shortcut && !self.guarded();
-        let r = self.new_tunnel(host, remote, false, shortcut);
+        let r = self.new_tunnel(now, host, remote, false, shortcut);
         self.events.push_back(if self.servers.live() > 0 {
             OverlayEvent::SetupDone(r)
         } else {
@@ -524,14 +542,14 @@ impl Overlay for I3Overlay {
         r
     }
 
-    fn accept(&mut self, _now: Instant, from: &Peer) -> TunnelRef {
+    fn accept(&mut self, now: Instant, from: &Peer) -> TunnelRef {
         let ret = Id::from_slice(from.as_bytes()).unwrap_or(Id([0; ID_LEN]));
         if let Some(&r) = self.by_remote.get(&ret) {
             if self.tunnels.contains(r as usize) {
                 return r;
             }
         }
-        self.new_tunnel(format!("{ret}"), ret, true, false)
+        self.new_tunnel(now, format!("{ret}"), ret, true, false)
     }
 
     fn reply(&mut self, _now: Instant, to: &Peer, datagram: Packet) {
@@ -596,7 +614,7 @@ impl Overlay for I3Overlay {
         // rest is parsed whole.
         let p = match DataView::parse(payload) {
             Ok(Some(v)) if v.flags & FLAG_DELIVERED != 0 => {
-                return self.deliver(v.flags, &v.stack(), v.return_id, v.payload)
+                return self.deliver(now, v.flags, &v.stack(), v.return_id, v.payload)
             }
             Ok(Some(v)) => return self.forward(now, from, &v, pool),
             Ok(None) => I3Packet::parse(payload),
@@ -680,6 +698,7 @@ impl Overlay for I3Overlay {
         }
         self.refresh_all();
         self.ping_idle_servers();
+        self.check_liveness(now);
         self.next_tick = now.saturating_add(self.refresh);
     }
 
