@@ -176,9 +176,9 @@ impl Engine {
             Protection::Plain => None,
             _ => Some(self.begin_handshake(mode, path_id, &destination)?),
         };
-        // The way back mirrors the first hop's module options (`bob.mindelay.ron` comes back
-        // as `alice.mindelay.ron`): the responder answers on a tunnel of the same kind, and
-        // gives each such path a handle of its own.
+        // The way back mirrors the first hop's module options (`bob.<option>.<overlay>` comes
+        // back as `alice.<option>.<overlay>`): the responder answers on a tunnel of the same
+        // kind, and gives each such path a handle of its own.
         let options = self
             .module(overlay)
             .and_then(|m| m.parse_hop(&first.prefix).ok())
