@@ -116,6 +116,7 @@ fn pings_and_iperf3_survive_the_direct_link_going_down() {
     assert!(gap_ms <= 2000, "gap {gap_ms} ms\n{out}\n{}", logs());
     let alice = t.log("alice");
     assert!(alice.contains("bob (default): via carol"), "{}", logs());
+    assert!(!alice.contains('\x1b'), "a log file gets no colour codes: {alice}");
     let iperf_out = text(&iperf);
     assert!(iperf.status.success(), "{iperf_out}\n{}", logs());
     eprintln!(
