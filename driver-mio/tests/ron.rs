@@ -29,6 +29,10 @@ fn topology() -> Topology {
     support::require_root();
     let mut t = Topology::new("ocron", &["alice", "bob", "carol"]);
     t.certify(&["ron"]);
+    // carol logs for a collector: one JSON object per line.
+    if let Some(h) = t.hosts.iter_mut().find(|h| h.name == "carol") {
+        h.daemon_args = vec!["--log-format".into(), "json".into()];
+    }
     t.link("alice", "10.95.1.1/24", "bob", "10.95.1.2/24");
     t.link("alice", "10.95.2.1/24", "carol", "10.95.2.2/24");
     t.link("carol", "10.95.3.1/24", "bob", "10.95.3.2/24");
@@ -116,7 +120,20 @@ fn pings_and_iperf3_survive_the_direct_link_going_down() {
     assert!(gap_ms <= 2000, "gap {gap_ms} ms\n{out}\n{}", logs());
     let alice = t.log("alice");
     assert!(alice.contains("bob (default): via carol"), "{}", logs());
-    assert!(!alice.contains('\x1b'), "a log file gets no colour codes: {alice}");
+    assert!(
+        !alice.contains('\x1b'),
+        "a log file gets no colour codes: {alice}"
+    );
+    let carol = t.log("carol");
+    let lines: Vec<&str> = carol.lines().collect();
+    assert!(
+        lines.len() >= 2
+            && lines
+                .iter()
+                .all(|l| serde_json::from_str::<serde_json::Value>(l)
+                    .is_ok_and(|v| v["level"].is_string() && v["fields"]["message"].is_string())),
+        "carol's log is JSON lines: {carol}"
+    );
     let iperf_out = text(&iperf);
     assert!(iperf.status.success(), "{iperf_out}\n{}", logs());
     eprintln!(

@@ -50,6 +50,8 @@ pub struct Host {
     pub config: PathBuf,
     pub socket: PathBuf,
     pub daemon: Option<Child>,
+    /// More command-line arguments for its ocalad.
+    pub daemon_args: Vec<String>,
 }
 
 pub struct Topology {
@@ -88,6 +90,7 @@ impl Topology {
                 config: dir.join(format!("{h}.toml")),
                 socket: dir.join(format!("{h}.sock")),
                 daemon: None,
+                daemon_args: Vec::new(),
             });
         }
         t
@@ -192,11 +195,12 @@ impl Topology {
 
     /// (Re)starts a host's ocalad with the config written by `start`.
     pub fn launch(&mut self, host: &str) {
-        let (ns, config, log) = {
+        let (ns, config, args, log) = {
             let h = self.host(host);
             (
                 h.ns.clone(),
                 h.config.clone(),
+                h.daemon_args.clone(),
                 self.dir.join(format!("{host}.log")),
             )
         };
@@ -214,6 +218,7 @@ impl Topology {
                 "--config",
             ])
             .arg(&config)
+            .args(&args)
             .env("RUST_LOG", "debug")
             // Commands the daemon runs (resolvectl) are looked up here first, so a test can
             // stand in for services this machine does not have.
