@@ -84,6 +84,12 @@ pub struct LinkSpec {
     /// Megabits per second each direction; 0 means unlimited.
     #[serde(default)]
     pub bandwidth_mbps: f64,
+    /// Probability in [0, 1] that a datagram arrives twice (the copy 1 ms later).
+    #[serde(default)]
+    pub duplicate: f64,
+    /// Probability in [0, 1] that a datagram arrives with one bit flipped.
+    #[serde(default)]
+    pub corrupt: f64,
 }
 
 fn default_latency() -> f64 {
@@ -218,6 +224,16 @@ pub enum FaultKind {
         a: String,
         b: String,
         loss: f64,
+    },
+    /// The link starts corrupting (one bit flipped) and duplicating these shares of
+    /// datagrams (0 heals it).
+    LinkCorrupt {
+        a: String,
+        b: String,
+        #[serde(default)]
+        corrupt: f64,
+        #[serde(default)]
+        duplicate: f64,
     },
     /// The node's engine is replaced by a fresh one (all state lost), as after a crash.
     Restart {

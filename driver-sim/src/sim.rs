@@ -57,6 +57,8 @@ struct Link {
     jitter: Duration,
     loss: f64,
     bits_per_sec: f64,
+    duplicate: f64,
+    corrupt: f64,
     up: bool,
     dirs: [Direction; 2],
 }
@@ -111,6 +113,11 @@ pub struct Sim {
     errors: Vec<String>,
     datagrams: u64,
     lost: u64,
+    /// Datagrams links corrupted and duplicated.
+    corrupted: u64,
+    duplicated: u64,
+    /// Packets hosts' stacks dropped for a bad checksum (corrupted on the wire).
+    bad_checksums: u64,
     nats: Vec<Nat>,
     /// Datagrams a NAT had no mapping for, or filtered.
     nat_refused: u64,
@@ -200,6 +207,8 @@ impl Sim {
                     jitter: Duration::from_secs_f64(l.jitter_ms.max(0.0) / 1000.0),
                     loss: l.loss,
                     bits_per_sec: l.bandwidth_mbps.max(0.0) * 1e6,
+                    duplicate: l.duplicate.clamp(0.0, 1.0),
+                    corrupt: l.corrupt.clamp(0.0, 1.0),
                     up: true,
                     dirs: [dir.clone(), dir],
                 },
@@ -218,7 +227,8 @@ impl Sim {
             match &f.kind {
                 FaultKind::LinkDown { a, b }
                 | FaultKind::LinkUp { a, b }
-                | FaultKind::LinkLoss { a, b, .. } => {
+                | FaultKind::LinkLoss { a, b, .. }
+                | FaultKind::LinkCorrupt { a, b, .. } => {
                     let (x, y) = (
                         find(&format!("faults[{i}].a"), a)?,
                         find(&format!("faults[{i}].b"), b)?,
@@ -262,6 +272,9 @@ impl Sim {
             errors: Vec::new(),
             datagrams: 0,
             lost: 0,
+            corrupted: 0,
+            duplicated: 0,
+            bad_checksums: 0,
             nats,
             nat_refused: 0,
             control: Vec::new(),
@@ -443,6 +456,11 @@ impl Sim {
     }
 
     /// Sends a datagram across the link between two nodes, if there is one and it is up.
+    /// True with probability `p`, from the network's seeded generator.
+    fn chance(&mut self, p: f64) -> bool {
+        (self.rng.next_u64() as f64 / u64::MAX as f64) < p
+    }
+
     fn transmit(&mut self, node: usize, overlay: OverlayId, to: SocketAddr, payload: &[u8]) {
         self.datagrams += 1;
         let from_port = self.nodes[node]
@@ -497,11 +515,30 @@ impl Sim {
         link.dirs[dir].busy_until = done;
         let jitter = link.jitter.mul_f64(jitter_draw as f64 / u64::MAX as f64);
         let at = done.saturating_add(link.latency + jitter);
+        let (duplicate, corrupt) = (link.duplicate, link.corrupt);
+        let mut bytes = payload.to_vec();
+        // Only links that corrupt or duplicate draw for it, so other scenarios keep their
+        // random streams.
+        if corrupt > 0.0 && self.chance(corrupt) && !bytes.is_empty() {
+            let bit = self.rng.next_u64() as usize % (bytes.len() * 8);
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            self.corrupted += 1;
+        }
+        if duplicate > 0.0 && self.chance(duplicate) {
+            let ev = Ev::Datagram {
+                node: dst,
+                overlay: OverlayId(dst_overlay as u16),
+                from,
+                payload: bytes.clone(),
+            };
+            self.push(at.saturating_add(Duration::from_millis(1)), ev);
+            self.duplicated += 1;
+        }
         let ev = Ev::Datagram {
             node: dst,
             overlay: OverlayId(dst_overlay as u16),
             from,
-            payload: payload.to_vec(),
+            payload: bytes,
         };
         self.push(at, ev);
     }
@@ -554,6 +591,12 @@ impl Sim {
     /// A packet the engine wrote to a host's TUN: the host's stack and apps take it.
     fn deliver_to_host(&mut self, node: usize, packet: &[u8]) {
         if !hoststack::checksums_ok(packet) {
+            // Where links corrupt, a plain path carries what it got, as IP does, and the
+            // host's stack drops it. Elsewhere a bad checksum is the engine's rewriting.
+            if self.corrupted > 0 {
+                self.bad_checksums += 1;
+                return;
+            }
             self.errors.push(format!(
                 "{}: engine delivered a packet with a bad checksum",
                 self.nodes[node].name
@@ -804,12 +847,19 @@ impl Sim {
         match &f.kind {
             FaultKind::LinkDown { a, b }
             | FaultKind::LinkUp { a, b }
-            | FaultKind::LinkLoss { a, b, .. } => {
+            | FaultKind::LinkLoss { a, b, .. }
+            | FaultKind::LinkCorrupt { a, b, .. } => {
                 let x = self.nodes.iter().position(|n| &n.name == a).unwrap_or(0);
                 let y = self.nodes.iter().position(|n| &n.name == b).unwrap_or(0);
                 if let Some(l) = self.links.get_mut(&(x.min(y), x.max(y))) {
                     match f.kind {
                         FaultKind::LinkLoss { loss, .. } => l.loss = loss.clamp(0.0, 1.0),
+                        FaultKind::LinkCorrupt {
+                            corrupt, duplicate, ..
+                        } => {
+                            l.corrupt = corrupt.clamp(0.0, 1.0);
+                            l.duplicate = duplicate.clamp(0.0, 1.0);
+                        }
                         _ => l.up = matches!(f.kind, FaultKind::LinkUp { .. }),
                     }
                 }
@@ -956,6 +1006,12 @@ impl Sim {
             "network: {} datagrams sent, {} lost ({} refused by NATs); {} trace events\n",
             self.datagrams, self.lost, self.nat_refused, self.trace_events
         ));
+        if self.corrupted + self.duplicated > 0 {
+            s.push_str(&format!(
+                "links corrupted {} and duplicated {} datagrams; hosts dropped {} packets with bad checksums\n",
+                self.corrupted, self.duplicated, self.bad_checksums
+            ));
+        }
         if failures.is_empty() {
             s.push_str("expectations: all met\n");
         } else {
