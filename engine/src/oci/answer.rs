@@ -11,6 +11,7 @@ use crate::ocd::Peer;
 use crate::oci::handles::handle_name;
 use crate::oci::paths::{Role, State};
 use crate::oci::setup::Failure;
+use crate::security::handshake::HandshakeError;
 use crate::security::handshake::{protection_of, COOKIE_BIT};
 use crate::security::noise::MAX_HANDSHAKE;
 use crate::security::session::Secure;
@@ -304,12 +305,23 @@ impl Engine {
         }
     }
 
-    fn finish_confirm(&mut self, key: usize, secure: Box<Secure>, result: Result<(), Failure>) {
+    fn finish_confirm(
+        &mut self,
+        key: usize,
+        secure: Box<Secure>,
+        result: Result<(), HandshakeError>,
+    ) {
         let peer_name = secure.peer_name.clone();
         if let Some(p) = self.paths.get_mut(key) {
             p.secure = Some(secure);
         }
-        if let Err(f) = result {
+        let f = match result {
+            Ok(()) => None,
+            // The initiator sends its confirm again until we acknowledge it.
+            Err(HandshakeError::Tampered) => return self.drop_input(DropReason::Forged),
+            Err(HandshakeError::Refused(f)) => Some(f),
+        };
+        if let Some(f) = f {
             self.drop_input(DropReason::AuthFailed);
             self.reject_upstream(key, &f);
             return self.remove_path(key);

@@ -9,6 +9,7 @@ use crate::dns::names::{parse_name, OverlayName, Security};
 use crate::engine::Engine;
 use crate::ocd::{Peer, TunnelRef};
 use crate::oci::paths::{Path, Role, SetupSpec, State};
+use crate::security::handshake::HandshakeError;
 use crate::security::handshake::{bits_of, COOKIE_BIT};
 use crate::timers::Timer;
 use crate::wire::message::{
@@ -370,8 +371,20 @@ impl Engine {
         let max = self.cfg.limits.setup_attempts;
         match p.state {
             State::Connecting { attempts } if attempts >= max => {
-                let text = format!("no answer from the next hop after {attempts} attempts");
-                self.fail_setup(key, Failure::new(RejectReason::Unreachable, text));
+                let failure = match p.secure.as_ref().filter(|s| s.tampered > 0) {
+                    Some(s) => Failure::new(
+                        RejectReason::Refused,
+                        format!(
+                            "authentication failed: {} answers from {} did not decrypt (tampered on the way?)",
+                            s.tampered, s.peer_name
+                        ),
+                    ),
+                    None => Failure::new(
+                        RejectReason::Unreachable,
+                        format!("no answer from the next hop after {attempts} attempts"),
+                    ),
+                };
+                self.fail_setup(key, failure);
             }
             State::Connecting { .. } => self.send_setup(key),
             State::AwaitConfirm => {
@@ -520,7 +533,18 @@ impl Engine {
             if let Some(p) = self.paths.get_mut(key) {
                 p.secure = Some(secure);
             }
-            if let Err(f) = result {
+            let f = match result {
+                Ok(()) => None,
+                // The genuine accept comes again when our setup is retransmitted.
+                Err(HandshakeError::Tampered) => {
+                    if let Some(s) = self.paths.get_mut(key).and_then(|p| p.secure.as_mut()) {
+                        s.tampered += 1;
+                    }
+                    return self.drop_input(crate::api::DropReason::Forged);
+                }
+                Err(HandshakeError::Refused(f)) => Some(f),
+            };
+            if let Some(f) = f {
                 self.drop_input(crate::api::DropReason::AuthFailed);
                 let close = Close {
                     receiver_label: a.sender_label,

@@ -16,6 +16,22 @@ pub(crate) const SECURITY_BITS: u8 = 0x07;
 /// Option bit: the setup's handshake field starts with the responder's cookie.
 pub(crate) const COOKIE_BIT: u8 = 0x80;
 
+/// Why a peer's handshake message was not taken.
+#[derive(Debug)]
+pub(crate) enum HandshakeError {
+    /// It did not decrypt: altered on the way, or forged. The handshake state is as before
+    /// (snow restores it), so the genuine message, which retransmission brings, still works.
+    Tampered,
+    /// It was read and refused (certificate, name, policy): the path fails.
+    Refused(Failure),
+}
+
+impl From<Failure> for HandshakeError {
+    fn from(f: Failure) -> HandshakeError {
+        HandshakeError::Refused(f)
+    }
+}
+
 /// Who this node is: its static key and the certificate that binds its names to it.
 pub(crate) struct Identity {
     pub(crate) static_private: [u8; 32],
@@ -214,15 +230,15 @@ impl Engine {
         &mut self,
         secure: &mut Secure,
         handshake: &[u8],
-    ) -> Result<(), Failure> {
+    ) -> Result<(), HandshakeError> {
         if handshake.is_empty() {
-            return Err(refused(
-                "the peer answered without a handshake (a downgrade to plain?)",
-            ));
+            return Err(
+                refused("the peer answered without a handshake (a downgrade to plain?)").into(),
+            );
         }
         self.read_peer(secure, handshake, false)?;
         let Stage::Handshake(hs) = &mut secure.stage else {
-            return Err(refused("handshake already finished"));
+            return Err(refused("handshake already finished").into());
         };
         let id = self
             .credentials
@@ -235,7 +251,7 @@ impl Engine {
             .map_err(|e| refused(e.to_string()))?;
         msg.truncate(n);
         secure.message = msg;
-        self.establish(secure)
+        Ok(self.establish(secure)?)
     }
 
     /// Responder: checks the confirm's handshake message and the initiator's certificate.
@@ -243,9 +259,9 @@ impl Engine {
         &mut self,
         secure: &mut Secure,
         handshake: &[u8],
-    ) -> Result<(), Failure> {
+    ) -> Result<(), HandshakeError> {
         self.read_peer(secure, handshake, true)?;
-        self.establish(secure)
+        Ok(self.establish(secure)?)
     }
 
     /// Reads the peer's handshake message, whose payload is its certificate, and checks the
@@ -255,24 +271,21 @@ impl Engine {
         secure: &mut Secure,
         handshake: &[u8],
         policy: bool,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), HandshakeError> {
         let Stage::Handshake(hs) = &mut secure.stage else {
-            return Err(refused("handshake already finished"));
+            return Err(refused("handshake already finished").into());
         };
         let mut payload = vec![0u8; MAX_HANDSHAKE];
-        let n = hs.read_message(handshake, &mut payload).map_err(|_| {
-            refused(format!(
-                "authentication failed: bad handshake from {}",
-                secure.peer_name
-            ))
-        })?;
+        let n = hs
+            .read_message(handshake, &mut payload)
+            .map_err(|_| HandshakeError::Tampered)?;
         let remote = hs.get_remote_static().unwrap_or(&[]).to_vec();
-        self.check_peer(
+        Ok(self.check_peer(
             payload.get(..n).unwrap_or(&[]),
             &remote,
             &secure.peer_name,
             policy,
-        )
+        )?)
     }
 
     fn establish(&self, secure: &mut Secure) -> Result<(), Failure> {

@@ -47,6 +47,9 @@ pub(crate) struct Secure {
     pub(crate) confirmed: bool,
     /// Confirm transmissions so far.
     pub(crate) confirms: u32,
+    /// Handshake answers that did not decrypt (tampered or corrupted), so a setup that gives
+    /// up can say why.
+    pub(crate) tampered: u32,
 }
 
 impl std::fmt::Debug for Secure {
@@ -72,6 +75,7 @@ impl Secure {
             replay: ReplayWindow::new(),
             confirmed: false,
             confirms: 0,
+            tampered: 0,
         }
     }
 

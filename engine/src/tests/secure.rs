@@ -169,16 +169,51 @@ fn a_gateway_cannot_downgrade_encrypt_to_plain() {
     assert_eq!(rcode(&answer), 2);
     assert!(String::from_utf8_lossy(&answer).contains("downgrade"));
 
-    // Flipping the option bits but keeping the handshake breaks the Noise prologue.
+    // Flipping the option bits but keeping the handshake breaks the Noise prologue: every
+    // answer fails to decrypt (as a corrupted one would), alice tries again on each
+    // retransmission, and once she gives up says the answers were tampered with.
     let mut net = secure_pair();
     net.tamper = Some(Box::new(|d: &mut Vec<u8>| {
         if d.first() == Some(&0x12) {
             d[14] = 2; // encrypt -> auth
         }
     }));
-    let answer = net.lookup(0, "bob.udp").expect("answered");
+    assert!(net.lookup(0, "bob.udp").is_none(), "still trying");
+    let before = net.tun[0].len();
+    for _ in 0..100 {
+        net.advance(Duration::from_millis(100));
+    }
+    let answer = net.tun[0].get(before).expect("answered in the end")[28..].to_vec();
     assert_eq!(rcode(&answer), 2);
-    assert_eq!(net.drops(0, DropReason::AuthFailed), 1);
+    assert!(String::from_utf8_lossy(&answer).contains("did not decrypt"));
+    assert!(net.drops(0, DropReason::Forged) >= 2, "one per answer");
+}
+
+#[test]
+fn a_corrupted_accept_is_dropped_and_the_next_one_taken() {
+    // The first accept alice gets has one bit of its handshake flipped on the way; her setup
+    // is retransmitted, bob repeats his accept, and the path comes up.
+    let mut net = secure_pair();
+    let mut first = true;
+    net.tamper = Some(Box::new(move |d: &mut Vec<u8>| {
+        if d.first() == Some(&0x13) && first {
+            first = false;
+            let last = d.len() - 1;
+            d[last] ^= 1;
+        }
+    }));
+    assert!(
+        net.lookup(0, "bob.udp").is_none(),
+        "waiting for a good accept"
+    );
+    assert_eq!(net.drops(0, DropReason::Forged), 1);
+    let before = net.tun[0].len();
+    for _ in 0..10 {
+        net.advance(Duration::from_millis(100));
+    }
+    let answer = net.tun[0].get(before).expect("answered")[28..].to_vec();
+    assert_eq!(rcode(&answer), 0, "the path came up");
+    assert_eq!(net.drops(0, DropReason::AuthFailed), 0);
 }
 
 #[test]
