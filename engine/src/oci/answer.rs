@@ -11,8 +11,7 @@ use crate::ocd::Peer;
 use crate::oci::handles::handle_name;
 use crate::oci::paths::{Role, State};
 use crate::oci::setup::Failure;
-use crate::security::handshake::HandshakeError;
-use crate::security::handshake::{protection_of, COOKIE_BIT};
+use crate::security::handshake::{protection_of, HandshakeError, COOKIE_BIT};
 use crate::security::noise::MAX_HANDSHAKE;
 use crate::security::session::Secure;
 use crate::wire::message::{
@@ -317,8 +316,13 @@ impl Engine {
         }
         let f = match result {
             Ok(()) => None,
-            // The initiator sends its confirm again until we acknowledge it.
-            Err(HandshakeError::Tampered) => return self.drop_input(DropReason::Forged),
+            // Unlike an accept, a confirm cannot be read again: its first field is decrypted
+            // under the key a failed read may already have replaced, which snow does not
+            // restore. The path fails, and the initiator's next packet sets up a new one.
+            Err(HandshakeError::Tampered) => Some(Failure::new(
+                RejectReason::Refused,
+                "authentication failed: the confirm did not decrypt",
+            )),
             Err(HandshakeError::Refused(f)) => Some(f),
         };
         if let Some(f) = f {

@@ -9,8 +9,7 @@ use crate::dns::names::{parse_name, OverlayName, Security};
 use crate::engine::Engine;
 use crate::ocd::{Peer, TunnelRef};
 use crate::oci::paths::{Path, Role, SetupSpec, State};
-use crate::security::handshake::HandshakeError;
-use crate::security::handshake::{bits_of, COOKIE_BIT};
+use crate::security::handshake::{bits_of, HandshakeError, COOKIE_BIT};
 use crate::timers::Timer;
 use crate::wire::message::{
     Accept, Close, CloseReason, Confirm, CookieReply, Message, Reject, RejectReason, Setup,

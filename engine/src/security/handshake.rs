@@ -19,8 +19,10 @@ pub(crate) const COOKIE_BIT: u8 = 0x80;
 /// Why a peer's handshake message was not taken.
 #[derive(Debug)]
 pub(crate) enum HandshakeError {
-    /// It did not decrypt: altered on the way, or forged. The handshake state is as before
-    /// (snow restores it), so the genuine message, which retransmission brings, still works.
+    /// It did not decrypt: altered on the way, or forged. For the accept (Noise XX message
+    /// 2, which starts with a plaintext ephemeral and re-keys from it) snow's restored state
+    /// reads the genuine message, which retransmission brings; the confirm (message 3)
+    /// cannot be read again.
     Tampered,
     /// It was read and refused (certificate, name, policy): the path fails.
     Refused(Failure),
