@@ -86,7 +86,7 @@ impl Engine {
     }
 
     /// The name a hop's end must hold a certificate for: its host on its overlay, without
-    /// the options that choose how to get there (`bob.shortcut.i3` is `bob.i3`). Only the
+    /// the options that choose how to get there (`bob.<option>.<overlay>` is `bob.<overlay>`). Only the
     /// overlay's module knows its options; an overlay this node does not run is taken as
     /// written.
     pub(crate) fn identity_of(&mut self, hop: &crate::dns::names::Hop) -> String {

@@ -381,17 +381,22 @@ impl RonOverlay {
         self.reroute(now);
     }
 
-    fn on_link_change(&mut self, now: Instant, i: usize, change: Change) {
-        let name = self.members[i].name.clone();
-        self.notice(format!(
-            "link to {name} {}",
-            match change {
-                Change::Up => "is up",
-                Change::Down => "is down",
-            }
-        ));
-        // Others route through us: tell them at once.
-        self.send_link_state(now);
+    /// Links that went up or down: noticed, reported to the others at once (they route
+    /// through us) in one link-state message, and every tunnel routed again.
+    fn on_link_changes(&mut self, now: Instant, changes: &[(usize, Change)]) {
+        for &(i, change) in changes {
+            let name = self.members[i].name.clone();
+            self.notice(format!(
+                "link to {name} {}",
+                match change {
+                    Change::Up => "is up",
+                    Change::Down => "is down",
+                }
+            ));
+        }
+        if !changes.is_empty() {
+            self.send_link_state(now);
+        }
         self.reroute(now);
     }
 
@@ -667,7 +672,7 @@ impl Overlay for RonOverlay {
             RonPacket::Ack { seq, .. } => {
                 let misses = self.misses;
                 if let Some(change) = self.members[i].link.answered(now, seq, misses) {
-                    self.on_link_change(now, i, change);
+                    self.on_link_changes(now, &[(i, change)]);
                 }
                 Received::Consumed
             }
@@ -695,10 +700,7 @@ impl Overlay for RonOverlay {
                 let addr = self.members[i].addr;
                 self.transmit(addr, &RonPacket::Probe { src: me, seq });
             }
-            for (i, c) in changes {
-                self.on_link_change(now, i, c);
-            }
-            self.reroute(now);
+            self.on_link_changes(now, &changes);
         }
         if now >= self.next_links {
             self.send_link_state(now);

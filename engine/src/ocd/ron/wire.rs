@@ -186,8 +186,8 @@ impl<'a> RonPacket<'a> {
         out.extend_from_slice(&[MAGIC, VERSION]);
         match self {
             RonPacket::Data(h, payload) => {
-                out.push(DATA);
-                put_data_header(out, h);
+                out.resize(start + DATA_HEADER_LEN, 0);
+                write_data_header(&mut out[start..], h);
                 out.extend_from_slice(payload);
                 return;
             }
@@ -220,15 +220,6 @@ impl<'a> RonPacket<'a> {
         let tag = mac(key, &out[start..]);
         out.extend_from_slice(&tag);
     }
-}
-
-fn put_data_header(out: &mut Vec<u8>, h: &DataHeader) {
-    out.push(h.flags);
-    out.extend_from_slice(&h.src.to_be_bytes());
-    out.extend_from_slice(&h.dst.to_be_bytes());
-    out.extend_from_slice(&h.src_tunnel.to_be_bytes());
-    out.extend_from_slice(&h.dst_tunnel.to_be_bytes());
-    out.push(h.metric);
 }
 
 /// Writes a DATA header into the [`DATA_HEADER_LEN`] bytes in front of a payload.
