@@ -653,6 +653,79 @@ impl Default for Chain {
     }
 }
 
+/// Alice (10.0.0.1) and the legacy server gateway `gw` (10.0.0.3), with alice's plain
+/// path to the legacy server `10.9.0.80.ip_gw.udp` up: the path ends at gw, which writes
+/// its packets to its TUN towards 10.9.0.80 from the path's egress address.
+pub struct LegacyChain {
+    pub net: Net,
+    /// Alice's handle for the server.
+    pub server_handle: Ipv4Addr,
+    /// gw's egress address for alice's path.
+    pub egress: Ipv4Addr,
+}
+
+impl LegacyChain {
+    pub const ALICE: usize = 0;
+    pub const GW: usize = 1;
+    /// The legacy server's address.
+    pub const SERVER: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 80);
+    pub const NAME: &'static str = "10.9.0.80.ip_gw.udp";
+
+    pub fn new() -> LegacyChain {
+        let (a, g) = (overlay_addr(1), overlay_addr(3));
+        let mut gw = node_config("gw", &[("alice", a)], true);
+        gw.legacy_server = Some(ocala_engine::legacy::LegacyServerConfig {
+            allow: vec![ocala_engine::legacy::AllowRule {
+                clients: vec!["alice.udp".into()],
+                destinations: vec!["10.9.0.0/16".into()],
+                plain: true,
+            }],
+            resolve_ttl_secs: 60,
+        });
+        let mut net = Net::new(vec![
+            ("alice", a, node_config("alice", &[("gw", g)], false)),
+            ("gw", g, gw),
+        ]);
+        let server_handle = net
+            .lookup(LegacyChain::ALICE, LegacyChain::NAME)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let egress = net.bound(LegacyChain::GW, "10.9.0.80.ip<alice.udp");
+        LegacyChain {
+            net,
+            server_handle,
+            egress,
+        }
+    }
+
+    /// A UDP packet of `size` bytes from alice's apps to the server's handle.
+    pub fn packet_to_server(&self, size: usize) -> Vec<u8> {
+        let src = self.net.nodes[LegacyChain::ALICE].cfg.handles.tun_v4;
+        udp_packet(src, self.server_handle, size)
+    }
+
+    /// The server's answer as gw's TUN hands it over: to the egress address.
+    pub fn packet_from_server(&self, size: usize) -> Vec<u8> {
+        udp_packet(LegacyChain::SERVER, self.egress, size)
+    }
+
+    /// The datagram alice sends gw for `packet` (captured, not delivered).
+    pub fn datagram_for_gw(&mut self, packet: &[u8]) -> Vec<u8> {
+        let mut sent = self.net.capture_send(LegacyChain::ALICE, packet);
+        assert_eq!(sent.len(), 1, "one packet, one datagram");
+        sent.pop().expect("one datagram").1
+    }
+
+    pub fn gw(&mut self) -> &mut Engine {
+        &mut self.net.nodes[LegacyChain::GW].engine
+    }
+}
+
+impl Default for LegacyChain {
+    fn default() -> Self {
+        LegacyChain::new()
+    }
+}
+
 /// An `i3` host's config (overlay `i3` on [`PORT`], plain paths) whose only rendezvous server
 /// is `server`; `serve` runs the server role on it too. Triggers are refreshed once an hour
 /// and direct paths probed once a minute, so a measured window holds data packets only

@@ -2,7 +2,7 @@
 
 use ocala_benches::{
     dns_answer, dns_query_packet, drain_recycle, node_config, overlay_addr, receive, send,
-    udp_packet, Chain, Net, Pair, APP_PORT,
+    udp_packet, Chain, LegacyChain, Net, Pair, APP_PORT,
 };
 use ocala_engine::wire::ip::IpView;
 use ocala_engine::wire::message::Message;
@@ -181,5 +181,33 @@ fn chain_fixture_is_up_end_to_end() {
         chain.net.nodes[Chain::GW].tun.len(),
         0,
         "the gateway only relays"
+    );
+}
+
+#[test]
+fn legacy_chain_rewrites_towards_the_server_and_back() {
+    let mut chain = LegacyChain::new();
+    chain
+        .net
+        .tun_input(LegacyChain::ALICE, &chain.packet_to_server(100));
+    let out = chain.net.nodes[LegacyChain::GW]
+        .tun
+        .last()
+        .expect("written towards the server");
+    let ip = IpView::parse(out).unwrap();
+    assert_eq!(ip.src(), IpAddr::V4(chain.egress));
+    assert_eq!(ip.dst(), IpAddr::V4(LegacyChain::SERVER));
+    chain
+        .net
+        .tun_input(LegacyChain::GW, &chain.packet_from_server(100));
+    let back = chain.net.nodes[LegacyChain::ALICE]
+        .tun
+        .last()
+        .expect("back at alice");
+    let ip = IpView::parse(back).unwrap();
+    assert_eq!(ip.src(), IpAddr::V4(chain.server_handle));
+    assert_eq!(
+        ip.dst(),
+        IpAddr::V4(chain.net.nodes[LegacyChain::ALICE].cfg.handles.tun_v4)
     );
 }

@@ -4,7 +4,9 @@
 //! A counting global allocator counts allocations made by the current thread while a
 //! thread-local switch is on, so tests running in parallel do not disturb each other.
 
-use ocala_benches::{receive, send, send_into, udp_packet, Chain, Drained, I3Trio, Pair};
+use ocala_benches::{
+    receive, send, send_into, udp_packet, Chain, Drained, I3Trio, LegacyChain, Pair,
+};
 use ocala_engine::config::Protection;
 use ocala_engine::Instant;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -377,4 +379,50 @@ fn ron_relay_does_not_allocate() {
         "{relay:?}"
     );
     assert_eq!(relay.allocations, 0, "relaying {PACKETS} packets allocated");
+}
+
+#[test]
+fn legacy_server_gateway_does_not_allocate() {
+    let mut chain = LegacyChain::new();
+    let alice_addr = chain.net.nodes[LegacyChain::ALICE].addr;
+    let to_server = chain.packet_to_server(1200);
+    let from_server = chain.packet_from_server(1200);
+    for _ in 0..50 {
+        chain.net.tun_input(LegacyChain::ALICE, &to_server);
+        chain.net.tun_input(LegacyChain::GW, &from_server);
+    }
+    assert!(chain.net.nodes[LegacyChain::GW].tun.len() >= 50);
+    assert!(chain.net.nodes[LegacyChain::ALICE].tun.len() >= 50);
+    let datagram = chain.datagram_for_gw(&to_server);
+
+    let mut now = chain.net.now;
+    let [mut egress, mut ingress]: [Tally; 2] = Default::default();
+    for _ in 0..PACKETS {
+        now = now.saturating_add(GAP);
+        let t: Instant = now;
+        egress.add(allocations(|| {
+            receive(chain.gw(), t, alice_addr, &datagram)
+        }));
+        ingress.add(allocations(|| send(chain.gw(), t, &from_server)));
+    }
+    assert_eq!(
+        (
+            egress.out.transmits,
+            egress.out.tun_writes,
+            egress.out.events
+        ),
+        (0, PACKETS, 0),
+        "{egress:?}"
+    );
+    assert_eq!(
+        (
+            ingress.out.transmits,
+            ingress.out.tun_writes,
+            ingress.out.events
+        ),
+        (PACKETS, 0, 0),
+        "{ingress:?}"
+    );
+    assert_eq!(egress.allocations, 0, "towards the legacy server allocated");
+    assert_eq!(ingress.allocations, 0, "from the legacy server allocated");
 }

@@ -32,6 +32,8 @@ struct File {
     security: SecurityConfig,
     #[serde(default)]
     middlebox: Option<FilterConfig>,
+    #[serde(default)]
+    legacy_server: Option<ocala_engine::legacy::LegacyServerConfig>,
 }
 
 /// What only the daemon needs.
@@ -121,6 +123,7 @@ pub fn parse(file: &str, text: &str) -> Result<Loaded, String> {
         limits: f.limits,
         security: f.security,
         middlebox: f.middlebox,
+        legacy_server: f.legacy_server,
     };
     ocala_engine::Engine::new(engine.clone(), [0; 32], ocala_engine::Instant::ZERO)
         .map_err(|e| format!("{file}: {}: {}", e.key, e.message))?;

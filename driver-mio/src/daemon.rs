@@ -41,6 +41,8 @@ pub struct Daemon {
     clock: Clock,
     poll: Poll,
     tun: Tun,
+    /// The legacy server gateway's masquerade, removed when the daemon stops.
+    _masquerade: Option<crate::masquerade::Masquerade>,
     sockets: Vec<UdpSocket>,
     upstream: Upstream,
     control: UnixListener,
@@ -103,6 +105,18 @@ impl Daemon {
         let tun = Tun::open(&cfg.daemon.tun_name, cfg.daemon.mtu, &cfg.engine.handles)?;
         poll.registry()
             .register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;
+        let masquerade = match cfg.engine.legacy_server {
+            Some(_) => {
+                let m = crate::masquerade::Masquerade::install(tun.name(), &cfg.engine.handles)?;
+                tracing::info!(
+                    "legacy server gateway: {} and {} leave masqueraded as this host",
+                    cfg.engine.handles.pool_v4,
+                    cfg.engine.handles.pool_v6
+                );
+                Some(m)
+            }
+            None => None,
+        };
         if cfg.daemon.resolved_split_dns {
             let mut domains: Vec<String> =
                 cfg.engine.overlays.iter().map(|o| o.name.clone()).collect();
@@ -193,6 +207,7 @@ impl Daemon {
             clock,
             poll,
             tun,
+            _masquerade: masquerade,
             sockets,
             upstream,
             control,

@@ -50,23 +50,6 @@ fn curl(t: &Topology, url: &str, timeout_secs: u32) -> String {
     text(&out)
 }
 
-/// A resolver that answers every A query with 192.0.2.7 (TTL 60), echoing the question.
-const UPSTREAM_DNS: &str = r#"
-import socket, struct
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("10.91.0.2", 5353))
-while True:
-    q, peer = s.recvfrom(512)
-    if len(q) < 12:
-        continue
-    end = 12
-    while end < len(q) and q[end] != 0:
-        end += q[end] + 1
-    question = q[12:end + 5]
-    answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([192, 0, 2, 7])
-    s.sendto(q[:2] + b"\x81\x80" + struct.pack(">HHHH", 1, 1, 0, 0) + question + answer, peer)
-"#;
-
 /// alice–bob direct; alice–gw and gw–bob for paths through the gateway.
 fn topology() -> Topology {
     support::require_root();
@@ -107,7 +90,14 @@ fn topology() -> Topology {
         &["python3", "-m", "http.server", "8000", "--bind", "::"],
     );
     t.serve("bob", &["iperf3", "-s"]);
-    t.serve("bob", &["python3", "-c", UPSTREAM_DNS]);
+    t.serve(
+        "bob",
+        &[
+            "python3",
+            "-c",
+            &support::resolver("10.91.0.2", 5353, [192, 0, 2, 7]),
+        ],
+    );
     std::thread::sleep(Duration::from_millis(500));
     t
 }

@@ -64,13 +64,20 @@ fn ocala(bytes: &[u8]) -> Option<String> {
             s.remaining,
             s.handshake.len()
         ),
-        Ok(Message::Accept(a)) => format!(
-            "accept sender_label={:#010x} receiver_label={:#010x} path_id={:#018x} handshake={}B",
-            a.sender_label,
-            a.receiver_label,
-            a.path_id,
-            a.handshake.len()
-        ),
+        Ok(Message::Accept(a)) => {
+            let families = match (a.families.has(false), a.families.has(true)) {
+                (true, true) => "",
+                (true, false) => " families=v4",
+                _ => " families=v6",
+            };
+            format!(
+                "accept sender_label={:#010x} receiver_label={:#010x} path_id={:#018x} handshake={}B{families}",
+                a.sender_label,
+                a.receiver_label,
+                a.path_id,
+                a.handshake.len()
+            )
+        }
         Ok(Message::Confirm(c)) => format!(
             "confirm receiver_label={:#010x} path_id={:#018x} handshake={}B",
             c.receiver_label,

@@ -161,6 +161,21 @@ fn split(packet: &[u8]) -> Option<(IpAddr, IpAddr, u8, &[u8])> {
     }
 }
 
+/// A packet's addresses and what connection tracking tells its flows apart by: the
+/// protocol and the port on the tracked side — the source port of a packet going out
+/// (`outbound`), the destination port of one coming back — or the ICMP echo identifier.
+pub fn flow(packet: &[u8], outbound: bool) -> Option<(IpAddr, IpAddr, (u8, u16))> {
+    let (src, dst, proto, l4) = split(packet)?;
+    let at = match proto {
+        1 | 58 => 4,
+        6 | 17 if outbound => 0,
+        6 | 17 => 2,
+        _ => return None,
+    };
+    let id = l4.get(at..at + 2)?;
+    Some((src, dst, (proto, u16::from_be_bytes([id[0], id[1]]))))
+}
+
 /// Whether every checksum of a packet the engine delivered is right — the simulator checks
 /// each one, so a wrong incremental update fails the run instead of going unnoticed.
 pub fn checksums_ok(packet: &[u8]) -> bool {

@@ -6,6 +6,7 @@ pub mod apps;
 pub mod control;
 pub mod hoststack;
 pub mod identity;
+pub mod legacy;
 pub mod nat;
 pub mod resolver;
 pub mod scenario;

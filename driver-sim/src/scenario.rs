@@ -31,6 +31,9 @@ pub struct Scenario {
     /// NAT boxes in front of some nodes.
     #[serde(default)]
     pub nats: Vec<crate::nat::NatSpec>,
+    /// Hosts that run no ocala, each on a gateway node's LAN.
+    #[serde(default)]
+    pub legacy_hosts: Vec<crate::legacy::LegacySpec>,
     /// Names the simulated upstream resolver knows: name → address.
     #[serde(default)]
     pub dns: BTreeMap<String, IpAddr>,

@@ -79,6 +79,9 @@ struct Node {
     notices: Vec<String>,
     /// The NAT it sits behind.
     nat: Option<usize>,
+    /// Its masquerade towards the legacy hosts on its LAN (kernel state: a restart of the
+    /// engine keeps it).
+    masquerade: crate::legacy::Masquerade,
     /// Bytes of RON probes, answers and link state it sent.
     ron_control: u64,
 }
@@ -119,10 +122,22 @@ pub struct Sim {
     /// Packets hosts' stacks dropped for a bad checksum (corrupted on the wire).
     bad_checksums: u64,
     nats: Vec<Nat>,
+    /// Hosts without ocala behind gateway nodes.
+    legacy: Vec<LegacyHost>,
     /// Datagrams a NAT had no mapping for, or filtered.
     nat_refused: u64,
     control: Vec<String>,
     sent: BTreeMap<String, Vec<Vec<u8>>>,
+}
+
+/// A host without ocala, and what its stack saw.
+struct LegacyHost {
+    name: String,
+    ip: IpAddr,
+    behind: usize,
+    latency: Duration,
+    received: u64,
+    answered: u64,
 }
 
 fn node_seed(seed: u64, name: &str, incarnation: u64) -> [u8; 32] {
@@ -164,6 +179,7 @@ impl Sim {
                 notices: Vec::new(),
                 ron_control: 0,
                 nat: None,
+                masquerade: Default::default(),
             });
         }
         let find = |what: &str, name: &str| {
@@ -187,6 +203,27 @@ impl Sim {
                 }
             }
             nats.push(Nat::new(spec));
+        }
+        let mut legacy = Vec::new();
+        for (i, l) in sc.legacy_hosts.iter().enumerate() {
+            let behind = find(&format!("legacy_hosts[{i}].behind"), &l.behind)?;
+            if legacy
+                .iter()
+                .any(|h: &LegacyHost| h.behind == behind && h.ip == l.ip)
+            {
+                return Err(format!(
+                    "legacy_hosts[{i}].ip: {} is taken on {}'s LAN",
+                    l.ip, l.behind
+                ));
+            }
+            legacy.push(LegacyHost {
+                name: l.name.clone(),
+                ip: l.ip,
+                behind,
+                latency: Duration::from_secs_f64(l.latency_ms.max(0.0) / 1000.0),
+                received: 0,
+                answered: 0,
+            });
         }
         let mut links = BTreeMap::new();
         for (i, l) in sc.links.iter().enumerate() {
@@ -276,6 +313,7 @@ impl Sim {
             duplicated: 0,
             bad_checksums: 0,
             nats,
+            legacy,
             nat_refused: 0,
             control: Vec::new(),
             sent: BTreeMap::new(),
@@ -602,6 +640,14 @@ impl Sim {
                 self.nodes[node].name
             ));
         }
+        let dst = ocala_engine::wire::ip::IpView::parse(packet).map(|ip| ip.dst());
+        if let Some(host) = dst.ok().and_then(|d| {
+            self.legacy
+                .iter()
+                .position(|h| h.behind == node && h.ip == d)
+        }) {
+            return self.send_to_legacy_host(node, host, packet);
+        }
         match hoststack::classify(packet) {
             Delivered::Dns { port, message } => {
                 if let Some(app) = self.app_by_port(node, port) {
@@ -632,6 +678,35 @@ impl Sim {
                 }
             }
             Delivered::Other => {}
+        }
+    }
+
+    /// A gateway's packet for a legacy host on its LAN: masqueraded, answered by the host's
+    /// stack, and the answer brought back to the egress address it belongs to.
+    fn send_to_legacy_host(&mut self, node: usize, host: usize, packet: &[u8]) {
+        let mut out = packet.to_vec();
+        let lan = self.nodes[node].ip;
+        if let Err(e) = self.nodes[node].masquerade.outbound(&mut out, lan) {
+            return self
+                .errors
+                .push(format!("{}: masquerade: {e}", self.nodes[node].name));
+        }
+        self.record(node, "legacy-out", &out);
+        let h = &mut self.legacy[host];
+        h.received += 1;
+        let Some(mut reply) = crate::legacy::answer(&out) else {
+            return;
+        };
+        h.answered += 1;
+        let at = self.now.saturating_add(h.latency * 2);
+        if self.nodes[node].masquerade.inbound(&mut reply).is_some() {
+            self.push(
+                at,
+                Ev::Tun {
+                    node,
+                    packet: reply,
+                },
+            );
         }
     }
 
@@ -956,6 +1031,12 @@ impl Sim {
                     s.push_str(&format!("  {}: {t}\n", n.name));
                 }
             }
+        }
+        for h in &self.legacy {
+            s.push_str(&format!(
+                "legacy host {} ({} behind {}, no ocala): {} packets in, {} answered\n",
+                h.name, h.ip, self.nodes[h.behind].name, h.received, h.answered
+            ));
         }
         for n in &self.nodes {
             if let Some(m) = n.engine.status().middlebox {

@@ -260,6 +260,10 @@ pub enum DropReason {
     Overlay(crate::ocd::OverlayDrop),
     /// This node's middlebox stopped a message passing through.
     Middlebox(&'static str),
+    /// A packet from a legacy host for an egress address whose path has ended.
+    SessionExpired,
+    /// A packet for a legacy server with no address in the packet's family.
+    NoLegacyRoute,
 }
 
 impl fmt::Display for DropReason {
@@ -294,6 +298,8 @@ impl fmt::Display for DropReason {
             DropReason::NonceExhausted => f.write_str("nonces used up"),
             DropReason::Overlay(d) => d.fmt(f),
             DropReason::Middlebox(why) => write!(f, "middlebox: {why}"),
+            DropReason::SessionExpired => f.write_str("legacy session ended"),
+            DropReason::NoLegacyRoute => f.write_str("legacy host has no address of this family"),
         }
     }
 }

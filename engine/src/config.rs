@@ -27,6 +27,9 @@ pub struct Config {
     /// `[middlebox]`: filter and log the paths that pass through this node (as a gateway,
     /// or as the middlebox an i3 host stacks its triggers through).
     pub middlebox: Option<crate::middlebox::FilterConfig>,
+    /// `[legacy_server]`: end paths whose last hop is a plain IP host (`web.x.com.ip`) here,
+    /// for the clients and destinations its rules allow. Needs `gateway = true`.
+    pub legacy_server: Option<crate::legacy::LegacyServerConfig>,
 }
 
 /// How a path is protected end to end.

@@ -62,6 +62,8 @@ pub struct Engine {
     pub(crate) cookie_secret: [u8; 32],
     /// The middlebox this node runs on paths through it, if configured.
     pub(crate) middlebox: Option<Filter>,
+    /// The legacy server gateway's rules and lookups, if this node is one.
+    pub(crate) legacy: Option<crate::legacy::LegacyServer>,
 }
 
 /// Stateless replies allowed per 100 ms window.
@@ -98,6 +100,12 @@ impl Engine {
                 return Err(ConfigError::new(
                     format!("overlays[{i}].name"),
                     "'oci' is reserved for path options",
+                ));
+            }
+            if o.name.eq_ignore_ascii_case(crate::legacy::SUFFIX) {
+                return Err(ConfigError::new(
+                    format!("overlays[{i}].name"),
+                    "'ip' is reserved for hops to legacy hosts",
                 ));
             }
             if overlays
@@ -154,6 +162,19 @@ impl Engine {
                 "must be between 1 and 8",
             ));
         }
+        let legacy = match &cfg.legacy_server {
+            Some(_) if !cfg.gateway => {
+                return Err(ConfigError::new(
+                    "legacy_server",
+                    "a legacy server gateway relays: set gateway = true",
+                ))
+            }
+            Some(l) => Some(crate::legacy::LegacyServer::new(
+                l,
+                cfg.limits.max_half_open,
+            )?),
+            None => None,
+        };
         let handles = Handles::new(&cfg.handles, cfg.limits.max_handles, &seed)?;
         let credentials = Credentials::from_config(&cfg.security)?;
         let mut rng = Rng::new(seed);
@@ -183,6 +204,7 @@ impl Engine {
             cookie_budget: COOKIE_BUDGET,
             reply_window: now,
             middlebox: cfg.middlebox.clone().map(Filter::new),
+            legacy,
             cfg,
         })
     }
@@ -315,7 +337,10 @@ impl Engine {
                 OverlayEvent::SameAs { tunnel, existing } => {
                     self.on_tunnel_same(id, tunnel, existing)
                 }
-                OverlayEvent::Resolve { token, host } => self.resolve_for_overlay(id, token, &host),
+                OverlayEvent::Resolve { token, host } => self.lookup(
+                    &host,
+                    crate::dns::intercept::LookupFor::Overlay { overlay: id, token },
+                ),
                 OverlayEvent::Notice(text) => {
                     let overlay = self
                         .overlays
@@ -447,8 +472,10 @@ impl Engine {
 
     /// Every handle bound to a name, for a driver's checkpoint.
     pub fn handle_bindings(&self) -> Vec<HandleBinding> {
+        // Egress handles belong to sessions with legacy hosts, which a restart ends.
         self.handles
             .iter_by_name()
+            .filter(|h| h.legacy.is_none())
             .map(|h| HandleBinding {
                 name: h.name.clone(),
                 v4: h.v4,

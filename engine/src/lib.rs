@@ -11,6 +11,7 @@ pub mod config;
 pub mod dns;
 mod engine;
 mod keyed;
+pub mod legacy;
 pub mod middlebox;
 pub mod ocd;
 pub mod oci;

@@ -301,3 +301,29 @@ fn ron_probes_link_state_and_setup() {
     );
     insta::assert_snapshot!("ron_probes", c.join("\n"));
 }
+
+const LEGACY_INTRANETS: &str = include_str!("../../driver-sim/scenarios/legacy-intranets.toml");
+
+#[test]
+fn legacy_server_gateway_handshake() {
+    let out = run("legacy-intranets.toml", LEGACY_INTRANETS);
+    let c = &out.control;
+    // The paths end at the gateways: they accept, and send no setup of their own.
+    for gw in ["gw1", "gw2"] {
+        assert!(lines(c, gw, "sent", "setup").is_empty(), "{c:#?}");
+        assert!(!lines(c, gw, "sent", "accept").is_empty(), "{c:#?}");
+    }
+    let setups = lines(c, "alice", "sent", "setup");
+    assert!(
+        setups.iter().any(|l| l.contains("web.company1.com.ip")),
+        "{setups:#?}"
+    );
+    let refused = lines(c, "gw1", "sent", "reject");
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.contains("carol.udp may not use this gateway")),
+        "{refused:#?}"
+    );
+    insta::assert_snapshot!("legacy_intranets", c.join("\n"));
+}

@@ -44,6 +44,30 @@ pub fn require_root() {
     );
 }
 
+/// A Python DNS server for a test's namespaces: it answers every A query with `answer`
+/// (TTL 60), echoing the question. Run it with `python3 -c`.
+#[allow(dead_code)] // not every test binary runs a resolver
+pub fn resolver(bind: &str, port: u16, answer: [u8; 4]) -> String {
+    let [a, b, c, d] = answer;
+    format!(
+        r#"
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("{bind}", {port}))
+while True:
+    q, peer = s.recvfrom(512)
+    if len(q) < 12:
+        continue
+    end = 12
+    while end < len(q) and q[end] != 0:
+        end += q[end] + 1
+    question = q[12:end + 5]
+    answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([{a}, {b}, {c}, {d}])
+    s.sendto(q[:2] + b"\x81\x80" + struct.pack(">HHHH", 1, 1, 0, 0) + question + answer, peer)
+"#
+    )
+}
+
 pub struct Host {
     pub name: String,
     pub ns: String,
@@ -148,6 +172,23 @@ impl Topology {
             .spawn()
             .expect("server starts");
         self.servers.push(child);
+    }
+
+    /// Waits (at most 10 s) until something in `host` listens on `port`: a TCP listener, or
+    /// a bound UDP socket when `udp`. Servers started with `serve` take a moment.
+    #[allow(dead_code)] // not every test binary waits for a server
+    pub fn wait_listening(&self, host: &str, port: u16, udp: bool) {
+        let filter = format!("sport = :{port}");
+        let flags = if udp { "-Hlun" } else { "-Hltn" };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            let out = self.exec(host, &["ss", flags, &filter]);
+            if !out.stdout.is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("nothing listens on port {port} in {host}");
     }
 
     /// Makes a CA for the topology and issues each host a certificate for `<host>.<overlay>`

@@ -45,12 +45,17 @@ pub(crate) enum Upstream {
         server: SocketAddr,
         query: Box<Query>,
     },
-    /// An overlay module resolving a host name.
-    Overlay {
-        overlay: OverlayId,
-        token: u64,
-        id16: u16,
-    },
+    /// A host name the engine itself needs the addresses of.
+    Lookup { asker: LookupFor, id16: u16 },
+}
+
+/// Who asked for a host's addresses, and gets the answer.
+#[derive(Debug, Clone)]
+pub(crate) enum LookupFor {
+    /// An overlay module (a peer's host name), with its token.
+    Overlay { overlay: OverlayId, token: u64 },
+    /// The legacy server gateway (a path's destination).
+    Legacy { host: String },
 }
 
 impl Engine {
@@ -209,11 +214,24 @@ impl Engine {
     }
 
     fn answer_handle(&mut self, client: SocketAddr, server: SocketAddr, q: &Query, handle: usize) {
+        let families = self
+            .handles
+            .get(handle)
+            .and_then(|h| h.path)
+            .and_then(|p| self.paths.get(p))
+            .map(|p| p.families);
         let Some(h) = self.handles.get_mut(handle) else {
             return;
         };
         h.handed_out = true;
-        let addr = if q.qtype == TYPE_AAAA {
+        let v6 = q.qtype == TYPE_AAAA;
+        // A far end that takes no packets of this family (a legacy server with IPv4 only):
+        // no address, so apps use the family that works instead of one that goes nowhere.
+        if families.is_some_and(|f| !f.has(v6)) {
+            self.counters.dns_answered += 1;
+            return self.reply_dns(client, server, &answer_empty(q));
+        }
+        let addr = if v6 {
             IpAddr::V6(h.v6)
         } else {
             IpAddr::V4(h.v4)
@@ -293,38 +311,35 @@ impl Engine {
     }
 
     /// An overlay module wants a host name's addresses.
-    pub(crate) fn resolve_for_overlay(&mut self, overlay: OverlayId, token: u64, host: &str) {
+    /// Looks a host's IPv4 addresses up through the driver's resolver, for `asker`.
+    pub(crate) fn lookup(&mut self, host: &str, asker: LookupFor) {
         if self.upstream.len() >= self.cfg.limits.upstream_in_flight {
-            let now = self.now;
-            if let Some(m) = self.module(overlay) {
-                m.resolved(now, token, Err("too many lookups in flight".into()));
-            }
-            return self.drain_overlay(overlay);
+            return self.lookup_done(asker, Err("too many lookups in flight".into()));
         }
         let id16 = self.rng.next_u64() as u16;
         match build_address_query(id16, host, false) {
             Ok(query) => {
                 let id = self.new_query_id();
-                self.upstream.insert(
-                    id,
-                    Upstream::Overlay {
-                        overlay,
-                        token,
-                        id16,
-                    },
-                );
+                self.upstream.insert(id, Upstream::Lookup { asker, id16 });
                 self.out.push_back(Output::UpstreamDns {
                     id,
                     query: Packet::from_slice(&query),
                 });
             }
-            Err(e) => {
+            Err(e) => self.lookup_done(asker, Err(format!("cannot look up '{host}': {e}"))),
+        }
+    }
+
+    fn lookup_done(&mut self, asker: LookupFor, result: Result<Vec<std::net::IpAddr>, String>) {
+        match asker {
+            LookupFor::Overlay { overlay, token } => {
                 let now = self.now;
                 if let Some(m) = self.module(overlay) {
-                    m.resolved(now, token, Err(format!("cannot look up '{host}': {e}")));
+                    m.resolved(now, token, result);
                 }
                 self.drain_overlay(overlay);
             }
+            LookupFor::Legacy { host } => self.on_legacy_resolved(&host, result),
         }
     }
 
@@ -371,23 +386,12 @@ impl Engine {
                 );
                 self.reply_dns(client, server, &msg);
             }
-            (
-                Upstream::Overlay {
-                    overlay,
-                    token,
-                    id16,
-                },
-                result,
-            ) => {
+            (Upstream::Lookup { asker, id16 }, result) => {
                 let result = match result {
                     Ok(answer) => parse_address_answer(answer, id16).map_err(|e| e.to_string()),
                     Err(_) => Err("upstream resolver did not answer".to_string()),
                 };
-                let now = self.now;
-                if let Some(m) = self.module(overlay) {
-                    m.resolved(now, token, result);
-                }
-                self.drain_overlay(overlay);
+                self.lookup_done(asker, result);
             }
         }
     }

@@ -7,6 +7,7 @@
 use crate::api::{DropReason, Event, OverlayId};
 use crate::config::Protection;
 use crate::engine::Engine;
+use crate::legacy::Egress;
 use crate::ocd::Peer;
 use crate::oci::handles::handle_name;
 use crate::oci::paths::{Role, State};
@@ -15,7 +16,7 @@ use crate::security::handshake::{protection_of, HandshakeError, COOKIE_BIT};
 use crate::security::noise::MAX_HANDSHAKE;
 use crate::security::session::Secure;
 use crate::wire::message::{
-    Accept, Confirm, CookieReply, Message, Reject, RejectReason, Setup, COOKIE_LEN,
+    Accept, Confirm, CookieReply, Families, Message, Reject, RejectReason, Setup, COOKIE_LEN,
 };
 use blake2::digest::{FixedOutput, KeyInit, Update};
 use std::time::Duration;
@@ -86,7 +87,9 @@ impl Engine {
                 Failure::new(RejectReason::NoResources, "path table full"),
             ))
         } else if s.remaining.is_empty() {
-            self.accept_setup(overlay, from, known, s, handshake)
+            self.accept_setup(overlay, from, known, s, handshake, None)
+        } else if let Some(host) = crate::legacy::legacy_host(s.remaining) {
+            self.legacy_setup(overlay, from, known, s, handshake, host)
         } else {
             self.relay_setup(overlay, from, known, s, handshake)
         };
@@ -117,6 +120,7 @@ impl Engine {
             receiver_label,
             path_id: p.path_id,
             handshake: &answer,
+            families: p.families,
         });
         self.send_control(tunnel, &msg);
     }
@@ -136,13 +140,16 @@ impl Engine {
         Some(self.tunnels.register(overlay, r, None, true))
     }
 
-    fn accept_setup(
+    /// Answers a setup as the path's far end: for local apps, or (with `egress`) for the
+    /// legacy server the path leads on to.
+    pub(crate) fn accept_setup(
         &mut self,
         overlay: OverlayId,
         from: Peer,
         known: Option<usize>,
         s: &Setup<'_>,
         handshake: &[u8],
+        egress: Option<Egress<'_>>,
     ) -> Result<(), Refusal> {
         let protection = protection_of(s.options);
         let name = handle_name(
@@ -150,6 +157,11 @@ impl Engine {
             protection,
             self.cfg.security.default,
         );
+        let name = match egress {
+            Some(e) => e.handle_name(&name),
+            None => name,
+        };
+        let legacy = egress.map(|e| e.end);
         let secure = match protection {
             Protection::Plain if !self.cfg.security.accept_plain => {
                 return Err((
@@ -174,7 +186,7 @@ impl Engine {
         };
         let handle = match secure {
             Some(_) => None,
-            None => Some(self.bind_peer_handle(&name)?),
+            None => Some(self.bind_peer_handle(&name, legacy)?),
         };
         let tunnel = self.accept_tunnel(overlay, from, known).ok_or_else(|| {
             (
@@ -191,6 +203,11 @@ impl Engine {
             s.sender_label,
         );
         let label = self.paths.get(key).map_or(0, |p| p.label);
+        let families = legacy.map_or(Families::BOTH, |l| l.families());
+        if let Some(p) = self.paths.get_mut(key) {
+            p.legacy = legacy;
+            p.families = families;
+        }
         let answer = secure
             .as_ref()
             .map(|x| x.message.clone())
@@ -212,6 +229,7 @@ impl Engine {
             receiver_label: s.sender_label,
             path_id: s.path_id,
             handshake: &answer,
+            families,
         });
         if let Some(p) = self.paths.get_mut(key) {
             p.answer = answer.clone();
@@ -245,8 +263,13 @@ impl Engine {
         }
     }
 
-    /// The handle local apps see the peer under; apps will see packets from it.
-    fn bind_peer_handle(&mut self, name: &str) -> Result<usize, Refusal> {
+    /// The handle local apps see the peer under; apps will see packets from it. On a legacy
+    /// server gateway it is the path's egress address, and `legacy` the server behind it.
+    fn bind_peer_handle(
+        &mut self,
+        name: &str,
+        legacy: Option<crate::legacy::LegacyEnd>,
+    ) -> Result<usize, Refusal> {
         let Some(handle) = self.bind_handle(name) else {
             self.event(Event::PoolExhausted {
                 name: name.to_string(),
@@ -258,6 +281,7 @@ impl Engine {
         };
         if let Some(h) = self.handles.get_mut(handle) {
             h.handed_out = true;
+            h.legacy = legacy;
         }
         Ok(handle)
     }
@@ -330,12 +354,12 @@ impl Engine {
             self.reject_upstream(key, &f);
             return self.remove_path(key);
         }
-        let name = self
+        let (name, legacy) = self
             .paths
             .get(key)
-            .map(|p| p.name.clone())
-            .unwrap_or(peer_name);
-        let handle = match self.bind_peer_handle(&name) {
+            .map(|p| (p.name.clone(), p.legacy))
+            .unwrap_or((peer_name, None));
+        let handle = match self.bind_peer_handle(&name, legacy) {
             Ok(h) => h,
             Err((drop, _)) => {
                 self.drop_input(drop);

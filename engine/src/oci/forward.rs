@@ -40,13 +40,18 @@ impl Engine {
             return self.drop_input(reason);
         };
         let now = self.now;
-        let path = match self.handles.get_mut(handle) {
+        let (path, legacy) = match self.handles.get_mut(handle) {
             Some(h) => {
                 h.last_used = now;
-                h.path
+                (h.path, h.legacy.is_some())
             }
-            None => None,
+            None => (None, false),
         };
+        if path.is_none() && legacy {
+            // A legacy host answering a session that is over: only its client could set a
+            // path up again.
+            return self.drop_input(DropReason::SessionExpired);
+        }
         if packet.len() > usize::from(self.cfg.limits.path_mtu) && ip.dont_fragment() {
             return self.too_big(packet, dst);
         }
@@ -342,7 +347,8 @@ impl Engine {
     }
 
     /// Rewrites a peer's packet (in `buf`) so it comes from the handle and goes to this
-    /// node's own TUN address, then hands it to local apps.
+    /// node's own TUN address — or, from an egress handle, to its legacy server — then
+    /// writes it to the TUN.
     fn deliver(&mut self, handle: usize, mut buf: Packet) {
         let src = match IpView::parse(&buf) {
             Ok(ip) => ip.src(),
@@ -357,9 +363,16 @@ impl Engine {
         };
         h.last_used = now;
         let from = h.addr_like(src);
-        let to = match src {
-            IpAddr::V4(_) => IpAddr::V4(self.cfg.handles.tun_v4),
-            IpAddr::V6(_) => IpAddr::V6(self.cfg.handles.tun_v6),
+        let to = match (h.legacy, src) {
+            (Some(end), _) => match end.addr_like(src) {
+                Some(to) => to,
+                None => {
+                    self.pool.give(buf);
+                    return self.drop_input(DropReason::NoLegacyRoute);
+                }
+            },
+            (None, IpAddr::V4(_)) => IpAddr::V4(self.cfg.handles.tun_v4),
+            (None, IpAddr::V6(_)) => IpAddr::V6(self.cfg.handles.tun_v6),
         };
         if let Err(e) = rewrite_addresses(&mut buf, from, to) {
             self.pool.give(buf);

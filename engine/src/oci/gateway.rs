@@ -133,12 +133,14 @@ impl Engine {
             return;
         };
         t.answer = a.handshake.to_vec();
+        t.families = a.families;
         let (tunnel, label, peer, path_id) = (t.tunnel, t.label, t.peer_label, t.path_id);
         let msg = Message::Accept(Accept {
             sender_label: label,
             receiver_label: peer,
             path_id,
             handshake: a.handshake,
+            families: a.families,
         });
         self.send_control(tunnel, &msg);
     }

@@ -42,6 +42,8 @@ pub(crate) struct Handle {
     /// then a failed setup releases the handle, so lookups of names that never work cannot
     /// drain the pool.
     pub(crate) handed_out: bool,
+    /// On a legacy server gateway, an egress handle: the server its path's packets go to.
+    pub(crate) legacy: Option<crate::legacy::LegacyEnd>,
 }
 
 impl Handle {
@@ -263,6 +265,7 @@ impl Handles {
             last_used: now,
             path: None,
             handed_out,
+            legacy: None,
         });
         self.by_name.insert(name.to_string(), key);
         self.by_addr.insert(IpAddr::V4(v4), key);

@@ -102,6 +102,11 @@ pub(crate) struct Path {
     pub(crate) queries: Vec<crate::dns::intercept::WaitingQuery>,
     /// End-to-end protection; `None` on plain paths and on relay halves.
     pub(crate) secure: Option<Box<crate::security::session::Secure>>,
+    /// A path that ends at this legacy server gateway: the server it leads to, given to its
+    /// egress handle once the client is proven.
+    pub(crate) legacy: Option<crate::legacy::LegacyEnd>,
+    /// The address families the far end takes (from its accept; ours, as responder).
+    pub(crate) families: crate::wire::message::Families,
 }
 
 impl Path {

@@ -101,6 +101,21 @@ impl Engine {
         }
     }
 
+    /// The name a path's far end must be certified for: its destination's, or — when the
+    /// destination is a legacy host (`web.x.com.ip_gw1.udp`), which holds no certificate —
+    /// the legacy server gateway's, since the path ends there.
+    pub(crate) fn far_end_identity(&mut self, name: &OverlayName) -> String {
+        let far = match name.hops.as_slice() {
+            [dest, gateway, ..] if dest.overlay.eq_ignore_ascii_case(crate::legacy::SUFFIX) => {
+                gateway
+            }
+            [dest, ..] => dest,
+            [] => return String::new(),
+        };
+        let far = far.clone();
+        self.identity_of(&far)
+    }
+
     /// The tunnel to a hop: an existing one for the same element, or a new one the module
     /// starts setting up.
     pub(crate) fn tunnel_for(
@@ -167,11 +182,7 @@ impl Engine {
         }
         let mode = self.protection_of_name(&parsed);
         let path_id = self.rng.next_u64();
-        let destination = parsed
-            .hops
-            .first()
-            .map(|h| self.identity_of(h))
-            .unwrap_or_default();
+        let destination = self.far_end_identity(&parsed);
         let secure = match mode {
             Protection::Plain => None,
             _ => Some(self.begin_handshake(mode, path_id, &destination)?),
@@ -263,6 +274,8 @@ impl Engine {
                 pending: VecDeque::new(),
                 queries: Vec::new(),
                 secure: None,
+                legacy: None,
+                families: crate::wire::message::Families::BOTH,
             },
             random,
         );
@@ -523,6 +536,7 @@ impl Engine {
         if !matches!(p.state, State::Connecting { .. }) {
             return; // a duplicate accept
         }
+        p.families = a.families;
         let (role, started, name) = (p.role, p.started, p.name.clone());
         if let Role::Relay { twin, .. } = role {
             return self.relay_accept(key, twin, a);

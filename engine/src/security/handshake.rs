@@ -179,28 +179,28 @@ impl Engine {
 
     /// Responder: reads the setup's first message and answers with the second, which carries
     /// this node's certificate.
+    /// The name an initiator must be certified for: the destination element of the name
+    /// that leads back, as its module names the host (`alice.mindelay.ron` is certified as
+    /// `alice.ron`).
+    pub(crate) fn initiator_identity(&mut self, return_name: &str) -> String {
+        let destination = match self.parse(return_name) {
+            Ok(Some(n)) => n.hops.first().cloned(),
+            _ => None,
+        };
+        match destination {
+            Some(hop) => self.identity_of(&hop),
+            None => return_name.split('_').next().unwrap_or(return_name).into(),
+        }
+        .to_ascii_lowercase()
+    }
+
     pub(crate) fn answer_handshake(
         &mut self,
         s: &Setup<'_>,
         handshake: &[u8],
     ) -> Result<Box<Secure>, Failure> {
         let mode = protection_of(s.options);
-        // The initiator is known by the destination element of the name that leads back, as
-        // its module names the host (`alice.mindelay.ron` is certified as `alice.ron`).
-        let destination = match self.parse(s.return_name) {
-            Ok(Some(n)) => n.hops.first().cloned(),
-            _ => None,
-        };
-        let peer = match destination {
-            Some(hop) => self.identity_of(&hop),
-            None => s
-                .return_name
-                .split('_')
-                .next()
-                .unwrap_or(s.return_name)
-                .into(),
-        }
-        .to_ascii_lowercase();
+        let peer = self.initiator_identity(s.return_name);
         let seed = self.handshake_seed();
         let id = self
             .credentials

@@ -14,6 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 mod invariants;
+mod legacy;
 mod secure;
 
 const UDP: OverlayId = OverlayId(0);
@@ -154,7 +155,12 @@ impl Net {
 
     /// An app on `node` asks for `name`; returns the DNS answer bytes written back.
     fn lookup(&mut self, node: usize, name: &str) -> Option<Vec<u8>> {
-        let query = build_address_query(7, name, false).unwrap();
+        self.ask(node, name, false)
+    }
+
+    /// Like `lookup`, for AAAA when `v6`.
+    fn ask(&mut self, node: usize, name: &str, v6: bool) -> Option<Vec<u8>> {
+        let query = build_address_query(7, name, v6).unwrap();
         let h = &self.nodes[node].cfg.handles;
         let (client, server) = (
             SocketAddr::new(h.tun_v4.into(), 5353),

@@ -213,6 +213,31 @@ pub struct Accept<'a> {
     pub receiver_label: u32,
     pub path_id: u64,
     pub handshake: &'a [u8],
+    /// The address families the path's far end takes packets in.
+    pub families: Families,
+}
+
+/// Which IP versions a path's far end takes: both, unless it is a legacy server gateway
+/// whose server has addresses in one family only. The initiator then answers DNS for the
+/// other family with no address, so apps do not try a family that would go nowhere. On the
+/// wire it is one trailing byte of an accept, present only when it is not both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Families(u8);
+
+impl Families {
+    pub const V4: Families = Families(1);
+    pub const V6: Families = Families(2);
+    pub const BOTH: Families = Families(3);
+
+    /// Whether IPv6 (`v6`) or IPv4 packets go anywhere.
+    pub fn has(self, v6: bool) -> bool {
+        self.0 & if v6 { 2 } else { 1 } != 0
+    }
+
+    /// The families of these addresses (`v4`, `v6` present).
+    pub fn of(v4: bool, v6: bool) -> Families {
+        Families(u8::from(v4) | (u8::from(v6) << 1))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,6 +341,12 @@ impl<'a> Reader<'a> {
         let len = usize::from(self.u16()?);
         self.bytes(len)
     }
+    /// A last optional byte: present when bytes remain.
+    fn optional_u8(&mut self) -> Option<u8> {
+        let b = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
     /// Control messages have no extension area: leftovers mean a framing disagreement.
     fn finish(&self) -> Result<(), WireError> {
         if self.pos == self.buf.len() {
@@ -400,6 +431,12 @@ impl<'a> Message<'a> {
                 receiver_label: r.u32()?,
                 path_id: r.u64()?,
                 handshake: r.blob16()?,
+                families: match r.optional_u8() {
+                    None => Families::BOTH,
+                    // Both is written by leaving the byte out: one encoding per message.
+                    Some(f @ (1 | 2)) => Families(f),
+                    Some(_) => return Err(WireError::BadHeader),
+                },
             }),
             TYPE_REJECT => Message::Reject(Reject {
                 receiver_label: r.u32()?,
@@ -503,6 +540,9 @@ impl<'a> Message<'a> {
                 out.extend_from_slice(&a.receiver_label.to_be_bytes());
                 out.extend_from_slice(&a.path_id.to_be_bytes());
                 push_u16_blob(out, a.handshake)?;
+                if a.families != Families::BOTH {
+                    out.push(a.families.0);
+                }
             }
             Message::Reject(r) => {
                 out.extend_from_slice(&r.receiver_label.to_be_bytes());
@@ -685,11 +725,30 @@ mod tests {
                 receiver_label: 2,
                 path_id: 3,
                 handshake: b"hs",
+                families: Families::BOTH,
             }),
             &[
                 0x13, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 2, b'h', b's',
             ],
         );
+        round_trip(
+            &Message::Accept(Accept {
+                sender_label: 1,
+                receiver_label: 2,
+                path_id: 3,
+                handshake: b"",
+                families: Families::V6,
+            }),
+            &[
+                0x13, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 2,
+            ],
+        );
+        // Both is the byte left out; an explicit 3, a 0 or a second byte is refused.
+        for tail in [&[3][..], &[0], &[1, 1]] {
+            let mut raw = vec![0x13, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0];
+            raw.extend_from_slice(tail);
+            assert!(Message::parse(&raw).is_err(), "{tail:?}");
+        }
         round_trip(
             &Message::Reject(Reject {
                 receiver_label: 9,
@@ -829,6 +888,7 @@ mod tests {
                     receiver_label: self.b,
                     path_id: self.id,
                     handshake: &self.blob,
+                    families: [Families::BOTH, Families::V4, Families::V6][self.a as usize % 3],
                 }),
                 3 => Message::Reject(Reject {
                     receiver_label: self.a,

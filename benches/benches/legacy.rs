@@ -1,0 +1,38 @@
+//! A legacy server gateway's two rewrites: alice's data datagram arrives at gw and leaves as
+//! a `WriteTun` to the legacy server from the path's egress address (`legacy/egress`), and
+//! the server's answer, handed over by the TUN, leaves for alice (`legacy/ingress`). Only
+//! gw's engine is timed.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ocala_benches::{receive, send, LegacyChain};
+use std::hint::black_box;
+
+fn legacy(c: &mut Criterion) {
+    let mut chain = LegacyChain::new();
+    let alice_addr = chain.net.nodes[LegacyChain::ALICE].addr;
+    let now = chain.net.now;
+
+    let mut group = c.benchmark_group("legacy");
+    for size in [64usize, 1200] {
+        let datagram = chain.datagram_for_gw(&chain.packet_to_server(size));
+        assert_eq!(
+            receive(chain.gw(), now, alice_addr, &datagram).tun_writes,
+            1
+        );
+        let answer = chain.packet_from_server(size);
+        assert_eq!(send(chain.gw(), now, &answer).transmits, 1);
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(BenchmarkId::new("egress", size), &datagram, |b, dgram| {
+            let gw = chain.gw();
+            b.iter(|| black_box(receive(gw, now, alice_addr, black_box(dgram))));
+        });
+        group.bench_with_input(BenchmarkId::new("ingress", size), &answer, |b, packet| {
+            let gw = chain.gw();
+            b.iter(|| black_box(send(gw, now, black_box(packet))));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, legacy);
+criterion_main!(benches);
