@@ -45,7 +45,8 @@ pub fn require_root() {
 }
 
 /// A Python DNS server for a test's namespaces: it answers every A query with `answer`
-/// (TTL 60), echoing the question. Run it with `python3 -c`.
+/// (TTL 60) and every other type with no records, echoing the question. Run it with
+/// `python3 -c`.
 #[allow(dead_code)] // not every test binary runs a resolver
 pub fn resolver(bind: &str, port: u16, answer: [u8; 4]) -> String {
     let [a, b, c, d] = answer;
@@ -62,8 +63,12 @@ while True:
     while end < len(q) and q[end] != 0:
         end += q[end] + 1
     question = q[12:end + 5]
-    answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([{a}, {b}, {c}, {d}])
-    s.sendto(q[:2] + b"\x81\x80" + struct.pack(">HHHH", 1, 1, 0, 0) + question + answer, peer)
+    if question[-4:-2] == b"\x00\x01":
+        answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([{a}, {b}, {c}, {d}])
+    else:
+        answer = b""
+    count = 1 if answer else 0
+    s.sendto(q[:2] + b"\x81\x80" + struct.pack(">HHHH", 1, count, 0, 0) + question + answer, peer)
 "#
     )
 }

@@ -54,8 +54,8 @@ pub(crate) enum Upstream {
 pub(crate) enum LookupFor {
     /// An overlay module (a peer's host name), with its token.
     Overlay { overlay: OverlayId, token: u64 },
-    /// The legacy server gateway (a path's destination).
-    Legacy { host: String },
+    /// The legacy server gateway (a path's destination), for one family of its addresses.
+    Legacy { host: String, v6: bool },
 }
 
 impl Engine {
@@ -311,13 +311,15 @@ impl Engine {
     }
 
     /// An overlay module wants a host name's addresses.
-    /// Looks a host's IPv4 addresses up through the driver's resolver, for `asker`.
+    /// Looks a host's IPv4 addresses (IPv6 when the asker says so) up through the driver's
+    /// resolver, for `asker`.
     pub(crate) fn lookup(&mut self, host: &str, asker: LookupFor) {
+        let v6 = matches!(asker, LookupFor::Legacy { v6: true, .. });
         if self.upstream.len() >= self.cfg.limits.upstream_in_flight {
             return self.lookup_done(asker, Err("too many lookups in flight".into()));
         }
         let id16 = self.rng.next_u64() as u16;
-        match build_address_query(id16, host, false) {
+        match build_address_query(id16, host, v6) {
             Ok(query) => {
                 let id = self.new_query_id();
                 self.upstream.insert(id, Upstream::Lookup { asker, id16 });
@@ -339,7 +341,7 @@ impl Engine {
                 }
                 self.drain_overlay(overlay);
             }
-            LookupFor::Legacy { host } => self.on_legacy_resolved(&host, result),
+            LookupFor::Legacy { host, .. } => self.on_legacy_resolved(&host, result),
         }
     }
 

@@ -117,6 +117,8 @@ pub(crate) struct LegacyServer {
     resolved: BTreeMap<String, (Result<Vec<IpAddr>, String>, Instant)>,
     /// Host → setups waiting for its lookup.
     pub(crate) waiting: BTreeMap<String, Vec<WaitingSetup>>,
+    /// Host → the answer of the first of its two lookups (A, AAAA) to return.
+    halves: BTreeMap<String, Result<Vec<IpAddr>, String>>,
     bound: usize,
 }
 
@@ -133,6 +135,7 @@ impl LegacyServer {
             ttl: Duration::from_secs(cfg.resolve_ttl_secs),
             resolved: BTreeMap::new(),
             waiting: BTreeMap::new(),
+            halves: BTreeMap::new(),
             bound: bound.max(1),
         })
     }
@@ -173,6 +176,34 @@ impl LegacyServer {
         }
         self.resolved
             .insert(host.to_string(), (result, now.saturating_add(ttl)));
+    }
+
+    /// One of a host's two lookups returned: `None` until the other has too, then the
+    /// addresses of both (IPv4 first), or — when neither found any — why not.
+    pub(crate) fn half_resolved(
+        &mut self,
+        host: &str,
+        result: Result<Vec<IpAddr>, String>,
+    ) -> Option<Result<Vec<IpAddr>, String>> {
+        let Some(first) = self.halves.remove(host) else {
+            self.halves.insert(host.to_string(), result);
+            return None;
+        };
+        let mut addrs: Vec<IpAddr> = [&first, &result]
+            .into_iter()
+            .filter_map(|r| r.as_ref().ok())
+            .flatten()
+            .copied()
+            .collect();
+        addrs.sort_by_key(|a| a.is_ipv6());
+        addrs.dedup();
+        if !addrs.is_empty() {
+            return Some(Ok(addrs));
+        }
+        Some(match (first, result) {
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            _ => Err("it has no addresses".into()),
+        })
     }
 
     /// Queues a setup for a host's lookup. `Some(true)` when the lookup must be started,
@@ -227,6 +258,21 @@ mod tests {
         assert!(s
             .cached("a", t0.saturating_add(Duration::from_secs(61)))
             .is_none());
+
+        // The two families' answers are joined; a family without addresses is no failure.
+        let b: IpAddr = "fd00::80".parse().unwrap();
+        assert_eq!(s.half_resolved("d", Ok(vec![b])), None);
+        assert_eq!(s.half_resolved("d", Ok(vec![a])), Some(Ok(vec![a, b])));
+        assert_eq!(s.half_resolved("e", Err("NXDOMAIN".into())), None);
+        assert_eq!(
+            s.half_resolved("e", Ok(Vec::new())),
+            Some(Err("NXDOMAIN".into()))
+        );
+        assert_eq!(s.half_resolved("f", Ok(Vec::new())), None);
+        assert_eq!(
+            s.half_resolved("f", Ok(Vec::new())),
+            Some(Err("it has no addresses".into()))
+        );
 
         let w = |id| WaitingSetup {
             overlay: crate::api::OverlayId(0),

@@ -111,12 +111,13 @@ impl Engine {
         };
         match gw.wait(host, waiting) {
             Some(true) => {
-                self.lookup(
-                    host,
-                    crate::dns::intercept::LookupFor::Legacy {
+                for v6 in [false, true] {
+                    let asker = crate::dns::intercept::LookupFor::Legacy {
                         host: host.to_string(),
-                    },
-                );
+                        v6,
+                    };
+                    self.lookup(host, asker);
+                }
                 Ok(())
             }
             Some(false) => Ok(()),
@@ -138,10 +139,14 @@ impl Engine {
         }
     }
 
-    /// A destination's lookup returned: remember it and replay the setups that waited.
+    /// One family of a destination's lookup returned; once both have, remember the
+    /// addresses and replay the setups that waited.
     pub(crate) fn on_legacy_resolved(&mut self, host: &str, result: Result<Vec<IpAddr>, String>) {
         let now = self.now;
         let Some(gw) = self.legacy.as_mut() else {
+            return;
+        };
+        let Some(result) = gw.half_resolved(host, result) else {
             return;
         };
         let result = result.map_err(|e| format!("{host} does not resolve at the gateway: {e}"));

@@ -110,6 +110,24 @@ fn a_server_with_ipv4_only_gets_no_aaaa_answer() {
 }
 
 #[test]
+fn a_server_with_ipv6_only_is_reached_over_ipv6() {
+    let mut net = intranet();
+    let server: IpAddr = "fd00:9::80".parse().unwrap();
+    net.hosts.insert("v6.corp.com".into(), server);
+    let a = net.lookup(0, "v6.corp.com.ip_gw.udp").expect("answered");
+    assert_eq!(rcode(&a), 0);
+    assert_eq!(u16::from_be_bytes([a[6], a[7]]), 0, "no A record");
+    let aaaa = net.ask(0, "v6.corp.com.ip_gw.udp", true).expect("answered");
+    let handle = parse_address_answer(&aaaa, 7).unwrap()[0];
+    assert!(handle.is_ipv6());
+    let src: IpAddr = net.nodes[0].cfg.handles.tun_v6.into();
+    net.input(0, Input::TunPacket(&udp_to(src, handle, b"over v6")));
+    let out = net.tun[1].last().expect("towards the server");
+    assert_eq!(IpView::parse(out).unwrap().dst(), server);
+    assert!(out.ends_with(b"over v6"));
+}
+
+#[test]
 fn each_client_and_destination_gets_its_own_egress_address() {
     let mut net = intranet_with(vec![rule(&["*"], &["*.corp.com"], true)]);
     let mut egress = Vec::new();

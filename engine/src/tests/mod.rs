@@ -108,7 +108,10 @@ impl Net {
                     Output::UpstreamDns { id, query } => {
                         let answer = crate::dns::message::parse_query(&query).ok().and_then(|q| {
                             let ip = *self.hosts.get(&q.name)?;
-                            Some(crate::dns::message::answer_addresses(&q, &[ip], 60))
+                            // An address of the other family: the name exists, with no data.
+                            let same = ip.is_ipv6() == (q.qtype == 28);
+                            let ips = if same { vec![ip] } else { Vec::new() };
+                            Some(crate::dns::message::answer_addresses(&q, &ips, 60))
                         });
                         if let Some(a) = answer {
                             let now = self.now;
