@@ -34,6 +34,8 @@ struct File {
     middlebox: Option<FilterConfig>,
     #[serde(default)]
     legacy_server: Option<ocala_engine::legacy::LegacyServerConfig>,
+    #[serde(default)]
+    legacy_client: Option<ocala_engine::legacy::LegacyClientConfig>,
 }
 
 /// What only the daemon needs.
@@ -124,6 +126,7 @@ pub fn parse(file: &str, text: &str) -> Result<Loaded, String> {
         security: f.security,
         middlebox: f.middlebox,
         legacy_server: f.legacy_server,
+        legacy_client: f.legacy_client,
     };
     ocala_engine::Engine::new(engine.clone(), [0; 32], ocala_engine::Instant::ZERO)
         .map_err(|e| format!("{file}: {}: {}", e.key, e.message))?;

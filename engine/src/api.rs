@@ -262,7 +262,8 @@ pub enum DropReason {
     Middlebox(&'static str),
     /// A packet from a legacy host for an egress address whose path has ended.
     SessionExpired,
-    /// A packet for a legacy server with no address in the packet's family.
+    /// A packet for a legacy host (a server behind this gateway, or a LAN client it
+    /// serves) with no address in the packet's family.
     NoLegacyRoute,
 }
 

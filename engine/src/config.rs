@@ -30,6 +30,9 @@ pub struct Config {
     /// `[legacy_server]`: end paths whose last hop is a plain IP host (`web.x.com.ip`) here,
     /// for the clients and destinations its rules allow. Needs `gateway = true`.
     pub legacy_server: Option<crate::legacy::LegacyServerConfig>,
+    /// `[legacy_client]`: serve DNS and carry packets for a LAN of hosts that run no
+    /// ocala; their lookups of overlay names set up paths from this node.
+    pub legacy_client: Option<crate::legacy::LegacyClientConfig>,
 }
 
 /// How a path is protected end to end.
@@ -300,6 +303,11 @@ impl Prefix {
     /// Whether `ip` lies inside the prefix.
     pub fn contains(&self, ip: IpAddr) -> bool {
         Prefix::new(ip, self.len).addr == self.addr && ip.is_ipv4() == self.addr.is_ipv4()
+    }
+
+    /// Whether the two prefixes share an address (one holds the other's network).
+    pub fn overlaps(&self, other: &Prefix) -> bool {
+        self.contains(other.addr) || other.contains(self.addr)
     }
 }
 

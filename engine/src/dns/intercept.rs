@@ -149,15 +149,14 @@ impl Engine {
             );
             return self.reply_dns(client, server, &msg);
         };
-        let path = self.handles.get(handle).and_then(|h| h.path);
-        if let Some(p) = path.and_then(|p| self.paths.get(p)) {
-            if p.state == State::Up {
-                return self.answer_handle(client, server, &q, handle);
-            }
+        let lan = self.lan_client(client.ip());
+        let path = self.handles.get(handle).and_then(|h| h.path_of(lan));
+        if let Some(p) = path.filter(|p| self.paths.get(*p).is_some_and(|p| p.state == State::Up)) {
+            return self.answer_handle(client, server, &q, handle, p);
         }
         let path = match path {
             Some(p) => p,
-            None => match self.start_path(handle) {
+            None => match self.start_path(handle, lan) {
                 Ok(p) => p,
                 Err(f) => {
                     self.release_unused_handle(handle);
@@ -213,13 +212,16 @@ impl Engine {
         self.forward_upstream(client, server, q.clone(), bytes);
     }
 
-    fn answer_handle(&mut self, client: SocketAddr, server: SocketAddr, q: &Query, handle: usize) {
-        let families = self
-            .handles
-            .get(handle)
-            .and_then(|h| h.path)
-            .and_then(|p| self.paths.get(p))
-            .map(|p| p.families);
+    /// Answers with a handle once `path` is up for the app (or LAN client) that asked.
+    fn answer_handle(
+        &mut self,
+        client: SocketAddr,
+        server: SocketAddr,
+        q: &Query,
+        handle: usize,
+        path: usize,
+    ) {
+        let families = self.paths.get(path).map(|p| p.families);
         let Some(h) = self.handles.get_mut(handle) else {
             return;
         };
@@ -253,7 +255,7 @@ impl Engine {
         };
         self.waiting_queries -= queries.len().min(self.waiting_queries);
         for w in queries {
-            self.answer_handle(w.client, w.server, &w.query, handle);
+            self.answer_handle(w.client, w.server, &w.query, handle, key);
         }
     }
 

@@ -49,6 +49,44 @@ fn default_ttl() -> u64 {
     60
 }
 
+/// `[legacy_client]`: this node serves a LAN of hosts that run no ocala (paper §3.2.2's
+/// legacy client gateway). They use it as their DNS server and route the handle pools to
+/// it; each client gets paths of its own under shared handle addresses, so the pool does not
+/// limit how many clients there are.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LegacyClientConfig {
+    /// The LAN prefixes whose hosts are served (`192.168.1.0/24`).
+    pub lan: Vec<crate::config::Prefix>,
+}
+
+impl LegacyClientConfig {
+    /// Checks the LAN against the handle pools: a LAN address that is also a handle could
+    /// not tell a client's packet from a packet to a peer.
+    pub(crate) fn validate(
+        &self,
+        handles: &crate::config::HandleConfig,
+    ) -> Result<(), crate::config::ConfigError> {
+        if self.lan.is_empty() {
+            return Err(crate::config::ConfigError::new(
+                "legacy_client.lan",
+                "name at least one LAN prefix (\"192.168.1.0/24\")",
+            ));
+        }
+        for (i, p) in self.lan.iter().enumerate() {
+            for pool in [handles.pool_v4, handles.pool_v6] {
+                if p.overlaps(&pool) {
+                    return Err(crate::config::ConfigError::new(
+                        format!("legacy_client.lan[{i}]"),
+                        format!("{p} overlaps the handle pool {pool}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The legacy server a path leads to: its address in each family it has one in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct LegacyEnd {
@@ -81,6 +119,28 @@ impl LegacyEnd {
         match like {
             IpAddr::V4(_) => self.v4.map(IpAddr::V4),
             IpAddr::V6(_) => self.v6.map(IpAddr::V6),
+        }
+    }
+}
+
+/// The hop where a path through these hops (destination first) ends in ocala: the
+/// destination, or the gateway before it when the destination is a legacy host.
+pub(crate) fn end_hop(hops: &[crate::dns::names::Hop]) -> Option<&crate::dns::names::Hop> {
+    match hops {
+        [dest, gateway, ..] if dest.overlay.eq_ignore_ascii_case(SUFFIX) => Some(gateway),
+        [dest, ..] => Some(dest),
+        [] => None,
+    }
+}
+
+/// A LAN client as the first hop of a return name (`10.1.0.10.ip`): IPv4 dotted, IPv6 as
+/// its eight groups joined by `-` (a name may hold no `:`).
+pub(crate) fn client_hop(client: IpAddr) -> String {
+    match client {
+        IpAddr::V4(a) => format!("{a}.{SUFFIX}"),
+        IpAddr::V6(a) => {
+            let groups: Vec<String> = a.segments().iter().map(|g| format!("{g:x}")).collect();
+            format!("{}.{SUFFIX}", groups.join("-"))
         }
     }
 }

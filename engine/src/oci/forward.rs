@@ -40,10 +40,11 @@ impl Engine {
             return self.drop_input(reason);
         };
         let now = self.now;
+        let client = self.lan_client(ip.src());
         let (path, legacy) = match self.handles.get_mut(handle) {
             Some(h) => {
                 h.last_used = now;
-                (h.path, h.legacy.is_some())
+                (h.path_of(client), h.legacy.is_some())
             }
             None => (None, false),
         };
@@ -59,7 +60,7 @@ impl Engine {
             Some(p) => p,
             // The path was lost (or never set up): the next packet sets it up again, so apps
             // that cached the address never need to ask DNS again.
-            None => match self.start_path(handle) {
+            None => match self.start_path(handle, client) {
                 Ok(p) => p,
                 Err(f) => {
                     let name = self
@@ -338,7 +339,7 @@ impl Engine {
             }
         };
         match opened {
-            Ok(()) => self.deliver(handle, buf),
+            Ok(()) => self.deliver(key, handle, buf),
             Err(reason) => {
                 self.pool.give(buf);
                 self.drop_input(reason);
@@ -347,9 +348,9 @@ impl Engine {
     }
 
     /// Rewrites a peer's packet (in `buf`) so it comes from the handle and goes to this
-    /// node's own TUN address — or, from an egress handle, to its legacy server — then
-    /// writes it to the TUN.
-    fn deliver(&mut self, handle: usize, mut buf: Packet) {
+    /// node's own TUN address — or to the LAN client the path is for, or, from an egress
+    /// handle, to its legacy server — then writes it to the TUN.
+    fn deliver(&mut self, key: usize, handle: usize, mut buf: Packet) {
         let src = match IpView::parse(&buf) {
             Ok(ip) => ip.src(),
             Err(e) => {
@@ -358,21 +359,25 @@ impl Engine {
             }
         };
         let now = self.now;
+        let client = self.paths.get(key).and_then(|p| p.lan_client);
         let Some(h) = self.handles.get_mut(handle) else {
             return self.pool.give(buf);
         };
         h.last_used = now;
         let from = h.addr_like(src);
-        let to = match (h.legacy, src) {
-            (Some(end), _) => match end.addr_like(src) {
-                Some(to) => to,
-                None => {
-                    self.pool.give(buf);
-                    return self.drop_input(DropReason::NoLegacyRoute);
-                }
-            },
-            (None, IpAddr::V4(_)) => IpAddr::V4(self.cfg.handles.tun_v4),
-            (None, IpAddr::V6(_)) => IpAddr::V6(self.cfg.handles.tun_v6),
+        // A legacy client gateway's path goes to its LAN client (of the family the client
+        // wrote in, so of this packet's, unless the peer breaks the path's rules); an egress
+        // handle's to its legacy server; anything else to local apps.
+        let to = match (client, h.legacy, src) {
+            (Some(c), _, _) if c.is_ipv4() == src.is_ipv4() => Some(c),
+            (Some(_), _, _) => None,
+            (None, Some(end), _) => end.addr_like(src),
+            (None, None, IpAddr::V4(_)) => Some(IpAddr::V4(self.cfg.handles.tun_v4)),
+            (None, None, IpAddr::V6(_)) => Some(IpAddr::V6(self.cfg.handles.tun_v6)),
+        };
+        let Some(to) = to else {
+            self.pool.give(buf);
+            return self.drop_input(DropReason::NoLegacyRoute);
         };
         if let Err(e) = rewrite_addresses(&mut buf, from, to) {
             self.pool.give(buf);

@@ -44,9 +44,33 @@ pub(crate) struct Handle {
     pub(crate) handed_out: bool,
     /// On a legacy server gateway, an egress handle: the server its path's packets go to.
     pub(crate) legacy: Option<crate::legacy::LegacyEnd>,
+    /// On a legacy client gateway, the path of each LAN client using this name: the
+    /// address is shared, each client's traffic has a path of its own.
+    pub(crate) clients: BTreeMap<IpAddr, usize>,
 }
 
 impl Handle {
+    /// The path carrying packets of local apps (`None`) or of a LAN client.
+    pub(crate) fn path_of(&self, client: Option<IpAddr>) -> Option<usize> {
+        match client {
+            None => self.path,
+            Some(c) => self.clients.get(&c).copied(),
+        }
+    }
+
+    /// Sets (or, with `None`, forgets) the path of local apps or of a LAN client.
+    pub(crate) fn set_path_of(&mut self, client: Option<IpAddr>, path: Option<usize>) {
+        match (client, path) {
+            (None, p) => self.path = p,
+            (Some(c), Some(p)) => {
+                self.clients.insert(c, p);
+            }
+            (Some(c), None) => {
+                self.clients.remove(&c);
+            }
+        }
+    }
+
     /// The handle's address in the family of `like`.
     pub(crate) fn addr_like(&self, like: IpAddr) -> IpAddr {
         match like {
@@ -266,6 +290,7 @@ impl Handles {
             path: None,
             handed_out,
             legacy: None,
+            clients: BTreeMap::new(),
         });
         self.by_name.insert(name.to_string(), key);
         self.by_addr.insert(IpAddr::V4(v4), key);

@@ -107,6 +107,8 @@ pub(crate) struct Path {
     pub(crate) legacy: Option<crate::legacy::LegacyEnd>,
     /// The address families the far end takes (from its accept; ours, as responder).
     pub(crate) families: crate::wire::message::Families,
+    /// On a legacy client gateway, the LAN client this path carries packets for.
+    pub(crate) lan_client: Option<std::net::IpAddr>,
 }
 
 impl Path {

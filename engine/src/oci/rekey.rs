@@ -30,13 +30,15 @@ impl Engine {
         let Some(p) = self.paths.get_gen(key, gen) else {
             return;
         };
-        let Role::Initiator { handle } = p.role else {
+        let (Role::Initiator { handle }, client) = (p.role, p.lan_client) else {
             return;
         };
-        if p.state != State::Up || self.handles.get(handle).and_then(|h| h.path) != Some(key) {
+        if p.state != State::Up
+            || self.handles.get(handle).and_then(|h| h.path_of(client)) != Some(key)
+        {
             return;
         }
-        if let Err(f) = self.start_path_for(handle, Some(key)) {
+        if let Err(f) = self.start_path_for(handle, Some(key), client) {
             // The old keys stay in use; try again after another period.
             let name = self
                 .paths
@@ -58,14 +60,14 @@ impl Engine {
         let Some(p) = self.paths.get_mut(key) else {
             return;
         };
-        let (replaces, role) = (p.replaces.take(), p.role);
+        let (replaces, role, client) = (p.replaces.take(), p.role, p.lan_client);
         let (Some(old), Role::Initiator { handle }) =
             (replaces.and_then(|l| self.paths.by_label(l)), role)
         else {
             return;
         };
         if let Some(h) = self.handles.get_mut(handle) {
-            h.path = Some(key);
+            h.set_path_of(client, Some(key));
         }
         let Some(o) = self.paths.get_mut(old) else {
             return;

@@ -15,6 +15,7 @@ use crate::wire::message::{
     Accept, Close, CloseReason, Confirm, CookieReply, Message, Reject, RejectReason, Setup,
 };
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Longest wait between setup retransmissions. With the default first timeout (200 ms) and
@@ -105,15 +106,10 @@ impl Engine {
     /// destination is a legacy host (`web.x.com.ip_gw1.udp`), which holds no certificate —
     /// the legacy server gateway's, since the path ends there.
     pub(crate) fn far_end_identity(&mut self, name: &OverlayName) -> String {
-        let far = match name.hops.as_slice() {
-            [dest, gateway, ..] if dest.overlay.eq_ignore_ascii_case(crate::legacy::SUFFIX) => {
-                gateway
-            }
-            [dest, ..] => dest,
-            [] => return String::new(),
-        };
-        let far = far.clone();
-        self.identity_of(&far)
+        match crate::legacy::end_hop(&name.hops).cloned() {
+            Some(far) => self.identity_of(&far),
+            None => String::new(),
+        }
     }
 
     /// The tunnel to a hop: an existing one for the same element, or a new one the module
@@ -143,9 +139,14 @@ impl Engine {
         Ok(key)
     }
 
-    /// Starts a path for a handle's name. The handle then points at it.
-    pub(crate) fn start_path(&mut self, handle: usize) -> Result<usize, Failure> {
-        self.start_path_for(handle, None)
+    /// Starts a path for a handle's name, for local apps or a LAN client (`client`). The
+    /// handle then points at it.
+    pub(crate) fn start_path(
+        &mut self,
+        handle: usize,
+        client: Option<IpAddr>,
+    ) -> Result<usize, Failure> {
+        self.start_path_for(handle, None, client)
     }
 
     /// Starts a path; with `replaces`, a successor that takes the handle over from that path
@@ -154,6 +155,7 @@ impl Engine {
         &mut self,
         handle: usize,
         replaces: Option<usize>,
+        client: Option<IpAddr>,
     ) -> Result<usize, Failure> {
         let name = self
             .handles
@@ -200,9 +202,14 @@ impl Engine {
             .chain(options.iter().map(String::as_str))
             .collect::<Vec<_>>()
             .join(".");
+        let mut return_name = format!("{return_host}.{}", local.name);
+        if let Some(c) = client {
+            // A LAN client is reached back through this gateway as a legacy host.
+            return_name = format!("{}_{return_name}", crate::legacy::client_hop(c));
+        }
         let spec = SetupSpec {
             remaining: remaining_hops(&parsed),
-            return_name: format!("{return_host}.{}", local.name),
+            return_name,
             hop_count: 0,
             options: bits_of(mode),
             handshake: secure
@@ -222,6 +229,7 @@ impl Engine {
         );
         if let Some(p) = self.paths.get_mut(key) {
             p.secure = secure;
+            p.lan_client = client;
         }
         let replaces = replaces
             .and_then(|old| self.paths.get(old))
@@ -231,7 +239,7 @@ impl Engine {
         }
         if replaces.is_none() {
             if let Some(h) = self.handles.get_mut(handle) {
-                h.path = Some(key);
+                h.set_path_of(client, Some(key));
             }
         }
         if self.tunnels.get(tunnel).is_some_and(|t| t.up) {
@@ -276,6 +284,7 @@ impl Engine {
                 secure: None,
                 legacy: None,
                 families: crate::wire::message::Families::BOTH,
+                lan_client: None,
             },
             random,
         );

@@ -82,18 +82,19 @@ impl Engine {
         let Some(mut p) = self.paths.remove(key) else {
             return;
         };
-        let handle = p.role.handle();
+        let (handle, client) = (p.role.handle(), p.lan_client);
         if let Some(h) = handle {
-            if self.handles.get(h).and_then(|x| x.path) == Some(key) {
-                // Another live path to the same name (the peer's own, after a simultaneous
-                // open, or a rekeyed one) carries on; otherwise the next packet sets one up.
+            if self.handles.get(h).and_then(|x| x.path_of(client)) == Some(key) {
+                // Another live path to the same name for the same apps (the peer's own,
+                // after a simultaneous open, or a rekeyed one) carries on; otherwise the next
+                // packet sets one up.
                 let next = self.paths_of_handle(h).into_iter().find(|k| {
-                    self.paths
-                        .get(*k)
-                        .is_some_and(|p| p.state == State::Up && !p.retiring)
+                    self.paths.get(*k).is_some_and(|p| {
+                        p.state == State::Up && !p.retiring && p.lan_client == client
+                    })
                 });
                 if let Some(x) = self.handles.get_mut(h) {
-                    x.path = next;
+                    x.set_path_of(client, next);
                 }
             }
         }
@@ -211,10 +212,10 @@ impl Engine {
         else {
             return false;
         };
-        let label = p.label;
+        let (label, client) = (p.label, p.lan_client);
         if self.paths.iter().any(|(_, s)| s.replaces == Some(label)) {
             return true; // already renewing
         }
-        self.start_path_for(handle, Some(key)).is_ok()
+        self.start_path_for(handle, Some(key), client).is_ok()
     }
 }

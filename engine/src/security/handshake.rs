@@ -181,10 +181,11 @@ impl Engine {
     /// this node's certificate.
     /// The name an initiator must be certified for: the destination element of the name
     /// that leads back, as its module names the host (`alice.mindelay.ron` is certified as
-    /// `alice.ron`).
+    /// `alice.ron`) — or, for a LAN client behind a legacy client gateway
+    /// (`10.1.0.10.ip_gw.udp`), the gateway, which speaks for it.
     pub(crate) fn initiator_identity(&mut self, return_name: &str) -> String {
         let destination = match self.parse(return_name) {
-            Ok(Some(n)) => n.hops.first().cloned(),
+            Ok(Some(n)) => crate::legacy::end_hop(&n.hops).cloned(),
             _ => None,
         };
         match destination {

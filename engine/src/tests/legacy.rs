@@ -5,6 +5,7 @@ use super::secure::secure;
 use super::*;
 use crate::legacy::{AllowRule, LegacyServerConfig};
 use crate::wire::ip::IpView;
+use crate::wire::rewrite::write_udp_packet;
 use crate::wire::testutil::recompute_all;
 
 const SERVER: [u8; 4] = [10, 9, 0, 80];
@@ -321,4 +322,100 @@ fn legacy_configuration_errors_name_the_key() {
     );
     let e = Engine::new(cfg, [0; 32], Instant::ZERO).err().unwrap();
     assert_eq!(e.key, "legacy_server.allow[0].destinations[0]");
+}
+
+/// A legacy client gateway gw (1) for the LAN 192.168.1.0/24, and bob (2), both certified.
+fn lan() -> Net {
+    let mut gw = secure("gw", &[("bob", 2)], &["gw.udp"]);
+    gw.legacy_client = Some(crate::legacy::LegacyClientConfig {
+        lan: vec!["192.168.1.0/24".parse().unwrap()],
+    });
+    Net::new(vec![gw, secure("bob", &[("gw", 1)], &["bob.udp"])])
+}
+
+/// A LAN client at `client` asks gw (node 0) for `name`; returns the DNS answer.
+fn lan_lookup(net: &mut Net, client: IpAddr, name: &str) -> Option<Vec<u8>> {
+    let query = build_address_query(7, name, false).unwrap();
+    let dns = IpAddr::from(net.nodes[0].cfg.handles.dns_v4);
+    let mut packet = Vec::new();
+    write_udp_packet(
+        &mut packet,
+        SocketAddr::new(client, 5353),
+        SocketAddr::new(dns, 53),
+        &query,
+    )
+    .unwrap();
+    let before = net.tun[0].len();
+    net.input(0, Input::TunPacket(&packet));
+    let answer = net.tun[0].get(before)?;
+    assert_eq!(
+        IpView::parse(answer).unwrap().dst(),
+        client,
+        "back to the client"
+    );
+    Some(answer[28..].to_vec())
+}
+
+#[test]
+fn lan_clients_share_a_handle_and_each_gets_its_own_path() {
+    let mut net = lan();
+    let (c10, c11) = (
+        IpAddr::from([192, 168, 1, 10]),
+        IpAddr::from([192, 168, 1, 11]),
+    );
+    let h10 = answered_v4(&lan_lookup(&mut net, c10, "bob.udp").expect("answered"));
+    let h11 = answered_v4(&lan_lookup(&mut net, c11, "bob.udp").expect("answered"));
+    assert_eq!(h10, h11, "one address serves every client");
+    // bob sees two peers, each reached back through gw as a legacy host, proven by gw's
+    // certificate.
+    let accepted: Vec<String> = net.events[1]
+        .iter()
+        .filter_map(|e| match e {
+            Event::PathAccepted { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        accepted,
+        ["192.168.1.10.ip_gw.udp", "192.168.1.11.ip_gw.udp"],
+        "{:?}",
+        net.events[1]
+    );
+
+    // Each client's packets reach bob from a handle of its own, and bob's answers go back
+    // to the client that asked.
+    for (client, payload) in [(c10, &b"from .10"[..]), (c11, &b"from .11"[..])] {
+        net.input(0, Input::TunPacket(&udp_to(client, h10, payload)));
+        let at_bob = net.tun[1].last().unwrap().clone();
+        assert!(at_bob.ends_with(payload));
+        let bob_sees = IpView::parse(&at_bob).unwrap().src();
+        let bob_tun = IpAddr::from(net.nodes[1].cfg.handles.tun_v4);
+        net.input(1, Input::TunPacket(&udp_to(bob_tun, bob_sees, b"reply")));
+        let back = net.tun[0].last().unwrap();
+        let ip = IpView::parse(back).unwrap();
+        assert_eq!((ip.src(), ip.dst()), (h10, client));
+        assert_eq!(&recompute_all(back), back, "checksums hold");
+    }
+    assert_eq!(net.nodes[0].paths.len(), 2);
+}
+
+#[test]
+fn a_lan_must_be_named_and_lie_outside_the_handle_pools() {
+    let mut cfg = secure("gw", &[], &["gw.udp"]);
+    cfg.legacy_client = Some(crate::legacy::LegacyClientConfig { lan: vec![] });
+    let e = Engine::new(cfg.clone(), [0; 32], Instant::ZERO)
+        .err()
+        .unwrap();
+    assert_eq!(e.key, "legacy_client.lan");
+    let pool = cfg.handles.pool_v4;
+    cfg.legacy_client = Some(crate::legacy::LegacyClientConfig {
+        lan: vec!["192.168.1.0/24".parse().unwrap(), pool],
+    });
+    let e = Engine::new(cfg, [0; 32], Instant::ZERO).err().unwrap();
+    assert_eq!(e.key, "legacy_client.lan[1]");
+    assert!(
+        e.message.contains("overlaps the handle pool"),
+        "{}",
+        e.message
+    );
 }
