@@ -41,8 +41,8 @@ pub struct Daemon {
     clock: Clock,
     poll: Poll,
     tun: Tun,
-    /// The legacy server gateway's masquerade, removed when the daemon stops.
-    _masquerade: Option<crate::masquerade::Masquerade>,
+    /// The legacy gateways' kernel rules, removed when the daemon stops.
+    _legacy_nat: Option<crate::legacy_nat::LegacyNat>,
     sockets: Vec<UdpSocket>,
     upstream: Upstream,
     control: UnixListener,
@@ -105,17 +105,31 @@ impl Daemon {
         let tun = Tun::open(&cfg.daemon.tun_name, cfg.daemon.mtu, &cfg.engine.handles)?;
         poll.registry()
             .register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;
-        let masquerade = match cfg.engine.legacy_server {
-            Some(_) => {
-                let m = crate::masquerade::Masquerade::install(tun.name(), &cfg.engine.handles)?;
+        let lan = cfg
+            .engine
+            .legacy_client
+            .as_ref()
+            .map(|c| c.lan.as_slice())
+            .unwrap_or_default();
+        let roles = crate::legacy_nat::Roles {
+            server: cfg.engine.legacy_server.is_some(),
+            lan,
+        };
+        let legacy_nat = if roles.server || !roles.lan.is_empty() {
+            let n = crate::legacy_nat::LegacyNat::install(tun.name(), &cfg.engine.handles, roles)?;
+            if roles.server {
                 tracing::info!(
                     "legacy server gateway: {} and {} leave masqueraded as this host",
                     cfg.engine.handles.pool_v4,
                     cfg.engine.handles.pool_v6
                 );
-                Some(m)
             }
-            None => None,
+            for p in lan {
+                tracing::info!("legacy client gateway: serving DNS and handles to {p}");
+            }
+            Some(n)
+        } else {
+            None
         };
         if cfg.daemon.resolved_split_dns {
             let mut domains: Vec<String> =
@@ -207,7 +221,7 @@ impl Daemon {
             clock,
             poll,
             tun,
-            _masquerade: masquerade,
+            _legacy_nat: legacy_nat,
             sockets,
             upstream,
             control,

@@ -6,7 +6,7 @@ pub mod ca;
 pub mod clock;
 pub mod config;
 pub mod daemon;
-pub mod masquerade;
+pub mod legacy_nat;
 pub mod netlink;
 pub mod state;
 pub mod status;

@@ -4,7 +4,9 @@
 //! masquerade is nftables). alice's rules send `*.company1.com` through gw1 and
 //! `*.company2.com` through gw2, so plain `curl http://web.company1.com/` and
 //! `curl http://web.company2.com/` reach two servers at the same address. carol is not on
-//! gw1's list and is refused, with the reason in the DNS answer.
+//! gw1's list and is refused, with the reason in the DNS answer. gw2 is also a legacy
+//! client gateway for a LAN of two hosts that run no ocala: they name gw2 as their resolver
+//! and reach alice by name.
 
 mod support;
 
@@ -31,7 +33,12 @@ fn gateway(name: &str, book: &[(&str, &str)], allow: &str) -> String {
 
 fn topology() -> Topology {
     support::require_root();
-    let mut t = Topology::new("oclg", &["alice", "carol", "gw1", "gw2", "web1", "web2"]);
+    let mut t = Topology::new(
+        "oclg",
+        &[
+            "alice", "carol", "gw1", "gw2", "web1", "web2", "lan1", "lan2",
+        ],
+    );
     t.certify(&["udp"]);
     t.link("alice", "10.96.1.1/24", "gw1", "10.96.1.2/24");
     t.link("alice", "10.96.2.1/24", "gw2", "10.96.2.2/24");
@@ -66,6 +73,27 @@ fn topology() -> Topology {
             ],
         );
     }
+    // gw2's LAN: legacy clients whose resolver and router is gw2.
+    for (lan, net) in [("lan1", 50), ("lan2", 51)] {
+        t.link(
+            "gw2",
+            &format!("192.168.{net}.1/24"),
+            lan,
+            &format!("192.168.{net}.10/24"),
+        );
+        let gw = format!("192.168.{net}.1");
+        t.must(lan, &["ip", "route", "add", "default", "via", &gw]);
+        t.set_resolver(lan, &gw);
+    }
+    let root = t.dir.join("alice-www");
+    std::fs::create_dir_all(&root).expect("alice's web root");
+    std::fs::write(root.join("index.html"), "alice over the overlay\n").expect("page");
+    let root = root.display().to_string();
+    t.serve(
+        "alice",
+        &["python3", "-m", "http.server", "8000", "--directory", &root],
+    );
+    t.wait_listening("alice", 8000, false);
     for web in ["web1", "web2"] {
         t.wait_listening(web, 80, false);
         t.wait_listening(web, 53, true);
@@ -82,11 +110,11 @@ fn topology() -> Topology {
     );
     t.start(
         "gw2",
-        &gateway(
+        &(gateway(
             "gw2",
             &[("alice", "10.96.2.1")],
             "clients = [\"*\"]\ndestinations = [\"10.0.0.0/24\"]",
-        ),
+        ) + "[legacy_client]\nlan = [\"192.168.48.0/20\"]\n"),
         intranet_dns,
     );
     let rules = "[[rules]]\npattern = '^(.*)\\.company1\\.com$'\nreplace = '$0.ip_gw1.udp'\n\
@@ -109,7 +137,7 @@ fn curl(t: &Topology, host: &str, url: &str) -> String {
 }
 
 #[test]
-fn overlapping_intranets_by_name_and_a_refused_client() {
+fn overlapping_intranets_a_refused_client_and_a_lan_of_legacy_clients() {
     let t = topology();
 
     // Both servers are 10.0.0.80; each name reaches its own, encrypted up to its gateway.
@@ -150,4 +178,41 @@ fn overlapping_intranets_by_name_and_a_refused_client() {
     // The gateway's status shows the egress handle: destination and client.
     let status = t.ocala("gw1", &["status"]).expect("status");
     assert!(status.contains("web.company1.com.ip<alice.udp"), "{status}");
+
+    // gw2's LAN clients run no ocala: gw2 answers their DNS with one shared handle address,
+    // and each reaches alice over a path of its own.
+    let mut answers = Vec::new();
+    for lan in ["lan1", "lan2"] {
+        let dig = t.must(
+            lan,
+            &["dig", "+short", "+tries=1", "+time=8", "alice.udp", "A"],
+        );
+        answers.push(dig.trim().to_string());
+        let got = curl(&t, lan, "http://alice.udp:8000/");
+        assert!(
+            got.contains("alice over the overlay"),
+            "{lan}: {got}\ngw2:\n{}\nalice:\n{}",
+            t.log("gw2"),
+            t.log("alice")
+        );
+    }
+    assert!(answers[0].starts_with("198.18."), "{answers:?}");
+    assert_eq!(answers[0], answers[1], "one address serves both clients");
+    let status = t.ocala("alice", &["status"]).expect("status");
+    for client in ["192.168.50.10.ip_gw2.udp", "192.168.51.10.ip_gw2.udp"] {
+        assert!(status.contains(client), "{client}: {status}");
+    }
+    // Names outside the overlays still resolve for the LAN, through gw2's upstream.
+    let dig = t.must(
+        "lan1",
+        &[
+            "dig",
+            "+short",
+            "+tries=1",
+            "+time=8",
+            "intranet.example",
+            "A",
+        ],
+    );
+    assert_eq!(dig.trim(), "10.0.0.80");
 }

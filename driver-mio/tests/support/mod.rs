@@ -125,6 +125,17 @@ impl Topology {
         t
     }
 
+    /// Makes `server` the resolver of apps in a host's namespace (a legacy host's gateway).
+    #[allow(dead_code)] // only the legacy test has hosts without ocalad
+    pub fn set_resolver(&self, host: &str, server: &str) {
+        let etc = PathBuf::from("/etc/netns").join(&self.host(host).ns);
+        std::fs::write(
+            etc.join("resolv.conf"),
+            format!("nameserver {server}\noptions timeout:5 attempts:2\n"),
+        )
+        .expect("resolv.conf");
+    }
+
     pub fn host(&self, name: &str) -> &Host {
         self.hosts
             .iter()
