@@ -4,7 +4,7 @@
 //! gw's engine is timed.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ocala_benches::{receive, send, LegacyChain};
+use ocala_benches::{receive, send, LanChain, LegacyChain};
 use std::hint::black_box;
 
 fn legacy(c: &mut Criterion) {
@@ -31,6 +31,27 @@ fn legacy(c: &mut Criterion) {
             b.iter(|| black_box(send(gw, now, black_box(packet))));
         });
     }
+    let clients = 1000;
+    let mut lan = LanChain::new(clients);
+    let now = lan.net.now;
+    let query = lan.query_from(clients / 2);
+    let answered = send(lan.gw(), now, &query);
+    assert_eq!(
+        (answered.tun_writes, answered.transmits),
+        (1, 0),
+        "answered at once"
+    );
+    group.bench_function("lan_lookup", |b| {
+        let gw = lan.gw();
+        b.iter(|| black_box(send(gw, now, black_box(&query))));
+    });
+    let packet = lan.packet_from(clients / 2, 1200);
+    assert_eq!(send(lan.gw(), now, &packet).transmits, 1);
+    group.throughput(Throughput::Bytes(1200));
+    group.bench_function("lan_send/1200", |b| {
+        let gw = lan.gw();
+        b.iter(|| black_box(send(gw, now, black_box(&packet))));
+    });
     group.finish();
 }
 

@@ -251,11 +251,22 @@ pub fn udp_packet(src: Ipv4Addr, dst: Ipv4Addr, size: usize) -> Vec<u8> {
 /// An app's DNS query for `name` (type A, id `id`) as an IPv4/UDP packet from the node's own
 /// TUN address, port `client_port`, to its DNS sentinel on port 53.
 pub fn dns_query_packet(cfg: &Config, id: u16, name: &str, client_port: u16) -> Vec<u8> {
+    dns_query_packet_from(cfg, cfg.handles.tun_v4, id, name, client_port)
+}
+
+/// Like [`dns_query_packet`], from `src` (a LAN client of a legacy client gateway).
+pub fn dns_query_packet_from(
+    cfg: &Config,
+    src: Ipv4Addr,
+    id: u16,
+    name: &str,
+    client_port: u16,
+) -> Vec<u8> {
     let query = build_address_query(id, name, false).expect("a valid host name");
     let mut out = Vec::with_capacity(query.len() + IP_UDP_HEADERS);
     write_udp_packet(
         &mut out,
-        SocketAddr::new(cfg.handles.tun_v4.into(), client_port),
+        SocketAddr::new(src.into(), client_port),
         SocketAddr::new(cfg.handles.dns_v4.into(), 53),
         &query,
     )
@@ -444,10 +455,17 @@ impl Net {
     /// an overlay name only once its path is up, so `Ok` means the path is ready. Returns the
     /// handle.
     pub fn lookup(&mut self, i: usize, name: &str) -> Result<Ipv4Addr, String> {
+        let own = self.nodes[i].cfg.handles.tun_v4;
+        self.lookup_from(i, own, name)
+    }
+
+    /// Like [`Net::lookup`], asked by `src` (a LAN client when node `i` is a legacy client
+    /// gateway).
+    pub fn lookup_from(&mut self, i: usize, src: Ipv4Addr, name: &str) -> Result<Ipv4Addr, String> {
         let id = self.next_dns_id;
         self.next_dns_id = self.next_dns_id.wrapping_add(1);
         let port = 50_000 + id % 10_000;
-        let query = dns_query_packet(&self.nodes[i].cfg, id, name, port);
+        let query = dns_query_packet_from(&self.nodes[i].cfg, src, id, name, port);
         let seen = self.nodes[i].tun.len();
         self.tun_input(i, &query);
         for _ in 0..100 {
@@ -723,6 +741,66 @@ impl LegacyChain {
 impl Default for LegacyChain {
     fn default() -> Self {
         LegacyChain::new()
+    }
+}
+
+/// A legacy client gateway `gw` (10.0.0.3) for the LAN 192.168.1.0/24 and bob (10.0.0.2),
+/// with the paths of `clients` LAN clients (192.168.1.10 on) to `bob.udp` up: one handle
+/// address, one path per client.
+pub struct LanChain {
+    pub net: Net,
+    /// gw's handle for bob, shared by every client.
+    pub bob_handle: Ipv4Addr,
+}
+
+impl LanChain {
+    pub const GW: usize = 0;
+    pub const BOB: usize = 1;
+    pub const NAME: &'static str = "bob.udp";
+
+    /// The `n`th LAN client's address.
+    pub fn client(n: usize) -> Ipv4Addr {
+        let n = u32::try_from(n).expect("a LAN's worth of clients");
+        Ipv4Addr::from(u32::from(Ipv4Addr::new(192, 168, 1, 10)) + n)
+    }
+
+    pub fn new(clients: usize) -> LanChain {
+        let (g, b) = (overlay_addr(3), overlay_addr(2));
+        let mut gw = node_config("gw", &[("bob", b)], false);
+        gw.legacy_client = Some(ocala_engine::legacy::LegacyClientConfig {
+            lan: vec!["192.168.0.0/16".parse().expect("a prefix")],
+        });
+        let mut net = Net::new(vec![
+            ("gw", g, gw),
+            ("bob", b, node_config("bob", &[("gw", g)], false)),
+        ]);
+        let mut bob_handle = None;
+        for n in 0..clients {
+            let h = net
+                .lookup_from(LanChain::GW, LanChain::client(n), LanChain::NAME)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(bob_handle.is_none_or(|b| b == h), "one shared handle");
+            bob_handle = Some(h);
+        }
+        LanChain {
+            net,
+            bob_handle: bob_handle.expect("at least one client"),
+        }
+    }
+
+    /// LAN client `n`'s query for bob, as gw's TUN hands it over.
+    pub fn query_from(&self, n: usize) -> Vec<u8> {
+        let cfg = &self.net.nodes[LanChain::GW].cfg;
+        dns_query_packet_from(cfg, LanChain::client(n), 7, LanChain::NAME, 5353)
+    }
+
+    /// A UDP packet of `size` bytes from LAN client `n` to bob's handle.
+    pub fn packet_from(&self, n: usize, size: usize) -> Vec<u8> {
+        udp_packet(LanChain::client(n), self.bob_handle, size)
+    }
+
+    pub fn gw(&mut self) -> &mut Engine {
+        &mut self.net.nodes[LanChain::GW].engine
     }
 }
 

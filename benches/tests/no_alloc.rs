@@ -5,7 +5,7 @@
 //! thread-local switch is on, so tests running in parallel do not disturb each other.
 
 use ocala_benches::{
-    receive, send, send_into, udp_packet, Chain, Drained, I3Trio, LegacyChain, Pair,
+    receive, send, send_into, udp_packet, Chain, Drained, I3Trio, LanChain, LegacyChain, Pair,
 };
 use ocala_engine::config::Protection;
 use ocala_engine::Instant;
@@ -425,4 +425,27 @@ fn legacy_server_gateway_does_not_allocate() {
     );
     assert_eq!(egress.allocations, 0, "towards the legacy server allocated");
     assert_eq!(ingress.allocations, 0, "from the legacy server allocated");
+}
+
+#[test]
+fn legacy_client_gateway_does_not_allocate() {
+    let mut lan = LanChain::new(3);
+    let packet = lan.packet_from(1, 1200);
+    for _ in 0..50 {
+        lan.net.tun_input(LanChain::GW, &packet);
+    }
+    assert!(lan.net.nodes[LanChain::BOB].tun.len() >= 50);
+    let mut now = lan.net.now;
+    let mut out = Tally::default();
+    for _ in 0..PACKETS {
+        now = now.saturating_add(GAP);
+        let t: Instant = now;
+        out.add(allocations(|| send(lan.gw(), t, &packet)));
+    }
+    assert_eq!(
+        (out.out.transmits, out.out.tun_writes, out.out.events),
+        (PACKETS, 0, 0),
+        "{out:?}"
+    );
+    assert_eq!(out.allocations, 0, "a LAN client's packet allocated");
 }

@@ -47,6 +47,9 @@ pub struct App {
     pub sent: u32,
     /// The step it is waiting for.
     pub wake: Option<Instant>,
+    /// On a legacy host behind a legacy client gateway (`node`): its LAN address and the
+    /// one-way latency to the gateway. `None`: on the node itself.
+    pub lan: Option<(IpAddr, Duration)>,
 }
 
 impl App {
@@ -62,6 +65,7 @@ impl App {
             log: BTreeMap::new(),
             sent: 0,
             wake: None,
+            lan: None,
         }
     }
 

@@ -103,6 +103,7 @@ fn default_latency() -> f64 {
 /// but these.)
 #[derive(Debug, Clone, Deserialize)]
 pub struct AppSpec {
+    /// The node it runs on, or a legacy host on a LAN its gateway serves (`[legacy_client]`).
     pub node: String,
     pub at_ms: u64,
     #[serde(flatten)]

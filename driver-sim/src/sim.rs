@@ -29,6 +29,12 @@ enum Ev {
         node: usize,
         packet: Vec<u8>,
     },
+    /// A packet a legacy client gateway forwarded to a LAN client, arriving there.
+    Lan {
+        node: usize,
+        packet: Vec<u8>,
+        latency: Duration,
+    },
     Wake {
         node: usize,
     },
@@ -253,12 +259,33 @@ impl Sim {
         }
         let mut apps = Vec::new();
         for (i, a) in sc.apps.iter().enumerate() {
-            let node = find(&format!("apps[{i}].node"), &a.node)?;
+            // An app on a legacy host runs behind its gateway, which must serve its LAN.
+            let on_lan = legacy.iter().find(|h| h.name == a.node);
+            let node = match on_lan {
+                Some(h) => h.behind,
+                None => find(&format!("apps[{i}].node"), &a.node)?,
+            };
             if let AppKind::Garbage { target, .. } | AppKind::Flood { target, .. } = &a.kind {
                 find(&format!("apps[{i}].target"), target)?;
             }
             let start = Instant::from_nanos(a.at_ms * 1_000_000);
-            apps.push(App::new(node, a.kind.clone(), start, 40000 + i as u16));
+            let mut app = App::new(node, a.kind.clone(), start, 40000 + i as u16);
+            if let Some(h) = on_lan {
+                let served = nodes[node]
+                    .cfg
+                    .legacy_client
+                    .as_ref()
+                    .is_some_and(|c| c.lan.iter().any(|p| p.contains(h.ip)));
+                if !served {
+                    return Err(format!(
+                        "apps[{i}].node: legacy host '{}' is on no LAN that {} serves \
+                         ([legacy_client] lan)",
+                        h.name, nodes[node].name
+                    ));
+                }
+                app.lan = Some((h.ip, h.latency));
+            }
+            apps.push(app);
         }
         for (i, f) in sc.faults.iter().enumerate() {
             match &f.kind {
@@ -408,6 +435,14 @@ impl Sim {
             Ev::Tun { node, packet } => {
                 self.record(node, "tun-in", &packet);
                 self.input(node, Input::TunPacket(&packet));
+            }
+            Ev::Lan {
+                node,
+                packet,
+                latency,
+            } => {
+                self.record(node, "lan-in", &packet);
+                self.stack_receive(node, packet, latency);
             }
             Ev::Wake { node } => {
                 if self.nodes[node].deadline <= self.now {
@@ -646,16 +681,42 @@ impl Sim {
                 .iter()
                 .position(|h| h.behind == node && h.ip == d)
         }) {
-            return self.send_to_legacy_host(node, host, packet);
+            let h = &self.legacy[host];
+            let lan_client = self.nodes[node]
+                .cfg
+                .legacy_client
+                .as_ref()
+                .is_some_and(|c| c.lan.iter().any(|p| p.contains(h.ip)));
+            if !lan_client {
+                return self.send_to_legacy_host(node, host, packet);
+            }
+            // A LAN client's packet goes to it as it is: it called the handle.
+            let (latency, at) = (h.latency, self.now.saturating_add(h.latency));
+            self.legacy[host].received += 1;
+            let packet = packet.to_vec();
+            return self.push(
+                at,
+                Ev::Lan {
+                    node,
+                    packet,
+                    latency,
+                },
+            );
         }
-        match hoststack::classify(packet) {
+        self.stack_receive(node, packet.to_vec(), Duration::ZERO);
+    }
+
+    /// A host's IP stack and apps take a packet; answers go back into `node`'s engine after
+    /// `latency` (a LAN client's way to its gateway; none for the node's own stack).
+    fn stack_receive(&mut self, node: usize, packet: Vec<u8>, latency: Duration) {
+        match hoststack::classify(&packet) {
             Delivered::Dns { port, message } => {
                 if let Some(app) = self.app_by_port(node, port) {
                     self.on_dns_answer(app, &message);
                 }
             }
             Delivered::EchoRequest { reply } | Delivered::UdpEcho { reply } => {
-                let at = self.now;
+                let at = self.now.saturating_add(latency);
                 self.push(
                     at,
                     Ev::Tun {
@@ -726,9 +787,35 @@ impl Sim {
         )
     }
 
+    /// The source address and the way to the engine of an app's packets: the node's TUN,
+    /// or a LAN client's address and its link to the gateway.
+    fn app_source(&self, app: usize, v4: bool) -> (IpAddr, Duration) {
+        let a = &self.apps[app];
+        let (tun4, tun6, _, _) = self.host_addrs(a.node);
+        match a.lan {
+            Some((ip, latency)) => (ip, latency),
+            None if v4 => (tun4, Duration::ZERO),
+            None => (tun6, Duration::ZERO),
+        }
+    }
+
+    /// The host an app runs on, as the summary names it (`pc1 via gw` on a LAN).
+    fn app_host(&self, a: &App) -> String {
+        let node = &self.nodes[a.node].name;
+        match a.lan.and_then(|(ip, _)| {
+            self.legacy
+                .iter()
+                .find(|h| h.behind == a.node && h.ip == ip)
+        }) {
+            Some(h) => format!("{} via {node}", h.name),
+            None => node.clone(),
+        }
+    }
+
     fn send_query(&mut self, app: usize) {
         let node = self.apps[app].node;
-        let (tun4, _, dns4, _) = self.host_addrs(node);
+        let (_, _, dns4, _) = self.host_addrs(node);
+        let (tun4, latency) = self.app_source(app, true);
         let Some(name) = self.apps[app].name().map(str::to_string) else {
             return;
         };
@@ -738,8 +825,8 @@ impl Sim {
                 let port = self.apps[app].port;
                 let packet =
                     hoststack::udp(SocketAddr::new(tun4, port), SocketAddr::new(dns4, 53), &q);
-                let now = self.now;
-                self.push(now, Ev::Tun { node, packet });
+                let at = self.now.saturating_add(latency);
+                self.push(at, Ev::Tun { node, packet });
             }
             Err(e) => self.errors.push(format!("app {app}: {e}")),
         }
@@ -804,8 +891,7 @@ impl Sim {
 
     fn send_probe(&mut self, app: usize, target: IpAddr, seq: u32) {
         let node = self.apps[app].node;
-        let (tun4, tun6, _, _) = self.host_addrs(node);
-        let src = if target.is_ipv4() { tun4 } else { tun6 };
+        let (src, latency) = self.app_source(app, target.is_ipv4());
         let a = &mut self.apps[app];
         a.on_send(self.now, seq);
         let packet = match &a.kind {
@@ -824,8 +910,8 @@ impl Sim {
             }
             _ => return,
         };
-        let now = self.now;
-        self.push(now, Ev::Tun { node, packet });
+        let at = self.now.saturating_add(latency);
+        self.push(at, Ev::Tun { node, packet });
     }
 
     fn on_dns_answer(&mut self, app: usize, message: &[u8]) {
@@ -997,7 +1083,7 @@ impl Sim {
         }
         s.push_str("apps:\n");
         for a in &self.apps {
-            let (line, fails) = a.report(&self.nodes[a.node].name);
+            let (line, fails) = a.report(&self.app_host(a));
             s.push_str(&format!("  {line}\n"));
             failures.extend(fails);
         }
@@ -1101,20 +1187,20 @@ impl Sim {
                 s.push_str(&format!("  {f}\n"));
             }
         }
-        let digest: String = self.trace.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
         let rtt_csv = self
             .apps
             .iter()
             .enumerate()
             .filter(|(_, a)| matches!(a.kind, AppKind::Ping { .. } | AppKind::Udp { .. }))
             .map(|(i, a)| {
-                let node = &self.nodes[a.node].name;
+                let node = self.app_host(a).replace(" via ", "-via-");
                 let name = a.name().unwrap_or("app");
                 (format!("app{i}-{node}-{name}.csv"), a.rtt_csv())
             })
+            .collect();
+        let digest: String = self.trace.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
             .collect();
         Outcome {
             summary: s,

@@ -327,3 +327,22 @@ fn legacy_server_gateway_handshake() {
     );
     insta::assert_snapshot!("legacy_intranets", c.join("\n"));
 }
+
+const LEGACY_LAN: &str = include_str!("../../driver-sim/scenarios/legacy-lan.toml");
+
+#[test]
+fn legacy_client_gateway_handshake() {
+    let out = run("legacy-lan.toml", LEGACY_LAN);
+    let c = &out.control;
+    // gw sets a path up for each LAN client, under the client's return name.
+    let setups = lines(c, "gw", "sent", "setup");
+    for client in ["192.168.1.10.ip_gw.udp", "192.168.1.11.ip_gw.udp"] {
+        assert_eq!(
+            setups.iter().filter(|l| l.contains(client)).count(),
+            1,
+            "{client}: {setups:#?}"
+        );
+    }
+    assert_eq!(lines(c, "bob", "sent", "accept").len(), 2, "{c:#?}");
+    insta::assert_snapshot!("legacy_lan", c.join("\n"));
+}
