@@ -997,6 +997,7 @@ impl Sim {
             return_name: "attacker.udp",
             remaining: "",
             handshake: &key,
+            sources: Default::default(),
         });
         let mut out = Vec::new();
         let _ = msg.encode(&mut out);

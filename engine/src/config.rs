@@ -197,6 +197,13 @@ pub struct HandleConfig {
     pub dns_v6: Ipv6Addr,
     /// A handle unused (no DNS query, no packet) for this long is released (paper §6.1.1).
     pub idle_timeout_secs: u64,
+    /// Address negotiation (paper §6.1.2): propose this node's TUN addresses (or a LAN
+    /// client's own) to the far ends of the paths it opens, so their apps see them
+    /// unrewritten where they are free there (FTP's PORT then needs no rewriting). Useful
+    /// only when hosts have TUN addresses of their own (`tun_v4`/`tun_v6` inside the pools),
+    /// not the default every node shares; off by default, since setups then carry the
+    /// addresses in the clear. Far ends always honour a proposal they can.
+    pub negotiate: bool,
 }
 
 impl Default for HandleConfig {
@@ -212,6 +219,7 @@ impl Default for HandleConfig {
             dns_v4: Ipv4Addr::new(198, 18, 0, 2),
             dns_v6: Ipv6Addr::new(0xfd6f, 0x6361, 0x6c61, 0, 0, 0, 0, 2),
             idle_timeout_secs: 7200,
+            negotiate: false,
         }
     }
 }

@@ -408,7 +408,17 @@ impl Engine {
 
     /// Binds (or refreshes) the handle for a canonical name, arming its idle timer when new.
     pub(crate) fn bind_handle(&mut self, name: &str) -> Option<usize> {
-        let (key, new) = self.handles.bind(name, self.now)?;
+        self.bind_handle_preferring(name, Default::default())
+    }
+
+    /// Like [`Engine::bind_handle`]; a new handle takes the `preferred` addresses where they
+    /// are free (address negotiation).
+    pub(crate) fn bind_handle_preferring(
+        &mut self,
+        name: &str,
+        preferred: crate::wire::message::Sources,
+    ) -> Option<usize> {
+        let (key, new) = self.handles.bind(name, self.now, preferred)?;
         if new {
             let idle = Duration::from_secs(self.cfg.handles.idle_timeout_secs);
             if let Some(h) = self.handles.get(key) {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use ocala_engine::wire::message::{
     Accept, Close, CloseReason, Confirm, CookieReply, Families, Keepalive, Message, Reject,
-    RejectReason, Setup,
+    RejectReason, Setup, Sources,
 };
 use ocala_engine::wire::WireError;
 use ocala_vectors::{from_hex, to_hex, InvalidVector};
@@ -47,6 +47,9 @@ struct Vector {
     cookie: Option<String>,
     /// Accept: `"v4"` or `"v6"` when the far end takes one family only.
     families: Option<String>,
+    /// Setup: the initiator's proposed source addresses (address negotiation), if any.
+    sources_v4: Option<std::net::Ipv4Addr>,
+    sources_v6: Option<std::net::Ipv6Addr>,
 }
 
 fn load() -> File {
@@ -118,6 +121,10 @@ impl Vector {
     /// The message these fields describe. Panics on a missing or superfluous field.
     fn message<'a>(&'a self, blobs: &'a Blobs) -> Message<'a> {
         let n = self.name.as_str();
+        assert!(
+            self.kind == "setup" || (self.sources_v4.is_none() && self.sources_v6.is_none()),
+            "{n}: only setups propose sources"
+        );
         let expected: &[&str] = match self.kind.as_str() {
             "data" => &["label", "payload"],
             "setup" => &[
@@ -156,6 +163,10 @@ impl Vector {
                 return_name: self.return_name.as_deref().unwrap_or_default(),
                 remaining: self.remaining.as_deref().unwrap_or_default(),
                 handshake: &blobs.handshake,
+                sources: Sources {
+                    v4: self.sources_v4,
+                    v6: self.sources_v6,
+                },
             }),
             "accept" => Message::Accept(Accept {
                 sender_label: req(n, "sender_label", &self.sender_label),
@@ -370,6 +381,7 @@ fn encoder_refuses_what_the_parser_refuses() {
         return_name: "alice.udp",
         remaining: "",
         handshake: &[],
+        sources: Sources::default(),
     };
     let long = "a".repeat(254);
     let big = vec![0u8; 65_536];

@@ -186,7 +186,7 @@ impl Engine {
         };
         let handle = match secure {
             Some(_) => None,
-            None => Some(self.bind_peer_handle(&name, legacy)?),
+            None => Some(self.bind_peer_handle(&name, legacy, s.sources)?),
         };
         let tunnel = self.accept_tunnel(overlay, from, known).ok_or_else(|| {
             (
@@ -207,6 +207,7 @@ impl Engine {
         if let Some(p) = self.paths.get_mut(key) {
             p.legacy = legacy;
             p.families = families;
+            p.sources = s.sources;
         }
         let answer = secure
             .as_ref()
@@ -265,12 +266,14 @@ impl Engine {
 
     /// The handle local apps see the peer under; apps will see packets from it. On a legacy
     /// server gateway it is the path's egress address, and `legacy` the server behind it.
+    /// A new handle takes the addresses the initiator proposed where they are free here.
     fn bind_peer_handle(
         &mut self,
         name: &str,
         legacy: Option<crate::legacy::LegacyEnd>,
+        proposed: crate::wire::message::Sources,
     ) -> Result<usize, Refusal> {
-        let Some(handle) = self.bind_handle(name) else {
+        let Some(handle) = self.bind_handle_preferring(name, proposed) else {
             self.event(Event::PoolExhausted {
                 name: name.to_string(),
             });
@@ -354,12 +357,12 @@ impl Engine {
             self.reject_upstream(key, &f);
             return self.remove_path(key);
         }
-        let (name, legacy) = self
+        let (name, legacy, proposed) = self
             .paths
             .get(key)
-            .map(|p| (p.name.clone(), p.legacy))
-            .unwrap_or((peer_name, None));
-        let handle = match self.bind_peer_handle(&name, legacy) {
+            .map(|p| (p.name.clone(), p.legacy, p.sources))
+            .unwrap_or((peer_name, None, Default::default()));
+        let handle = match self.bind_peer_handle(&name, legacy, proposed) {
             Ok(h) => h,
             Err((drop, _)) => {
                 self.drop_input(drop);

@@ -68,6 +68,7 @@ impl Engine {
             options: s.options & !COOKIE_BIT,
             handshake: handshake.to_vec(),
             cookie: None,
+            sources: s.sources,
         };
         let down_tunnel = self
             .tunnel_for(down_overlay, &first.element(), &first.prefix)

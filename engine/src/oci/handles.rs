@@ -8,6 +8,7 @@
 use crate::config::{ConfigError, HandleConfig, Prefix, Protection};
 use crate::keyed::{Keyed, KeyedMap};
 use crate::time::Instant;
+use crate::wire::message::Sources;
 use slab::Slab;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -134,15 +135,24 @@ impl AddressPool {
         ))
     }
 
-    /// Takes one particular address (restoring a checkpoint), if it is free.
+    /// `preferred` if it is free, else the next free address.
+    fn take_preferring(&mut self, preferred: Option<IpAddr>) -> Option<IpAddr> {
+        match preferred {
+            Some(ip) if self.take_specific(ip) => Some(ip),
+            _ => self.take(),
+        }
+    }
+
+    /// Takes one particular address (restoring a checkpoint, or negotiated), if it is free.
     fn take_specific(&mut self, ip: IpAddr) -> bool {
         if !self.prefix.contains(ip) {
             return false;
         }
         let offset = to_u128(ip) - to_u128(self.prefix.addr);
-        if offset >= self.cursor {
-            // Not handed out yet: mark it so the cursor steps over it.
-            return self.reserved.insert(offset);
+        // Not handed out yet: mark it so the cursor steps over it. (Once marked and later
+        // released, it waits in `released` like any other.)
+        if offset >= self.cursor && self.reserved.insert(offset) {
+            return true;
         }
         match self.released.iter().position(|o| *o == offset) {
             Some(i) => self.released.remove(i).is_some(),
@@ -248,9 +258,15 @@ impl Handles {
         self.slab.get_mut(key)
     }
 
-    /// The handle for `name`, bound now if it has none. `None` when a pool or the table is
-    /// exhausted. The bool says whether the handle is new.
-    pub(crate) fn bind(&mut self, name: &str, now: Instant) -> Option<(usize, bool)> {
+    /// The handle for `name`, bound now if it has none — at the `preferred` addresses where
+    /// they are free, else at the pools' next. `None` when a pool or the table is exhausted.
+    /// The bool says whether the handle is new.
+    pub(crate) fn bind(
+        &mut self,
+        name: &str,
+        now: Instant,
+        preferred: Sources,
+    ) -> Option<(usize, bool)> {
         if let Some(key) = self.by_name(name) {
             if let Some(h) = self.slab.get_mut(key) {
                 h.last_used = now;
@@ -260,8 +276,8 @@ impl Handles {
         if self.slab.len() >= self.max {
             return None;
         }
-        let v4 = self.v4.take()?;
-        let Some(v6) = self.v6.take() else {
+        let v4 = self.v4.take_preferring(preferred.v4.map(IpAddr::V4))?;
+        let Some(v6) = self.v6.take_preferring(preferred.v6.map(IpAddr::V6)) else {
             self.v4.give_back(v4);
             return None;
         };
@@ -355,10 +371,14 @@ mod tests {
     #[test]
     fn sticky_per_name_and_skips_reserved() {
         let mut h = small(29);
-        let (a, new) = h.bind("bob.udp", Instant::ZERO).unwrap();
+        let (a, new) = h
+            .bind("bob.udp", Instant::ZERO, Sources::default())
+            .unwrap();
         assert!(new);
         assert_eq!(h.get(a).unwrap().v4, Ipv4Addr::new(10, 99, 0, 3));
-        let (again, new) = h.bind("bob.udp", Instant::ZERO).unwrap();
+        let (again, new) = h
+            .bind("bob.udp", Instant::ZERO, Sources::default())
+            .unwrap();
         assert_eq!((again, new), (a, false));
         assert_eq!(h.by_addr("10.99.0.3".parse().unwrap()), Some(a));
     }
@@ -367,12 +387,20 @@ mod tests {
     fn exhaustion_then_release_reuses_oldest() {
         let mut h = small(29); // 8 addresses: network, broadcast, tun, dns reserved => 4 usable
         let keys: Vec<_> = (0..4)
-            .map(|i| h.bind(&format!("n{i}.udp"), Instant::ZERO).unwrap().0)
+            .map(|i| {
+                h.bind(&format!("n{i}.udp"), Instant::ZERO, Sources::default())
+                    .unwrap()
+                    .0
+            })
             .collect();
-        assert!(h.bind("extra.udp", Instant::ZERO).is_none());
+        assert!(h
+            .bind("extra.udp", Instant::ZERO, Sources::default())
+            .is_none());
         let first = h.release(keys[0]).unwrap();
         h.release(keys[1]).unwrap();
-        let (k, _) = h.bind("extra.udp", Instant::ZERO).unwrap();
+        let (k, _) = h
+            .bind("extra.udp", Instant::ZERO, Sources::default())
+            .unwrap();
         assert_eq!(h.get(k).unwrap().v4, first.v4);
         assert!(h.by_name("n0.udp").is_none());
     }
@@ -405,7 +433,9 @@ mod tests {
             .is_none());
         let mut got = Vec::new();
         for i in 0..3 {
-            let (k, _) = h.bind(&format!("n{i}"), Instant::ZERO).unwrap();
+            let (k, _) = h
+                .bind(&format!("n{i}"), Instant::ZERO, Sources::default())
+                .unwrap();
             got.push(h.get(k).unwrap().v4);
         }
         assert_eq!(

@@ -66,6 +66,8 @@ pub(crate) struct SetupSpec {
     pub(crate) handshake: Vec<u8>,
     /// A busy next hop's cookie, echoed in setups from now on.
     pub(crate) cookie: Option<[u8; crate::wire::message::COOKIE_LEN]>,
+    /// The initiator's proposed sources, relayed unchanged by gateways.
+    pub(crate) sources: crate::wire::message::Sources,
 }
 
 #[derive(Debug)]
@@ -109,6 +111,9 @@ pub(crate) struct Path {
     pub(crate) families: crate::wire::message::Families,
     /// On a legacy client gateway, the LAN client this path carries packets for.
     pub(crate) lan_client: Option<std::net::IpAddr>,
+    /// As responder, the addresses the initiator proposed for its handle, kept until the
+    /// handle is bound (at confirm, on a secure path).
+    pub(crate) sources: crate::wire::message::Sources,
 }
 
 impl Path {

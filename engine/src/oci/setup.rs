@@ -12,7 +12,7 @@ use crate::oci::paths::{Path, Role, SetupSpec, State};
 use crate::security::handshake::{bits_of, HandshakeError, COOKIE_BIT};
 use crate::timers::Timer;
 use crate::wire::message::{
-    Accept, Close, CloseReason, Confirm, CookieReply, Message, Reject, RejectReason, Setup,
+    Accept, Close, CloseReason, Confirm, CookieReply, Message, Reject, RejectReason, Setup, Sources,
 };
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -139,6 +139,27 @@ impl Engine {
         Ok(key)
     }
 
+    /// The addresses the apps of a path send from, proposed to the far end as its handle for
+    /// us when `handles.negotiate` is on: this node's TUN addresses, or a LAN client's own.
+    fn own_sources(&self, client: Option<IpAddr>) -> Sources {
+        let h = &self.cfg.handles;
+        match client {
+            _ if !h.negotiate => Sources::default(),
+            None => Sources {
+                v4: Some(h.tun_v4),
+                v6: Some(h.tun_v6),
+            },
+            Some(IpAddr::V4(a)) => Sources {
+                v4: Some(a),
+                v6: None,
+            },
+            Some(IpAddr::V6(a)) => Sources {
+                v4: None,
+                v6: Some(a),
+            },
+        }
+    }
+
     /// Starts a path for a handle's name, for local apps or a LAN client (`client`). The
     /// handle then points at it.
     pub(crate) fn start_path(
@@ -217,6 +238,7 @@ impl Engine {
                 .map(|s| s.message.clone())
                 .unwrap_or_default(),
             cookie: None,
+            sources: self.own_sources(client),
         };
         let tunnel = self.tunnel_for(overlay, &first.element(), &first.prefix)?;
         let key = self.add_path(
@@ -285,6 +307,7 @@ impl Engine {
                 legacy: None,
                 families: crate::wire::message::Families::BOTH,
                 lan_client: None,
+                sources: Sources::default(),
             },
             random,
         );
@@ -364,6 +387,7 @@ impl Engine {
             return_name: &spec.return_name,
             remaining: &spec.remaining,
             handshake: &handshake,
+            sources: spec.sources,
         });
         self.send_control(tunnel, &msg);
         let at = self

@@ -8,9 +8,9 @@ use crate::wire::ip::IpView;
 use crate::wire::rewrite::write_udp_packet;
 use crate::wire::testutil::recompute_all;
 
-const SERVER: [u8; 4] = [10, 9, 0, 80];
+pub(super) const SERVER: [u8; 4] = [10, 9, 0, 80];
 
-fn rule(clients: &[&str], destinations: &[&str], plain: bool) -> AllowRule {
+pub(super) fn rule(clients: &[&str], destinations: &[&str], plain: bool) -> AllowRule {
     AllowRule {
         clients: clients.iter().map(|s| s.to_string()).collect(),
         destinations: destinations.iter().map(|s| s.to_string()).collect(),
@@ -34,7 +34,7 @@ fn intranet() -> Net {
 }
 
 /// The same three nodes, with gw under these rules.
-fn intranet_with(allow: Vec<AllowRule>) -> Net {
+pub(super) fn intranet_with(allow: Vec<AllowRule>) -> Net {
     let mut gw = gateway(config("gw", &[("alice", 1), ("carol", 3)], true), allow);
     // Unknown names go unanswered here; the gateway gives up on them before the client does.
     gw.limits.upstream_timeout_secs = 1;

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 mod invariants;
 mod legacy;
+mod negotiation;
 mod secure;
 
 const UDP: OverlayId = OverlayId(0);
@@ -489,6 +490,7 @@ fn setup<'a>(label: u32, path_id: u64, hops: u8, remaining: &'a str) -> Setup<'a
         return_name: "x.udp",
         remaining,
         handshake: &[],
+        sources: Default::default(),
     }
 }
 

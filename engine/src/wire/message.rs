@@ -204,6 +204,21 @@ pub struct Setup<'a> {
     pub remaining: &'a str,
     /// Opaque end-to-end security handshake bytes.
     pub handshake: &'a [u8],
+    /// The addresses the initiator's apps send from, proposed as the handle the far end
+    /// gives it (address negotiation).
+    pub sources: Sources,
+}
+
+/// Address negotiation (paper §6.1.2): the addresses an initiator's apps send from. When the
+/// far end can bind its handle for the initiator at the same addresses, its apps see the
+/// initiator's own address, and protocols that carry addresses in their payload (FTP's
+/// PORT) work unchanged; otherwise it falls back to rewriting. On the wire the addresses
+/// trail a setup, IPv4 (4 bytes) then IPv6 (16 bytes), each present only when proposed, so
+/// the trailing length (0, 4, 16 or 20) says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sources {
+    pub v4: Option<std::net::Ipv4Addr>,
+    pub v6: Option<std::net::Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,6 +357,24 @@ impl<'a> Reader<'a> {
         self.bytes(len)
     }
     /// A last optional byte: present when bytes remain.
+    /// A setup's trailing proposed sources: nothing, IPv4, IPv6, or both.
+    fn sources(&mut self) -> Result<Sources, WireError> {
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        let (v4, v6) = match rest.len() {
+            0 => (None, None),
+            4 => (Some(&rest[..4]), None),
+            16 => (None, Some(rest)),
+            20 => (Some(&rest[..4]), Some(&rest[4..])),
+            _ => return Err(WireError::BadLength),
+        };
+        self.pos = self.buf.len();
+        let v4 = v4.and_then(|b| <[u8; 4]>::try_from(b).ok()).map(Into::into);
+        let v6 = v6
+            .and_then(|b| <[u8; 16]>::try_from(b).ok())
+            .map(Into::into);
+        Ok(Sources { v4, v6 })
+    }
+
     fn optional_u8(&mut self) -> Option<u8> {
         let b = *self.buf.get(self.pos)?;
         self.pos += 1;
@@ -416,6 +449,7 @@ impl<'a> Message<'a> {
                 }
                 let remaining = r.name()?;
                 let handshake = r.blob16()?;
+                let sources = r.sources()?;
                 Message::Setup(Setup {
                     sender_label,
                     path_id,
@@ -424,6 +458,7 @@ impl<'a> Message<'a> {
                     return_name,
                     remaining,
                     handshake,
+                    sources,
                 })
             }
             TYPE_ACCEPT => Message::Accept(Accept {
@@ -534,6 +569,12 @@ impl<'a> Message<'a> {
                 push_name(out, s.return_name, false)?;
                 push_name(out, s.remaining, true)?;
                 push_u16_blob(out, s.handshake)?;
+                if let Some(v4) = s.sources.v4 {
+                    out.extend_from_slice(&v4.octets());
+                }
+                if let Some(v6) = s.sources.v6 {
+                    out.extend_from_slice(&v6.octets());
+                }
             }
             Message::Accept(a) => {
                 out.extend_from_slice(&a.sender_label.to_be_bytes());
@@ -643,6 +684,7 @@ mod tests {
             return_name: "alice.i3",
             remaining: "foo.ron",
             handshake: &[0xaa, 0xbb],
+            sources: Sources::default(),
         });
         let mut v = vec![0x12, 0, 0, 0, 5, 1, 2, 3, 4, 5, 6, 7, 8, 2, 0x81, 8];
         v.extend_from_slice(b"alice.i3");
@@ -662,6 +704,44 @@ mod tests {
         let mut s = v.clone();
         s[16 + 5] = b' ';
         assert_eq!(Message::parse(&s), Err(WireError::BadName));
+        // Proposed sources trail it: IPv4, IPv6, both; other lengths are framing errors.
+        let v4 = std::net::Ipv4Addr::new(198, 18, 7, 1);
+        let v6: std::net::Ipv6Addr = "fd6f:6361:6c61::7".parse().unwrap();
+        let Message::Setup(plain) = Message::parse(&v).unwrap() else {
+            panic!("a setup")
+        };
+        for (sources, tail) in [
+            (
+                Sources {
+                    v4: Some(v4),
+                    v6: None,
+                },
+                v4.octets().to_vec(),
+            ),
+            (
+                Sources {
+                    v4: None,
+                    v6: Some(v6),
+                },
+                v6.octets().to_vec(),
+            ),
+            (
+                Sources {
+                    v4: Some(v4),
+                    v6: Some(v6),
+                },
+                [&v4.octets()[..], &v6.octets()[..]].concat(),
+            ),
+        ] {
+            let mut w = v.clone();
+            w.extend_from_slice(&tail);
+            round_trip(&Message::Setup(Setup { sources, ..plain }), &w);
+        }
+        for junk in [3usize, 5, 17, 21] {
+            let mut w = v.clone();
+            w.resize(v.len() + junk, 7);
+            assert_eq!(Message::parse(&w), Err(WireError::BadLength), "{junk}");
+        }
         // Empty return name.
         let empty = [
             0x12, 0, 0, 0, 5, 1, 2, 3, 4, 5, 6, 7, 8, 2, 0x81, 0, 0, 0, 0,
@@ -681,6 +761,7 @@ mod tests {
             return_name: &ok,
             remaining: "",
             handshake: &[],
+            sources: Sources::default(),
         };
         let mut out = vec![1, 2];
         Message::Setup(setup).encode(&mut out).unwrap();
@@ -882,6 +963,10 @@ mod tests {
                     return_name: &self.name1,
                     remaining: &self.name2,
                     handshake: &self.blob,
+                    sources: Sources {
+                        v4: (self.b & 1 == 1).then(|| self.a.into()),
+                        v6: (self.b & 2 == 2).then(|| u128::from(self.id).into()),
+                    },
                 }),
                 2 => Message::Accept(Accept {
                     sender_label: self.a,
