@@ -5,7 +5,10 @@
 //!   address of the path's own (a handle, so in the pools the TUN routes); a masquerade turns
 //!   that into the host's own address on the way out. The kernel's connection tracking then
 //!   maps the server's answers back to the egress address, and its protocol helpers see
-//!   ordinary NAT traffic, as the paper's Linux NAT did.
+//!   ordinary NAT traffic, as the paper's Linux NAT did: FTP control connections from the
+//!   pools get the kernel's `ftp` helper (modern kernels assign none by themselves), which
+//!   rewrites PORT commands naming the egress address (so, with address negotiation, the
+//!   client's own) and opens the way for the server's data connection back.
 //! - A legacy client gateway is its LAN's DNS server: queries to any of the host's own
 //!   addresses from the LAN are redirected to the engine's DNS address on the TUN, so LAN
 //!   clients need only name the gateway as their resolver and route through it. Their
@@ -69,6 +72,14 @@ fn nft_family(p: &Prefix) -> &'static str {
 pub fn nft_script(table: &str, tun: &str, handles: &HandleConfig, roles: Roles) -> String {
     let mut s = format!("table inet {table} {{\n");
     if roles.server {
+        s += &format!(
+            "  ct helper ftp {{\n    type \"ftp\" protocol tcp;\n  }}\n  \
+             chain helpers {{\n    type filter hook prerouting priority filter; policy accept;\n    \
+             ip saddr {v4} tcp dport 21 ct helper set \"ftp\"\n    \
+             ip6 saddr {v6} tcp dport 21 ct helper set \"ftp\"\n  }}\n",
+            v4 = handles.pool_v4,
+            v6 = handles.pool_v6,
+        );
         s += "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n";
         // Handles talking to a LAN client stay as they are: that is who the client called.
         for p in roles.lan {
@@ -100,8 +111,12 @@ pub fn nft_script(table: &str, tun: &str, handles: &HandleConfig, roles: Roles) 
     s + "}\n"
 }
 
-/// The iptables rules (tool, table chain and match) for the same, each as `-A` would add it.
-fn iptables_rules(tun: &str, handles: &HandleConfig, roles: Roles) -> Vec<(String, Vec<String>)> {
+/// The iptables rules for the same: tool, table, and the chain and match as `-A` adds them.
+fn iptables_rules(
+    tun: &str,
+    handles: &HandleConfig,
+    roles: Roles,
+) -> Vec<(String, &'static str, Vec<String>)> {
     let mut rules = Vec::new();
     let tool = |p: &Prefix| {
         if p.addr.is_ipv4() {
@@ -117,6 +132,7 @@ fn iptables_rules(tun: &str, handles: &HandleConfig, roles: Roles) -> Vec<(Strin
         };
         rules.push((
             tool(p).to_string(),
+            "nat",
             args(&[
                 "PREROUTING",
                 "!",
@@ -143,12 +159,31 @@ fn iptables_rules(tun: &str, handles: &HandleConfig, roles: Roles) -> Vec<(Strin
         for p in roles.lan {
             rules.push((
                 tool(p).to_string(),
+                "nat",
                 args(&["POSTROUTING", "-d", &p.to_string(), "-j", "RETURN"]),
             ));
         }
         for pool in [handles.pool_v4, handles.pool_v6] {
             rules.push((
                 tool(&pool).to_string(),
+                "raw",
+                args(&[
+                    "PREROUTING",
+                    "-s",
+                    &pool.to_string(),
+                    "-p",
+                    "tcp",
+                    "--dport",
+                    "21",
+                    "-j",
+                    "CT",
+                    "--helper",
+                    "ftp",
+                ]),
+            ));
+            rules.push((
+                tool(&pool).to_string(),
+                "nat",
                 args(&[
                     "POSTROUTING",
                     "-s",
@@ -190,9 +225,9 @@ impl LegacyNat {
         }
         // Rules installed so far are removed again if a later one fails.
         let mut installed = LegacyNat { remove: Vec::new() };
-        for (tool, rule) in iptables_rules(tun, handles, roles) {
+        for (tool, table, rule) in iptables_rules(tun, handles, roles) {
             let with = |op: &str| {
-                let mut cmd = args(&[&tool, "-t", "nat", op]);
+                let mut cmd = args(&[&tool, "-t", table, op]);
                 cmd.extend(rule.iter().cloned());
                 cmd
             };
@@ -229,7 +264,8 @@ mod tests {
         assert!(s.contains("ip saddr 198.18.0.0/15 oifname != \"ocala0\" masquerade"));
         assert!(s.contains("ip6 saddr fd6f:6361:6c61::/48 oifname != \"ocala0\" masquerade"));
         assert!(s.contains("type nat hook postrouting priority srcnat"));
-        assert!(!s.contains("prerouting"), "{s}");
+        assert!(s.contains("ip saddr 198.18.0.0/15 tcp dport 21 ct helper set \"ftp\""));
+        assert!(!s.contains("dnat"), "{s}");
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! `curl http://web.company2.com/` reach two servers at the same address. carol is not on
 //! gw1's list and is refused, with the reason in the DNS answer. gw2 is also a legacy
 //! client gateway for a LAN of two hosts that run no ocala: they name gw2 as their resolver
-//! and reach alice by name.
+//! and reach alice by name. web1 also serves FTP: alice fetches a file in passive and in
+//! active mode through gw1, whose kernel FTP helper rewrites the PORT command; alice's
+//! address negotiation makes the egress address her own, so the command names it rightly.
 
 mod support;
 
@@ -94,6 +96,25 @@ fn topology() -> Topology {
         &["python3", "-m", "http.server", "8000", "--directory", &root],
     );
     t.wait_listening("alice", 8000, false);
+    let ftp_root = t.dir.join("web1");
+    std::fs::write(ftp_root.join("report.txt"), "company1 quarterly report\n").expect("file");
+    let ftp_root = ftp_root.display().to_string();
+    // Debian's pyftpdlib (installed by .ci/run) lives with Debian's python.
+    t.serve(
+        "web1",
+        &[
+            "/usr/bin/python3",
+            "-m",
+            "pyftpdlib",
+            "-i",
+            "10.0.0.80",
+            "-p",
+            "21",
+            "-d",
+            &ftp_root,
+        ],
+    );
+    t.wait_listening("web1", 21, false);
     for web in ["web1", "web2"] {
         t.wait_listening(web, 80, false);
         t.wait_listening(web, 53, true);
@@ -119,10 +140,12 @@ fn topology() -> Topology {
     );
     let rules = "[[rules]]\npattern = '^(.*)\\.company1\\.com$'\nreplace = '$0.ip_gw1.udp'\n\
                  [[rules]]\npattern = '^(.*)\\.company2\\.com$'\nreplace = '$0.ip_gw2.udp'\n";
+    // alice's apps send from an address of her own, which she proposes to far ends.
+    let negotiate = "[handles]\ntun_v4 = \"198.18.7.1\"\nnegotiate = true\n";
     t.start(
         "alice",
         &format!(
-            "{}{rules}",
+            "{}{rules}{negotiate}",
             overlay("alice", &[("gw1", "10.96.1.2"), ("gw2", "10.96.2.2")])
         ),
         "",
@@ -159,6 +182,25 @@ fn overlapping_intranets_a_refused_client_and_a_lan_of_legacy_clients() {
         &["ping", "-n", "-c", "3", "-W", "2", "web.company1.com"],
     );
     assert!(ping.status.success(), "{}", text(&ping));
+
+    // FTP through the legacy server gateway, passive (curl's default) and active (`-P -`:
+    // the PORT command names alice's address, which the kernel's helper rewrites at gw1).
+    // Without address negotiation the active transfer fails.
+    for mode in [&[][..], &["-P", "-"][..]] {
+        let mut cmd = vec!["curl", "-sS", "-m", "15"];
+        cmd.extend_from_slice(mode);
+        cmd.push("ftp://web.company1.com/report.txt");
+        let out = t.exec("alice", &cmd);
+        assert!(
+            text(&out).contains("company1 quarterly report"),
+            "ftp {mode:?}: {}\ngw1:\n{}",
+            text(&out),
+            t.log("gw1")
+        );
+    }
+    // gw1 took alice's own address as her path's egress address.
+    let status = t.ocala("gw1", &["status"]).expect("status");
+    assert!(status.contains("198.18.7.1"), "{status}");
 
     // The servers saw their gateway, not the overlay: the masquerade did its work.
     let conntrack = t.must("gw1", &["nft", "list", "table", "inet", "ocala_ocala0"]);
