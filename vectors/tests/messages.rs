@@ -347,17 +347,28 @@ fn invalid_datagrams_fail_with_the_stated_error() {
 }
 
 /// Every strict prefix of a control message is truncated; data messages only need their
-/// 5-byte header; an accept without its optional families byte is one for both families.
+/// 5-byte header; an accept without its optional families byte is one for both families,
+/// and a setup without its proposed sources one that proposes none.
 #[test]
 fn prefixes_of_control_vectors_are_truncated() {
     let file = load();
     for v in &file.message {
         let wire = from_hex(&v.hex).unwrap_or_else(|e| panic!("{}: hex: {e}", v.name));
+        let proposed =
+            4 * usize::from(v.sources_v4.is_some()) + 16 * usize::from(v.sources_v6.is_some());
         let min = match (v.kind.as_str(), &v.families) {
             ("data", _) => 5,
             ("accept", Some(_)) => wire.len() - 1,
+            ("setup", _) => wire.len() - proposed,
             _ => wire.len(),
         };
+        if let (Some(Message::Setup(bare)), true) =
+            (Message::parse(&wire[..min]).ok(), proposed > 0)
+        {
+            assert_eq!(bare.sources, Sources::default(), "{}", v.name);
+        } else {
+            assert_eq!(proposed, 0, "{}: the bare setup parses", v.name);
+        }
         for n in 0..min {
             assert_eq!(
                 Message::parse(&wire[..n]),
