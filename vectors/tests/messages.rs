@@ -362,12 +362,13 @@ fn prefixes_of_control_vectors_are_truncated() {
             ("setup", _) => wire.len() - proposed,
             _ => wire.len(),
         };
-        if let (Some(Message::Setup(bare)), true) =
-            (Message::parse(&wire[..min]).ok(), proposed > 0)
-        {
-            assert_eq!(bare.sources, Sources::default(), "{}", v.name);
-        } else {
-            assert_eq!(proposed, 0, "{}: the bare setup parses", v.name);
+        if proposed > 0 {
+            let bare = Message::parse(&wire[..min]);
+            assert!(
+                matches!(bare, Ok(Message::Setup(s)) if s.sources == Sources::default()),
+                "{}: {bare:?}",
+                v.name
+            );
         }
         for n in 0..min {
             assert_eq!(
