@@ -445,6 +445,35 @@ mod tests {
     }
 
     #[test]
+    fn preferred_addresses_are_taken_when_free_and_again_after_release() {
+        let mut h = small(28);
+        let want = Sources {
+            v4: Some("10.99.0.9".parse().unwrap()),
+            v6: Some("fd6f:6361:6c61::9".parse().unwrap()),
+        };
+        let (a, _) = h.bind("a.udp", Instant::ZERO, want).unwrap();
+        assert_eq!(
+            (Some(h.get(a).unwrap().v4), Some(h.get(a).unwrap().v6)),
+            (want.v4, want.v6)
+        );
+        // Taken: the next name that prefers them gets the pools' next addresses.
+        let (b, _) = h.bind("b.udp", Instant::ZERO, want).unwrap();
+        assert_eq!(h.get(b).unwrap().v4, Ipv4Addr::new(10, 99, 0, 3));
+        // Reserved addresses and addresses outside the pool are never handed over.
+        let tun = Sources {
+            v4: Some("10.99.0.1".parse().unwrap()),
+            v6: Some("fd00::1".parse().unwrap()),
+        };
+        let (c, _) = h.bind("c.udp", Instant::ZERO, tun).unwrap();
+        assert_eq!(h.get(c).unwrap().v4, Ipv4Addr::new(10, 99, 0, 4));
+        // Released, the address can be preferred again, ahead of older released ones.
+        h.release(b).unwrap();
+        h.release(a).unwrap();
+        let (d, _) = h.bind("d.udp", Instant::ZERO, want).unwrap();
+        assert_eq!(Some(h.get(d).unwrap().v4), want.v4);
+    }
+
+    #[test]
     fn handle_names_carry_only_a_protection_other_than_the_default() {
         use Protection::*;
         assert_eq!(handle_name("bob.udp", Encrypt, Encrypt), "bob.udp");
