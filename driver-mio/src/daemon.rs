@@ -93,7 +93,7 @@ impl Daemon {
         let mut engine = Engine::new(cfg.engine.clone(), seed()?, clock.now())
             .map_err(|e| io::Error::other(format!("{}: {}", e.key, e.message)))?;
         if !cfg.daemon.state_file.as_os_str().is_empty() {
-            let bindings = state::load(&cfg.daemon.state_file)?;
+            let bindings = state::load_or_report(&cfg.daemon.state_file);
             let n = engine.restore_handles(&bindings);
             tracing::info!(
                 "restored {n} of {} handles from {}",

@@ -264,11 +264,17 @@ for i in range(50):
         "{explained}"
     );
 
-    // bob's ocalad restarts mid-session: the next curl works, and alice's handle is the same.
+    // bob's ocalad restarts mid-session, over a checkpoint torn by a crash: it says so and
+    // starts anyway; the next curl works, and alice's handle is the same.
     t.stop("bob");
+    let checkpoint = t.dir.join("bob.state.json");
+    let whole = std::fs::read(&checkpoint).expect("bob checkpointed");
+    std::fs::write(&checkpoint, &whole[..whole.len() / 2]).expect("torn checkpoint");
     t.launch("bob");
     let code = curl(&t, "http://bob.udp:8000/", 15);
     assert_eq!(code, "200", "{}", t.log("alice"));
+    let log = t.log("bob");
+    assert!(log.contains("ignoring the handle checkpoint"), "{log}");
     let again = t
         .must("alice", &["dig", "+short", "@198.18.0.2", "bob.udp", "A"])
         .trim()
