@@ -103,7 +103,10 @@ mod tests {
             assert!(e.to_string().contains("state.json"), "{e}");
             assert!(load_or_report(&path).is_empty());
         }
-        assert!(!path.with_extension("tmp").exists(), "no temporary file left");
+        assert!(
+            !path.with_extension("tmp").exists(),
+            "no temporary file left"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -186,6 +186,12 @@ pub trait Overlay {
     fn poll_event(&mut self) -> Option<OverlayEvent>;
     /// A short description of a tunnel's far end, for status output.
     fn describe(&self, tunnel: TunnelRef) -> String;
+    /// OC-I proved that a message on `tunnel` came from its peer: a secure path's packet
+    /// opened, or a packet carried a live path's label (all a plain path has). A module that
+    /// judges liveness by what it hears counts this, and answers it checked itself, never
+    /// a datagram merely from the peer's address, which anyone can forge. Others keep the
+    /// default.
+    fn authenticated(&mut self, _now: Instant, _tunnel: TunnelRef) {}
 }
 
 /// A module's randomness: `fresh` differs on every start; `stable`, derived from the node's
@@ -205,7 +211,11 @@ pub fn new_module(
     seeds: Seeds,
 ) -> Result<Box<dyn Overlay>, ConfigError> {
     match cfg.module.as_str() {
-        "udp" => Ok(Box::new(udp::UdpOverlay::new(cfg, limits.keepalive_misses))),
+        "udp" => Ok(Box::new(udp::UdpOverlay::new(
+            cfg,
+            limits.keepalive_misses,
+            &seeds.fresh,
+        ))),
         "i3" => Ok(Box::new(i3::I3Overlay::new(index, cfg, limits, seeds)?)),
         "ron" => Ok(Box::new(ron::RonOverlay::new(index, cfg, limits)?)),
         other => Err(ConfigError::new(

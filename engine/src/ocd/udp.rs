@@ -5,11 +5,13 @@
 
 use super::{HopSpec, Overlay, OverlayEvent, Peer, Received, TunnelRef};
 use crate::config::OverlayConfig;
+use crate::keyed::Keyed;
 use crate::packet::{Packet, PacketPool};
 use crate::time::Instant;
 use crate::wire::message::{Keepalive, Message, KEEPALIVE_TYPE_BYTE};
 use slab::Slab;
 use std::collections::{BTreeMap, VecDeque};
+use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -30,6 +32,10 @@ struct Tunnel {
     last_tx: Instant,
     /// When the last keepalive was sent, so one goes out per interval at most.
     last_probe: Instant,
+    /// Keepalives sent on this tunnel.
+    probes: u32,
+    /// The sequence number the last keepalive carried: keyed, so an off-path forger of
+    /// the peer's address cannot answer it.
     probe_seq: u32,
 }
 
@@ -44,11 +50,13 @@ pub struct UdpOverlay {
     next_token: u64,
     next_tick: Instant,
     events: VecDeque<OverlayEvent>,
+    /// Draws keepalive sequence numbers.
+    seq_key: Keyed,
 }
 
 impl UdpOverlay {
     /// A module for one `[[overlays]]` entry with `module = "udp"`.
-    pub fn new(cfg: &OverlayConfig, keepalive_misses: u32) -> UdpOverlay {
+    pub fn new(cfg: &OverlayConfig, keepalive_misses: u32, seed: &[u8; 32]) -> UdpOverlay {
         UdpOverlay {
             port: cfg.port,
             book: cfg
@@ -63,6 +71,7 @@ impl UdpOverlay {
             next_token: 1,
             next_tick: Instant::MAX,
             events: VecDeque::new(),
+            seq_key: Keyed::derive(seed, "udp keepalive sequence"),
         }
     }
 
@@ -101,7 +110,8 @@ impl UdpOverlay {
         let Some(t) = self.tunnels.get_mut(tunnel as usize) else {
             return;
         };
-        t.probe_seq = t.probe_seq.wrapping_add(1);
+        t.probes = t.probes.wrapping_add(1);
+        t.probe_seq = self.seq_key.hash_one((tunnel, t.probes)) as u32;
         t.last_probe = now;
         t.last_tx = now;
         let msg = Message::Keepalive(Keepalive {
@@ -146,6 +156,7 @@ impl Overlay for UdpOverlay {
             last_rx: now,
             last_tx: now,
             last_probe: now,
+            probes: 0,
             probe_seq: 0,
         }) as TunnelRef;
         match direct {
@@ -171,6 +182,7 @@ impl Overlay for UdpOverlay {
             last_rx: now,
             last_tx: now,
             last_probe: now,
+            probes: 0,
             probe_seq: 0,
         }) as TunnelRef;
         self.by_remote.insert(from, tunnel);
@@ -225,10 +237,9 @@ impl Overlay for UdpOverlay {
         payload: &'a [u8],
         _pool: &mut PacketPool,
     ) -> Received<'a> {
+        // Liveness comes from answers to our own keepalives and from what OC-I authenticates
+        // (`authenticated`), not from the source address alone.
         let tunnel = self.by_remote.get(&from).copied();
-        if let Some(t) = tunnel.and_then(|r| self.tunnels.get_mut(r as usize)) {
-            t.last_rx = now;
-        }
         if payload.first() != Some(&KEEPALIVE_TYPE_BYTE) {
             return Received::Message {
                 tunnel,
@@ -247,6 +258,11 @@ impl Overlay for UdpOverlay {
             }
             Err(e) => return Received::Malformed(e),
         };
+        if let Some(t) = tunnel.and_then(|r| self.tunnels.get_mut(r as usize)) {
+            if ka.is_reply && t.probes > 0 && ka.seq == t.probe_seq {
+                t.last_rx = now;
+            }
+        }
         // Answer only peers we have a tunnel with, so spoofed probes cannot make us reflect.
         if ka.reply_requested && tunnel.is_some() {
             let reply = Message::Keepalive(Keepalive {
@@ -335,6 +351,12 @@ impl Overlay for UdpOverlay {
         self.events.pop_front()
     }
 
+    fn authenticated(&mut self, now: Instant, tunnel: TunnelRef) {
+        if let Some(t) = self.tunnels.get_mut(tunnel as usize) {
+            t.last_rx = now;
+        }
+    }
+
     fn describe(&self, tunnel: TunnelRef) -> String {
         match self.tunnels.get(tunnel as usize) {
             Some(Tunnel {
@@ -345,5 +367,114 @@ impl Overlay for UdpOverlay {
             Some(Tunnel { host, .. }) => format!("{host} (resolving)"),
             None => "closed".into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOB: &str = "192.0.2.2:4789";
+
+    /// A module that knows bob, keepalives every second, dead after 3 quiet seconds, and
+    /// its tunnel to bob (up at once, from the address book).
+    fn with_bob() -> (UdpOverlay, TunnelRef) {
+        let cfg = OverlayConfig {
+            name: "udp".into(),
+            module: "udp".into(),
+            local_name: "alice".into(),
+            port: 4789,
+            keepalive_secs: 1,
+            address_book: [("bob".to_string(), BOB.parse().unwrap())].into(),
+            i3: Default::default(),
+            ron: Default::default(),
+        };
+        let mut m = UdpOverlay::new(&cfg, 3, &[9; 32]);
+        let t = m.setup(Instant::ZERO, &HopSpec::host_only("bob").unwrap());
+        while m.poll_event().is_some() {}
+        (m, t)
+    }
+
+    /// Runs the module in 100 ms steps for `secs`, feeding it what `heard` makes of each
+    /// keepalive it sends; returns whether it reported the tunnel dead.
+    fn run(
+        m: &mut UdpOverlay,
+        t: TunnelRef,
+        secs: u64,
+        mut heard: impl FnMut(&mut UdpOverlay, Instant, Option<Keepalive>),
+    ) -> bool {
+        let mut dead = false;
+        for step in 1..=secs * 10 {
+            let now = Instant::from_nanos(step * 100_000_000);
+            m.handle_timeout(now);
+            let mut probe = None;
+            while let Some(e) = m.poll_event() {
+                match e {
+                    OverlayEvent::Transmit { payload, .. } => {
+                        if let Ok(Message::Keepalive(k)) = Message::parse(&payload) {
+                            probe = Some(k);
+                        }
+                    }
+                    OverlayEvent::TunnelDead(d) => dead |= d == t,
+                    _ => {}
+                }
+            }
+            heard(m, now, probe);
+        }
+        dead
+    }
+
+    fn from_bob(m: &mut UdpOverlay, now: Instant, msg: &Message<'_>) {
+        let mut bytes = Vec::new();
+        msg.encode(&mut bytes).unwrap();
+        let mut pool = PacketPool::default();
+        let _ = m.receive(now, BOB.parse().unwrap(), &bytes, &mut pool);
+    }
+
+    #[test]
+    fn a_forger_of_the_peers_address_cannot_keep_a_dead_tunnel_alive() {
+        let (mut m, t) = with_bob();
+        // bob is gone; someone sends from his address all the time: data with made-up
+        // labels, keepalive requests, and answers to keepalives with guessed numbers.
+        let dead = run(&mut m, t, 6, |m, now, probe| {
+            from_bob(
+                m,
+                now,
+                &Message::Data {
+                    label: 7,
+                    payload: b"x",
+                },
+            );
+            for seq in [0, 1, 2, probe.map_or(0, |p| p.seq.wrapping_add(1))] {
+                from_bob(
+                    m,
+                    now,
+                    &Message::Keepalive(Keepalive {
+                        reply_requested: seq == 0,
+                        is_reply: seq != 0,
+                        seq,
+                    }),
+                );
+            }
+        });
+        assert!(dead, "the forged datagrams kept bob's tunnel alive");
+    }
+
+    #[test]
+    fn answers_to_our_keepalives_and_authenticated_packets_keep_it_alive() {
+        let (mut m, t) = with_bob();
+        let alive = !run(&mut m, t, 6, |m, now, probe| {
+            if let Some(p) = probe {
+                let answer = Keepalive {
+                    reply_requested: false,
+                    is_reply: true,
+                    seq: p.seq,
+                };
+                from_bob(m, now, &Message::Keepalive(answer));
+            }
+        });
+        assert!(alive, "bob answered every keepalive");
+        let alive = !run(&mut m, t, 6, |m, now, _| m.authenticated(now, t));
+        assert!(alive, "OC-I heard bob all along");
     }
 }

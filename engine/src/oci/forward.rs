@@ -293,6 +293,7 @@ impl Engine {
                     return self.drop_input(DropReason::PathNotUp);
                 }
                 self.counters.relayed += 1;
+                self.heard_on_path(key);
                 self.send_over(tt, buf);
             }
             Role::Initiator { handle }
@@ -319,6 +320,18 @@ impl Engine {
         }
     }
 
+    /// Tells the module of a path's tunnel that its peer was heard: the packet carried the
+    /// path's label and, on a secure path, opened under its keys.
+    fn heard_on_path(&mut self, key: usize) {
+        let Some(t) = self.paths.get(key).and_then(|p| self.tunnels.get(p.tunnel)) else {
+            return;
+        };
+        let (overlay, r, now) = (t.overlay, t.module_ref, self.now);
+        if let Some(m) = self.module(overlay) {
+            m.authenticated(now, r);
+        }
+    }
+
     /// Opens a data payload on an end path (checks and decrypts it on a secure path) and hands
     /// the packet to local apps.
     pub(crate) fn open_and_deliver(&mut self, key: usize, handle: usize, inner: &[u8]) {
@@ -329,6 +342,7 @@ impl Engine {
                 if r.is_ok() && buf.is_empty() {
                     // The responder's acknowledgement of our confirm.
                     s.confirmed = true;
+                    self.heard_on_path(key);
                     return self.pool.give(buf);
                 }
                 r
@@ -339,7 +353,10 @@ impl Engine {
             }
         };
         match opened {
-            Ok(()) => self.deliver(key, handle, buf),
+            Ok(()) => {
+                self.heard_on_path(key);
+                self.deliver(key, handle, buf)
+            }
             Err(reason) => {
                 self.pool.give(buf);
                 self.drop_input(reason);
