@@ -16,7 +16,7 @@ use ocala_engine::{
 };
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -29,6 +29,8 @@ const UPSTREAM4: Token = Token(3);
 const UPSTREAM6: Token = Token(4);
 const NETLINK: Token = Token(5);
 const OVERLAY_BASE: usize = 16;
+/// Control clients' tokens, far above any overlay's.
+const CLIENT_BASE: usize = 1 << 20;
 
 /// Packets read from one source per wakeup before the others get a turn.
 const READ_BUDGET: usize = 256;
@@ -46,6 +48,7 @@ pub struct Daemon {
     sockets: Vec<UdpSocket>,
     upstream: Upstream,
     control: UnixListener,
+    clients: crate::control::Clients,
     signals: Signals,
     /// Underlay changes from the kernel; `None` where netlink is unavailable.
     netlink: Option<crate::netlink::Watcher>,
@@ -225,6 +228,7 @@ impl Daemon {
             sockets,
             upstream,
             control,
+            clients: crate::control::Clients::new(CLIENT_BASE),
             signals,
             netlink,
             deadline: Instant::MAX,
@@ -246,6 +250,7 @@ impl Daemon {
             let deadline = self
                 .deadline
                 .min(self.upstream.next_deadline())
+                .min(self.clients.next_deadline())
                 .min(self.next_checkpoint);
             let timeout = if self.hot.is_empty() {
                 self.clock.until(deadline)
@@ -301,6 +306,7 @@ impl Daemon {
                 self.resolved.extend(done);
                 self.drain();
             }
+            t if self.clients.owns(t) => self.serve_client(t),
             Token(t) if t >= OVERLAY_BASE => self.read_overlay(t - OVERLAY_BASE),
             Token(_) => {}
         }
@@ -364,6 +370,9 @@ impl Daemon {
             let done = self.upstream.on_timeout(now);
             self.resolved.extend(done);
             self.drain();
+        }
+        if self.clients.next_deadline() <= now {
+            self.clients.expire(self.poll.registry(), now);
         }
         if self.next_checkpoint <= now {
             self.checkpoint();
@@ -448,6 +457,7 @@ impl Daemon {
         }
     }
 
+    /// Accepts control clients; they are served as their sockets become ready.
     fn serve_control(&mut self) {
         loop {
             let stream = match self.control.accept() {
@@ -458,18 +468,20 @@ impl Daemon {
                     return;
                 }
             };
-            if let Err(e) = self.answer(stream) {
+            let now = self.clock.now();
+            if let Err(e) = self.clients.add(self.poll.registry(), stream, now) {
                 tracing::debug!("control client: {e}");
             }
         }
     }
 
     /// One request line (`status` or `resolve NAME`), one answer, then the connection closes.
-    fn answer(&mut self, stream: UnixStream) -> io::Result<()> {
-        stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(Duration::from_millis(500)))?;
-        let mut line = String::new();
-        BufReader::new(io::Read::take(&stream, 4096)).read_line(&mut line)?;
+    fn serve_client(&mut self, token: Token) {
+        let crate::control::Progress::Request(line) =
+            self.clients.ready(self.poll.registry(), token)
+        else {
+            return;
+        };
         let mut words = line.split_whitespace();
         let reply = match (words.next(), words.next()) {
             (Some("status"), _) => {
@@ -484,7 +496,7 @@ impl Daemon {
             (Some("resolve"), Some(name)) => self.engine.explain(name),
             _ => "error: requests are 'status' or 'resolve NAME'\n".to_string(),
         };
-        (&stream).write_all(reply.as_bytes())
+        self.clients.answer(self.poll.registry(), token, reply);
     }
 
     fn shutdown(&mut self) -> io::Result<()> {

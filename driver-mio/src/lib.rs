@@ -5,6 +5,7 @@
 pub mod ca;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod legacy_nat;
 pub mod netlink;

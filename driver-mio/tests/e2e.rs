@@ -255,6 +255,52 @@ for i in range(50):
         t.log("bob")
     );
 
+    // Local control clients that connect and say nothing (or half a line) stall nothing:
+    // pings go on, `ocala status` is answered beside them, and the daemon closes them once
+    // their time is up.
+    let silent: Vec<std::os::unix::net::UnixStream> = (0..4)
+        .map(|i| {
+            let mut c = std::os::unix::net::UnixStream::connect(&t.host("alice").socket)
+                .expect("control socket");
+            if i % 2 == 1 {
+                std::io::Write::write_all(&mut c, b"stat").expect("half a request");
+            }
+            c
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    // A daemon that waited on each silent client in turn would answer after seconds.
+    let status = t.ocala("alice", &["status"]).expect("status answered");
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "status took {:?} beside silent clients",
+        started.elapsed()
+    );
+    assert!(
+        status.contains("PATHS") && status.contains("bob.udp"),
+        "{status}"
+    );
+    let ping = t.exec(
+        "alice",
+        &["ping", "-4", "-c", "5", "-i", "0.2", "-W", "1", "bob.udp"],
+    );
+    assert!(text(&ping).contains("5 received"), "{}", text(&ping));
+    for mut c in silent {
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut rest = Vec::new();
+        let read = std::io::Read::read_to_end(&mut c, &mut rest);
+        assert!(
+            read.is_ok() && rest.is_empty(),
+            "closed without an answer: {read:?}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed by the daemon's timeout, not ours: {:?}",
+        started.elapsed()
+    );
+
     // ocala resolve explains a name.
     let explained = t
         .ocala("alice", &["resolve", "bob.udp_gw.udp"])
