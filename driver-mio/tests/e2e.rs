@@ -228,6 +228,13 @@ for i in range(200):
 d = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 for i in range(50):
     d.sendto(os.urandom(i), ("198.18.0.2", 53))
+# Crafted ones: a name that points at itself (a compression loop), no question, fifty
+# questions, a header cut short, an OPT record of junk, and a 64 KiB query.
+hdr = lambda qd, ar=0: bytes([0x12, 0x34, 1, 0, 0, qd, 0, 0, 0, 0, 0, ar])
+q = b"\x03bob\x03udp\x00\x00\x01\x00\x01"
+for m in [hdr(1) + b"\xc0\x0c\x00\x01\x00\x01", hdr(0), hdr(50) + q * 50, hdr(1)[:7],
+          hdr(1, 1) + q + b"\x00\x00\x29" + os.urandom(30), hdr(1) + q + os.urandom(65000)]:
+    d.sendto(m, ("198.18.0.2", 53))
 "#;
     t.must("alice", &["python3", "-c", spray]);
     t.must(
@@ -253,6 +260,14 @@ for i in range(50):
         "still serving after the spray\n{}\n{}",
         t.log("alice"),
         t.log("bob")
+    );
+    let dig = t.must(
+        "alice",
+        &["dig", "+short", "+tries=1", "+time=5", "bob.udp", "A"],
+    );
+    assert!(
+        dig.trim().starts_with("198.18."),
+        "dig after the spray: {dig}"
     );
 
     // Local control clients that connect and say nothing (or half a line) stall nothing:
