@@ -349,6 +349,55 @@ for m in [hdr(1) + b"\xc0\x0c\x00\x01\x00\x01", hdr(0), hdr(50) + q * 50, hdr(1)
     let code = curl(&t, &format!("http://{handle}:8000/"), 15);
     assert_eq!(code, "200", "{}", t.log("alice"));
 
+    // kill -9 alice's ocalad in the middle of a download and start it again at once: the
+    // app keeps its address, and the same TCP connection completes.
+    let www = t.dir.join("bob-www");
+    std::fs::create_dir_all(&www).expect("bob's download folder");
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(www.join("big.bin"), &big).expect("big file");
+    let www = www.display().to_string();
+    t.serve(
+        "bob",
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "8001",
+            "--bind",
+            "::",
+            "--directory",
+            &www,
+        ],
+    );
+    t.wait_listening("bob", 8001, false);
+    let got = t.dir.join("big.got");
+    let download = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.host("alice").ns,
+            "curl",
+            "-sS",
+            "-m",
+            "40",
+        ])
+        .args(["--limit-rate", "750k", "-w", "%{http_code}", "-o"])
+        .arg(&got)
+        .arg(format!("http://{handle}:8001/big.bin"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl starts");
+    std::thread::sleep(Duration::from_millis(1500));
+    t.kill("alice");
+    t.launch("alice");
+    let out = download.wait_with_output().expect("curl ran");
+    assert_eq!(text(&out), "200", "{}", t.log("alice"));
+    assert!(
+        std::fs::read(&got).is_ok_and(|g| g == big),
+        "the download is whole and the same"
+    );
+
     // A clean stop removes the TUN device.
     t.stop("gw");
     let link = t.exec("gw", &["ip", "link", "show", "ocala0"]);

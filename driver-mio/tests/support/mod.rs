@@ -302,6 +302,15 @@ impl Topology {
         panic!("ocalad on {host} did not come up:\n{}", self.log(host));
     }
 
+    /// Kills a host's ocalad with SIGKILL (a crash: no checkpoint, no goodbye) and waits.
+    #[allow(dead_code)] // only the crash test kills
+    pub fn kill(&mut self, host: &str) {
+        if let Some(mut child) = self.host_mut(host).daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Stops a host's ocalad with SIGTERM and waits for it.
     pub fn stop(&mut self, host: &str) {
         if let Some(mut child) = self.host_mut(host).daemon.take() {
