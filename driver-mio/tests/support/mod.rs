@@ -87,6 +87,8 @@ pub struct Topology {
     pub dir: PathBuf,
     pub hosts: Vec<Host>,
     servers: Vec<Child>,
+    /// The daemons' `RUST_LOG` (debug unless a test floods them).
+    pub log_filter: &'static str,
 }
 
 impl Topology {
@@ -99,6 +101,7 @@ impl Topology {
             dir: dir.clone(),
             hosts: Vec::new(),
             servers: Vec::new(),
+            log_filter: "debug",
         };
         for h in hosts {
             let ns = format!("{prefix}{h}");
@@ -276,7 +279,7 @@ impl Topology {
             ])
             .arg(&config)
             .args(&args)
-            .env("RUST_LOG", "debug")
+            .env("RUST_LOG", self.log_filter)
             // Commands the daemon runs (resolvectl) are looked up here first, so a test can
             // stand in for services this machine does not have.
             .env(
