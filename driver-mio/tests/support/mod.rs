@@ -181,6 +181,7 @@ impl Topology {
     }
 
     /// Starts a long-running server in a host (stopped when the topology is dropped).
+    #[allow(dead_code)] // the flood test serves nothing
     pub fn serve(&mut self, host: &str, cmd: &[&str]) {
         let ns = self.host(host).ns.clone();
         let child = Command::new("ip")
