@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::time::Duration;
 use support::{text, Topology};
 
 /// Table limits both daemons run with, and what the memory bound is derived from.
