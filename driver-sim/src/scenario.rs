@@ -93,6 +93,27 @@ pub struct LinkSpec {
     /// Probability in [0, 1] that a datagram arrives with one bit flipped.
     #[serde(default)]
     pub corrupt: f64,
+    /// Bursty loss (Gilbert–Elliott): each direction is in a good or a bad state; `loss`
+    /// applies in the good one.
+    #[serde(default)]
+    pub burst: Option<BurstSpec>,
+}
+
+/// The Gilbert–Elliott two-state loss model of a link direction, stepped once per datagram.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BurstSpec {
+    /// Probability of going from good to bad before a datagram.
+    pub enter: f64,
+    /// Probability of going from bad back to good (mean burst: 1/leave datagrams).
+    pub leave: f64,
+    /// Loss probability in the bad state.
+    #[serde(default = "all")]
+    pub loss: f64,
+}
+
+fn all() -> f64 {
+    1.0
 }
 
 fn default_latency() -> f64 {

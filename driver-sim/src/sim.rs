@@ -55,6 +55,8 @@ enum Ev {
 #[derive(Debug, Clone)]
 struct Direction {
     busy_until: Instant,
+    /// In the bad state of the link's Gilbert–Elliott model.
+    bad: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +67,7 @@ struct Link {
     bits_per_sec: f64,
     duplicate: f64,
     corrupt: f64,
+    burst: Option<crate::scenario::BurstSpec>,
     up: bool,
     dirs: [Direction; 2],
 }
@@ -240,8 +243,16 @@ impl Sim {
             if !(0.0..=1.0).contains(&l.loss) {
                 return Err(format!("links[{i}].loss: {} is not a probability", l.loss));
             }
+            if let Some(b) = l.burst {
+                for (key, p) in [("enter", b.enter), ("leave", b.leave), ("loss", b.loss)] {
+                    if !(0.0..=1.0).contains(&p) {
+                        return Err(format!("links[{i}].burst.{key}: {p} is not a probability"));
+                    }
+                }
+            }
             let dir = Direction {
                 busy_until: Instant::ZERO,
+                bad: false,
             };
             links.insert(
                 (a.min(b), a.max(b)),
@@ -252,6 +263,7 @@ impl Sim {
                     bits_per_sec: l.bandwidth_mbps.max(0.0) * 1e6,
                     duplicate: l.duplicate.clamp(0.0, 1.0),
                     corrupt: l.corrupt.clamp(0.0, 1.0),
+                    burst: l.burst,
                     up: true,
                     dirs: [dir.clone(), dir],
                 },
@@ -569,11 +581,32 @@ impl Sim {
         let dir = usize::from(node > dst);
         let draw = self.rng.next_u64();
         let jitter_draw = self.rng.next_u64();
+        // Only bursty links draw for their state, so other scenarios keep their streams.
+        let burst_draw = match self.links.get(&key).and_then(|l| l.burst) {
+            Some(_) => self.rng.next_u64() as f64 / u64::MAX as f64,
+            None => 0.0,
+        };
         let Some(link) = self.links.get_mut(&key) else {
             self.lost += 1;
             return;
         };
-        if !link.up || (draw as f64 / u64::MAX as f64) < link.loss {
+        let loss = match link.burst {
+            Some(b) => {
+                let d = &mut link.dirs[dir];
+                d.bad = if d.bad {
+                    burst_draw >= b.leave
+                } else {
+                    burst_draw < b.enter
+                };
+                if d.bad {
+                    b.loss
+                } else {
+                    link.loss
+                }
+            }
+            None => link.loss,
+        };
+        if !link.up || (draw as f64 / u64::MAX as f64) < loss {
             self.lost += 1;
             return;
         }

@@ -92,3 +92,27 @@ fn every_scenario_holds_under_other_seeds() {
         }
     }
 }
+
+#[test]
+fn bursty_loss_loses_in_runs_where_the_same_mean_loss_does_not() {
+    let (file, bursty) = scenarios()
+        .into_iter()
+        .find(|(f, _)| f.ends_with("bursty-loss.toml"))
+        .expect("bursty-loss scenario");
+    // The same mean loss, independent per datagram: 2 % / (2 % + 25 %) = 7.4 %.
+    let uniform = bursty.replace(
+        "[links.burst]\nenter = 0.02\nleave = 0.25\n",
+        "loss = 0.074\n",
+    );
+    assert_ne!(uniform, bursty, "the variant replaced the burst model");
+    let outages = |text: &str| {
+        let out = ocala_sim::run_text(&file, text, None).expect("runs");
+        assert!(out.failures.is_empty(), "{}", out.summary);
+        out.summary.matches(" lost)").count()
+    };
+    let (b, u) = (outages(&bursty), outages(&uniform));
+    assert!(
+        b >= 5 && b >= 3 * u.max(1),
+        "bursty {b} outages, uniform {u}"
+    );
+}
