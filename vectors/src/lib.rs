@@ -105,3 +105,4 @@ mod tests {
         assert_eq!(from_hex("00 é"), Err(HexError::BadChar('é', 3)));
     }
 }
+pub mod fuzz;
