@@ -8,7 +8,7 @@ use ocala_engine::dns::message::parse_query;
 use ocala_engine::wire::ip::IpView;
 use ocala_engine::wire::message::Message;
 use ocala_engine::wire::rewrite::write_udp_packet;
-use ocala_engine::{Engine, Input, Instant, OverlayId, Output};
+use ocala_engine::{Engine, Input, Instant, Output, OverlayId};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -31,7 +31,11 @@ pub fn wire_message(data: &[u8]) {
     let mut out = Vec::new();
     msg.encode(&mut out)
         .unwrap_or_else(|e| panic!("{msg:?} parsed but does not encode: {e:?}"));
-    assert_eq!(Message::parse(&out), Ok(msg), "re-encoding changed the message");
+    assert_eq!(
+        Message::parse(&out),
+        Ok(msg),
+        "re-encoding changed the message"
+    );
 }
 
 /// DNS queries from apps: parsing never panics, and a parsed name is printable text (bytes
@@ -125,7 +129,13 @@ pub fn engine_inputs(data: &[u8]) {
             .unwrap_or_else(|e| panic!("time moved forward only: {e:?}"));
         while !matches!(engine.poll_output(), Output::Timeout(_)) {}
         let status = engine.status();
-        assert!(status.paths.len() <= limits.max_paths, "paths over the limit");
-        assert!(status.handles.len() <= limits.max_handles, "handles over the limit");
+        assert!(
+            status.paths.len() <= limits.max_paths,
+            "paths over the limit"
+        );
+        assert!(
+            status.handles.len() <= limits.max_handles,
+            "handles over the limit"
+        );
     }
 }

@@ -14,7 +14,11 @@ fn the_fuzz_corpus_replays_cleanly() {
             .map(|e| e.expect("entry").path())
             .collect();
         files.sort();
-        assert!(files.len() >= 3, "{target}: corpus too small ({})", files.len());
+        assert!(
+            files.len() >= 3,
+            "{target}: corpus too small ({})",
+            files.len()
+        );
         for f in files {
             let data = std::fs::read(&f).expect("readable");
             // A panic names the file through the test's output.
