@@ -68,6 +68,14 @@ fn nft_family(p: &Prefix) -> &'static str {
     }
 }
 
+/// The engine's DNS address in a prefix's family: where the LAN's queries are redirected.
+fn dns_for(handles: &HandleConfig, p: &Prefix) -> String {
+    match p.addr {
+        std::net::IpAddr::V4(_) => handles.dns_v4.to_string(),
+        std::net::IpAddr::V6(_) => handles.dns_v6.to_string(),
+    }
+}
+
 /// The nftables script that makes the table.
 pub fn nft_script(table: &str, tun: &str, handles: &HandleConfig, roles: Roles) -> String {
     let mut s = format!("table inet {table} {{\n");
@@ -95,10 +103,7 @@ pub fn nft_script(table: &str, tun: &str, handles: &HandleConfig, roles: Roles) 
     if !roles.lan.is_empty() {
         s += "  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n";
         for p in roles.lan {
-            let (family, dns) = match p.addr {
-                std::net::IpAddr::V4(_) => ("ip", handles.dns_v4.to_string()),
-                std::net::IpAddr::V6(_) => ("ip6", handles.dns_v6.to_string()),
-            };
+            let (family, dns) = (nft_family(p), dns_for(handles, p));
             // The engine answers DNS over UDP only (stubs retry truncated answers over TCP,
             // and ours are never truncated).
             s += &format!(
@@ -126,10 +131,7 @@ fn iptables_rules(
         }
     };
     for p in roles.lan {
-        let dns = match p.addr {
-            std::net::IpAddr::V4(_) => handles.dns_v4.to_string(),
-            std::net::IpAddr::V6(_) => handles.dns_v6.to_string(),
-        };
+        let dns = dns_for(handles, p);
         rules.push((
             tool(p).to_string(),
             "nat",
