@@ -51,6 +51,12 @@ enum Ev {
     },
 }
 
+/// Whether a node is a legacy client gateway for `ip`: its packets then go to that host as
+/// they are, not through the masquerade in front of legacy servers.
+fn serves_lan(cfg: &Config, ip: IpAddr) -> bool {
+    cfg.legacy_client.as_ref().is_some_and(|c| c.serves(ip))
+}
+
 /// One direction of a link.
 #[derive(Debug, Clone)]
 struct Direction {
@@ -283,12 +289,7 @@ impl Sim {
             let start = Instant::from_nanos(a.at_ms * 1_000_000);
             let mut app = App::new(node, a.kind.clone(), start, 40000 + i as u16);
             if let Some(h) = on_lan {
-                let served = nodes[node]
-                    .cfg
-                    .legacy_client
-                    .as_ref()
-                    .is_some_and(|c| c.lan.iter().any(|p| p.contains(h.ip)));
-                if !served {
+                if !serves_lan(&nodes[node].cfg, h.ip) {
                     return Err(format!(
                         "apps[{i}].node: legacy host '{}' is on no LAN that {} serves \
                          ([legacy_client] lan)",
@@ -715,12 +716,7 @@ impl Sim {
                 .position(|h| h.behind == node && h.ip == d)
         }) {
             let h = &self.legacy[host];
-            let lan_client = self.nodes[node]
-                .cfg
-                .legacy_client
-                .as_ref()
-                .is_some_and(|c| c.lan.iter().any(|p| p.contains(h.ip)));
-            if !lan_client {
+            if !serves_lan(&self.nodes[node].cfg, h.ip) {
                 return self.send_to_legacy_host(node, host, packet);
             }
             // A LAN client's packet goes to it as it is: it called the handle.

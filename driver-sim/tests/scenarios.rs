@@ -22,6 +22,14 @@ fn scenarios() -> Vec<(String, String)> {
         .collect()
 }
 
+/// The shipped scenario `NAME.toml`: its path and text.
+fn scenario(name: &str) -> (String, String) {
+    scenarios()
+        .into_iter()
+        .find(|(f, _)| f.ends_with(&format!("/{name}.toml")))
+        .unwrap_or_else(|| panic!("no scenario {name}"))
+}
+
 #[test]
 fn every_scenario_meets_its_expectations_and_replays_identically() {
     let all = scenarios();
@@ -40,10 +48,7 @@ fn every_scenario_meets_its_expectations_and_replays_identically() {
 
 #[test]
 fn another_seed_changes_the_trace_of_a_lossy_run() {
-    let (file, text) = scenarios()
-        .into_iter()
-        .find(|(f, _)| f.ends_with("lossy.toml"))
-        .expect("lossy scenario");
+    let (file, text) = scenario("lossy");
     let a = ocala_sim::run_text(&file, &text, Some(1)).expect("runs");
     let b = ocala_sim::run_text(&file, &text, Some(2)).expect("runs");
     assert_ne!(a.digest, b.digest);
@@ -51,10 +56,7 @@ fn another_seed_changes_the_trace_of_a_lossy_run() {
 
 #[test]
 fn the_builtin_quickstart_is_the_shipped_file() {
-    let (_, text) = scenarios()
-        .into_iter()
-        .find(|(f, _)| f.ends_with("quickstart.toml"))
-        .expect("quickstart");
+    let (_, text) = scenario("quickstart");
     assert_eq!(text, ocala_sim::QUICKSTART);
 }
 
@@ -95,10 +97,7 @@ fn every_scenario_holds_under_other_seeds() {
 
 #[test]
 fn bursty_loss_loses_in_runs_where_the_same_mean_loss_does_not() {
-    let (file, bursty) = scenarios()
-        .into_iter()
-        .find(|(f, _)| f.ends_with("bursty-loss.toml"))
-        .expect("bursty-loss scenario");
+    let (file, bursty) = scenario("bursty-loss");
     // The same mean loss, independent per datagram: 2 % / (2 % + 25 %) = 7.4 %.
     let uniform = bursty.replace(
         "[links.burst]\nenter = 0.02\nleave = 0.25\n",

@@ -64,8 +64,6 @@ pub struct Engine {
     pub(crate) middlebox: Option<Filter>,
     /// The legacy server gateway's rules and lookups, if this node is one.
     pub(crate) legacy: Option<crate::legacy::LegacyServer>,
-    /// The LAN prefixes this node serves as a legacy client gateway (empty: none).
-    pub(crate) lan: Vec<crate::config::Prefix>,
 }
 
 /// Stateless replies allowed per 100 ms window.
@@ -210,11 +208,6 @@ impl Engine {
             reply_window: now,
             middlebox: cfg.middlebox.clone().map(Filter::new),
             legacy,
-            lan: cfg
-                .legacy_client
-                .as_ref()
-                .map(|c| c.lan.clone())
-                .unwrap_or_default(),
             cfg,
         })
     }
@@ -493,7 +486,12 @@ impl Engine {
     /// The LAN client an app's packet or query comes from, when this node is a legacy client
     /// gateway for its address; `None` for local apps.
     pub(crate) fn lan_client(&self, src: std::net::IpAddr) -> Option<std::net::IpAddr> {
-        self.lan.iter().any(|p| p.contains(src)).then_some(src)
+        let served = self
+            .cfg
+            .legacy_client
+            .as_ref()
+            .is_some_and(|c| c.serves(src));
+        served.then_some(src)
     }
 
     /// Every handle bound to a name, for a driver's checkpoint.

@@ -61,6 +61,11 @@ pub struct LegacyClientConfig {
 }
 
 impl LegacyClientConfig {
+    /// Whether `ip` is on a LAN this node serves.
+    pub fn serves(&self, ip: IpAddr) -> bool {
+        self.lan.iter().any(|p| p.contains(ip))
+    }
+
     /// Checks the LAN against the handle pools: a LAN address that is also a handle could
     /// not tell a client's packet from a packet to a peer.
     pub(crate) fn validate(
