@@ -49,6 +49,10 @@ pub struct DaemonConfig {
     pub mtu: u16,
     /// Address the overlay sockets bind to (each on its overlay's port).
     pub bind: IpAddr,
+    /// Use the kernel's batching offloads: TCP super-packets through the TUN (TSO, checksum
+    /// offload) and UDP GSO/GRO on the overlay sockets, each where the kernel offers it
+    /// (`ocala status` says what it granted). Off, every packet takes its own system call.
+    pub offload: bool,
     /// Upstream resolvers for names that are not overlay names; empty means the
     /// `nameserver` lines of /etc/resolv.conf (minus our own sentinel addresses).
     pub upstream_dns: Vec<SocketAddr>,
@@ -84,6 +88,7 @@ impl Default for DaemonConfig {
             tun_name: "ocala0".into(),
             mtu: 1400,
             bind: IpAddr::from([0, 0, 0, 0]),
+            offload: true,
             upstream_dns: Vec::new(),
             upstream_timeout_ms: 1500,
             upstream_attempts: 3,

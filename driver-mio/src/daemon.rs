@@ -1,19 +1,18 @@
 //! The daemon's event loop: the engine on real time, driven by mio. It reads the TUN and the
 //! overlay sockets until `WouldBlock` (with a per-wakeup budget, so one busy source cannot
-//! starve the others), carries out the engine's outputs, and sleeps until the engine's next
-//! deadline.
+//! starve the others), carries out the engine's outputs in batches ([`Datapath`]), and
+//! sleeps until the engine's next deadline.
 
 use crate::clock::Clock;
 use crate::config::{resolv_conf_servers, Loaded};
+use crate::datapath::Datapath;
+use crate::socket::OverlaySocket;
 use crate::tun::Tun;
 use crate::upstream::Upstream;
 use crate::{state, status};
-use mio::net::UdpSocket;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use ocala_engine::{
-    Command, Engine, Event, Input, Instant, Output, OverlayId, QueryId, UpstreamError,
-};
+use ocala_engine::{Command, Engine, Event, Input, Instant, Output, QueryId, UpstreamError};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::io;
@@ -32,9 +31,10 @@ const OVERLAY_BASE: usize = 16;
 /// Control clients' tokens, far above any overlay's.
 const CLIENT_BASE: usize = 1 << 20;
 
-/// Packets read from one source per wakeup before the others get a turn.
-const READ_BUDGET: usize = 256;
-/// Largest packet read from the TUN or a socket.
+/// Reads from one source per wakeup before the others get a turn: TUN reads (each up to
+/// 64 KiB) or overlay receives (each a batch of datagrams).
+const READ_BUDGET: usize = 64;
+/// Largest netlink message read.
 const BUF_LEN: usize = 65_536;
 
 pub struct Daemon {
@@ -42,10 +42,9 @@ pub struct Daemon {
     engine: Engine,
     clock: Clock,
     poll: Poll,
-    tun: Tun,
+    datapath: Datapath,
     /// The legacy gateways' kernel rules, removed when the daemon stops.
     _legacy_nat: Option<crate::legacy_nat::LegacyNat>,
-    sockets: Vec<UdpSocket>,
     upstream: Upstream,
     control: UnixListener,
     clients: crate::control::Clients,
@@ -105,7 +104,12 @@ impl Daemon {
             );
         }
         let poll = Poll::new()?;
-        let tun = Tun::open(&cfg.daemon.tun_name, cfg.daemon.mtu, &cfg.engine.handles)?;
+        let tun = Tun::open(
+            &cfg.daemon.tun_name,
+            cfg.daemon.mtu,
+            &cfg.engine.handles,
+            cfg.daemon.offload,
+        )?;
         poll.registry()
             .register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;
         let lan = cfg
@@ -148,14 +152,14 @@ impl Daemon {
         let mut sockets = Vec::new();
         for (i, o) in cfg.engine.overlays.iter().enumerate() {
             let addr = SocketAddr::new(cfg.daemon.bind, o.port);
-            let mut s = UdpSocket::bind(addr).map_err(|e| {
+            let mut s = OverlaySocket::bind(addr, cfg.daemon.offload).map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!("overlay '{}': binding {addr}: {e}", o.name),
                 )
             })?;
             poll.registry()
-                .register(&mut s, Token(OVERLAY_BASE + i), Interest::READABLE)?;
+                .register(s.source(), Token(OVERLAY_BASE + i), Interest::READABLE)?;
             sockets.push(s);
         }
         let servers = upstream_servers(&cfg);
@@ -205,6 +209,18 @@ impl Daemon {
                 None
             }
         };
+        let datapath = Datapath::new(tun, sockets);
+        let d = datapath.stats();
+        tracing::info!(
+            "data path: TUN offloads {}, UDP GSO {}, UDP GRO {}",
+            if d.tun_offload { "on" } else { "off" },
+            if d.udp_gso > 1 {
+                format!("on ({} segments)", d.udp_gso)
+            } else {
+                "off".into()
+            },
+            if d.udp_gro { "on" } else { "off" },
+        );
         let mut signals = Signals::new([SIGTERM, SIGINT])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -213,7 +229,7 @@ impl Daemon {
             now.saturating_add(Duration::from_secs(cfg.daemon.checkpoint_secs.max(1)));
         tracing::info!(
             "ocalad up: TUN {} ({} / {}), DNS at {}",
-            tun.name(),
+            datapath.tun.name(),
             cfg.engine.handles.tun_v4,
             cfg.engine.handles.tun_v6,
             cfg.engine.handles.dns_v4
@@ -223,9 +239,8 @@ impl Daemon {
             engine,
             clock,
             poll,
-            tun,
+            datapath,
             _legacy_nat: legacy_nat,
-            sockets,
             upstream,
             control,
             clients: crate::control::Clients::new(CLIENT_BASE),
@@ -313,15 +328,17 @@ impl Daemon {
         Ok(())
     }
 
+    /// Reads the TUN: each read (up to 64 KiB of TCP segments) is fed whole to the engine,
+    /// and what the engine does with it leaves as one batch.
     fn read_tun(&mut self) {
-        let mut buf = std::mem::take(&mut self.buf);
         for i in 0..=READ_BUDGET {
             if i == READ_BUDGET {
                 self.hot.push(TUN);
                 break;
             }
-            match self.tun.recv(&mut buf) {
-                Ok(n) => self.input(Input::TunPacket(&buf[..n])),
+            let now = self.clock.now();
+            match self.datapath.read_tun(&mut self.engine, now) {
+                Ok(()) => self.drain(),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     tracing::warn!("reading TUN: {e}");
@@ -329,27 +346,24 @@ impl Daemon {
                 }
             }
         }
-        self.buf = buf;
     }
 
+    /// Reads overlay `index` a batch at a time; each message (a datagram, or a GRO train of
+    /// them) is fed to the engine and its results leave as one batch.
     fn read_overlay(&mut self, index: usize) {
-        let mut buf = std::mem::take(&mut self.buf);
         for i in 0..=READ_BUDGET {
             if i == READ_BUDGET {
                 self.hot.push(Token(OVERLAY_BASE + index));
                 break;
             }
-            let Some(sock) = self.sockets.get(index) else {
-                break;
-            };
-            match sock.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    let overlay = OverlayId(index as u16);
-                    self.input(Input::Datagram {
-                        overlay,
-                        from,
-                        payload: &buf[..n],
-                    });
+            match self.datapath.receive(index) {
+                Ok(0) => break,
+                Ok(messages) => {
+                    for m in 0..messages {
+                        let now = self.clock.now();
+                        self.datapath.feed(index, m, &mut self.engine, now);
+                        self.drain();
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -358,7 +372,6 @@ impl Daemon {
                 }
             }
         }
-        self.buf = buf;
     }
 
     fn on_timers(&mut self) {
@@ -390,6 +403,7 @@ impl Daemon {
                     // Upstream answers, and queries that failed at once, go back in before
                     // the loop sleeps, so apps hear of them now.
                     let Some((id, result)) = self.resolved.pop() else {
+                        self.datapath.flush(&mut self.engine);
                         break;
                     };
                     let now = self.clock.now();
@@ -402,23 +416,14 @@ impl Daemon {
                     }
                 }
                 Output::WriteTun(p) => {
-                    if let Err(e) = self.tun.send(&p) {
-                        tracing::debug!("writing TUN: {e}");
-                    }
+                    self.datapath.deliver(&p);
                     self.engine.recycle(p);
                 }
                 Output::Transmit {
                     overlay,
                     to,
                     payload,
-                } => {
-                    if let Some(s) = self.sockets.get(usize::from(overlay.0)) {
-                        if let Err(e) = s.send_to(&payload, to) {
-                            tracing::debug!("sending to {to}: {e}");
-                        }
-                    }
-                    self.engine.recycle(payload);
-                }
+                } => self.datapath.transmit(overlay, to, payload),
                 Output::UpstreamDns { id, query } => {
                     let now = self.clock.now();
                     if let Err(e) = self.upstream.send(now, id, &query) {
@@ -490,6 +495,10 @@ impl Daemon {
                     .last_status
                     .take()
                     .map(|s| status::to_json(&s))
+                    .map(|mut v| {
+                        v["datapath"] = self.datapath.stats().to_json();
+                        v
+                    })
                     .unwrap_or_default();
                 format!("{v}\n")
             }
@@ -503,7 +512,7 @@ impl Daemon {
         self.checkpoint();
         self.input(Input::Command(Command::Shutdown));
         let _ = std::fs::remove_file(&self.cfg.daemon.control_socket);
-        tracing::info!("ocalad stopped; TUN {} removed", self.tun.name());
+        tracing::info!("ocalad stopped; TUN {} removed", self.datapath.tun.name());
         Ok(())
     }
 }

@@ -9,7 +9,11 @@
 //!   "relayed":  0,
 //!   "middlebox": "5 control, 25 readable (icmp x15, udp/7 x10), 15 sealed, 10 dropped",  (or null)
 //!   "drops":    [ { "reason": "unknown label", "count": 3 } ],
-//!   "counters": { "tun_in": 10, "tun_out": 9, "datagrams_in": 12, "datagrams_out": 12, "relayed": 0, "dns_answered": 2 } }
+//!   "counters": { "tun_in": 10, "tun_out": 9, "datagrams_in": 12, "datagrams_out": 12, "relayed": 0, "dns_answered": 2 },
+//!   "datapath": { "tun_offload": true, "udp_gso_segments": 64, "udp_gro": true,          (added by ocalad)
+//!                 "tun_reads": 4, "tun_packets_in": 90, "tun_writes": 3, "tun_joined": 88, "bad_tun_reads": 0,
+//!                 "udp_receives": 2, "udp_datagrams_in": 91, "udp_sends": 3, "udp_datagrams_out": 92,
+//!                 "udp_send_errors": 0 } }
 //! ```
 
 use ocala_engine::Status;
@@ -99,6 +103,31 @@ pub fn to_table(v: &Value) -> String {
             text(&d["reason"])
         ));
     }
+    if let Some(d) = v.get("datapath").filter(|d| d.is_object()) {
+        let on = |k: &str| if d[k] == true { "on" } else { "off" };
+        out.push_str(&format!(
+            "DATAPATH       TUN offloads {}, UDP GSO {} segment(s), UDP GRO {}\n",
+            on("tun_offload"),
+            text(&d["udp_gso_segments"]),
+            on("udp_gro"),
+        ));
+        out.push_str(&format!(
+            "  TUN   {} reads -> {} packets, {} bad; {} writes carrying {} joined packets\n",
+            text(&d["tun_reads"]),
+            text(&d["tun_packets_in"]),
+            text(&d["bad_tun_reads"]),
+            text(&d["tun_writes"]),
+            text(&d["tun_joined"]),
+        ));
+        out.push_str(&format!(
+            "  UDP   {} receives -> {} datagrams; {} sends <- {} datagrams, {} failed\n",
+            text(&d["udp_receives"]),
+            text(&d["udp_datagrams_in"]),
+            text(&d["udp_sends"]),
+            text(&d["udp_datagrams_out"]),
+            text(&d["udp_send_errors"]),
+        ));
+    }
     out.push_str("COUNTERS\n");
     if let Some(c) = v.get("counters").and_then(Value::as_object) {
         for (k, n) in c {
@@ -157,5 +186,20 @@ mod tests {
         assert!(to_table(&to_json(&Status::default()))
             .find("MIDDLEBOX")
             .is_none());
+        let mut v = to_json(&Status::default());
+        v["datapath"] = crate::datapath::DatapathStats {
+            tun_offload: true,
+            udp_gso: 64,
+            tun_reads: 4,
+            tun_packets_in: 90,
+            ..Default::default()
+        }
+        .to_json();
+        let t = to_table(&v);
+        assert!(
+            t.contains("TUN offloads on, UDP GSO 64 segment(s), UDP GRO off")
+                && t.contains("4 reads -> 90 packets"),
+            "{t}"
+        );
     }
 }

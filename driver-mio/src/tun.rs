@@ -4,14 +4,25 @@
 //! kernel picks `198.18.0.1` as the source of apps' packets.
 
 use ocala_engine::config::HandleConfig;
-use std::io;
+use std::fs::{File, OpenOptions};
+use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
-use tun_tap::{Iface, Mode};
 
 /// An open, configured TUN device. Closing it (drop) removes the device and its routes.
+///
+/// Opened with `IFF_VNET_HDR`: every read and write starts with a [`VnetHdr`]. With offloads
+/// on (`TUNSETOFFLOAD`: checksum, TSO for IPv4 and IPv6) the kernel hands over TCP
+/// super-packets and partial checksums, which [`crate::offload`] turns into plain packets.
+/// The `tun-tap` crate fixes the device's flags when it creates it and has no way to ask for
+/// `IFF_VNET_HDR`, so the device is opened here with the same two ioctls it makes plus one.
+///
+/// [`VnetHdr`]: crate::offload::vnet::VnetHdr
 pub struct Tun {
-    iface: Iface,
+    file: File,
+    name: String,
+    offload: bool,
 }
 
 /// Runs `ip` with these arguments; the error says which command failed and why.
@@ -27,39 +38,107 @@ pub fn ip(args: &[&str]) -> io::Result<()> {
     )))
 }
 
+/// `struct ifreq` as TUNSETIFF reads it: a name and the flags.
+#[repr(C)]
+struct IfReq {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// Creates the device `name` on a new `/dev/net/tun` handle; returns the handle and the name
+/// the kernel gave it.
+fn create(name: &str) -> io::Result<(File, String)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")?;
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        flags: (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short,
+        _pad: [0; 22],
+    };
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "device name '{name}' is longer than {} bytes",
+                libc::IFNAMSIZ - 1
+            ),
+        ));
+    }
+    for (d, s) in req.name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: TUNSETIFF reads and writes one `struct ifreq`, which `req` is laid out as.
+    if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let given: Vec<u8> = req
+        .name
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
+    Ok((file, String::from_utf8_lossy(&given).into_owned()))
+}
+
+/// Asks for checksum and TCP segmentation offloads; `false` when the kernel refuses.
+fn enable_offloads(file: &File) -> bool {
+    let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+    // SAFETY: TUNSETOFFLOAD takes its argument by value.
+    unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            flags as libc::c_ulong,
+        ) == 0
+    }
+}
+
 impl Tun {
-    /// Opens `name` and gives it the node's addresses and `mtu`.
-    pub fn open(name: &str, mtu: u16, handles: &HandleConfig) -> io::Result<Tun> {
-        let iface = Iface::without_packet_info(name, Mode::Tun).map_err(|e| {
+    /// Opens `name` and gives it the node's addresses and `mtu`; asks for offloads when
+    /// `offload` is set and reports whether the kernel granted them ([`Tun::offload`]).
+    pub fn open(name: &str, mtu: u16, handles: &HandleConfig, offload: bool) -> io::Result<Tun> {
+        let (file, dev) = create(name).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("opening TUN {name}: {e} (root and /dev/net/tun needed)"),
             )
         })?;
-        iface.set_non_blocking()?;
-        let dev = iface.name().to_string();
+        let offload = offload && enable_offloads(&file);
         let v4 = format!("{}/{}", handles.tun_v4, handles.pool_v4.len);
         let v6 = format!("{}/{}", handles.tun_v6, handles.pool_v6.len);
         ip(&["link", "set", "dev", &dev, "mtu", &mtu.to_string()])?;
         ip(&["addr", "add", &v4, "dev", &dev])?;
         ip(&["-6", "addr", "add", &v6, "dev", &dev, "nodad"])?;
         ip(&["link", "set", "dev", &dev, "up"])?;
-        Ok(Tun { iface })
+        Ok(Tun {
+            file,
+            name: dev,
+            offload,
+        })
     }
 
     /// The device's name.
     pub fn name(&self) -> &str {
-        self.iface.name()
+        &self.name
     }
 
-    /// Reads one packet; `WouldBlock` when none is waiting.
+    /// Whether the kernel hands over TCP super-packets and partial checksums.
+    pub fn offload(&self) -> bool {
+        self.offload
+    }
+
+    /// Reads one header and packet; `WouldBlock` when none is waiting.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.iface.recv(buf)
+        (&self.file).read(buf)
     }
 
-    /// Writes one packet to local apps.
-    pub fn send(&self, packet: &[u8]) -> io::Result<usize> {
-        self.iface.send(packet)
+    /// Writes one header and packet to local apps, in one system call.
+    pub fn send(&self, header: &[u8], packet: &[u8]) -> io::Result<usize> {
+        (&self.file).write_vectored(&[IoSlice::new(header), IoSlice::new(packet)])
     }
 }
 
@@ -100,7 +179,7 @@ pub fn split_dns(dev: &str, sentinel: &str, domains: &[String]) -> io::Result<()
 
 impl AsRawFd for Tun {
     fn as_raw_fd(&self) -> RawFd {
-        self.iface.as_raw_fd()
+        self.file.as_raw_fd()
     }
 }
 

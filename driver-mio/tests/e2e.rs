@@ -203,6 +203,20 @@ fn real_programs_over_ocala() {
             > 100,
         "gw relayed the stream"
     );
+    // The stream went through the kernel's offloads: alice's TUN handed over TCP
+    // super-packets that she cut and sent as GSO trains; bob received trains and wrote
+    // joined segments to his TUN.
+    let (a, b) = (
+        status_json(&t, "alice")["datapath"].clone(),
+        status_json(&t, "bob")["datapath"].clone(),
+    );
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
+    assert_eq!(a["tun_offload"], true, "{a:#}");
+    assert!(n(&a, "tun_packets_in") > n(&a, "tun_reads"), "{a:#}");
+    assert!(n(&a, "udp_datagrams_out") > n(&a, "udp_sends"), "{a:#}");
+    assert!(n(&b, "udp_datagrams_in") > n(&b, "udp_receives"), "{b:#}");
+    assert!(n(&b, "tun_joined") > 100, "{b:#}");
+    assert_eq!(n(&b, "bad_tun_reads") + n(&a, "bad_tun_reads"), 0);
     let gw_status = t.ocala("gw", &["status"]).expect("table");
     assert!(gw_status.contains("RELAYED PATHS  1"), "{gw_status}");
     assert!(

@@ -1,0 +1,306 @@
+//! Splitting and joining against each other: what the kernel's TSO would hand over, cut and
+//! joined again, must come back as the same stream with valid checksums.
+
+use super::coalesce::Coalescer;
+use super::segment::{split, SplitError};
+use super::tcp::{self, Layout};
+use super::vnet::{self, VnetHdr};
+
+const MSS: usize = 1360;
+
+/// A TCP packet with valid checksums from 10.0.0.1:40000 (or fd00::1) to port 5201.
+fn tcp_packet(v6: bool, sport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = if v6 {
+        let mut h = vec![0x60, 0, 0, 0, 0, 0, tcp::PROTO_TCP, 64];
+        h.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        h.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        h
+    } else {
+        vec![
+            0x45,
+            0,
+            0,
+            0,
+            0x12,
+            0x34,
+            0x40,
+            0,
+            64,
+            tcp::PROTO_TCP,
+            0,
+            0,
+            10,
+            0,
+            0,
+            1,
+            10,
+            0,
+            0,
+            2,
+        ]
+    };
+    let l4 = p.len();
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&5201u16.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&777u32.to_be_bytes());
+    p.extend_from_slice(&[0x50, flags, 2, 0, 0, 0, 0, 0]);
+    p.extend_from_slice(payload);
+    let layout = Layout::of(&p, None).unwrap();
+    assert_eq!(layout.l4, l4);
+    let total = p.len();
+    layout.set_ip(&mut p, total, None);
+    layout.set_tcp_checksum(&mut p);
+    p
+}
+
+/// What a TUN with TSO hands over for `payload` sent at once: one packet, a GSO header.
+fn super_packet(v6: bool, payload: &[u8], flags: u8) -> (VnetHdr, Vec<u8>) {
+    let p = tcp_packet(v6, 40000, 1000, flags, payload);
+    let l4 = if v6 { 40 } else { 20 };
+    let hdr = VnetHdr {
+        flags: vnet::NEEDS_CSUM,
+        gso_type: if v6 { vnet::GSO_TCPV6 } else { vnet::GSO_TCPV4 },
+        hdr_len: (l4 + 20) as u16,
+        gso_size: MSS as u16,
+        csum_start: l4 as u16,
+        csum_offset: 16,
+    };
+    (hdr, p)
+}
+
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+fn split_all(hdr: &VnetHdr, packet: &mut [u8]) -> Result<Vec<Vec<u8>>, SplitError> {
+    let mut scratch = vec![0u8; 65_536];
+    let mut out = Vec::new();
+    let n = split(hdr, packet, &mut scratch, |p| out.push(p.to_vec()))?;
+    assert_eq!(n, out.len());
+    Ok(out)
+}
+
+fn coalesce_all(packets: &[Vec<u8>]) -> (Vec<(VnetHdr, Vec<u8>)>, Coalescer) {
+    let mut c = Coalescer::default();
+    let mut writes = Vec::new();
+    let mut write = |h: &[u8], p: &[u8]| {
+        let mut whole = h.to_vec();
+        whole.extend_from_slice(p);
+        let (hdr, packet) = VnetHdr::parse(&mut whole).unwrap();
+        writes.push((hdr, packet.to_vec()));
+    };
+    for p in packets {
+        c.push(p, &mut write);
+    }
+    c.flush(&mut write);
+    (writes, c)
+}
+
+#[test]
+fn a_super_packet_splits_into_valid_consecutive_segments() {
+    for v6 in [false, true] {
+        let data = payload(10_000);
+        let (hdr, mut p) = super_packet(v6, &data, tcp::ACK | tcp::PSH | tcp::CWR);
+        let segs = split_all(&hdr, &mut p).unwrap();
+        assert_eq!(segs.len(), 10_000usize.div_ceil(MSS));
+        let mut joined = Vec::new();
+        for (i, s) in segs.iter().enumerate() {
+            let l = Layout::of(s, None).unwrap();
+            assert!(l.checksums_hold(s), "segment {i} checksum");
+            assert_eq!(tcp::get32(s, l.l4 + 4), 1000 + (i * MSS) as u32);
+            let flags = s[l.l4 + 13];
+            let last = i + 1 == segs.len();
+            assert_eq!(flags & tcp::PSH != 0, last, "PSH only on the last");
+            assert_eq!(flags & tcp::CWR != 0, i == 0, "CWR only on the first");
+            if !v6 {
+                assert_eq!(tcp::get16(s, 4), 0x1234 + i as u16, "IPv4 IDs count up");
+            }
+            assert!(s.len() <= l.payload + MSS);
+            joined.extend_from_slice(&s[l.payload..]);
+        }
+        assert_eq!(joined, data);
+    }
+}
+
+#[test]
+fn split_segments_join_back_into_one_write_that_splits_the_same_way() {
+    for v6 in [false, true] {
+        let (hdr, mut p) = super_packet(v6, &payload(20_000), tcp::ACK | tcp::PSH);
+        let segs = split_all(&hdr, &mut p).unwrap();
+        let (writes, c) = coalesce_all(&segs);
+        assert_eq!(writes.len(), 1, "one flow, one write");
+        assert_eq!(c.stats.joined, segs.len() as u64);
+        let (whdr, mut wpacket) = writes.into_iter().next().unwrap();
+        assert_eq!(whdr.gso_size as usize, MSS);
+        assert_eq!(whdr.gso_type, hdr.gso_type);
+        assert_eq!(whdr.flags, vnet::NEEDS_CSUM);
+        // The kernel would cut the write exactly as the sender's TSO did.
+        assert_eq!(split_all(&whdr, &mut wpacket).unwrap(), segs);
+    }
+}
+
+#[test]
+fn flows_stay_apart_and_other_packets_pass_through() {
+    let a: Vec<_> = (0..3)
+        .map(|i| tcp_packet(false, 1, 5000 + i * 100, tcp::ACK, &[i as u8; 100]))
+        .collect();
+    let b: Vec<_> = (0..3)
+        .map(|i| tcp_packet(false, 2, 9000 + i * 100, tcp::ACK, &[9; 100]))
+        .collect();
+    let udp = vec![
+        0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0, 1, 0, 2, 0, 8, 0, 0,
+    ];
+    let mixed = vec![
+        a[0].clone(),
+        b[0].clone(),
+        udp.clone(),
+        a[1].clone(),
+        b[1].clone(),
+        a[2].clone(),
+        b[2].clone(),
+    ];
+    let (writes, c) = coalesce_all(&mixed);
+    assert_eq!(writes.len(), 3);
+    assert_eq!(
+        writes[0],
+        (VnetHdr::default(), udp),
+        "written at once, as it came"
+    );
+    for (w, sport) in writes[1..].iter().zip([1u16, 2]) {
+        assert_eq!(w.0.gso_type, vnet::GSO_TCPV4);
+        assert_eq!(tcp::get16(&w.1, 20), sport);
+        assert_eq!(w.1.len(), 40 + 300);
+    }
+    assert_eq!(c.stats.joined, 6);
+}
+
+#[test]
+fn gaps_corruption_and_control_flags_end_a_run() {
+    let seg = |seq: u32, flags: u8| tcp_packet(false, 1, seq, flags, &[7; 100]);
+    let mut corrupt = seg(1200, tcp::ACK);
+    *corrupt.last_mut().unwrap() ^= 1;
+    let packets = vec![
+        seg(1000, tcp::ACK),
+        seg(1100, tcp::ACK),
+        seg(1300, tcp::ACK), // gap: 1200 missing
+        corrupt.clone(),     // bad checksum: never joined, and it ends the run before it
+        seg(1400, tcp::ACK),
+        seg(1500, tcp::ACK | tcp::FIN), // FIN never joins
+    ];
+    let (writes, _) = coalesce_all(&packets);
+    let shapes: Vec<(u8, usize)> = writes.iter().map(|(h, p)| (h.gso_type, p.len())).collect();
+    assert_eq!(
+        shapes,
+        [
+            (vnet::GSO_TCPV4, 240),
+            (0, 140),
+            (0, 140),
+            (0, 140),
+            (0, 140)
+        ],
+        "the first two join; each of the rest is written alone"
+    );
+    assert_eq!(
+        writes[2].1, corrupt,
+        "the corrupt segment is passed on untouched"
+    );
+}
+
+#[test]
+fn a_short_segment_closes_the_run() {
+    let packets = vec![
+        tcp_packet(false, 1, 0, tcp::ACK, &[1; 100]),
+        tcp_packet(false, 1, 100, tcp::ACK, &[1; 50]),
+        tcp_packet(false, 1, 150, tcp::ACK, &[1; 100]),
+    ];
+    let (writes, _) = coalesce_all(&packets);
+    assert_eq!(writes.len(), 2);
+    assert_eq!(writes[0].1.len(), 40 + 150);
+    assert_eq!(writes[0].0.gso_size, 100);
+}
+
+#[test]
+fn partial_checksums_are_completed_and_bad_headers_refused() {
+    let mut p = tcp_packet(false, 1, 0, tcp::ACK, &[3; 33]);
+    let good = p.clone();
+    // What the kernel hands over with checksum offload: the pseudo-header sum only.
+    let partial =
+        ocala_engine::wire::checksum::fold(Layout::of(&p, None).unwrap().pseudo(&p, p.len() - 20));
+    tcp::put16(&mut p, 36, partial);
+    let hdr = VnetHdr {
+        flags: vnet::NEEDS_CSUM,
+        csum_start: 20,
+        csum_offset: 16,
+        ..VnetHdr::default()
+    };
+    assert_eq!(split_all(&hdr, &mut p).unwrap(), vec![good.clone()]);
+
+    let outside = VnetHdr {
+        csum_start: 70,
+        ..hdr
+    };
+    assert_eq!(
+        split_all(&outside, &mut good.clone()),
+        Err(SplitError::ChecksumOutside)
+    );
+    let udp_gso = VnetHdr {
+        gso_type: 5,
+        gso_size: 100,
+        ..hdr
+    };
+    assert_eq!(
+        split_all(&udp_gso, &mut good.clone()),
+        Err(SplitError::UnknownGso(5))
+    );
+    let zero = VnetHdr {
+        gso_type: vnet::GSO_TCPV4,
+        gso_size: 0,
+        ..hdr
+    };
+    assert_eq!(
+        split_all(&zero, &mut good.clone()),
+        Err(SplitError::BadSegmentSize)
+    );
+    let wrong_family = VnetHdr {
+        gso_type: vnet::GSO_TCPV6,
+        gso_size: 100,
+        ..hdr
+    };
+    assert_eq!(
+        split_all(&wrong_family, &mut good.clone()),
+        Err(SplitError::NotTcp)
+    );
+    let mut cut = good[..30].to_vec();
+    let tso = VnetHdr {
+        gso_type: vnet::GSO_TCPV4,
+        gso_size: 100,
+        ..hdr
+    };
+    assert_eq!(split_all(&tso, &mut cut), Err(SplitError::NotTcp));
+}
+
+#[test]
+fn arbitrary_bytes_never_panic_either_way() {
+    // Both halves see bytes from outside: the kernel's reads, and the engine's deliveries of
+    // what peers sent. Every prefix of a few real packets, and their bytes flipped, must be
+    // handled as data.
+    let (hdr, p) = super_packet(false, &payload(3000), tcp::ACK);
+    let seeds = [p.clone(), tcp_packet(true, 1, 0, tcp::ACK, &[1; 40])];
+    let mut c = Coalescer::default();
+    let mut sink = |_: &[u8], _: &[u8]| {};
+    let mut scratch = vec![0u8; 65_536];
+    for s in &seeds {
+        for cut in 0..s.len().min(120) {
+            for flip in [None, Some(0usize), Some(9), Some(20 + 12), Some(cut / 2)] {
+                let mut b = s[..cut].to_vec();
+                if let Some(i) = flip.filter(|i| *i < b.len()) {
+                    b[i] ^= 0xa5;
+                }
+                let _ = split(&hdr, &mut b.clone(), &mut scratch, |_| {});
+                c.push(&b, &mut sink);
+            }
+        }
+    }
+    c.flush(&mut sink);
+}

@@ -1,0 +1,120 @@
+//! An overlay's UDP socket, batched: `recvmmsg` with UDP GRO in, `sendmsg` with UDP GSO
+//! (`UDP_SEGMENT`) out, through `quinn-udp`, which also finds out at start (and again on the
+//! first refusal) what the kernel offers. One system call then moves up to 64 datagrams each
+//! way instead of one.
+
+use mio::net::UdpSocket;
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+
+/// Datagrams a receive batch holds without GRO (`recvmmsg`'s message count).
+pub const BATCH: usize = quinn_udp::BATCH_SIZE;
+/// Room per message: a GRO train of 64 KiB, or one datagram of the largest size.
+const MESSAGE_LEN: usize = 65_536;
+
+/// A bound overlay socket and what its kernel offers.
+pub struct OverlaySocket {
+    socket: UdpSocket,
+    state: UdpSocketState,
+    offload: bool,
+}
+
+/// Receive buffers, shared by every socket of a daemon.
+pub struct RecvBufs {
+    bufs: Vec<Vec<u8>>,
+    meta: Vec<RecvMeta>,
+}
+
+impl Default for RecvBufs {
+    fn default() -> Self {
+        RecvBufs {
+            bufs: (0..BATCH).map(|_| vec![0; MESSAGE_LEN]).collect(),
+            meta: vec![RecvMeta::default(); BATCH],
+        }
+    }
+}
+
+impl RecvBufs {
+    /// The datagrams of message `i` of the last receive: a GRO train cut at its stride.
+    pub fn datagrams(&self, i: usize) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        let (meta, buf) = (self.meta.get(i), self.bufs.get(i));
+        let (from, data, stride) = match (meta, buf) {
+            (Some(m), Some(b)) => (m.addr, b.get(..m.len).unwrap_or(b), m.stride.max(1)),
+            _ => (SocketAddr::from(([0, 0, 0, 0], 0)), &[][..], 1),
+        };
+        data.chunks(stride).map(move |d| (from, d))
+    }
+}
+
+impl OverlaySocket {
+    /// Binds `addr`; with `offload` off the socket still batches but neither joins nor cuts
+    /// datagrams in the kernel.
+    pub fn bind(addr: SocketAddr, offload: bool) -> io::Result<OverlaySocket> {
+        let socket = UdpSocket::bind(addr)?;
+        let state = UdpSocketState::new((&socket).into())?;
+        if !offload {
+            let off: libc::c_int = 0;
+            // SAFETY: UDP_GRO takes an int; a refusal leaves GRO as it was, which recv handles.
+            unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::SOL_UDP,
+                    libc::UDP_GRO,
+                    (&off as *const libc::c_int).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+        Ok(OverlaySocket {
+            socket,
+            state,
+            offload,
+        })
+    }
+
+    /// The mio source, to register.
+    pub fn source(&mut self) -> &mut UdpSocket {
+        &mut self.socket
+    }
+
+    /// Datagrams one send may carry (1 without GSO).
+    pub fn gso_segments(&self) -> usize {
+        if self.offload {
+            self.state.max_gso_segments()
+        } else {
+            1
+        }
+    }
+
+    /// Whether the kernel joins received datagrams (UDP GRO).
+    pub fn gro(&self) -> bool {
+        self.offload && self.state.gro_segments() > 1
+    }
+
+    /// One `recvmmsg` into `bufs`: how many messages arrived (each may be a GRO train; see
+    /// [`RecvBufs::datagrams`]); `WouldBlock` when none was waiting.
+    pub fn recv(&self, bufs: &mut RecvBufs) -> io::Result<usize> {
+        let mut slices: arrayvec::ArrayVec<IoSliceMut<'_>, BATCH> = bufs
+            .bufs
+            .iter_mut()
+            .map(|b| IoSliceMut::new(b.as_mut_slice()))
+            .collect();
+        self.state
+            .recv((&self.socket).into(), &mut slices, &mut bufs.meta)
+    }
+
+    /// Sends `contents` to `to`; with `segment` set, as datagrams of that size (the last may
+    /// be shorter) in one system call.
+    pub fn send(&self, to: SocketAddr, contents: &[u8], segment: Option<usize>) -> io::Result<()> {
+        let t = Transmit {
+            destination: to,
+            ecn: None,
+            contents,
+            segment_size: segment,
+            src_ip: None,
+        };
+        self.state.try_send((&self.socket).into(), &t)
+    }
+}
