@@ -1,13 +1,17 @@
 //! Per-packet cost of the data path through a warm one-hop path (alice → bob over `udp`):
 //! sending (an app's packet in, the overlay datagram out) and receiving (a datagram in, the
-//! rewritten packet out to local apps). Only the engine is timed: `handle_input`, draining
+//! rewritten packet out to local apps), one packet at a time and in batches of 64 fed with
+//! `handle_batch` (as the daemon feeds a TUN read's segments or a receive's datagrams;
+//! criterion reports the time per packet). Only the engine is timed: feeding, draining
 //! `poll_output`, and giving the buffers back.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ocala_benches::{receive, send, Pair};
+use ocala_benches::{receive, receive_batch, send, send_batch, Pair};
 use std::hint::black_box;
 
 const SIZES: [usize; 2] = [64, 1200];
+/// Packets per batch: about what one 64 KiB TUN read or one GRO train holds.
+const BATCH: usize = 64;
 
 fn data_path(c: &mut Criterion) {
     let mut pair = Pair::new();
@@ -34,6 +38,30 @@ fn data_path(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("receive", size), &datagram, |b, dgram| {
             let bob = &mut pair.net.nodes[Pair::BOB].engine;
             b.iter(|| black_box(receive(bob, now, alice_addr, black_box(dgram))));
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("data_path_batch64");
+    for size in SIZES {
+        let packet = pair.packet_to_bob(size);
+        let datagram = pair.datagram_for_bob(&packet);
+        let packets = vec![packet.as_slice(); BATCH];
+        let datagrams = vec![datagram.as_slice(); BATCH];
+        group.throughput(Throughput::Elements(BATCH as u64));
+        assert_eq!(send_batch(pair.alice(), now, &packets).transmits, BATCH);
+        let bob = &mut pair.net.nodes[Pair::BOB].engine;
+        assert_eq!(
+            receive_batch(bob, now, alice_addr, &datagrams).tun_writes,
+            BATCH
+        );
+        group.bench_with_input(BenchmarkId::new("send", size), &packets, |b, packets| {
+            let alice = pair.alice();
+            b.iter(|| black_box(send_batch(alice, now, black_box(packets))));
+        });
+        group.bench_with_input(BenchmarkId::new("receive", size), &datagrams, |b, d| {
+            let bob = &mut pair.net.nodes[Pair::BOB].engine;
+            b.iter(|| black_box(receive_batch(bob, now, alice_addr, black_box(d))));
         });
     }
     group.finish();

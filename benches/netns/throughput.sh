@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
-# Throughput and RTT through ocala versus the direct link, on this machine, in one run.
+# Throughput, latency and CPU through ocala versus the direct link and userspace WireGuard,
+# on this machine, in one run.
 #
-# Builds release binaries, makes two network namespaces joined by a veth pair, and measures
-# iperf3 TCP throughput and ping RTT (1) over the veth link directly, (2) through ocala over
-# one udp hop, plain and encrypted (the default), and (3) through userspace WireGuard
-# (boringtun-cli + wg) when both are installed. Prints a table with the ratios to the direct link. Needs root, iproute2, iperf3.
-# Everything it creates is removed on exit, also on failure.
+# Builds release binaries and makes three network namespaces: A and B joined by a veth pair,
+# and G joined to each of them by its own pair (the gateway's two sides). For each path it
+# measures iperf3 TCP throughput with 1 and 4 streams, ping RTT idle and under load (pings
+# during the 1-stream run), and the CPU time the tunnel daemons took per Gbit moved:
+#   direct veth · ocala plain, one hop · ocala encrypted, one hop · the same with
+#   daemon.offload = false (one packet per system call) · ocala encrypted through gateway G ·
+#   boringtun-cli (userspace WireGuard, when it and wireguard-tools are installed).
+# Needs root, iproute2, iperf3, dig, python3. Everything it creates is removed on exit, also
+# on failure. SECS sets the length of each iperf3 run (default 5).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 SECS=${SECS:-5}
 A=octp-a
 B=octp-b
+G=octp-g
 DIR=$(mktemp -d)
 pids=()
+daemons=()
 
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    ip netns del "$A" 2>/dev/null || true
-    ip netns del "$B" 2>/dev/null || true
+    for ns in "$A" "$B" "$G"; do ip netns del "$ns" 2>/dev/null || true; done
     rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -27,82 +33,136 @@ trap cleanup EXIT
 cargo build --release -q -p ocala-mio --bins
 BIN=target/release
 
-ip netns add "$A"
-ip netns add "$B"
-ip -n "$A" link set lo up
-ip -n "$B" link set lo up
-ip link add veth-a netns "$A" type veth peer name veth-b netns "$B"
-ip -n "$A" addr add 10.92.0.1/24 dev veth-a
-ip -n "$B" addr add 10.92.0.2/24 dev veth-b
-ip -n "$A" link set veth-a up
-ip -n "$B" link set veth-b up
+for ns in "$A" "$B" "$G"; do
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+done
+pair() { # ns1 dev1 addr1 ns2 dev2 addr2
+    ip link add "$2" netns "$1" type veth peer name "$5" netns "$4"
+    ip -n "$1" addr add "$3/24" dev "$2"
+    ip -n "$4" addr add "$6/24" dev "$5"
+    ip -n "$1" link set "$2" up
+    ip -n "$4" link set "$5" up
+}
+pair "$A" veth-ab 10.92.0.1 "$B" veth-ba 10.92.0.2
+pair "$A" veth-ag 10.94.0.1 "$G" veth-ga 10.94.0.2
+pair "$G" veth-gb 10.95.0.1 "$B" veth-bg 10.95.0.2
 
 ip netns exec "$B" iperf3 -s -D --logfile "$DIR/iperf3.log"
 sleep 0.3
 
+# CPU ticks (user + system) the tunnel daemons have used so far.
+ticks() {
+    local sum=0 p
+    for p in "${daemons[@]}"; do
+        [ -r "/proc/$p/stat" ] || continue
+        sum=$((sum + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+    done
+    echo "$sum"
+}
+
 # Mbit/s received, from iperf3's JSON.
-throughput() {
-    ip netns exec "$A" iperf3 -c "$1" -t "$SECS" -J |
+iperf() { # target streams
+    ip netns exec "$A" iperf3 -c "$1" -P "$2" -t "$SECS" -J |
         python3 -c 'import json,sys; print("%.0f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6))'
 }
 
-# Average RTT in ms over 20 pings.
-rtt() {
-    ip netns exec "$A" ping -q -c 20 -i 0.05 "$1" | awk -F/ '/^rtt/ { print $5 }'
+# Average RTT in ms over the given pings.
+rtt() { # target count interval
+    ip netns exec "$A" ping -q -c "$2" -i "$3" "$1" | awk -F/ '/^rtt/ { print $5 }'
 }
 
 rows=()
-measure() {
-    local name=$1 target=$2
-    local mbps ms
-    mbps=$(throughput "$target")
-    ms=$(rtt "$target")
-    rows+=("$name|$mbps|$ms")
+measure() { # name target
+    local name=$1 target=$2 idle loaded one four t0 t1 cpu
+    idle=$(rtt "$target" 20 0.05)
+    rtt "$target" $((SECS * 10 - 10)) 0.1 >"$DIR/loaded" &
+    local ping=$!
+    t0=$(ticks)
+    one=$(iperf "$target" 1)
+    t1=$(ticks)
+    wait "$ping"
+    loaded=$(cat "$DIR/loaded")
+    four=$(iperf "$target" 4)
+    # CPU seconds of the daemons per Gbit moved (= cores busy per Gbit/s).
+    cpu=$(python3 -c "print('-' if $t1 == $t0 else '%.2f' % (($t1 - $t0) / 100 / ($one * $SECS / 1000)))")
+    rows+=("$name|$one|$four|$idle|$loaded|$cpu")
 }
 
 measure "direct veth" 10.92.0.2
 
 "$BIN/ocala" ca init "$DIR/ca" >/dev/null
-for host in a b; do
-    peer=$([ "$host" = a ] && echo 10.92.0.2 || echo 10.92.0.1)
-    peername=$([ "$host" = a ] && echo bob || echo alice)
-    me=$([ "$host" = a ] && echo alice || echo bob)
-    "$BIN/ocala" ca issue --ca "$DIR/ca" --name "$me.udp" --out "$DIR/$host-keys" >/dev/null
-    cat > "$DIR/$host.toml" <<CONF
+for me in alice bob gw; do
+    "$BIN/ocala" ca issue --ca "$DIR/ca" --name "$me.udp" --out "$DIR/$me-keys" >/dev/null
+done
+write_config() { # name gateway offload address-book
+    cat >"$DIR/$1.toml" <<CONF
+gateway = $2
+
 [[overlays]]
 name = "udp"
 module = "udp"
-local_name = "$me"
-address_book = { $peername = "$peer:4789" }
+local_name = "$1"
+address_book = { $4 }
 
 [security]
 accept_plain = true
 
 [daemon]
-control_socket = "$DIR/$host.sock"
-static_key_file = "$DIR/$host-keys/static.key"
-certificate_file = "$DIR/$host-keys/cert"
+offload = $3
+control_socket = "$DIR/$1.sock"
+static_key_file = "$DIR/$1-keys/static.key"
+certificate_file = "$DIR/$1-keys/cert"
 trust_files = ["$DIR/ca/ca.pub"]
 CONF
-done
-ip netns exec "$A" "$BIN/ocalad" --config "$DIR/a.toml" 2>"$DIR/a.log" & pids+=($!)
-ip netns exec "$B" "$BIN/ocalad" --config "$DIR/b.toml" 2>"$DIR/b.log" & pids+=($!)
-sleep 0.5
-handle=$(ip netns exec "$A" dig +short @198.18.0.2 bob.udp_plain.oci A)
-measure "ocala plain, one hop" "$handle"
-handle=$(ip netns exec "$A" dig +short @198.18.0.2 bob.udp A)
-measure "ocala encrypted, one hop" "$handle"
+}
+start_ocala() { # offload
+    write_config alice false "$1" 'bob = "10.92.0.2:4789", gw = "10.94.0.2:4789"'
+    write_config bob false "$1" 'alice = "10.92.0.1:4789", gw = "10.95.0.1:4789"'
+    write_config gw true "$1" 'alice = "10.94.0.1:4789", bob = "10.95.0.2:4789"'
+    daemons=()
+    local ns me
+    for me in alice bob gw; do
+        ns=$A
+        [ "$me" = bob ] && ns=$B
+        [ "$me" = gw ] && ns=$G
+        ip netns exec "$ns" "$BIN/ocalad" --config "$DIR/$me.toml" 2>"$DIR/$me.log" &
+        pids+=($!)
+        daemons+=($!)
+    done
+    sleep 0.5
+}
+stop_ocala() {
+    kill "${daemons[@]}"
+    wait "${daemons[@]}" 2>/dev/null || true
+    daemons=()
+}
+handle() { ip netns exec "$A" dig +short @198.18.0.2 "$1" A; }
+
+start_ocala true
+measure "ocala plain, one hop" "$(handle bob.udp_plain.oci)"
+measure "ocala encrypted, one hop" "$(handle bob.udp)"
+measure "ocala encrypted, via gateway" "$(handle bob.udp_gw.udp)"
+stop_ocala
+start_ocala false
+measure "ocala encrypted, offload off" "$(handle bob.udp)"
+stop_ocala
 
 if command -v boringtun-cli >/dev/null && command -v wg >/dev/null; then
     umask 077
-    for ns in "$A" "$B"; do wg genkey > "$DIR/$ns.key"; wg pubkey < "$DIR/$ns.key" > "$DIR/$ns.pub"; done
+    for ns in "$A" "$B"; do
+        wg genkey >"$DIR/$ns.key"
+        wg pubkey <"$DIR/$ns.key" >"$DIR/$ns.pub"
+    done
     for side in a b; do
         ns=$([ "$side" = a ] && echo "$A" || echo "$B")
         other=$([ "$side" = a ] && echo "$B" || echo "$A")
         addr=$([ "$side" = a ] && echo 10.93.0.1 || echo 10.93.0.2)
         endpoint=$([ "$side" = a ] && echo 10.92.0.2 || echo 10.92.0.1)
         peer_addr=$([ "$side" = a ] && echo 10.93.0.2 || echo 10.93.0.1)
-        WG_SUDO=1 ip netns exec "$ns" boringtun-cli wgb --disable-drop-privileges --foreground 2>"$DIR/wg-$side.log" & pids+=($!)
+        WG_SUDO=1 ip netns exec "$ns" boringtun-cli wgb --disable-drop-privileges --foreground 2>"$DIR/wg-$side.log" &
+        pids+=($!)
+        daemons+=($!)
         sleep 0.5
         ip netns exec "$ns" wg set wgb listen-port 51820 private-key "$DIR/$ns.key" \
             peer "$(cat "$DIR/$other.pub")" endpoint "$endpoint:51820" allowed-ips "$peer_addr/32"
@@ -116,9 +176,9 @@ fi
 
 direct=${rows[0]#*|}
 direct=${direct%%|*}
-printf '%-34s %12s %10s %10s\n' path "Mbit/s" "x direct" "RTT ms"
+printf '%-32s %9s %9s %8s %9s %11s %10s\n' path "Mbit/s" "4 streams" "x direct" "RTT idle" "RTT loaded" "CPU s/Gbit"
 for r in "${rows[@]}"; do
-    IFS='|' read -r name mbps ms <<<"$r"
-    ratio=$(python3 -c "print('%.2f' % ($mbps / $direct))")
-    printf '%-34s %12s %10s %10s\n' "$name" "$mbps" "$ratio" "$ms"
+    IFS='|' read -r name one four idle loaded cpu <<<"$r"
+    ratio=$(python3 -c "print('%.2f' % ($one / $direct))")
+    printf '%-32s %9s %9s %8s %9s %11s %10s\n' "$name" "$one" "$four" "$ratio" "$idle" "$loaded" "$cpu"
 done

@@ -213,6 +213,34 @@ pub fn send_into(engine: &mut Engine, now: Instant, packet: &[u8], out: &mut Vec
     drain_into(engine, Some(out))
 }
 
+/// A batch of an app's packets, fed at once with `handle_batch` (as the daemon feeds the
+/// segments of one TUN read), then a full drain.
+pub fn send_batch(engine: &mut Engine, now: Instant, packets: &[&[u8]]) -> Drained {
+    engine
+        .handle_batch(now, packets.iter().map(|p| Input::TunPacket(p)))
+        .expect("time does not go backwards");
+    drain_recycle(engine)
+}
+
+/// A batch of datagrams from `from` on [`OVERLAY`], fed at once (as the daemon feeds one
+/// receive), then a full drain.
+pub fn receive_batch(
+    engine: &mut Engine,
+    now: Instant,
+    from: SocketAddr,
+    datagrams: &[&[u8]],
+) -> Drained {
+    let batch = datagrams.iter().map(|payload| Input::Datagram {
+        overlay: OVERLAY,
+        from,
+        payload,
+    });
+    engine
+        .handle_batch(now, batch)
+        .expect("time does not go backwards");
+    drain_recycle(engine)
+}
+
 /// One datagram from `from` into `engine` on [`OVERLAY`], then a full drain.
 pub fn receive(engine: &mut Engine, now: Instant, from: SocketAddr, payload: &[u8]) -> Drained {
     engine

@@ -31,9 +31,10 @@ const OVERLAY_BASE: usize = 16;
 /// Control clients' tokens, far above any overlay's.
 const CLIENT_BASE: usize = 1 << 20;
 
-/// Reads from one source per wakeup before the others get a turn: TUN reads (each up to
-/// 64 KiB) or overlay receives (each a batch of datagrams).
-const READ_BUDGET: usize = 64;
+/// Packets taken from one source per turn before the others get theirs. A TUN read may bring
+/// 48 and an overlay receive a few hundred, so the budget counts packets, not reads: with it
+/// an echo reply waits behind at most about 350 KB of bulk data (under 1 ms at 5 Gbit/s).
+const READ_BUDGET: usize = 256;
 /// Largest netlink message read.
 const BUF_LEN: usize = 65_536;
 
@@ -331,47 +332,46 @@ impl Daemon {
     /// Reads the TUN: each read (up to 64 KiB of TCP segments) is fed whole to the engine,
     /// and what the engine does with it leaves as one batch.
     fn read_tun(&mut self) {
-        for i in 0..=READ_BUDGET {
-            if i == READ_BUDGET {
-                self.hot.push(TUN);
-                break;
-            }
+        let mut taken = 0;
+        while taken < READ_BUDGET {
             let now = self.clock.now();
             match self.datapath.read_tun(&mut self.engine, now) {
-                Ok(()) => self.drain(),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Ok(packets) => {
+                    taken += packets.max(1);
+                    self.drain();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     tracing::warn!("reading TUN: {e}");
-                    break;
+                    return;
                 }
             }
         }
+        self.hot.push(TUN);
     }
 
     /// Reads overlay `index` a batch at a time; each message (a datagram, or a GRO train of
     /// them) is fed to the engine and its results leave as one batch.
     fn read_overlay(&mut self, index: usize) {
-        for i in 0..=READ_BUDGET {
-            if i == READ_BUDGET {
-                self.hot.push(Token(OVERLAY_BASE + index));
-                break;
-            }
+        let mut taken = 0;
+        while taken < READ_BUDGET {
             match self.datapath.receive(index) {
-                Ok(0) => break,
+                Ok(0) => return,
                 Ok(messages) => {
                     for m in 0..messages {
                         let now = self.clock.now();
-                        self.datapath.feed(index, m, &mut self.engine, now);
+                        taken += self.datapath.feed(index, m, &mut self.engine, now);
                         self.drain();
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     tracing::debug!("overlay socket {index}: {e}");
-                    break;
+                    return;
                 }
             }
         }
+        self.hot.push(Token(OVERLAY_BASE + index));
     }
 
     fn on_timers(&mut self) {

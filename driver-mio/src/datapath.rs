@@ -3,12 +3,12 @@
 //! sends in reply to one read or one receive are queued and leave in as few `sendmsg` calls
 //! as GSO allows; packets it delivers are joined per TCP flow before they are written.
 //!
-//! The engine itself is unchanged by batching: the daemon feeds it every packet of a batch,
-//! then takes all its outputs (`poll_output`) — the engine's batch interface — and only then
-//! makes the system calls.
+//! The engine takes each batch whole (`Engine::handle_batch`, payloads borrowed from the
+//! read buffers); the daemon then takes all its outputs (`poll_output`) and only then makes
+//! the system calls.
 
 use crate::offload::coalesce::Coalescer;
-use crate::offload::segment::{self, SplitError};
+use crate::offload::segment;
 use crate::offload::vnet::{self, VnetHdr};
 use crate::socket::{OverlaySocket, RecvBufs};
 use crate::tun::Tun;
@@ -19,6 +19,8 @@ use std::net::SocketAddr;
 
 /// Largest TUN read: a header and a 64 KiB super-packet.
 const TUN_READ: usize = vnet::LEN + 65_536;
+/// Room for a super-packet's segments side by side, each with its own headers.
+const SCRATCH: usize = 2 * 65_536;
 /// Largest UDP payload one GSO send may carry.
 const GSO_BYTES: usize = 65_000;
 
@@ -94,7 +96,7 @@ impl Datapath {
             sockets,
             rx: RecvBufs::default(),
             tun_buf: vec![0; TUN_READ],
-            scratch: vec![0; TUN_READ],
+            scratch: vec![0; SCRATCH],
             tx: Vec::with_capacity(256),
             gso_buf: Vec::with_capacity(GSO_BYTES),
             coalescer: Coalescer::default(),
@@ -111,26 +113,30 @@ impl Datapath {
         }
     }
 
-    /// One TUN read, cut into packets and fed to the engine. `WouldBlock` when none waits.
-    pub fn read_tun(&mut self, engine: &mut Engine, now: Instant) -> io::Result<()> {
+    /// One TUN read, cut into packets and fed to the engine: how many packets it held.
+    /// `WouldBlock` when none waits.
+    pub fn read_tun(&mut self, engine: &mut Engine, now: Instant) -> io::Result<usize> {
         let n = self.tun.recv(&mut self.tun_buf)?;
         self.stats.tun_reads += 1;
         let read = self.tun_buf.get_mut(..n).unwrap_or_default();
-        let result = match VnetHdr::parse(read) {
-            Some((hdr, packet)) => segment::split(&hdr, packet, &mut self.scratch, |p| {
-                // Only a clock running backwards fails here, and the clock is monotonic.
-                let _ = engine.handle_input(now, Input::TunPacket(p));
-            }),
-            None => Err(SplitError::NotTcp),
+        let Some((hdr, packet)) = VnetHdr::parse(read) else {
+            self.stats.bad_tun_reads += 1;
+            return Ok(0);
         };
-        match result {
-            Ok(count) => self.stats.tun_packets_in += count as u64,
+        match segment::split(&hdr, packet, &mut self.scratch) {
+            Ok(packets) => {
+                let batch = packets.iter(packet, &self.scratch).map(Input::TunPacket);
+                // Only a clock running backwards fails here, and the clock is monotonic.
+                let _ = engine.handle_batch(now, batch);
+                self.stats.tun_packets_in += packets.count() as u64;
+                Ok(packets.count())
+            }
             Err(e) => {
                 self.stats.bad_tun_reads += 1;
                 tracing::debug!("TUN read of {n} bytes dropped: {e}");
+                Ok(0)
             }
         }
-        Ok(())
     }
 
     /// One batched receive on overlay `index`: how many messages to feed ([`Self::feed`]).
@@ -143,20 +149,22 @@ impl Datapath {
         Ok(n)
     }
 
-    /// Feeds message `m` of the last receive on overlay `index` to the engine.
-    pub fn feed(&mut self, index: usize, m: usize, engine: &mut Engine, now: Instant) {
+    /// Feeds message `m` of the last receive on overlay `index` to the engine: how many
+    /// datagrams it held.
+    pub fn feed(&mut self, index: usize, m: usize, engine: &mut Engine, now: Instant) -> usize {
         let overlay = OverlayId(index as u16);
-        for (from, payload) in self.rx.datagrams(m) {
-            self.stats.udp_datagrams_in += 1;
-            let _ = engine.handle_input(
-                now,
-                Input::Datagram {
-                    overlay,
-                    from,
-                    payload,
-                },
-            );
-        }
+        let mut count = 0;
+        let batch = self.rx.datagrams(m).map(|(from, payload)| {
+            count += 1;
+            Input::Datagram {
+                overlay,
+                from,
+                payload,
+            }
+        });
+        let _ = engine.handle_batch(now, batch);
+        self.stats.udp_datagrams_in += count as u64;
+        count
     }
 
     /// Queues a datagram the engine sent; it leaves at [`Self::flush`].

@@ -13,6 +13,10 @@ use std::os::fd::AsRawFd;
 pub const BATCH: usize = quinn_udp::BATCH_SIZE;
 /// Room per message: a GRO train of 64 KiB, or one datagram of the largest size.
 const MESSAGE_LEN: usize = 65_536;
+/// Socket buffer size asked for each way. The kernel's default (about 200 KiB) holds three
+/// GSO trains; a TCP flow at several Gbit/s overflows it whenever the daemon is scheduled
+/// out, and each overflow loses a whole train.
+const SOCKET_BUFFER: libc::c_int = 4 << 20;
 
 /// A bound overlay socket and what its kernel offers.
 pub struct OverlaySocket {
@@ -36,6 +40,30 @@ impl Default for RecvBufs {
     }
 }
 
+/// Sets an integer socket option.
+fn setsockopt(
+    socket: &UdpSocket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: every option set here takes an int, passed by pointer with its size.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 impl RecvBufs {
     /// The datagrams of message `i` of the last receive: a GRO train cut at its stride.
     pub fn datagrams(&self, i: usize) -> impl Iterator<Item = (SocketAddr, &[u8])> {
@@ -54,18 +82,19 @@ impl OverlaySocket {
     pub fn bind(addr: SocketAddr, offload: bool) -> io::Result<OverlaySocket> {
         let socket = UdpSocket::bind(addr)?;
         let state = UdpSocketState::new((&socket).into())?;
-        if !offload {
-            let off: libc::c_int = 0;
-            // SAFETY: UDP_GRO takes an int; a refusal leaves GRO as it was, which recv handles.
-            unsafe {
-                libc::setsockopt(
-                    socket.as_raw_fd(),
-                    libc::SOL_UDP,
-                    libc::UDP_GRO,
-                    (&off as *const libc::c_int).cast(),
-                    size_of::<libc::c_int>() as libc::socklen_t,
-                );
+        for (force, plain) in [
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        ] {
+            // The FORCE form passes rmem_max/wmem_max with CAP_NET_ADMIN; without it the
+            // plain form gets what the limit allows.
+            if setsockopt(&socket, libc::SOL_SOCKET, force, SOCKET_BUFFER).is_err() {
+                let _ = setsockopt(&socket, libc::SOL_SOCKET, plain, SOCKET_BUFFER);
             }
+        }
+        if !offload {
+            // A refusal leaves GRO as it was, which `recv` handles either way.
+            let _ = setsockopt(&socket, libc::SOL_UDP, libc::UDP_GRO, 0);
         }
         Ok(OverlaySocket {
             socket,

@@ -214,6 +214,18 @@ impl Engine {
 
     /// Feeds one input. `Err` only for a caller's mistake; bad input is counted and dropped.
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) -> Result<(), ApiError> {
+        self.handle_batch(now, [input])
+    }
+
+    /// Feeds a batch of inputs that arrived together at `now` — the segments of one TUN
+    /// read, the datagrams of one receive — checking timers once for the batch. Outputs queue
+    /// as for single inputs; drain them with [`Engine::poll_output`] after the batch and send
+    /// them together. Payloads are borrowed, never copied into the queue.
+    pub fn handle_batch<'a>(
+        &mut self,
+        now: Instant,
+        inputs: impl IntoIterator<Item = Input<'a>>,
+    ) -> Result<(), ApiError> {
         if now < self.now {
             return Err(ApiError::TimeWentBackwards {
                 last: self.now,
@@ -222,6 +234,13 @@ impl Engine {
         }
         self.now = now;
         self.fire_timers();
+        for input in inputs {
+            self.dispatch(input);
+        }
+        Ok(())
+    }
+
+    fn dispatch(&mut self, input: Input<'_>) {
         match input {
             Input::Timeout => {}
             Input::TunPacket(packet) => self.on_tun_packet(packet),
@@ -234,7 +253,6 @@ impl Engine {
             Input::Command(cmd) => self.on_command(cmd),
             Input::NetworkChanged => self.on_network_changed(),
         }
-        Ok(())
     }
 
     /// The next thing to do; `Output::Timeout` when there is nothing until that instant.

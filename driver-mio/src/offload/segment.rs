@@ -32,21 +32,60 @@ impl std::fmt::Display for SplitError {
     }
 }
 
-/// Hands `emit` every packet in one TUN read: the packet itself (its partial checksum
-/// completed), or each segment of a TSO super-packet built in `scratch`. Returns how many.
-pub fn split(
-    hdr: &VnetHdr,
-    packet: &mut [u8],
-    scratch: &mut [u8],
-    mut emit: impl FnMut(&[u8]),
-) -> Result<usize, SplitError> {
+/// Where the packets of one TUN read are, once [`split`] is done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packets {
+    /// The read held one packet; it is the read itself.
+    Whole,
+    /// The read was a super-packet, now `count` segments in the scratch buffer, one every
+    /// `stride` bytes; all are `stride` long but the last, which is `last` long.
+    Segments {
+        stride: usize,
+        count: usize,
+        last: usize,
+    },
+}
+
+impl Packets {
+    /// How many packets.
+    pub fn count(&self) -> usize {
+        match self {
+            Packets::Whole => 1,
+            Packets::Segments { count, .. } => *count,
+        }
+    }
+
+    /// The packets, from the read (`packet`) or the scratch buffer [`split`] filled.
+    pub fn iter<'a>(
+        &self,
+        packet: &'a [u8],
+        scratch: &'a [u8],
+    ) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        let (stride, count, last, whole) = match *self {
+            Packets::Whole => (0, 0, 0, Some(packet)),
+            Packets::Segments {
+                stride,
+                count,
+                last,
+            } => (stride, count, last, None),
+        };
+        let segments = (0..count).map(move |i| {
+            let len = if i + 1 == count { last } else { stride };
+            scratch.get(i * stride..i * stride + len).unwrap_or(&[])
+        });
+        whole.into_iter().chain(segments)
+    }
+}
+
+/// Turns one TUN read into packets the engine can carry: completes a partial checksum in
+/// place, or cuts a TSO super-packet into segments laid out in `scratch`.
+pub fn split(hdr: &VnetHdr, packet: &mut [u8], scratch: &mut [u8]) -> Result<Packets, SplitError> {
     match hdr.gso_type & !vnet::GSO_ECN {
         vnet::GSO_NONE => {
             if hdr.flags & vnet::NEEDS_CSUM != 0 {
                 complete_checksum(hdr, packet)?;
             }
-            emit(packet);
-            Ok(1)
+            Ok(Packets::Whole)
         }
         t @ (vnet::GSO_TCPV4 | vnet::GSO_TCPV6) => {
             let hint = (hdr.flags & vnet::NEEDS_CSUM != 0).then_some(usize::from(hdr.csum_start));
@@ -54,7 +93,7 @@ pub fn split(
             if layout.v6 != (t == vnet::GSO_TCPV6) {
                 return Err(SplitError::NotTcp);
             }
-            segments(&layout, usize::from(hdr.gso_size), packet, scratch, emit)
+            segments(&layout, usize::from(hdr.gso_size), packet, scratch)
         }
         other => Err(SplitError::UnknownGso(other)),
     }
@@ -85,23 +124,24 @@ fn segments(
     mss: usize,
     packet: &[u8],
     scratch: &mut [u8],
-    mut emit: impl FnMut(&[u8]),
-) -> Result<usize, SplitError> {
+) -> Result<Packets, SplitError> {
     let head = layout.payload;
-    if mss == 0 || head + mss > scratch.len() {
+    let (headers, payload) = packet.split_at(head);
+    let count = payload.len().div_ceil(mss.max(1)).max(1);
+    let stride = head + mss;
+    if mss == 0 || count * stride > scratch.len() {
         return Err(SplitError::BadSegmentSize);
     }
-    let (headers, payload) = packet.split_at(head);
     let seq = tcp::get32(packet, layout.l4 + 4);
     let id = tcp::get16(packet, 4);
     let flags = packet[layout.l4 + 13];
-    let count = payload.len().div_ceil(mss).max(1);
-    for i in 0..count {
+    let mut last = 0;
+    for (i, out) in scratch.chunks_mut(stride).take(count).enumerate() {
         let chunk = payload
             .get(i * mss..((i + 1) * mss).min(payload.len()))
             .unwrap_or(&[]);
         let total = head + chunk.len();
-        let out = &mut scratch[..total];
+        let out = &mut out[..total];
         out[..head].copy_from_slice(headers);
         out[head..].copy_from_slice(chunk);
         layout.set_ip(out, total, (!layout.v6).then(|| id.wrapping_add(i as u16)));
@@ -115,7 +155,11 @@ fn segments(
         }
         out[layout.l4 + 13] = f;
         layout.set_tcp_checksum(out);
-        emit(out);
+        last = total;
     }
-    Ok(count)
+    Ok(Packets::Segments {
+        stride,
+        count,
+        last,
+    })
 }
