@@ -119,13 +119,19 @@ impl TestCa {
     /// [`UNIX_TIME_AT_ZERO`] for a year, this CA as the only one trusted, and the wall-clock
     /// time at instant zero.
     pub fn provision(&self, cfg: &mut Config, key_seed: u8) {
-        let static_private = [key_seed; 32];
-        let identity = IdentityKey::from_seed([key_seed ^ 0xa5; 32]);
         let names: Vec<String> = cfg
             .overlays
             .iter()
             .map(|o| format!("{}.{}", o.local_name, o.name).to_ascii_lowercase())
             .collect();
+        self.provision_names(cfg, key_seed, names);
+    }
+
+    /// Like [`TestCa::provision`], with a certificate for `names` (a node that answers to
+    /// many names, such as every name an address book gives it).
+    pub fn provision_names(&self, cfg: &mut Config, key_seed: u8, names: Vec<String>) {
+        let static_private = [key_seed; 32];
+        let identity = IdentityKey::from_seed([key_seed ^ 0xa5; 32]);
         let spec = CertSpec {
             serial: u64::from(key_seed),
             names,

@@ -44,6 +44,8 @@ pub struct Engine {
     pub(crate) tunnels: Tunnels,
     pub(crate) timers: Timers,
     pub(crate) out: VecDeque<Output>,
+    /// Expanded AEAD keys of the secure paths in use.
+    pub(crate) key_cache: crate::security::keycache::KeyCache,
     pub(crate) pool: PacketPool,
     pub(crate) upstream: BTreeMap<QueryId, Upstream>,
     pub(crate) next_query: u64,
@@ -197,6 +199,7 @@ impl Engine {
             tunnels: Tunnels::default(),
             timers: Timers::default(),
             out: VecDeque::new(),
+            key_cache: Default::default(),
             pool: PacketPool::default(),
             upstream: BTreeMap::new(),
             next_query: 1,

@@ -162,7 +162,7 @@ impl Engine {
             None => name,
         };
         let legacy = egress.map(|e| e.end);
-        let secure = match protection {
+        let mut secure = match protection {
             Protection::Plain if !self.cfg.security.accept_plain => {
                 return Err((
                     DropReason::Refused,
@@ -209,9 +209,10 @@ impl Engine {
             p.families = families;
             p.sources = s.sources;
         }
+        // The path keeps the answer to repeat it (`repeat_accept`); the session needs no copy.
         let answer = secure
-            .as_ref()
-            .map(|x| x.message.clone())
+            .as_mut()
+            .map(|x| std::mem::take(&mut x.message))
             .unwrap_or_default();
         match secure {
             Some(secure) => {

@@ -142,7 +142,7 @@ impl Engine {
                 buf.extend_from_slice(packet);
                 Ok(())
             }
-            Some(s) => s.seal(packet, buf.tail_vec()),
+            Some(s) => s.seal(packet, buf.tail_vec(), &mut self.key_cache, key),
         };
         match sealed {
             Ok(()) => self.send_over(tunnel, buf),
@@ -338,10 +338,11 @@ impl Engine {
         let mut buf = self.pool.take();
         let opened = match self.paths.get_mut(key).and_then(|p| p.secure.as_mut()) {
             Some(s) => {
-                let r = s.open(inner, buf.tail_vec());
+                let r = s.open(inner, buf.tail_vec(), &mut self.key_cache, key);
                 if r.is_ok() && buf.is_empty() {
-                    // The responder's acknowledgement of our confirm.
+                    // The responder's acknowledgement of our confirm, which is not sent again.
                     s.confirmed = true;
+                    s.message = Vec::new();
                     self.heard_on_path(key);
                     return self.pool.give(buf);
                 }

@@ -76,6 +76,7 @@
 pub mod cert;
 pub mod chain;
 pub(crate) mod handshake;
+pub(crate) mod keycache;
 pub mod noise;
 pub mod replay;
 pub(crate) mod session;

@@ -101,10 +101,13 @@ pub fn start(
 /// The keys of an established path, from the handshake's split: ChaCha20-Poly1305 keys
 /// for `encrypt` (run by `ring`, whose assembly is what keeps the data path as fast as
 /// WireGuard's — snow's portable cipher measured 3× slower) and MAC keys for `auth`.
+///
+/// The AEAD keys are kept as their 32 bytes; the engine expands them into `ring` keys in a
+/// small cache of the paths in use (`keycache`), since an expanded key is 544 bytes.
 pub struct Keys {
     /// Seals packets this end sends, and opens packets it receives.
-    pub seal: LessSafeKey,
-    pub open: LessSafeKey,
+    pub seal: [u8; 32],
+    pub open: [u8; 32],
     /// Key for MACs on packets this end sends, and on packets it receives.
     pub mac_send: [u8; 32],
     pub mac_recv: [u8; 32],
@@ -118,10 +121,11 @@ pub fn aead_nonce(counter: u64) -> Nonce {
     Nonce::assume_unique_for_key(n)
 }
 
-fn aead_key(k: &[u8; 32]) -> Result<LessSafeKey, snow::Error> {
+/// The `ring` ChaCha20-Poly1305 key for 32 key bytes.
+pub fn aead_key(k: &[u8; 32]) -> Option<LessSafeKey> {
     UnboundKey::new(&CHACHA20_POLY1305, k)
+        .ok()
         .map(LessSafeKey::new)
-        .map_err(|_| snow::Error::Input)
 }
 
 /// Finishes a handshake into keys.
@@ -142,8 +146,8 @@ pub fn finish(mut hs: HandshakeState) -> Result<Keys, snow::Error> {
     };
     let (seal, open) = if initiator { (&k1, &k2) } else { (&k2, &k1) };
     Ok(Keys {
-        seal: aead_key(seal)?,
-        open: aead_key(open)?,
+        seal: *seal,
+        open: *open,
         mac_send: derive(seal),
         mac_recv: derive(open),
     })
@@ -175,13 +179,13 @@ mod tests {
             let (ki, kr) = (finish(i).unwrap(), finish(r).unwrap());
             assert_eq!(ki.mac_send, kr.mac_recv);
             let mut buf = b"hello".to_vec();
-            let tag = ki
-                .seal
+            let tag = aead_key(&ki.seal)
+                .unwrap()
                 .seal_in_place_separate_tag(aead_nonce(7), ring::aead::Aad::empty(), &mut buf)
                 .unwrap();
             buf.extend_from_slice(tag.as_ref());
-            let plain = kr
-                .open
+            let plain = aead_key(&kr.open)
+                .unwrap()
                 .open_in_place(aead_nonce(7), ring::aead::Aad::empty(), &mut buf)
                 .unwrap();
             assert_eq!(plain, b"hello");

@@ -7,6 +7,7 @@
 //! it is the IP packet in the clear followed by a 16-byte keyed BLAKE2b MAC over nonce and
 //! packet.
 
+use super::keycache::{KeyCache, Use};
 use super::noise::{aead_nonce, Keys, TAG_LEN};
 use super::replay::ReplayWindow;
 use crate::api::DropReason;
@@ -87,7 +88,13 @@ impl Secure {
     }
 
     /// Appends nonce and protected packet to `out` (which holds the data header).
-    pub(crate) fn seal(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<(), DropReason> {
+    pub(crate) fn seal(
+        &mut self,
+        packet: &[u8],
+        out: &mut Vec<u8>,
+        cache: &mut KeyCache,
+        path: usize,
+    ) -> Result<(), DropReason> {
         let nonce = self.next_nonce;
         let Some(keys) = self.keys() else {
             return Err(DropReason::PathNotUp);
@@ -101,8 +108,9 @@ impl Secure {
                 let start = out.len();
                 out.extend_from_slice(packet);
                 let body = out.get_mut(start..).ok_or(DropReason::Oversized)?;
-                let tag = keys
-                    .seal
+                let tag = cache
+                    .get(path, Use::Seal, &keys.seal)
+                    .ok_or(DropReason::Oversized)?
                     .seal_in_place_separate_tag(aead_nonce(nonce), Aad::empty(), body)
                     .map_err(|_| DropReason::Oversized)?;
                 out.extend_from_slice(tag.as_ref());
@@ -119,7 +127,13 @@ impl Secure {
 
     /// Checks a data payload (everything after the label) and appends the IP packet to `out`.
     /// Replays and forgeries are refused; the replay window moves only for authentic packets.
-    pub(crate) fn open(&mut self, payload: &[u8], out: &mut Vec<u8>) -> Result<(), DropReason> {
+    pub(crate) fn open(
+        &mut self,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        cache: &mut KeyCache,
+        path: usize,
+    ) -> Result<(), DropReason> {
         let Some(keys) = self.keys() else {
             return Err(DropReason::PathNotUp);
         };
@@ -137,10 +151,9 @@ impl Secure {
                 }
                 let start = out.len();
                 out.extend_from_slice(body);
-                let opened = out.get_mut(start..).and_then(|b| {
-                    keys.open
-                        .open_in_place(aead_nonce(nonce), Aad::empty(), b)
-                        .ok()
+                let key = cache.get(path, Use::Open, &keys.open);
+                let opened = out.get_mut(start..).zip(key).and_then(|(b, key)| {
+                    key.open_in_place(aead_nonce(nonce), Aad::empty(), b).ok()
                 });
                 let Some(len) = opened.map(|p| p.len()) else {
                     out.truncate(start);
@@ -204,19 +217,21 @@ mod tests {
     fn both_modes_round_trip_and_refuse_replays_and_tampering() {
         for mode in [Protection::Encrypt, Protection::Auth] {
             let (mut a, mut b) = pair(mode);
+            // One cache for both ends and one path index: each must still use its own key.
+            let c = &mut KeyCache::default();
             let mut wire = Vec::new();
-            a.seal(b"inner packet", &mut wire).unwrap();
+            a.seal(b"inner packet", &mut wire, c, 0).unwrap();
             let mut out = Vec::new();
-            b.open(&wire, &mut out).unwrap();
+            b.open(&wire, &mut out, c, 0).unwrap();
             assert_eq!(out, b"inner packet");
             out.clear();
-            assert_eq!(b.open(&wire, &mut out), Err(DropReason::Replayed));
+            assert_eq!(b.open(&wire, &mut out, c, 0), Err(DropReason::Replayed));
             let mut second = Vec::new();
-            a.seal(b"inner packet", &mut second).unwrap();
+            a.seal(b"inner packet", &mut second, c, 0).unwrap();
             second[10] ^= 1;
-            assert_eq!(b.open(&second, &mut out), Err(DropReason::Forged));
+            assert_eq!(b.open(&second, &mut out, c, 0), Err(DropReason::Forged));
             assert!(out.is_empty(), "nothing delivered from a forgery");
-            assert_eq!(b.open(&[1, 2, 3], &mut out), Err(DropReason::Forged));
+            assert_eq!(b.open(&[1, 2, 3], &mut out, c, 0), Err(DropReason::Forged));
             let in_clear = wire.windows(12).any(|w| w == b"inner packet");
             assert_eq!(in_clear, mode == Protection::Auth, "{mode:?}");
         }
