@@ -93,7 +93,10 @@ fn peer(i: usize) -> (String, SocketAddr) {
 
 /// Per path at the initiator (alice, many peers) and at the responder (bob, many clients)
 /// with configs from `config(name, address book, key seed)`.
-fn both_ends(config: &dyn Fn(&str, &[(&str, SocketAddr)], u8) -> Config) -> (isize, isize) {
+/// Makes a node's config from its name, address book and key seed.
+type MakeConfig<'a> = &'a dyn Fn(&str, &[(&str, SocketAddr)], u8) -> Config;
+
+fn both_ends(config: MakeConfig<'_>) -> (isize, isize) {
     let me = overlay_addr(1);
     let peers: Vec<(String, SocketAddr)> = (0..PEERS).map(peer).collect();
     let book: Vec<(&str, SocketAddr)> = peers.iter().map(|(n, a)| (n.as_str(), *a)).collect();
