@@ -217,6 +217,32 @@ fn real_programs_over_ocala() {
     assert!(n(&b, "udp_datagrams_in") > n(&b, "udp_receives"), "{b:#}");
     assert!(n(&b, "tun_joined") > 100, "{b:#}");
     assert_eq!(n(&b, "bad_tun_reads") + n(&a, "bad_tun_reads"), 0);
+
+    // The same over IPv6 (TSO6, and IPv6 segments joined at bob), on the direct path.
+    let iperf6 = t.exec(
+        "alice",
+        &["iperf3", "-6", "-c", "bob.udp", "-t", "1", "-f", "m"],
+    );
+    let out6 = text(&iperf6);
+    assert!(
+        iperf6.status.success() && out6.contains("receiver"),
+        "{out6}"
+    );
+    let (a6, b6) = (
+        status_json(&t, "alice")["datapath"].clone(),
+        status_json(&t, "bob")["datapath"].clone(),
+    );
+    let grew =
+        |after: &serde_json::Value, before: &serde_json::Value, k: &str| n(after, k) - n(before, k);
+    assert!(
+        grew(&a6, &a, "tun_packets_in") > grew(&a6, &a, "tun_reads"),
+        "alice cut IPv6 super-packets: {a6:#}"
+    );
+    assert!(
+        grew(&b6, &b, "tun_joined") > 100,
+        "bob joined IPv6 segments: {b6:#}"
+    );
+    assert_eq!(n(&b6, "bad_tun_reads") + n(&a6, "bad_tun_reads"), 0);
     let gw_status = t.ocala("gw", &["status"]).expect("table");
     assert!(gw_status.contains("RELAYED PATHS  1"), "{gw_status}");
     assert!(

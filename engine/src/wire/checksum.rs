@@ -4,8 +4,8 @@
 //! can be added together cheaply and folded once at the end. Because 2^16 ≡ 1 modulo
 //! 0xFFFF, adding wider words and folding later gives the same one's-complement result as
 //! adding 16-bit words one by one, and one's-complement sums are byte-order independent up
-//! to a final byte swap — which lets [`sum`] add native 32-bit words into independent 64-bit
-//! accumulators, a loop the compiler vectorises.
+//! to a final byte swap — which lets [`sum`] add a payload's native 32-bit words into
+//! independent 64-bit accumulators, a loop the compiler vectorises.
 //!
 //! Pieces must start at even offsets of the checksummed data: an odd trailing byte is padded
 //! with zero as if it ended the data.
@@ -16,30 +16,48 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 ///
 /// The result can be folded with [`fold`] or added to other sums.
 pub fn sum(data: &[u8]) -> u64 {
-    // Little-endian 32-bit words into four u64 lanes: no carries to propagate until 2^32
-    // words, and no dependency between lanes.
+    // Payloads: whole 16-byte blocks in vectorisable lanes. Headers and addresses, and the
+    // tail, a big-endian word at a time (cheaper for a few bytes).
+    let bulk = if data.len() >= 64 {
+        data.len() / 16 * 16
+    } else {
+        0
+    };
+    let (blocks, rest) = data.split_at(bulk);
+    add(sum_blocks(blocks), sum_words(rest))
+}
+
+/// Sum of whole 16-byte blocks: little-endian 32-bit words into four u64 lanes (no carries
+/// to propagate until 2^32 words, no dependency between lanes), folded, then swapped to
+/// network order.
+fn sum_blocks(blocks: &[u8]) -> u64 {
     let mut lanes = [0u64; 4];
-    let mut blocks = data.chunks_exact(16);
-    for b in &mut blocks {
+    for b in blocks.chunks_exact(16) {
         for (lane, w) in lanes.iter_mut().zip(b.chunks_exact(4)) {
             *lane += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
         }
     }
-    // The tail a word at a time, the last word zero-padded on the right: a lone last byte
-    // becomes the high half of a big-endian 16-bit word, exactly as RFC 1071 pads odd-length
-    // data. (Addresses, 4 or 16 bytes, take only this path or one block.)
-    let mut words = blocks.remainder().chunks_exact(4);
-    for w in &mut words {
-        lanes[0] += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
-    }
-    let mut last = [0u8; 4];
-    for (d, s) in last.iter_mut().zip(words.remainder()) {
-        *d = *s;
-    }
-    lanes[1] += u64::from(u32::from_le_bytes(last));
     let le = lanes.iter().fold(0, |acc, l| add(acc, *l));
-    // Folded in little-endian order; swapping the bytes gives the big-endian sum.
     u64::from(fold(le).swap_bytes())
+}
+
+/// Sum of big-endian 64-bit words with end-around carry, the last zero-padded on the right:
+/// a lone last byte becomes the high half of a 16-bit word, exactly as RFC 1071 pads
+/// odd-length data.
+fn sum_words(data: &[u8]) -> u64 {
+    let mut acc: u64 = 0;
+    let mut chunks = data.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        acc = add(acc, u64::from_be_bytes(w));
+    }
+    let rest = chunks.remainder();
+    let mut w = [0u8; 8];
+    if let Some(dst) = w.get_mut(..rest.len()) {
+        dst.copy_from_slice(rest);
+    }
+    add(acc, u64::from_be_bytes(w))
 }
 
 /// Adds two unfolded sums with end-around carry (never overflows).
