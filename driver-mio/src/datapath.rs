@@ -107,7 +107,7 @@ impl Datapath {
     /// The counters, with the coalescer's.
     pub fn stats(&self) -> DatapathStats {
         DatapathStats {
-            tun_writes: self.coalescer.stats.writes,
+            tun_writes: self.stats.tun_writes + self.coalescer.stats.writes,
             tun_joined: self.coalescer.stats.joined,
             ..self.stats
         }
@@ -180,8 +180,14 @@ impl Datapath {
     /// segments or written now.
     pub fn deliver(&mut self, packet: &[u8]) {
         let tun = &self.tun;
-        self.coalescer
-            .push(packet, &mut |h, p| write_tun(tun, h, p));
+        if self.stats.tun_offload {
+            self.coalescer
+                .push(packet, &mut |h, p| write_tun(tun, h, p));
+        } else {
+            // Without offloads the kernel was not asked to take super-packets.
+            self.stats.tun_writes += 1;
+            write_tun(tun, &[0; vnet::LEN], packet);
+        }
     }
 
     /// Ends a batch: sends every queued datagram, runs of equal size to one peer as one GSO

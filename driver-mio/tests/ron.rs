@@ -41,10 +41,12 @@ fn topology() -> Topology {
         &config("alice", &[("bob", "10.95.1.2"), ("carol", "10.95.2.2")]),
         "",
     );
+    // bob runs without the kernel's offloads: a packet per system call, beside peers that
+    // send GSO trains.
     t.start(
         "bob",
         &config("bob", &[("alice", "10.95.1.1"), ("carol", "10.95.3.1")]),
-        "",
+        "offload = false\n",
     );
     t.start(
         "carol",
@@ -136,6 +138,18 @@ fn pings_and_iperf3_survive_the_direct_link_going_down() {
     );
     let iperf_out = text(&iperf);
     assert!(iperf.status.success(), "{iperf_out}\n{}", logs());
+    let bob: serde_json::Value =
+        serde_json::from_str(&t.ocala("bob", &["status", "--json"]).expect("status"))
+            .expect("JSON");
+    let d = &bob["datapath"];
+    assert_eq!(
+        (&d["tun_offload"], &d["udp_gro"]),
+        (&false.into(), &false.into()),
+        "{d:#}"
+    );
+    assert_eq!(d["udp_gso_segments"], 1, "{d:#}");
+    assert_eq!(d["tun_joined"], 0, "{d:#}");
+    assert_eq!(d["tun_reads"], d["tun_packets_in"], "{d:#}");
     eprintln!(
         "iperf3 over ron across the failover: {}",
         iperf_out
