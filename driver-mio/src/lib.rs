@@ -3,6 +3,7 @@
 //! engine needs — TUN, UDP, the resolver, timers, signals, files, routes — is made here.
 
 pub mod ca;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod control;

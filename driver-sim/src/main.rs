@@ -1,45 +1,75 @@
 //! `ocala-sim run [FILE] [--seed N] [--csv DIR]`: replays a scenario and prints its summary,
 //! then `digest: <hex>` as the very last line; with `--csv`, each ping and UDP app's RTT over
 //! time goes to a CSV file in DIR. Exits 1 when an expectation fails or an engine
-//! reports an error, 2 on a bad command line or scenario file.
+//! reports an error, 2 on a bad command line or scenario file. `ocala-sim --help` lists
+//! everything; `completions SHELL` and `man` print what the package installs.
 
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: ocala-sim run [FILE] [--seed N] [--csv DIR]   (no FILE: the built-in quickstart scenario)"
-    );
-    ExitCode::from(2)
+/// The OCALA simulator: runs many ocala nodes in a deterministic in-memory network and
+/// replays a scenario (overlays, gateways, security, faults), printing what happened and a
+/// digest that identical runs share.
+#[derive(Parser, Debug)]
+#[command(name = "ocala-sim", version)]
+struct Cli {
+    /// What to do; with none, the built-in quickstart scenario runs.
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Replay a scenario and print its summary, then `digest: <hex>` as the last line.
+    Run(Run),
+    /// Print shell completions for SHELL.
+    Completions {
+        /// The shell to complete for.
+        shell: Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+#[derive(clap::Args, Debug, Default)]
+struct Run {
+    /// A scenario file (TOML); the built-in quickstart scenario when left out.
+    file: Option<PathBuf>,
+    /// Seed for everything random in the run, instead of the scenario's own.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Write each ping and UDP app's RTT over time as CSV files into DIR.
+    #[arg(long, value_name = "DIR")]
+    csv: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut file = None;
-    let mut seed = None;
-    let mut csv_dir: Option<std::path::PathBuf> = None;
-    let mut it = args.iter();
-    match it.next().map(String::as_str) {
-        None | Some("run") => {}
-        Some("-h" | "--help") => return usage(),
-        Some(other) => {
-            eprintln!("unknown command '{other}'");
-            return usage();
+    let run = match Cli::parse().command {
+        None => Run::default(),
+        Some(Cmd::Run(r)) => r,
+        Some(Cmd::Completions { shell }) => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "ocala-sim", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
         }
-    }
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--seed" => match it.next().and_then(|s| s.parse::<u64>().ok()) {
-                Some(s) => seed = Some(s),
-                None => return usage(),
-            },
-            "--csv" => match it.next() {
-                Some(d) => csv_dir = Some(d.into()),
-                None => return usage(),
-            },
-            f if file.is_none() && !f.starts_with('-') => file = Some(f.to_string()),
-            _ => return usage(),
+        Some(Cmd::Man) => {
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ocala-sim: {e}");
+                    ExitCode::from(1)
+                }
+            };
         }
-    }
+    };
+    let Run {
+        file,
+        seed,
+        csv: csv_dir,
+    } = run;
+    let file = file.map(|f| f.display().to_string());
     let (name, text) = match &file {
         Some(f) => match std::fs::read_to_string(f) {
             Ok(t) => (f.clone(), t),
@@ -82,4 +112,28 @@ fn write_csv(dir: &std::path::Path, files: &[(String, String)]) -> std::io::Resu
         std::fs::write(dir.join(name), text)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_lines_of_earlier_releases_still_parse() {
+        Cli::command().debug_assert();
+        assert!(Cli::try_parse_from(["ocala-sim"])
+            .unwrap()
+            .command
+            .is_none());
+        let c = Cli::try_parse_from(["ocala-sim", "run", "f.toml", "--seed", "7", "--csv", "d"]);
+        let Some(Cmd::Run(r)) = c.unwrap().command else {
+            panic!("not a run")
+        };
+        assert_eq!(
+            (r.file, r.seed, r.csv),
+            (Some("f.toml".into()), Some(7), Some("d".into()))
+        );
+        let e = Cli::try_parse_from(["ocala-sim", "run", "--seed", "x"]).unwrap_err();
+        assert!(e.to_string().contains("invalid digit"), "{e}");
+    }
 }

@@ -1,31 +1,34 @@
 //! `ocalad --config FILE [--log-format text|json]`: the OCALA daemon. `ocalad --check-config
 //! FILE` only checks the file. Logs go to stderr: text (coloured only on a terminal), or one
-//! JSON object per line for log collectors.
+//! JSON object per line for log collectors. `ocalad --help` lists everything
+//! (`ocala_mio::cli`).
 
+use clap::Parser;
+use ocala_mio::cli::{self, LogFormat, Ocalad};
 use ocala_mio::{config, daemon::Daemon};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-fn usage() -> ExitCode {
-    eprintln!("usage: ocalad --config FILE [--log-format text|json] | ocalad --check-config FILE");
-    ExitCode::from(2)
-}
-
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (mut run, mut json) = (None, false);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match (a.as_str(), it.next().map(String::as_str)) {
-            ("--config", Some(f)) => run = Some((false, PathBuf::from(f))),
-            ("--check-config", Some(f)) => run = Some((true, PathBuf::from(f))),
-            ("--log-format", Some("json")) => json = true,
-            ("--log-format", Some("text")) => json = false,
-            _ => return usage(),
-        }
+    let args = Ocalad::parse();
+    if let Some(shell) = args.completions {
+        cli::completions::<Ocalad>(shell, &mut std::io::stdout());
+        return ExitCode::SUCCESS;
     }
-    let Some((check, file)) = run else {
-        return usage();
+    if args.man {
+        return match cli::man::<Ocalad>(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ocalad: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let (check, Some(file)) = (
+        args.check_config.is_some(),
+        args.check_config.or(args.config),
+    ) else {
+        // clap requires one of them.
+        return ExitCode::from(2);
     };
     let loaded = match config::load(&file) {
         Ok(l) => l,
@@ -46,10 +49,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         // Colour only for a terminal: journald and log files get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if json {
-        logs.json().init();
-    } else {
-        logs.init();
+    match args.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
     }
     let result = Daemon::start(loaded).and_then(|mut d| d.run());
     match result {
