@@ -62,6 +62,9 @@ pub struct DaemonConfig {
     pub upstream_attempts: u32,
     /// Unix socket where `ocala status` connects.
     pub control_socket: PathBuf,
+    /// Where to serve Prometheus metrics (`GET /metrics`), e.g. `127.0.0.1:9465`; none by
+    /// default. The endpoint has no authentication: keep it on loopback or a private network.
+    pub metrics_listen: Option<SocketAddr>,
     /// Where handles are checkpointed so apps keep their addresses across restarts;
     /// empty disables checkpoints.
     pub state_file: PathBuf,
@@ -93,6 +96,7 @@ impl Default for DaemonConfig {
             upstream_timeout_ms: 1500,
             upstream_attempts: 3,
             control_socket: PathBuf::from("/run/ocala/ocalad.sock"),
+            metrics_listen: None,
             state_file: PathBuf::new(),
             checkpoint_secs: 60,
             resolved_split_dns: false,

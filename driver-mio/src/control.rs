@@ -1,11 +1,11 @@
-//! The control socket's clients (`ocala status`, `ocala resolve NAME`), served without ever
-//! blocking the event loop: each connection is non-blocking and registered with the poll,
-//! its request line is gathered as it arrives, its answer written as the socket takes it.
-//! A client gets `CLIENT_TIMEOUT` for the whole exchange, requests are bounded, and at most
-//! `MAX_CLIENTS` are served at once (more are closed at once), so a stuck or hostile local
-//! client costs a slot, never the data path's time.
+//! Clients of the control socket (`ocala status`, `ocala resolve NAME`) and of the metrics
+//! endpoint (`GET /metrics`), served without ever blocking the event loop: each connection is
+//! non-blocking and registered with the poll, its request is gathered as it arrives, its
+//! answer written as the socket takes it. A client gets `CLIENT_TIMEOUT` for the whole
+//! exchange, requests are bounded, and at most `MAX_CLIENTS` are served at once (more are
+//! closed at once), so a stuck or hostile client costs a slot, never the data path's time.
 
-use mio::net::UnixStream;
+use mio::event::Source;
 use mio::{Interest, Registry, Token};
 use ocala_engine::Instant;
 use slab::Slab;
@@ -19,8 +19,8 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest request line.
 const MAX_REQUEST: usize = 4096;
 
-struct Client {
-    stream: UnixStream,
+struct Client<S> {
+    stream: S,
     request: Vec<u8>,
     answer: Vec<u8>,
     written: usize,
@@ -31,20 +31,25 @@ struct Client {
 pub enum Progress {
     /// Nothing to do yet (or the client is gone).
     Waiting,
-    /// A whole request line (without its newline), to be answered with [`Clients::answer`].
+    /// A whole request's first line (without its line end), to be answered with
+    /// [`Clients::answer`].
     Request(String),
 }
 
-/// The connected control clients; tokens are `base + slot`.
-pub struct Clients {
+/// The connected clients of one listener; tokens are `base + slot`.
+pub struct Clients<S> {
     base: usize,
-    slots: Slab<Client>,
+    /// What ends a request: a newline for the control socket, a blank line for HTTP (whose
+    /// headers are read whole, so closing after the answer never discards unread data).
+    end: &'static [u8],
+    slots: Slab<Client<S>>,
 }
 
-impl Clients {
-    pub fn new(base: usize) -> Clients {
+impl<S: Read + Write + Source> Clients<S> {
+    pub fn new(base: usize, end: &'static [u8]) -> Clients<S> {
         Clients {
             base,
+            end,
             slots: Slab::with_capacity(MAX_CLIENTS),
         }
     }
@@ -54,19 +59,13 @@ impl Clients {
         token.0 >= self.base && token.0 < self.base + MAX_CLIENTS
     }
 
-    /// Takes a freshly accepted connection, or closes it when every slot is busy.
-    pub fn add(
-        &mut self,
-        registry: &Registry,
-        stream: std::os::unix::net::UnixStream,
-        now: Instant,
-    ) -> io::Result<()> {
+    /// Takes a freshly accepted, non-blocking connection, or closes it when every slot is
+    /// busy.
+    pub fn add(&mut self, registry: &Registry, mut stream: S, now: Instant) -> io::Result<()> {
         if self.slots.len() >= MAX_CLIENTS {
-            tracing::debug!("control socket: {MAX_CLIENTS} clients already, one refused");
+            tracing::debug!("{MAX_CLIENTS} clients already, one refused");
             return Ok(());
         }
-        stream.set_nonblocking(true)?;
-        let mut stream = UnixStream::from_std(stream);
         let entry = self.slots.vacant_entry();
         registry.register(
             &mut stream,
@@ -99,8 +98,9 @@ impl Clients {
                 Ok(0) => break,
                 Ok(n) => {
                     c.request.extend_from_slice(&chunk[..n]);
-                    if let Some(end) = c.request.iter().position(|b| *b == b'\n') {
-                        let line = String::from_utf8_lossy(&c.request[..end]).into_owned();
+                    if c.request.windows(self.end.len()).any(|w| w == self.end) {
+                        let first = c.request.split(|b| *b == b'\n').next().unwrap_or(&[]);
+                        let line = String::from_utf8_lossy(first).trim_end().to_string();
                         return Progress::Request(line);
                     }
                     if c.request.len() > MAX_REQUEST {

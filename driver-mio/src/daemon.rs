@@ -5,11 +5,13 @@
 
 use crate::clock::Clock;
 use crate::config::{resolv_conf_servers, Loaded};
+use crate::control::{Clients, Progress};
 use crate::datapath::Datapath;
 use crate::socket::OverlaySocket;
 use crate::tun::Tun;
 use crate::upstream::Upstream;
 use crate::{state, status};
+use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use ocala_engine::{Command, Engine, Event, Input, Instant, Output, QueryId, UpstreamError};
@@ -27,9 +29,12 @@ const CONTROL: Token = Token(2);
 const UPSTREAM4: Token = Token(3);
 const UPSTREAM6: Token = Token(4);
 const NETLINK: Token = Token(5);
+const METRICS: Token = Token(6);
 const OVERLAY_BASE: usize = 16;
 /// Control clients' tokens, far above any overlay's.
 const CLIENT_BASE: usize = 1 << 20;
+/// Metrics clients' tokens, above the control clients'.
+const METRICS_BASE: usize = 1 << 21;
 
 /// Packets taken from one source per turn before the others get theirs. A TUN read may bring
 /// 48 and an overlay receive a few hundred, so the budget counts packets, not reads: with it
@@ -48,7 +53,9 @@ pub struct Daemon {
     _legacy_nat: Option<crate::legacy_nat::LegacyNat>,
     upstream: Upstream,
     control: UnixListener,
-    clients: crate::control::Clients,
+    clients: Clients<mio::net::UnixStream>,
+    /// The metrics endpoint and its clients, when `metrics_listen` is set.
+    metrics: Option<(TcpListener, Clients<TcpStream>)>,
     signals: Signals,
     /// Underlay changes from the kernel; `None` where netlink is unavailable.
     netlink: Option<crate::netlink::Watcher>,
@@ -222,6 +229,18 @@ impl Daemon {
             },
             if d.udp_gro { "on" } else { "off" },
         );
+        let metrics = match cfg.daemon.metrics_listen {
+            Some(addr) => {
+                let mut l = TcpListener::bind(addr).map_err(|e| {
+                    io::Error::new(e.kind(), format!("daemon.metrics_listen {addr}: {e}"))
+                })?;
+                poll.registry()
+                    .register(&mut l, METRICS, Interest::READABLE)?;
+                tracing::info!("metrics at http://{addr}/metrics");
+                Some((l, Clients::new(METRICS_BASE, b"\r\n\r\n")))
+            }
+            None => None,
+        };
         let mut signals = Signals::new([SIGTERM, SIGINT])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -244,7 +263,8 @@ impl Daemon {
             _legacy_nat: legacy_nat,
             upstream,
             control,
-            clients: crate::control::Clients::new(CLIENT_BASE),
+            clients: Clients::new(CLIENT_BASE, b"\n"),
+            metrics,
             signals,
             netlink,
             deadline: Instant::MAX,
@@ -267,6 +287,11 @@ impl Daemon {
                 .deadline
                 .min(self.upstream.next_deadline())
                 .min(self.clients.next_deadline())
+                .min(
+                    self.metrics
+                        .as_ref()
+                        .map_or(Instant::MAX, |(_, c)| c.next_deadline()),
+                )
                 .min(self.next_checkpoint);
             let timeout = if self.hot.is_empty() {
                 self.clock.until(deadline)
@@ -323,6 +348,8 @@ impl Daemon {
                 self.drain();
             }
             t if self.clients.owns(t) => self.serve_client(t),
+            METRICS => self.accept_metrics(),
+            t if self.metrics.as_ref().is_some_and(|(_, c)| c.owns(t)) => self.serve_metrics(t),
             Token(t) if t >= OVERLAY_BASE => self.read_overlay(t - OVERLAY_BASE),
             Token(_) => {}
         }
@@ -386,6 +413,9 @@ impl Daemon {
         }
         if self.clients.next_deadline() <= now {
             self.clients.expire(self.poll.registry(), now);
+        }
+        if let Some((_, c)) = self.metrics.as_mut() {
+            c.expire(self.poll.registry(), now);
         }
         if self.next_checkpoint <= now {
             self.checkpoint();
@@ -474,17 +504,59 @@ impl Daemon {
                 }
             };
             let now = self.clock.now();
-            if let Err(e) = self.clients.add(self.poll.registry(), stream, now) {
+            let added = stream.set_nonblocking(true).and_then(|()| {
+                let stream = mio::net::UnixStream::from_std(stream);
+                self.clients.add(self.poll.registry(), stream, now)
+            });
+            if let Err(e) = added {
                 tracing::debug!("control client: {e}");
             }
         }
     }
 
+    /// Accepts metrics clients; they are served as their sockets become ready.
+    fn accept_metrics(&mut self) {
+        let Some((listener, clients)) = self.metrics.as_mut() else {
+            return;
+        };
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let now = self.clock.now();
+                    if let Err(e) = clients.add(self.poll.registry(), stream, now) {
+                        tracing::debug!("metrics client: {e}");
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!("metrics listener: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A metrics request, answered from a fresh status.
+    fn serve_metrics(&mut self, token: Token) {
+        let Some((_, clients)) = self.metrics.as_mut() else {
+            return;
+        };
+        let Progress::Request(line) = clients.ready(self.poll.registry(), token) else {
+            return;
+        };
+        let answer = crate::metrics::http_answer(&line, || {
+            self.input(Input::Command(Command::Status));
+            let status = self.last_status.take().unwrap_or_default();
+            crate::metrics::render(&status, &self.datapath.stats())
+        });
+        if let Some((_, clients)) = self.metrics.as_mut() {
+            clients.answer(self.poll.registry(), token, answer);
+        }
+    }
+
     /// One request line (`status` or `resolve NAME`), one answer, then the connection closes.
     fn serve_client(&mut self, token: Token) {
-        let crate::control::Progress::Request(line) =
-            self.clients.ready(self.poll.registry(), token)
-        else {
+        let Progress::Request(line) = self.clients.ready(self.poll.registry(), token) else {
             return;
         };
         let mut words = line.split_whitespace();

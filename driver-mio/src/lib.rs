@@ -10,6 +10,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod legacy_nat;
+pub mod metrics;
 pub mod netlink;
 pub mod offload;
 pub mod socket;

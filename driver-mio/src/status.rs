@@ -9,7 +9,9 @@
 //!   "relayed":  0,
 //!   "middlebox": "5 control, 25 readable (icmp x15, udp/7 x10), 15 sealed, 10 dropped",  (or null)
 //!   "drops":    [ { "reason": "unknown label", "count": 3 } ],
-//!   "counters": { "tun_in": 10, "tun_out": 9, "datagrams_in": 12, "datagrams_out": 12, "relayed": 0, "dns_answered": 2 },
+//!   "counters": { "tun_in": 10, "tun_out": 9, "datagrams_in": 12, "datagrams_out": 12, "relayed": 0, "dns_answered": 2,
+//!                 "cookie_replies": 0, "rekeys": 0, "setups_timed": 1 },
+//!   "overlays": [ { "overlay": "udp", "datagrams_in": 12, "bytes_in": 1460, "datagrams_out": 12, "bytes_out": 1502 } ],
 //!   "datapath": { "tun_offload": true, "udp_gso_segments": 64, "udp_gro": true,          (added by ocalad)
 //!                 "tun_reads": 4, "tun_packets_in": 90, "tun_writes": 3, "tun_joined": 88, "bad_tun_reads": 0,
 //!                 "udp_receives": 2, "udp_datagrams_in": 91, "udp_sends": 3, "udp_datagrams_out": 92,
@@ -42,7 +44,14 @@ pub fn to_json(s: &Status) -> Value {
             "datagrams_out": s.counters.datagrams_out,
             "relayed": s.counters.relayed,
             "dns_answered": s.counters.dns_answered,
+            "cookie_replies": s.counters.cookie_replies,
+            "rekeys": s.counters.rekeys,
+            "setups_timed": s.counters.setup_latency.count,
         },
+        "overlays": s.overlays.iter().map(|o| json!({
+            "overlay": o.overlay, "datagrams_in": o.datagrams_in, "bytes_in": o.bytes_in,
+            "datagrams_out": o.datagrams_out, "bytes_out": o.bytes_out,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -126,6 +135,16 @@ pub fn to_table(v: &Value) -> String {
             text(&d["udp_sends"]),
             text(&d["udp_datagrams_out"]),
             text(&d["udp_send_errors"]),
+        ));
+    }
+    for o in rows("overlays") {
+        out.push_str(&format!(
+            "OVERLAY {:<7}in {} datagrams ({} B), out {} datagrams ({} B)\n",
+            text(&o["overlay"]),
+            text(&o["datagrams_in"]),
+            text(&o["bytes_in"]),
+            text(&o["datagrams_out"]),
+            text(&o["bytes_out"]),
         ));
     }
     out.push_str("COUNTERS\n");

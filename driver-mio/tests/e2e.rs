@@ -62,7 +62,7 @@ fn topology() -> Topology {
     t.start(
         "alice",
         &config("alice", &[("bob", "10.91.0.2"), ("gw", "10.91.1.2")], false),
-        "upstream_dns = [\"10.91.0.2:5353\"]\n",
+        "upstream_dns = [\"10.91.0.2:5353\"]\nmetrics_listen = \"127.0.0.1:9465\"\n",
     );
     // gw uses systemd-resolved split DNS; this machine has no systemd-resolved, so a
     // stand-in resolvectl records what ocalad asks of it.
@@ -107,6 +107,37 @@ fn status_json(t: &Topology, host: &str) -> serde_json::Value {
         .ocala(host, &["status", "--json"])
         .expect("status answers");
     serde_json::from_str(&s).expect("status is JSON")
+}
+
+/// Prometheus text format: every sample line is `name{labels} value` with a number for a
+/// value, and its family was declared by a `# TYPE` line before it.
+fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut typed = std::collections::BTreeSet::new();
+    let mut samples = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut w = rest.split(' ');
+            let (name, kind) = (w.next().unwrap_or(""), w.next().unwrap_or(""));
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            typed.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (key, value) = line.rsplit_once(' ').expect("name and value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
+        let name = key.split('{').next().unwrap_or(key);
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| typed.contains(*f)))
+            .unwrap_or(name);
+        assert!(typed.contains(family), "{name} has no TYPE line before it");
+        samples.insert(key.to_string(), value);
+    }
+    samples
 }
 
 fn drops(t: &Topology, host: &str, reason: &str) -> u64 {
@@ -243,6 +274,37 @@ fn real_programs_over_ocala() {
         "bob joined IPv6 segments: {b6:#}"
     );
     assert_eq!(n(&b6, "bad_tun_reads") + n(&a6, "bad_tun_reads"), 0);
+    // Prometheus scrapes alice: the text format parses, and it carries the same facts.
+    let scrape = text(&t.exec("alice", &["curl", "-sf", "http://127.0.0.1:9465/metrics"]));
+    let m = parse_metrics(&scrape);
+    let get = |k: &str| {
+        m.get(k)
+            .copied()
+            .unwrap_or_else(|| panic!("no {k}\n{scrape}"))
+    };
+    assert!(get("ocala_paths{state=\"up\",protection=\"encrypt\"}") >= 1.0);
+    assert!(get("ocala_overlay_bytes_total{overlay=\"udp\",direction=\"out\"}") > 1e6);
+    assert!(get("ocala_setup_latency_seconds_count") >= 1.0);
+    assert_eq!(
+        get("ocala_setup_latency_seconds_bucket{le=\"+Inf\"}"),
+        get("ocala_setup_latency_seconds_count")
+    );
+    assert_eq!(get("ocala_offload{kind=\"tun\"}"), 1.0);
+    assert!(get("ocala_handles") >= 2.0);
+    let missing = t.exec(
+        "alice",
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "http://127.0.0.1:9465/",
+        ],
+    );
+    assert_eq!(text(&missing), "404");
+
     let gw_status = t.ocala("gw", &["status"]).expect("table");
     assert!(gw_status.contains("RELAYED PATHS  1"), "{gw_status}");
     assert!(

@@ -152,6 +152,8 @@ pub struct Status {
     pub drops: Vec<(DropReason, u64)>,
     /// Packets and bytes through the engine.
     pub counters: Counters,
+    /// Datagrams and bytes per overlay, in configuration order.
+    pub overlays: Vec<OverlayCounters>,
     /// What this node's middlebox saw, if it is one.
     pub middlebox: Option<crate::middlebox::FilterStats>,
 }
@@ -197,6 +199,49 @@ pub struct Counters {
     pub datagrams_out: u64,
     pub relayed: u64,
     pub dns_answered: u64,
+    /// Cookie replies sent to setups that had to prove their address first.
+    pub cookie_replies: u64,
+    /// Rekeys started: a fresh path set up to take over an aging one.
+    pub rekeys: u64,
+    /// Time from a path's first setup to its accept, at the initiator.
+    pub setup_latency: LatencyHistogram,
+}
+
+/// A histogram of durations with fixed bucket bounds ([`LatencyHistogram::BOUNDS_MS`]), as
+/// Prometheus reads them: counts per upper bound, plus the total and the sum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LatencyHistogram {
+    /// `buckets[i]` counts durations of at most `BOUNDS_MS[i]`, not the smaller ones.
+    pub buckets: [u64; LatencyHistogram::BOUNDS_MS.len()],
+    pub count: u64,
+    pub sum_nanos: u64,
+}
+
+impl LatencyHistogram {
+    /// Upper bounds in milliseconds; longer durations count only in `count`.
+    pub const BOUNDS_MS: [u64; 12] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000];
+
+    /// Records one duration.
+    pub fn observe(&mut self, d: std::time::Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let i = Self::BOUNDS_MS.partition_point(|ms| ms.saturating_mul(1_000_000) < nanos);
+        if let Some(b) = self.buckets.get_mut(i) {
+            *b += 1;
+        }
+        self.count += 1;
+        self.sum_nanos = self.sum_nanos.saturating_add(nanos);
+    }
+}
+
+/// Traffic through one overlay's socket.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OverlayCounters {
+    /// The overlay's name (its suffix).
+    pub overlay: String,
+    pub datagrams_in: u64,
+    pub bytes_in: u64,
+    pub datagrams_out: u64,
+    pub bytes_out: u64,
 }
 
 /// Why the engine dropped an input. Every drop is counted by reason.

@@ -30,6 +30,8 @@ pub(crate) struct OverlaySlot {
     /// This node's host name there.
     pub(crate) local_name: String,
     pub(crate) module: Box<dyn Overlay>,
+    /// Its traffic, for status.
+    pub(crate) traffic: crate::api::OverlayCounters,
 }
 
 /// The OCALA state machine of one host.
@@ -134,6 +136,10 @@ impl Engine {
                 name: o.name.to_ascii_lowercase(),
                 local_name: o.local_name.to_ascii_lowercase(),
                 module,
+                traffic: crate::api::OverlayCounters {
+                    overlay: o.name.to_ascii_lowercase(),
+                    ..Default::default()
+                },
             });
         }
         if overlays.len() > usize::from(u16::MAX) {
@@ -349,6 +355,10 @@ impl Engine {
             match event {
                 OverlayEvent::Transmit { to, payload } => {
                     self.counters.datagrams_out += 1;
+                    if let Some(slot) = self.overlays.get_mut(usize::from(id.0)) {
+                        slot.traffic.datagrams_out += 1;
+                        slot.traffic.bytes_out += payload.len() as u64;
+                    }
                     self.out.push_back(Output::Transmit {
                         overlay: id,
                         to,

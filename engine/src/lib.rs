@@ -24,8 +24,9 @@ mod timers;
 pub mod wire;
 
 pub use api::{
-    ApiError, Command, Counters, DropReason, Event, HandleBinding, HandleStatus, Input, Output,
-    OverlayId, PathStatus, QueryId, Status, TunnelStatus, UpstreamError,
+    ApiError, Command, Counters, DropReason, Event, HandleBinding, HandleStatus, Input,
+    LatencyHistogram, Output, OverlayCounters, OverlayId, PathStatus, QueryId, Status,
+    TunnelStatus, UpstreamError,
 };
 pub use config::{Config, ConfigError};
 pub use engine::Engine;

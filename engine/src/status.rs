@@ -97,6 +97,7 @@ impl Engine {
             relayed,
             drops: self.drops.iter().map(|(r, n)| (*r, *n)).collect(),
             counters: self.counters,
+            overlays: self.overlays.iter().map(|o| o.traffic.clone()).collect(),
             middlebox: self.middlebox.as_ref().map(|m| m.stats().clone()),
         }
     }

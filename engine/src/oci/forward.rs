@@ -200,6 +200,8 @@ impl Engine {
         let Some(slot) = self.overlays.get_mut(usize::from(overlay.0)) else {
             return self.drop_input(DropReason::UnknownOverlay);
         };
+        slot.traffic.datagrams_in += 1;
+        slot.traffic.bytes_in += payload.len() as u64;
         let received = slot.module.receive(now, from, payload, &mut self.pool);
         self.drain_overlay(overlay);
         let (known, from, bytes) = match received {

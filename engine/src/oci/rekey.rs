@@ -38,7 +38,11 @@ impl Engine {
         {
             return;
         }
-        if let Err(f) = self.start_path_for(handle, Some(key), client) {
+        let started = self.start_path_for(handle, Some(key), client);
+        if started.is_ok() {
+            self.counters.rekeys += 1;
+        }
+        if let Err(f) = started {
             // The old keys stay in use; try again after another period.
             let name = self
                 .paths

@@ -350,6 +350,9 @@ impl Engine {
             self.pool.give(buf);
             return;
         }
+        if matches!(msg, Message::Cookie(_)) {
+            self.counters.cookie_replies += 1;
+        }
         let now = self.now;
         if let Some(m) = self.module(overlay) {
             m.reply(now, &to, buf);
@@ -609,6 +612,8 @@ impl Engine {
         self.paths.set_state(key, State::Up);
         if let Some(p) = self.paths.get_mut(key) {
             p.setup = None;
+            let latency = self.now.since(p.started);
+            self.counters.setup_latency.observe(latency);
         }
         if self.paths.get(key).is_some_and(|p| p.secure.is_some()) {
             self.send_confirm(key);

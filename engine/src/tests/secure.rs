@@ -300,3 +300,50 @@ fn a_refusal_after_accept_travels_back_through_the_gateway() {
     );
     assert_eq!(net.nodes[2].paths.len(), 0);
 }
+
+#[test]
+fn status_counts_traffic_per_overlay_setup_latency_and_rekeys() {
+    let mut cfgs = vec![
+        secure("alice", &[("bob", 2)], &["alice.udp"]),
+        secure("bob", &[("alice", 1)], &["bob.udp"]),
+    ];
+    for c in &mut cfgs {
+        c.security.rekey_after_secs = 30;
+    }
+    let mut net = Net::new(cfgs);
+    net.lookup(0, "bob.udp").expect("path up");
+    let (a, b) = (net.nodes[0].status(), net.nodes[1].status());
+    // Setup, accept, confirm and the confirm's acknowledgement: all counted on `udp`.
+    assert_eq!(a.overlays.len(), 1);
+    assert_eq!(a.overlays[0].overlay, "udp");
+    assert_eq!(a.overlays[0].datagrams_out, b.overlays[0].datagrams_in);
+    assert_eq!(a.overlays[0].bytes_out, b.overlays[0].bytes_in);
+    assert_eq!(a.overlays[0].datagrams_in, b.overlays[0].datagrams_out);
+    assert!(a.overlays[0].datagrams_out >= 2 && a.overlays[0].bytes_out > 100);
+    // Only the initiator times its setup; in memory it takes no time at all.
+    assert_eq!(a.counters.setup_latency.count, 1);
+    assert_eq!(a.counters.setup_latency.buckets[0], 1, "within 1 ms");
+    assert_eq!(b.counters.setup_latency.count, 0);
+    assert_eq!(a.counters.rekeys, 0);
+    net.advance(Duration::from_secs(31));
+    let a = net.nodes[0].status();
+    assert_eq!(a.counters.rekeys, 1, "one rekey after rekey_after_secs");
+    assert_eq!(
+        a.counters.setup_latency.count, 2,
+        "the successor's setup is timed too"
+    );
+}
+
+#[test]
+fn latency_buckets_hold_what_is_at_most_their_bound() {
+    use crate::api::LatencyHistogram;
+    let mut h = LatencyHistogram::default();
+    for ms in [0, 1, 2, 3, 5000, 5001] {
+        h.observe(Duration::from_millis(ms));
+    }
+    h.observe(Duration::from_micros(1500));
+    // 0 and 1 ms in `≤ 1`; 1.5 and 2 ms in `≤ 2`; 3 in `≤ 5`; 5000 in the last; 5001 beyond.
+    assert_eq!(h.buckets, [2, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    assert_eq!(h.count, 7);
+    assert_eq!(h.sum_nanos, 10_008_500_000);
+}
