@@ -30,6 +30,11 @@ pub struct Ocalad {
     /// Check this configuration file (as ocalad would load it) and exit.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     pub check_config: Option<PathBuf>,
+    /// Run without a TUN device and without root: apps reach overlay names through a SOCKS5
+    /// proxy (daemon.socks_listen, 127.0.0.1:1080) and an HTTP CONNECT proxy
+    /// (daemon.http_proxy_listen, 127.0.0.1:8080) on a userspace TCP/IP stack.
+    #[arg(long)]
+    pub userspace: bool,
     /// Log format on stderr; RUST_LOG sets the level (info by default).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

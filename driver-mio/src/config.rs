@@ -62,6 +62,10 @@ pub struct DaemonConfig {
     pub upstream_attempts: u32,
     /// Unix socket where `ocala status` connects.
     pub control_socket: PathBuf,
+    /// Userspace mode (`ocalad --userspace`): where the SOCKS5 proxy listens.
+    pub socks_listen: SocketAddr,
+    /// Userspace mode: where the HTTP CONNECT proxy listens; none to run without it.
+    pub http_proxy_listen: Option<SocketAddr>,
     /// Where to serve Prometheus metrics (`GET /metrics`), e.g. `127.0.0.1:9465`; none by
     /// default. The endpoint has no authentication: keep it on loopback or a private network.
     pub metrics_listen: Option<SocketAddr>,
@@ -97,6 +101,8 @@ impl Default for DaemonConfig {
             upstream_attempts: 3,
             control_socket: PathBuf::from("/run/ocala/ocalad.sock"),
             metrics_listen: None,
+            socks_listen: SocketAddr::from(([127, 0, 0, 1], 1080)),
+            http_proxy_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
             state_file: PathBuf::new(),
             checkpoint_secs: 60,
             resolved_split_dns: false,

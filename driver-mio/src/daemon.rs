@@ -51,6 +51,8 @@ pub struct Daemon {
     datapath: Datapath,
     /// The legacy gateways' kernel rules, removed when the daemon stops.
     _legacy_nat: Option<crate::legacy_nat::LegacyNat>,
+    /// The userspace stack and its proxies, in place of the TUN (`--userspace`).
+    userspace: Option<crate::userspace::Userspace>,
     upstream: Upstream,
     control: UnixListener,
     clients: Clients<mio::net::UnixStream>,
@@ -77,6 +79,54 @@ fn seed() -> io::Result<[u8; 32]> {
     Ok(s)
 }
 
+/// The kernel side of a daemon with a TUN: the device, the legacy gateways' rules and split
+/// DNS.
+fn kernel_side(cfg: &Loaded) -> io::Result<(Tun, Option<crate::legacy_nat::LegacyNat>)> {
+    let tun = Tun::open(
+        &cfg.daemon.tun_name,
+        cfg.daemon.mtu,
+        &cfg.engine.handles,
+        cfg.daemon.offload,
+    )?;
+    let lan = cfg
+        .engine
+        .legacy_client
+        .as_ref()
+        .map(|c| c.lan.as_slice())
+        .unwrap_or_default();
+    let roles = crate::legacy_nat::Roles {
+        server: cfg.engine.legacy_server.is_some(),
+        lan,
+    };
+    let legacy_nat = if roles.server || !roles.lan.is_empty() {
+        let n = crate::legacy_nat::LegacyNat::install(tun.name(), &cfg.engine.handles, roles)?;
+        if roles.server {
+            tracing::info!(
+                "legacy server gateway: {} and {} leave masqueraded as this host",
+                cfg.engine.handles.pool_v4,
+                cfg.engine.handles.pool_v6
+            );
+        }
+        for p in lan {
+            tracing::info!("legacy client gateway: serving DNS and handles to {p}");
+        }
+        Some(n)
+    } else {
+        None
+    };
+    if cfg.daemon.resolved_split_dns {
+        let mut domains: Vec<String> = cfg.engine.overlays.iter().map(|o| o.name.clone()).collect();
+        domains.extend(cfg.daemon.split_dns_domains.iter().cloned());
+        crate::tun::split_dns(tun.name(), &cfg.engine.handles.dns_v4.to_string(), &domains)?;
+        tracing::info!(
+            "systemd-resolved sends {} to {}",
+            domains.join(", "),
+            cfg.engine.handles.dns_v4
+        );
+    }
+    Ok((tun, legacy_nat))
+}
+
 fn upstream_servers(cfg: &Loaded) -> Vec<SocketAddr> {
     if !cfg.daemon.upstream_dns.is_empty() {
         return cfg.daemon.upstream_dns.clone();
@@ -93,8 +143,9 @@ fn upstream_servers(cfg: &Loaded) -> Vec<SocketAddr> {
 }
 
 impl Daemon {
-    /// Opens the TUN, the sockets and the control socket, and restores checkpointed handles.
-    pub fn start(mut cfg: Loaded) -> io::Result<Daemon> {
+    /// Opens the TUN (or, in `userspace` mode, the userspace stack and its proxies), the
+    /// sockets and the control socket, and restores checkpointed handles.
+    pub fn start(mut cfg: Loaded, userspace: bool) -> io::Result<Daemon> {
         let clock = Clock::new();
         // Certificates speak wall-clock time; the engine's clock starts now.
         cfg.engine.security.unix_time_at_zero = std::time::SystemTime::now()
@@ -112,51 +163,15 @@ impl Daemon {
             );
         }
         let poll = Poll::new()?;
-        let tun = Tun::open(
-            &cfg.daemon.tun_name,
-            cfg.daemon.mtu,
-            &cfg.engine.handles,
-            cfg.daemon.offload,
-        )?;
-        poll.registry()
-            .register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;
-        let lan = cfg
-            .engine
-            .legacy_client
-            .as_ref()
-            .map(|c| c.lan.as_slice())
-            .unwrap_or_default();
-        let roles = crate::legacy_nat::Roles {
-            server: cfg.engine.legacy_server.is_some(),
-            lan,
-        };
-        let legacy_nat = if roles.server || !roles.lan.is_empty() {
-            let n = crate::legacy_nat::LegacyNat::install(tun.name(), &cfg.engine.handles, roles)?;
-            if roles.server {
-                tracing::info!(
-                    "legacy server gateway: {} and {} leave masqueraded as this host",
-                    cfg.engine.handles.pool_v4,
-                    cfg.engine.handles.pool_v6
-                );
-            }
-            for p in lan {
-                tracing::info!("legacy client gateway: serving DNS and handles to {p}");
-            }
-            Some(n)
+        let (tun, legacy_nat, userspace) = if userspace {
+            let u = crate::userspace::Userspace::start(&cfg, poll.registry(), clock.now())?;
+            (None, None, Some(u))
         } else {
-            None
+            let (tun, nat) = kernel_side(&cfg)?;
+            poll.registry()
+                .register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;
+            (Some(tun), nat, None)
         };
-        if cfg.daemon.resolved_split_dns {
-            let mut domains: Vec<String> =
-                cfg.engine.overlays.iter().map(|o| o.name.clone()).collect();
-            domains.extend(cfg.daemon.split_dns_domains.iter().cloned());
-            crate::tun::split_dns(tun.name(), &cfg.engine.handles.dns_v4.to_string(), &domains)?;
-            tracing::info!(
-                "systemd-resolved sends {} to {}",
-                domains.join(", "),
-                cfg.engine.handles.dns_v4
-            );
-        }
         let mut sockets = Vec::new();
         for (i, o) in cfg.engine.overlays.iter().enumerate() {
             let addr = SocketAddr::new(cfg.daemon.bind, o.port);
@@ -203,7 +218,8 @@ impl Daemon {
             CONTROL,
             Interest::READABLE,
         )?;
-        let netlink = match crate::netlink::Watcher::open(tun.name()) {
+        let tun_name = tun.as_ref().map_or(String::new(), |t| t.name().to_string());
+        let netlink = match crate::netlink::Watcher::open(&tun_name) {
             Ok(w) => {
                 poll.registry().register(
                     &mut SourceFd(&w.as_raw_fd()),
@@ -248,8 +264,12 @@ impl Daemon {
         let next_checkpoint =
             now.saturating_add(Duration::from_secs(cfg.daemon.checkpoint_secs.max(1)));
         tracing::info!(
-            "ocalad up: TUN {} ({} / {}), DNS at {}",
-            datapath.tun.name(),
+            "ocalad up: {} ({} / {}), DNS at {}",
+            if tun_name.is_empty() {
+                "userspace stack".to_string()
+            } else {
+                format!("TUN {tun_name}")
+            },
             cfg.engine.handles.tun_v4,
             cfg.engine.handles.tun_v6,
             cfg.engine.handles.dns_v4
@@ -261,6 +281,7 @@ impl Daemon {
             poll,
             datapath,
             _legacy_nat: legacy_nat,
+            userspace,
             upstream,
             control,
             clients: Clients::new(CLIENT_BASE, b"\n"),
@@ -292,7 +313,8 @@ impl Daemon {
                         .as_ref()
                         .map_or(Instant::MAX, |(_, c)| c.next_deadline()),
                 )
-                .min(self.next_checkpoint);
+                .min(self.next_checkpoint)
+                .min(self.userspace_deadline());
             let timeout = if self.hot.is_empty() {
                 self.clock.until(deadline)
             } else {
@@ -313,6 +335,7 @@ impl Daemon {
                 self.serve(token)?;
             }
             self.on_timers();
+            self.run_userspace();
         }
         self.shutdown()
     }
@@ -401,6 +424,41 @@ impl Daemon {
         self.hot.push(Token(OVERLAY_BASE + index));
     }
 
+    /// When the userspace stack or a proxy handshake needs the loop next.
+    fn userspace_deadline(&mut self) -> Instant {
+        let now = self.clock.now();
+        self.userspace
+            .as_mut()
+            .map_or(Instant::MAX, |u| u.deadline(now))
+    }
+
+    /// Runs the userspace stack and its proxies until nothing moves: what the stack sends
+    /// goes to the engine as TUN packets, what the engine delivers goes back to the stack.
+    fn run_userspace(&mut self) {
+        for _ in 0..64 {
+            let now = self.clock.now();
+            let Some(u) = self.userspace.as_mut() else {
+                return;
+            };
+            let moved = u.step(self.poll.registry(), now);
+            let mut packets = std::mem::take(&mut u.stack.link.to_engine);
+            if packets.is_empty() && !moved && !u.stack.link.pending() {
+                return;
+            }
+            let batch = packets.iter().map(|p| Input::TunPacket(p));
+            if let Err(e) = self.engine.handle_batch(now, batch) {
+                tracing::error!("engine: {e}");
+            }
+            if let Some(u) = self.userspace.as_mut() {
+                for p in packets.drain(..) {
+                    u.stack.link.recycle(p);
+                }
+                u.stack.link.to_engine = packets;
+            }
+            self.drain();
+        }
+    }
+
     fn on_timers(&mut self) {
         let now = self.clock.now();
         if self.deadline <= now {
@@ -446,7 +504,10 @@ impl Daemon {
                     }
                 }
                 Output::WriteTun(p) => {
-                    self.datapath.deliver(&p);
+                    match self.userspace.as_mut() {
+                        Some(u) => u.stack.link.deliver(&p),
+                        None => self.datapath.deliver(&p),
+                    }
                     self.engine.recycle(p);
                 }
                 Output::Transmit {
@@ -584,7 +645,10 @@ impl Daemon {
         self.checkpoint();
         self.input(Input::Command(Command::Shutdown));
         let _ = std::fs::remove_file(&self.cfg.daemon.control_socket);
-        tracing::info!("ocalad stopped; TUN {} removed", self.datapath.tun.name());
+        match &self.datapath.tun {
+            Some(t) => tracing::info!("ocalad stopped; TUN {} removed", t.name()),
+            None => tracing::info!("ocalad stopped"),
+        }
         Ok(())
     }
 }

@@ -72,7 +72,8 @@ impl DatapathStats {
 
 /// The TUN, the overlay sockets and their batch buffers.
 pub struct Datapath {
-    pub tun: Tun,
+    /// None in userspace mode, where the stack takes the engine's deliveries instead.
+    pub tun: Option<Tun>,
     pub sockets: Vec<OverlaySocket>,
     rx: RecvBufs,
     tun_buf: Vec<u8>,
@@ -84,9 +85,9 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    pub fn new(tun: Tun, sockets: Vec<OverlaySocket>) -> Datapath {
+    pub fn new(tun: Option<Tun>, sockets: Vec<OverlaySocket>) -> Datapath {
         let stats = DatapathStats {
-            tun_offload: tun.offload(),
+            tun_offload: tun.as_ref().is_some_and(Tun::offload),
             udp_gso: sockets.iter().map(|s| s.gso_segments()).min().unwrap_or(1),
             udp_gro: !sockets.is_empty() && sockets.iter().all(|s| s.gro()),
             ..DatapathStats::default()
@@ -116,7 +117,10 @@ impl Datapath {
     /// One TUN read, cut into packets and fed to the engine: how many packets it held.
     /// `WouldBlock` when none waits.
     pub fn read_tun(&mut self, engine: &mut Engine, now: Instant) -> io::Result<usize> {
-        let n = self.tun.recv(&mut self.tun_buf)?;
+        let Some(tun) = &self.tun else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let n = tun.recv(&mut self.tun_buf)?;
         self.stats.tun_reads += 1;
         let read = self.tun_buf.get_mut(..n).unwrap_or_default();
         let Some((hdr, packet)) = VnetHdr::parse(read) else {
@@ -179,7 +183,9 @@ impl Datapath {
     /// Takes a packet the engine delivers to local apps; it is joined with its flow's next
     /// segments or written now.
     pub fn deliver(&mut self, packet: &[u8]) {
-        let tun = &self.tun;
+        let Some(tun) = &self.tun else {
+            return;
+        };
         if self.stats.tun_offload {
             self.coalescer
                 .push(packet, &mut |h, p| write_tun(tun, h, p));
@@ -222,8 +228,9 @@ impl Datapath {
         for p in self.tx.drain(..) {
             engine.recycle(p.payload);
         }
-        let tun = &self.tun;
-        self.coalescer.flush(&mut |h, p| write_tun(tun, h, p));
+        if let Some(tun) = &self.tun {
+            self.coalescer.flush(&mut |h, p| write_tun(tun, h, p));
+        }
     }
 
     /// Sends queued datagrams `i..end`, all to one peer and all but the last of one size.

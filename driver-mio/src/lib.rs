@@ -18,6 +18,7 @@ pub mod state;
 pub mod status;
 pub mod tun;
 pub mod upstream;
+pub mod userspace;
 
 /// The control socket's default path.
 pub const DEFAULT_SOCKET: &str = "/run/ocala/ocalad.sock";

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         LogFormat::Json => logs.json().init(),
         LogFormat::Text => logs.init(),
     }
-    let result = Daemon::start(loaded).and_then(|mut d| d.run());
+    let result = Daemon::start(loaded, args.userspace).and_then(|mut d| d.run());
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

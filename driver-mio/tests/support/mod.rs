@@ -28,6 +28,7 @@ pub fn must(cmd: &[&str]) -> String {
 }
 
 /// A program's stdout and stderr together, for assertion messages.
+#[allow(dead_code)] // not every test binary reads a command's output as text
 pub fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -81,6 +82,8 @@ pub struct Host {
     pub daemon: Option<Child>,
     /// More command-line arguments for its ocalad.
     pub daemon_args: Vec<String>,
+    /// The user id its ocalad runs as; root when none.
+    pub user: Option<u32>,
 }
 
 pub struct Topology {
@@ -123,6 +126,7 @@ impl Topology {
                 socket: dir.join(format!("{h}.sock")),
                 daemon: None,
                 daemon_args: Vec::new(),
+                user: None,
             });
         }
         t
@@ -174,6 +178,7 @@ impl Topology {
     }
 
     /// Like `exec`, but the command must succeed; returns its stdout.
+    #[allow(dead_code)] // not every test binary needs a command to succeed
     pub fn must(&self, host: &str, cmd: &[&str]) -> String {
         let mut full = vec!["ip", "netns", "exec", &self.host(host).ns];
         full.extend_from_slice(cmd);
@@ -230,6 +235,32 @@ impl Topology {
         }
     }
 
+    /// Adds command-line arguments to `host`'s ocalad.
+    #[allow(dead_code)]
+    pub fn host_mut_args(&mut self, host: &str, args: &[&str]) {
+        let h = self.host_mut(host);
+        h.daemon_args.extend(args.iter().map(|a| a.to_string()));
+    }
+
+    /// The user id `host`'s ocalad runs as, from /proc.
+    #[allow(dead_code)]
+    pub fn uid_of_daemon(&self, host: &str) -> Option<u32> {
+        let pid = self.host(host).daemon.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Runs `host`'s ocalad as user `uid` from now on: its keys become that user's, and the
+    /// topology's folder takes the files it writes (control socket, state).
+    #[allow(dead_code)] // only the userspace test runs a daemon without root
+    pub fn run_as(&mut self, host: &str, uid: u32) {
+        let keys = self.dir.join(format!("{host}-keys"));
+        must(&["chown", "-R", &uid.to_string(), &keys.display().to_string()]);
+        must(&["chmod", "1777", &self.dir.display().to_string()]);
+        self.host_mut(host).user = Some(uid);
+    }
+
     /// Writes a host's config (the daemon keys are filled in, with its certificate when
     /// `certify` made one, plus `daemon` lines of the caller's) and starts its ocalad.
     pub fn start(&mut self, host: &str, config: &str, daemon: &str) {
@@ -270,14 +301,18 @@ impl Topology {
             .append(true)
             .open(log)
             .expect("log");
+        let user = self.host(host).user.map(|u| {
+            [
+                "setpriv".to_string(),
+                format!("--reuid={u}"),
+                format!("--regid={u}"),
+                "--clear-groups".to_string(),
+            ]
+        });
         let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &ns,
-                env!("CARGO_BIN_EXE_ocalad"),
-                "--config",
-            ])
+            .args(["netns", "exec", &ns])
+            .args(user.iter().flatten())
+            .args([env!("CARGO_BIN_EXE_ocalad"), "--config"])
             .arg(&config)
             .args(&args)
             .env("RUST_LOG", self.log_filter)
