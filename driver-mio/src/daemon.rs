@@ -303,6 +303,7 @@ impl Daemon {
     /// Runs until SIGTERM or SIGINT, then closes paths, checkpoints and returns.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
+        crate::notify::notify("READY=1");
         while !self.stop {
             let deadline = self
                 .deadline
@@ -642,6 +643,7 @@ impl Daemon {
     }
 
     fn shutdown(&mut self) -> io::Result<()> {
+        crate::notify::notify("STOPPING=1");
         self.checkpoint();
         self.input(Input::Command(Command::Shutdown));
         let _ = std::fs::remove_file(&self.cfg.daemon.control_socket);

@@ -12,6 +12,7 @@ pub mod datapath;
 pub mod legacy_nat;
 pub mod metrics;
 pub mod netlink;
+pub mod notify;
 pub mod offload;
 pub mod socket;
 pub mod state;
