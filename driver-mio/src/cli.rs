@@ -71,6 +71,12 @@ pub enum Command {
         /// An overlay name such as bob.udp or foo.ron_gw.i3.
         name: String,
     },
+    /// Set up a name's path hop by hop, as traceroute does: each hop's setup time,
+    /// protection and tunnel, or why it refused.
+    Trace {
+        /// An overlay name such as bob.west_gw.east.
+        name: String,
+    },
     /// A certificate authority for overlay names.
     #[command(subcommand)]
     Ca(Ca),

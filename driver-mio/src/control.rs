@@ -116,6 +116,18 @@ impl<S: Read + Write + Source> Clients<S> {
         Progress::Waiting
     }
 
+    /// Gives a client whose answer takes long (a trace) until `deadline`.
+    pub fn hold(&mut self, token: Token, deadline: Instant) {
+        if let Some(c) = self.slots.get_mut(token.0 - self.base) {
+            c.deadline = deadline;
+        }
+    }
+
+    /// Whether a client is still connected and waiting.
+    pub fn alive(&self, token: Token) -> bool {
+        token.0 >= self.base && self.slots.contains(token.0 - self.base)
+    }
+
     /// Queues the answer to a client's request and writes what the socket takes now.
     pub fn answer(&mut self, registry: &Registry, token: Token, text: String) {
         let key = token.0 - self.base;

@@ -33,6 +33,8 @@ const METRICS: Token = Token(6);
 const OVERLAY_BASE: usize = 16;
 /// Control clients' tokens, far above any overlay's.
 const CLIENT_BASE: usize = 1 << 20;
+/// How long `ocala trace` may take: every hop's setup may need all its attempts.
+const TRACE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Metrics clients' tokens, above the control clients'.
 const METRICS_BASE: usize = 1 << 21;
 
@@ -68,6 +70,8 @@ pub struct Daemon {
     /// Upstream results to feed back to the engine.
     resolved: Vec<(QueryId, Result<Vec<u8>, UpstreamError>)>,
     last_status: Option<ocala_engine::Status>,
+    /// `ocala trace` requests in progress.
+    traces: crate::trace::Traces,
     buf: Vec<u8>,
     stop: bool,
 }
@@ -293,6 +297,7 @@ impl Daemon {
             hot: Vec::new(),
             resolved: Vec::new(),
             last_status: None,
+            traces: Default::default(),
             buf: vec![0; BUF_LEN],
             stop: false,
         };
@@ -337,6 +342,7 @@ impl Daemon {
             }
             self.on_timers();
             self.run_userspace();
+            self.advance_traces();
         }
         self.shutdown()
     }
@@ -425,6 +431,31 @@ impl Daemon {
         self.hot.push(Token(OVERLAY_BASE + index));
     }
 
+    /// Sends the queries traces are ready for and answers the traces that are done, until
+    /// none moves (an up path answers at once).
+    fn advance_traces(&mut self) {
+        let clients = &self.clients;
+        self.traces.retain_clients(|t| clients.alive(t));
+        for _ in 0..64 {
+            let now = self.clock.now();
+            let engine = &self.engine;
+            let next = self
+                .traces
+                .advance(now, &self.cfg.engine.handles, |n| engine.path_summary(n));
+            if next.is_empty() {
+                return;
+            }
+            for n in next {
+                match n {
+                    crate::trace::Next::Ask(packet) => self.input(Input::TunPacket(&packet)),
+                    crate::trace::Next::Done(token, report) => {
+                        self.clients.answer(self.poll.registry(), token, report)
+                    }
+                }
+            }
+        }
+    }
+
     /// When the userspace stack or a proxy handshake needs the loop next.
     fn userspace_deadline(&mut self) -> Instant {
         let now = self.clock.now();
@@ -505,6 +536,16 @@ impl Daemon {
                     }
                 }
                 Output::WriteTun(p) => {
+                    let engine = &self.engine;
+                    let handles = &self.cfg.engine.handles;
+                    let now = self.clock.now();
+                    let probe = self
+                        .traces
+                        .take_answer(&p, handles, now, |n| engine.path_summary(n));
+                    if probe {
+                        self.engine.recycle(p);
+                        continue;
+                    }
                     match self.userspace.as_mut() {
                         Some(u) => u.stack.link.deliver(&p),
                         None => self.datapath.deliver(&p),
@@ -533,7 +574,17 @@ impl Daemon {
             Event::Dropped { reason } => tracing::debug!("dropped: {reason}"),
             Event::Status(s) => self.last_status = Some(*s),
             Event::SetupFailed { name, reason } => {
-                tracing::warn!("path to {name} failed: {reason}")
+                tracing::warn!("path to {name} failed: {reason}");
+                self.traces.failures.insert(name, reason);
+            }
+            Event::PathUp {
+                name,
+                label,
+                setup,
+                protection,
+            } => {
+                tracing::info!("path to {name} up in {setup:?} ({protection:?}, label {label:#x})");
+                self.traces.setups.insert(name, setup);
             }
             Event::PathDown { name, reason } => tracing::info!("path to {name} down: {reason}"),
             Event::OverlayNotice { overlay, text } => tracing::info!("{overlay}: {text}"),
@@ -637,7 +688,22 @@ impl Daemon {
                 format!("{v}\n")
             }
             (Some("resolve"), Some(name)) => self.engine.explain(name),
-            _ => "error: requests are 'status' or 'resolve NAME'\n".to_string(),
+            (Some("trace"), Some(name)) => {
+                let started = self
+                    .engine
+                    .trace_plan(name)
+                    .and_then(|plan| self.traces.start(token, plan));
+                match started {
+                    Ok(()) => {
+                        let until = self.clock.now().saturating_add(TRACE_TIMEOUT);
+                        self.clients.hold(token, until);
+                        // The answer comes when the last hop has answered.
+                        return self.advance_traces();
+                    }
+                    Err(e) => format!("error: {e}\n"),
+                }
+            }
+            _ => "error: requests are 'status', 'resolve NAME' or 'trace NAME'\n".to_string(),
         };
         self.clients.answer(self.poll.registry(), token, reply);
     }

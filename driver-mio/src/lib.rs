@@ -17,6 +17,7 @@ pub mod offload;
 pub mod socket;
 pub mod state;
 pub mod status;
+pub mod trace;
 pub mod tun;
 pub mod upstream;
 pub mod userspace;

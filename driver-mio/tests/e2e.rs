@@ -216,6 +216,22 @@ fn real_programs_over_ocala() {
         "{refused}"
     );
 
+    // `ocala trace`: hop by hop through the gateway, each hop timed, then a refusal.
+    let trace = t.ocala("alice", &["trace", "bob.udp_gw.udp"]).expect("trace answers");
+    let lines: Vec<&str> = trace.lines().collect();
+    assert!(lines[0].starts_with("trace bob.udp_gw.udp: 2 hop(s)"), "{trace}");
+    assert!(lines[1].contains("gw.udp") && lines[1].contains(" up "), "{trace}");
+    assert!(lines[3].contains("bob.udp_gw.udp") && lines[3].contains("up"), "{trace}");
+    assert!(
+        trace.contains("protection encrypt, tunnel udp: gw at 10.91.1.2:4789"),
+        "{trace}"
+    );
+    let refused = t
+        .ocala("alice", &["trace", "nobody.udp_gw.udp"])
+        .expect("trace answers");
+    assert!(refused.contains("gw.udp") && refused.contains("up already"), "{refused}");
+    assert!(refused.contains("refused: "), "{refused}");
+
     // iperf3 through the gateway: over udp to gw, which relays to bob.
     let iperf = t.exec(
         "alice",

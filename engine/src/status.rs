@@ -5,7 +5,7 @@ use crate::api::{HandleStatus, PathStatus, Status, TunnelStatus};
 use crate::engine::Engine;
 use crate::oci::paths::{Path, Role, State};
 
-fn state_text(p: &Path) -> String {
+pub(crate) fn state_text(p: &Path) -> String {
     match p.state {
         State::Up if p.retiring => "up, retiring after a rekey".into(),
         State::Up => "up".into(),
@@ -16,7 +16,7 @@ fn state_text(p: &Path) -> String {
     }
 }
 
-fn protection_text(p: &Path) -> String {
+pub(crate) fn protection_text(p: &Path) -> String {
     p.secure.as_ref().map_or("plain".to_string(), |s| {
         format!("{:?}", s.mode).to_lowercase()
     })

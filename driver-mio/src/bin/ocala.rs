@@ -1,6 +1,7 @@
 //! `ocala`: the control command line. `ocala status [--json]` shows paths, tunnels, handles,
 //! counters and drop reasons; `ocala resolve NAME` explains how a name parses and which path
-//! it would take; `ocala ca init | issue | show` runs a certificate authority for overlay
+//! it would take; `ocala trace NAME` sets the path up hop by hop and times each hop;
+//! `ocala ca init | issue | show` runs a certificate authority for overlay
 //! names. `--socket PATH` picks another daemon's control socket; `ocala --help` lists
 //! everything (`ocala_mio::cli`).
 
@@ -34,6 +35,12 @@ fn run(args: Ocala) -> Result<String, String> {
             })
         }),
         Command::Resolve { name } => ask(socket, &format!("resolve {name}")),
+        Command::Trace { name } => {
+            ask(socket, &format!("trace {name}")).and_then(|r| match r.strip_prefix("error: ") {
+                Some(e) => Err(e.trim_end().to_string()),
+                None => Ok(r),
+            })
+        }
         Command::Ca(Ca::Init { dir }) => ca::init(&dir),
         Command::Ca(Ca::Show { file }) => ca::show(&file),
         Command::Ca(Ca::Issue(i)) => ca::issue(&i.ca, &i.names, i.days, &i.out),

@@ -10,6 +10,7 @@ pub(crate) mod intercept;
 pub mod message;
 pub mod names;
 pub mod rules;
+pub mod trace;
 
 pub use message::{parse_query, ErrorCode, Query, QueryError};
 pub use names::{parse_name, split_options, Hop, NameError, OverlayName, Security};

@@ -17,6 +17,7 @@ mod invariants;
 mod legacy;
 mod negotiation;
 mod secure;
+mod trace;
 
 const UDP: OverlayId = OverlayId(0);
 
