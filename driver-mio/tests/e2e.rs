@@ -1,7 +1,9 @@
 //! End to end on real TUN devices, as root, with real programs: hosts alice, gw and bob in
 //! network namespaces joined by veth links, each running `ocalad` with a certificate from a
-//! CA made by `ocala ca`, so paths are authenticated and encrypted (the default). Needs
-//! root, iproute2, dig, ping, curl, python3 and iperf3 (`.ci/run` installs them).
+//! CA made by `ocala ca`, so paths are authenticated and encrypted (the default). gw's split
+//! DNS is checked against a real systemd-resolved of its own (`support/with-resolved.sh`).
+//! Needs root, iproute2, dig, ping, curl, python3, iperf3, dbus-daemon and Debian's
+//! systemd-resolved unpacked under /opt/ocala-resolved (`.ci/run` provides them).
 
 mod support;
 
@@ -51,6 +53,19 @@ fn curl(t: &Topology, url: &str, timeout_secs: u32) -> String {
 }
 
 /// alice–bob direct; alice–gw and gw–bob for paths through the gateway.
+/// `resolvectl` against gw's own systemd-resolved (`Topology::with_resolved`).
+fn resolvectl(t: &Topology, args: &[&str]) -> String {
+    let bus = format!(
+        "DBUS_SYSTEM_BUS_ADDRESS=unix:path={}/gw-resolved/bus",
+        t.dir.display()
+    );
+    let root = std::env::var("OCALA_RESOLVED_ROOT").unwrap_or("/opt/ocala-resolved".into());
+    let bin = format!("{root}/usr/bin/resolvectl");
+    let mut cmd = vec!["env", bus.as_str(), bin.as_str()];
+    cmd.extend_from_slice(args);
+    text(&t.exec("gw", &cmd))
+}
+
 fn topology() -> Topology {
     support::require_root();
     let mut t = Topology::new("ocx", &["alice", "gw", "bob"]);
@@ -64,21 +79,20 @@ fn topology() -> Topology {
         &config("alice", &[("bob", "10.91.0.2"), ("gw", "10.91.1.2")], false),
         "upstream_dns = [\"10.91.0.2:5353\"]\nmetrics_listen = \"127.0.0.1:9465\"\n",
     );
-    // gw uses systemd-resolved split DNS; this machine has no systemd-resolved, so a
-    // stand-in resolvectl records what ocalad asks of it.
-    let bin = t.dir.join("bin");
-    std::fs::create_dir_all(&bin).expect("bin dir");
-    let log = t.dir.join("resolvectl.log");
-    let script = format!("#!/bin/sh\necho \"$@\" >> {}\n", log.display());
-    std::fs::write(bin.join("resolvectl"), script).expect("stand-in");
-    support::must(&["chmod", "+x", &bin.join("resolvectl").display().to_string()]);
+    // gw uses systemd-resolved split DNS: a real resolved of its own, on a private D-Bus.
+    t.with_resolved("gw");
     t.start(
         "gw",
         &config("gw", &[("alice", "10.91.1.1"), ("bob", "10.91.2.3")], true),
         "resolved_split_dns = true\nsplit_dns_domains = [\"corp\"]\n",
     );
-    let asked = std::fs::read_to_string(&log).expect("ocalad ran resolvectl");
-    assert_eq!(asked, "dns ocala0 198.18.0.2\ndomain ocala0 ~udp ~corp\n");
+    let link = resolvectl(&t, &["status", "ocala0"]);
+    assert!(
+        link.contains("DNS Servers: 198.18.0.2"),
+        "{link}\n{}",
+        t.log("gw")
+    );
+    assert!(link.contains("DNS Domain: ~udp ~corp"), "{link}");
     let bob = config("bob", &[("alice", "10.91.0.1"), ("gw", "10.91.2.2")], false);
     t.start(
         "bob",
@@ -156,6 +170,16 @@ fn drops(t: &Topology, host: &str, reason: &str) -> u64 {
 fn real_programs_over_ocala() {
     let mut t = topology();
 
+    // On gw, systemd-resolved sends the overlay's names (and only those) to ocalad.
+    let answer = resolvectl(&t, &["query", "bob.udp"]);
+    assert!(
+        answer.starts_with("bob.udp: ")
+            && answer.contains(" 198.18.0.")
+            && answer.contains("-- link: ocala0")
+            && answer.contains("acquired via protocol DNS"),
+        "{answer}"
+    );
+
     // dig asks the sentinel directly and gets a handle from the pool, TTL 0.
     let dig = t.must(
         "alice",
@@ -217,11 +241,22 @@ fn real_programs_over_ocala() {
     );
 
     // `ocala trace`: hop by hop through the gateway, each hop timed, then a refusal.
-    let trace = t.ocala("alice", &["trace", "bob.udp_gw.udp"]).expect("trace answers");
+    let trace = t
+        .ocala("alice", &["trace", "bob.udp_gw.udp"])
+        .expect("trace answers");
     let lines: Vec<&str> = trace.lines().collect();
-    assert!(lines[0].starts_with("trace bob.udp_gw.udp: 2 hop(s)"), "{trace}");
-    assert!(lines[1].contains("gw.udp") && lines[1].contains(" up "), "{trace}");
-    assert!(lines[3].contains("bob.udp_gw.udp") && lines[3].contains("up"), "{trace}");
+    assert!(
+        lines[0].starts_with("trace bob.udp_gw.udp: 2 hop(s)"),
+        "{trace}"
+    );
+    assert!(
+        lines[1].contains("gw.udp") && lines[1].contains(" up "),
+        "{trace}"
+    );
+    assert!(
+        lines[3].contains("bob.udp_gw.udp") && lines[3].contains("up"),
+        "{trace}"
+    );
     assert!(
         trace.contains("protection encrypt, tunnel udp: gw at 10.91.1.2:4789"),
         "{trace}"
@@ -229,7 +264,10 @@ fn real_programs_over_ocala() {
     let refused = t
         .ocala("alice", &["trace", "nobody.udp_gw.udp"])
         .expect("trace answers");
-    assert!(refused.contains("gw.udp") && refused.contains("up already"), "{refused}");
+    assert!(
+        refused.contains("gw.udp") && refused.contains("up already"),
+        "{refused}"
+    );
     assert!(refused.contains("refused: "), "{refused}");
 
     // iperf3 through the gateway: over udp to gw, which relays to bob.

@@ -82,8 +82,8 @@ pub struct Host {
     pub daemon: Option<Child>,
     /// More command-line arguments for its ocalad.
     pub daemon_args: Vec<String>,
-    /// The user id its ocalad runs as; root when none.
-    pub user: Option<u32>,
+    /// What its ocalad runs under (`setpriv` to drop root, the systemd-resolved wrapper).
+    pub prefix: Vec<String>,
 }
 
 pub struct Topology {
@@ -126,7 +126,7 @@ impl Topology {
                 socket: dir.join(format!("{h}.sock")),
                 daemon: None,
                 daemon_args: Vec::new(),
-                user: None,
+                prefix: Vec::new(),
             });
         }
         t
@@ -258,7 +258,31 @@ impl Topology {
         let keys = self.dir.join(format!("{host}-keys"));
         must(&["chown", "-R", &uid.to_string(), &keys.display().to_string()]);
         must(&["chmod", "1777", &self.dir.display().to_string()]);
-        self.host_mut(host).user = Some(uid);
+        self.host_mut(host).prefix = vec![
+            "setpriv".into(),
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".into(),
+        ];
+    }
+
+    /// Runs `host`'s ocalad beside a real systemd-resolved of its own
+    /// (`support/with-resolved.sh`); returns the D-Bus address to reach that resolved at.
+    #[allow(dead_code)] // only the main end-to-end test checks split DNS
+    pub fn with_resolved(&mut self, host: &str) -> String {
+        let dir = self.dir.join(format!("{host}-resolved"));
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/with-resolved.sh"
+        );
+        self.host_mut(host).prefix = vec![
+            "unshare".into(),
+            "-m".into(),
+            "sh".into(),
+            script.into(),
+            dir.display().to_string(),
+        ];
+        format!("unix:path={}/bus", dir.display())
     }
 
     /// Writes a host's config (the daemon keys are filled in, with its certificate when
@@ -301,31 +325,14 @@ impl Topology {
             .append(true)
             .open(log)
             .expect("log");
-        let user = self.host(host).user.map(|u| {
-            [
-                "setpriv".to_string(),
-                format!("--reuid={u}"),
-                format!("--regid={u}"),
-                "--clear-groups".to_string(),
-            ]
-        });
+        let prefix = self.host(host).prefix.clone();
         let child = Command::new("ip")
             .args(["netns", "exec", &ns])
-            .args(user.iter().flatten())
+            .args(&prefix)
             .args([env!("CARGO_BIN_EXE_ocalad"), "--config"])
             .arg(&config)
             .args(&args)
             .env("RUST_LOG", self.log_filter)
-            // Commands the daemon runs (resolvectl) are looked up here first, so a test can
-            // stand in for services this machine does not have.
-            .env(
-                "PATH",
-                format!(
-                    "{}:{}",
-                    self.dir.join("bin").display(),
-                    std::env::var("PATH").unwrap_or_default()
-                ),
-            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -394,6 +401,11 @@ impl Drop for Topology {
             self.stop(h);
         }
         for h in &self.hosts {
+            // Whatever a daemon's wrapper started (a private D-Bus and resolved) goes too.
+            let pids = run(&["ip", "netns", "pids", &h.ns]);
+            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                let _ = run(&["kill", pid]);
+            }
             let _ = run(&["ip", "netns", "del", &h.ns]);
             let _ = std::fs::remove_dir_all(PathBuf::from("/etc/netns").join(&h.ns));
         }
