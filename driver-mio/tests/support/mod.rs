@@ -242,10 +242,16 @@ impl Topology {
         h.daemon_args.extend(args.iter().map(|a| a.to_string()));
     }
 
+    /// The process id of `host`'s ocalad.
+    #[allow(dead_code)]
+    pub fn daemon_pid(&self, host: &str) -> Option<u32> {
+        self.host(host).daemon.as_ref().map(|c| c.id())
+    }
+
     /// The user id `host`'s ocalad runs as, from /proc.
     #[allow(dead_code)]
     pub fn uid_of_daemon(&self, host: &str) -> Option<u32> {
-        let pid = self.host(host).daemon.as_ref()?.id();
+        let pid = self.daemon_pid(host)?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let line = status.lines().find(|l| l.starts_with("Uid:"))?;
         line.split_whitespace().nth(1)?.parse().ok()
