@@ -32,5 +32,6 @@ pub use config::{Config, ConfigError};
 pub use engine::Engine;
 pub use packet::{Packet, PacketPool, HEADROOM};
 pub use time::Instant;
+mod invariants;
 #[cfg(test)]
 mod tests;

@@ -217,7 +217,7 @@ fn named_node(name: &str, book: &[(&str, &str)]) -> Config {
 /// Three engines (alice, gw, bob) on an in-memory network, driven by arbitrary operations:
 /// apps asking for names (direct and through gw), raw app packets, datagrams delivered,
 /// lost, duplicated or corrupted, time passing, and a node restarting from its checkpointed
-/// handles. Tables stay within their limits after every step, and the whole run is
+/// handles. After every step each engine passes [`check_engine`], and the whole run is
 /// deterministic: the same bytes give the same transcript twice.
 pub fn engines(data: &[u8]) {
     let first = engines_run(data);
@@ -337,16 +337,7 @@ fn engines_run(data: &[u8]) -> u64 {
                     Output::Event(_) => {}
                 }
             }
-            let limits = &configs[i].limits;
-            let status = e.status();
-            assert!(
-                status.paths.len() <= limits.max_paths,
-                "paths over the limit"
-            );
-            assert!(
-                status.handles.len() <= limits.max_handles,
-                "handles over the limit"
-            );
+            check_engine(e, &configs[i].limits);
         }
     }
     transcript.finish()
@@ -354,7 +345,7 @@ fn engines_run(data: &[u8]) -> u64 {
 
 /// A whole engine fed an arbitrary sequence of inputs: app packets, DNS queries, datagrams
 /// from a known peer and a stranger, and time steps. It must never panic, never see time
-/// go backwards as an error, and keep its tables within its limits.
+/// go backwards as an error, and pass [`check_engine`] after every input.
 pub fn engine_inputs(data: &[u8]) {
     let cfg = node();
     let limits = cfg.limits.clone();
@@ -398,14 +389,23 @@ pub fn engine_inputs(data: &[u8]) {
             .handle_input(now, input)
             .unwrap_or_else(|e| panic!("time moved forward only: {e:?}"));
         while !matches!(engine.poll_output(), Output::Timeout(_)) {}
-        let status = engine.status();
-        assert!(
-            status.paths.len() <= limits.max_paths,
-            "paths over the limit"
-        );
-        assert!(
-            status.handles.len() <= limits.max_handles,
-            "handles over the limit"
-        );
+        check_engine(&engine, &limits);
+    }
+}
+
+/// What holds after every step: the tables are within their limits and agree with each
+/// other (`Engine::check_tables`, as in the engine's property test).
+fn check_engine(e: &Engine, limits: &ocala_engine::config::Limits) {
+    let status = e.status();
+    assert!(
+        status.paths.len() <= limits.max_paths,
+        "paths over the limit"
+    );
+    assert!(
+        status.handles.len() <= limits.max_handles,
+        "handles over the limit"
+    );
+    if let Err(why) = e.check_tables() {
+        panic!("the tables disagree: {why}");
     }
 }

@@ -263,8 +263,7 @@ impl Paths {
             .collect()
     }
 
-    /// The index entries, for consistency checks in tests.
-    #[cfg(test)]
+    /// The index entries, for consistency checks (`Engine::check_tables`).
     pub(crate) fn peer_index(&self) -> impl Iterator<Item = (&(usize, u32), &usize)> {
         self.by_peer.iter()
     }

@@ -4,7 +4,6 @@
 
 use super::secure::secure;
 use super::*;
-use crate::oci::paths::Role;
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -57,87 +56,6 @@ fn configs() -> Vec<Config> {
     vec![alice, gw, bob]
 }
 
-/// Every table of one engine agrees with every other.
-fn check(e: &Engine) -> Result<(), String> {
-    let paths: Vec<(usize, &crate::oci::paths::Path)> = e.paths.iter().collect();
-    let half_open = paths.iter().filter(|(_, p)| p.half_open()).count();
-    if half_open != e.paths.half_open() {
-        return Err(format!(
-            "half-open count {} but {half_open} half-open paths",
-            e.paths.half_open()
-        ));
-    }
-    let waiting: usize = paths.iter().map(|(_, p)| p.queries.len()).sum();
-    if waiting != e.waiting_queries {
-        return Err(format!(
-            "waiting_queries {} but {waiting} queries wait",
-            e.waiting_queries
-        ));
-    }
-    for (k, p) in &paths {
-        let t = e
-            .tunnels
-            .get(p.tunnel)
-            .ok_or(format!("path {k} on a missing tunnel"))?;
-        let _ = t;
-        if let Role::Relay { twin, .. } = p.role {
-            let tw = e
-                .paths
-                .get(twin)
-                .ok_or(format!("relay {k} without its twin"))?;
-            if !matches!(tw.role, Role::Relay { twin: back, .. } if back == *k) {
-                return Err(format!("relay {k}'s twin {twin} does not point back"));
-            }
-        }
-        let handle = p.role.handle();
-        if let Some(h) = handle {
-            e.handles
-                .get(h)
-                .ok_or(format!("path {k} refers to a released handle {h}"))?;
-        }
-    }
-    for (t, tun) in e.tunnels.iter() {
-        let on = paths.iter().filter(|(_, p)| p.tunnel == t).count();
-        if on != tun.paths {
-            return Err(format!(
-                "tunnel {t} counts {} paths but carries {on}",
-                tun.paths
-            ));
-        }
-    }
-    for h in e.handles.iter_by_name() {
-        if let Some(k) = h.path {
-            let p = e
-                .paths
-                .get(k)
-                .ok_or(format!("handle {} points at a missing path", h.name))?;
-            let refers = p
-                .role
-                .handle()
-                .and_then(|k| e.handles.get(k))
-                .is_some_and(|x| x.name == h.name);
-            if !refers {
-                return Err(format!(
-                    "handle {} points at a path of another name",
-                    h.name
-                ));
-            }
-        }
-    }
-    for ((t, label), k) in e.paths.peer_index() {
-        let p = e
-            .paths
-            .get(*k)
-            .ok_or("peer index points at a missing path")?;
-        if (p.tunnel, p.peer_label) != (*t, *label) {
-            return Err(format!(
-                "peer index ({t}, {label:#x}) disagrees with path {k}"
-            ));
-        }
-    }
-    Ok(())
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -178,7 +96,7 @@ proptest! {
                 }
             }
             for (i, e) in net.nodes.iter().enumerate() {
-                if let Err(why) = check(e) {
+                if let Err(why) = e.check_tables() {
                     return Err(TestCaseError::fail(format!("node {i}: {why}")));
                 }
             }
