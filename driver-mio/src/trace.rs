@@ -146,6 +146,10 @@ impl Traces {
         now: Instant,
         summary: impl Fn(&str) -> Option<PathSummary>,
     ) -> bool {
+        // On the delivery path of every packet: nothing to look at unless a trace runs.
+        if self.active.is_empty() {
+            return false;
+        }
         let Some((port, dns)) = answer_to_us(packet, handles) else {
             return false;
         };
