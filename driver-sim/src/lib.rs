@@ -20,6 +20,21 @@ pub const QUICKSTART: &str = include_str!("../scenarios/quickstart.toml");
 
 /// Parses and runs a scenario text.
 pub fn run_text(file: &str, text: &str, seed: Option<u64>) -> Result<Outcome, String> {
-    let sc = Scenario::parse(file, text)?;
+    run_text_with(file, text, seed, false)
+}
+
+/// Like [`run_text`]; with `random_faults`, faults chosen by the seed are added first
+/// (`Scenario::add_random_faults`).
+pub fn run_text_with(
+    file: &str,
+    text: &str,
+    seed: Option<u64>,
+    random_faults: bool,
+) -> Result<Outcome, String> {
+    let mut sc = Scenario::parse(file, text)?;
+    if random_faults {
+        let s = seed.unwrap_or(sc.seed);
+        sc.add_random_faults(s);
+    }
     Ok(Sim::new(sc, seed)?.run())
 }

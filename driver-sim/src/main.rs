@@ -43,6 +43,15 @@ struct Run {
     /// Write each ping and UDP app's RTT over time as CSV files into DIR.
     #[arg(long, value_name = "DIR")]
     csv: Option<PathBuf>,
+    /// `random`: add faults chosen by the seed (links down, lossy, corrupting; nodes
+    /// restarting). A failure is reproduced by the same scenario and seed.
+    #[arg(long, value_enum)]
+    faults: Option<Faults>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Faults {
+    Random,
 }
 
 fn main() -> ExitCode {
@@ -68,6 +77,7 @@ fn main() -> ExitCode {
         file,
         seed,
         csv: csv_dir,
+        faults,
     } = run;
     let file = file.map(|f| f.display().to_string());
     let (name, text) = match &file {
@@ -83,13 +93,16 @@ fn main() -> ExitCode {
             ocala_sim::QUICKSTART.to_string(),
         ),
     };
-    match ocala_sim::run_text(&name, &text, seed) {
+    match ocala_sim::run_text_with(&name, &text, seed, faults == Some(Faults::Random)) {
         Ok(out) => {
             if let Some(dir) = &csv_dir {
                 if let Err(e) = write_csv(dir, &out.rtt_csv) {
                     eprintln!("{}: {e}", dir.display());
                     return ExitCode::from(2);
                 }
+            }
+            if faults == Some(Faults::Random) {
+                println!("faults: random, chosen by the seed (replay with the same --seed)");
             }
             print!("{}", out.summary);
             println!("digest: {}", out.digest);

@@ -105,6 +105,8 @@ struct Node {
 pub struct Outcome {
     pub summary: String,
     pub failures: Vec<String>,
+    /// Invariants broken (also among `failures`): what must hold whatever the faults.
+    pub violations: Vec<String>,
     pub digest: String,
     /// Every control message (setup, accept, reject, close) each node sent and received, in
     /// order: the setup handshakes the snapshot tests keep.
@@ -129,6 +131,9 @@ pub struct Sim {
     trace: Blake2b512,
     trace_events: u64,
     errors: Vec<String>,
+    /// Invariants broken (`check`), the first per node, and how many checks ran.
+    violations: Vec<String>,
+    checks: u64,
     datagrams: u64,
     lost: u64,
     /// Datagrams links corrupted and duplicated.
@@ -347,6 +352,8 @@ impl Sim {
             trace: Blake2b512::new(),
             trace_events: 0,
             errors: Vec::new(),
+            violations: Vec::new(),
+            checks: 0,
             datagrams: 0,
             lost: 0,
             corrupted: 0,
@@ -425,6 +432,25 @@ impl Sim {
                 .push(format!("{}: engine error: {e}", self.nodes[node].name));
         }
         self.drain(node);
+        self.check(node);
+    }
+
+    /// The invariants every step must keep, whatever the faults: the node's tables agree
+    /// with each other and stay within the configured limits. A violation is a failure of
+    /// the run (the first one per node is kept).
+    fn check(&mut self, node: usize) {
+        self.checks += 1;
+        let n = &self.nodes[node];
+        if let Err(why) = n.engine.check_tables() {
+            let line = format!("{}: invariant broken at {}: {why}", n.name, self.now);
+            if !self
+                .violations
+                .iter()
+                .any(|v| v.starts_with(&format!("{}:", n.name)))
+            {
+                self.violations.push(line);
+            }
+        }
     }
 
     fn step(&mut self, ev: Ev) {
@@ -1091,6 +1117,7 @@ impl Sim {
     fn finish(mut self) -> Outcome {
         let mut s = String::new();
         let mut failures = std::mem::take(&mut self.errors);
+        failures.extend(self.violations.iter().cloned());
         s.push_str(&format!("scenario {} (seed {})\n", self.sc.name, self.seed));
         for line in self.sc.description.trim().lines() {
             s.push_str(&format!("  {}\n", line.trim()));
@@ -1209,6 +1236,12 @@ impl Sim {
                 self.corrupted, self.duplicated, self.bad_checksums
             ));
         }
+        if self.violations.is_empty() {
+            s.push_str(&format!(
+                "invariants: held after every one of {} steps\n",
+                self.checks
+            ));
+        }
         if failures.is_empty() {
             s.push_str("expectations: all met\n");
         } else {
@@ -1235,6 +1268,7 @@ impl Sim {
         Outcome {
             summary: s,
             failures,
+            violations: self.violations,
             digest,
             control: self.control,
             sent: self.sent,

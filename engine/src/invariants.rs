@@ -5,12 +5,27 @@ use crate::oci::paths::Role;
 use crate::Engine;
 
 impl Engine {
-    /// Checks that every table agrees with every other: no index points at nothing and no
-    /// count drifts. For property tests and fuzzing (which drive engines through arbitrary
+    /// Checks that every table agrees with every other and stays within its configured limit:
+    /// no index points at nothing and no count drifts. For property tests and fuzzing (which drive engines through arbitrary
     /// inputs and call this after every step); `Err` names the first disagreement.
     pub fn check_tables(&self) -> Result<(), String> {
         let e = self;
         let paths: Vec<(usize, &crate::oci::paths::Path)> = e.paths.iter().collect();
+        let limits = &e.cfg.limits;
+        if paths.len() > limits.max_paths {
+            return Err(format!(
+                "{} paths, over the limit of {}",
+                paths.len(),
+                limits.max_paths
+            ));
+        }
+        let handles = e.handles.iter_by_name().count();
+        if handles > limits.max_handles {
+            return Err(format!(
+                "{handles} handles, over the limit of {}",
+                limits.max_handles
+            ));
+        }
         let half_open = paths.iter().filter(|(_, p)| p.half_open()).count();
         if half_open != e.paths.half_open() {
             return Err(format!(
