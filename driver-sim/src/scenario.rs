@@ -227,7 +227,7 @@ fn default_garbage_port() -> u16 {
 impl Scenario {
     /// Adds faults chosen by `seed` (`ocala-sim run --faults random`): four to eight of them
     /// at seeded times — a link down and up again, a link losing, corrupting or duplicating
-    /// datagrams for a while, a node crashing and restarting. The same seed always adds the
+    /// datagrams for a while, a NAT losing its mappings, a node crashing and restarting. The same seed always adds the
     /// same faults, so a failure is reproduced by its scenario and seed.
     pub fn add_random_faults(&mut self, seed: u64) {
         // splitmix64: enough for choosing faults, and independent of the network's stream.
@@ -250,7 +250,7 @@ impl Scenario {
             };
             let share = (next() % 60) as f64 / 100.0;
             let mut add = |at_ms: u64, kind: FaultKind| self.faults.push(FaultSpec { at_ms, kind });
-            match (next() % 4, link) {
+            match (next() % 5, link) {
                 (0, Some(l)) => {
                     add(
                         at_ms,
@@ -297,6 +297,16 @@ impl Scenario {
                             b: l.b,
                             corrupt: l.corrupt,
                             duplicate: l.duplicate,
+                        },
+                    );
+                }
+                (3, _) if !self.nats.is_empty() => {
+                    // A NAT forgets its mappings: hosts behind it appear from new ports.
+                    let nat = &self.nats[(next() % self.nats.len() as u64) as usize];
+                    add(
+                        at_ms,
+                        FaultKind::NatRebind {
+                            nat: nat.name.clone(),
                         },
                     );
                 }
