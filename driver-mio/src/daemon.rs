@@ -536,12 +536,15 @@ impl Daemon {
                     }
                 }
                 Output::WriteTun(p) => {
-                    let engine = &self.engine;
-                    let handles = &self.cfg.engine.handles;
-                    let now = self.clock.now();
-                    let probe = self
-                        .traces
-                        .take_answer(&p, handles, now, |n| engine.path_summary(n));
+                    // On every delivered packet: look for probe answers only while a trace runs.
+                    let probe = self.traces.running() && {
+                        let engine = &self.engine;
+                        let now = self.clock.now();
+                        self.traces
+                            .take_answer(&p, &self.cfg.engine.handles, now, |n| {
+                                engine.path_summary(n)
+                            })
+                    };
                     if probe {
                         self.engine.recycle(p);
                         continue;

@@ -137,6 +137,11 @@ impl Traces {
         out
     }
 
+    /// Whether a trace is waiting for answers; deliveries need no look otherwise.
+    pub fn running(&self) -> bool {
+        !self.active.is_empty()
+    }
+
     /// Takes `packet` if it is the engine's answer to a probe (it is then not an app's);
     /// records the hop.
     pub fn take_answer(
@@ -146,10 +151,6 @@ impl Traces {
         now: Instant,
         summary: impl Fn(&str) -> Option<PathSummary>,
     ) -> bool {
-        // On the delivery path of every packet: nothing to look at unless a trace runs.
-        if self.active.is_empty() {
-            return false;
-        }
         let Some((port, dns)) = answer_to_us(packet, handles) else {
             return false;
         };
