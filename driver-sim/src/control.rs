@@ -88,6 +88,12 @@ fn ocala(bytes: &[u8]) -> Option<String> {
             "cookie receiver_label={:#010x} path_id={:#018x}",
             c.receiver_label, c.path_id
         ),
+        Ok(Message::Grant(g)) => format!(
+            "grant  receiver_label={:#010x} path_id={:#018x} sealed={}B",
+            g.receiver_label,
+            g.path_id,
+            g.sealed.len()
+        ),
         Ok(Message::Reject(r)) => format!(
             "reject receiver_label={:#010x} path_id={:#018x} reason={} text={:?}",
             r.receiver_label, r.path_id, r.reason, r.text

@@ -5,7 +5,7 @@
 use blake2::{Blake2b512, Digest};
 use ocala_engine::config::HexBytes;
 use ocala_engine::security::noise::public_key;
-use ocala_engine::security::{CaKey, CertSpec, IdentityKey};
+use ocala_engine::security::{CaKey, CertSpec, Chain, DelegationSpec, IdentityKey};
 use ocala_engine::Config;
 use serde::Deserialize;
 
@@ -42,13 +42,21 @@ fn derive(seed: u64, label: &str) -> [u8; 32] {
     out
 }
 
-/// Fills in a node's security section: its static key and certificate, and the scenario's CA
-/// as the one trusted. Settings the scenario wrote itself (default mode, allow list) stay.
+/// The static public key a node gets from the scenario seed.
+pub fn static_public(seed: u64, node: &str) -> [u8; 32] {
+    public_key(&derive(seed, &format!("static {node}")))
+}
+
+/// Fills in a node's security section: its static key and certificate (as a chain with a
+/// delegation to each of `delegates`, by name and static key, when there are any), and the
+/// scenario's CA as the one trusted. Settings the scenario wrote itself (default mode, allow
+/// list) stay.
 pub fn provision(
     cfg: &mut Config,
     node: &str,
     kind: CertKind,
     names: &[String],
+    delegates: &[(String, [u8; 32])],
     seed: u64,
 ) -> Result<(), String> {
     let sec = &mut cfg.security;
@@ -102,5 +110,19 @@ pub fn provision(
         .map_err(|e| format!("node {node}: cannot mint a certificate: {e}"))?;
     sec.static_key = Some(HexBytes(static_private.to_vec()));
     sec.certificate = Some(HexBytes(cert.encode()));
+    if !delegates.is_empty() {
+        let specs: Vec<DelegationSpec> = delegates
+            .iter()
+            .map(|(name, key)| DelegationSpec {
+                middlebox_name: name.clone(),
+                middlebox_static_key: *key,
+                not_before,
+                not_after,
+            })
+            .collect();
+        let chain = Chain::build(cert, &identity, &specs)
+            .map_err(|e| format!("node {node}: cannot sign its delegations: {e}"))?;
+        sec.chain = Some(HexBytes(chain.encode()));
+    }
     Ok(())
 }

@@ -65,6 +65,10 @@ pub struct NodeSpec {
     /// Names for the node's certificate; empty: `local_name.overlay` for each overlay.
     #[serde(default)]
     pub cert_names: Vec<String>,
+    /// Middleboxes (node names) this node certifies to read its secure paths: it presents a
+    /// chain with a delegation to each in place of its bare certificate.
+    #[serde(default)]
+    pub delegate: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -433,7 +437,27 @@ impl Scenario {
                 }
             }
         }
-        crate::identity::provision(&mut cfg, &node.name, node.cert, &node.cert_names, seed)?;
+        let mut delegates = Vec::new();
+        for mb in &node.delegate {
+            let j = self
+                .nodes
+                .iter()
+                .position(|n| &n.name == mb)
+                .ok_or_else(|| format!("node {}: delegate: no node named '{mb}'", node.name))?;
+            let name = match self.nodes[j].config.overlays.first() {
+                Some(o) => format!("{}.{}", o.local_name, o.name),
+                None => format!("{mb}.udp"),
+            };
+            delegates.push((name, crate::identity::static_public(seed, mb)));
+        }
+        crate::identity::provision(
+            &mut cfg,
+            &node.name,
+            node.cert,
+            &node.cert_names,
+            &delegates,
+            seed,
+        )?;
         Ok(cfg)
     }
 

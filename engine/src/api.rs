@@ -295,6 +295,9 @@ pub enum DropReason {
     Refused,
     /// A handshake message for a path that is not waiting for one.
     UnexpectedHandshake,
+    /// A key grant that reached the path's end: the middlebox it is sealed to was not on
+    /// the path (an end point certified it for paths that do not pass it).
+    UnusedGrant,
     /// A setup that reuses the id of a path this node started: a reflected handshake.
     Reflected,
     /// Too many half-open secure setups; answered with a cookie instead.
@@ -339,6 +342,7 @@ impl fmt::Display for DropReason {
             DropReason::AuthFailed => f.write_str("authentication failed"),
             DropReason::Refused => f.write_str("refused by policy"),
             DropReason::UnexpectedHandshake => f.write_str("unexpected handshake message"),
+            DropReason::UnusedGrant => f.write_str("key grant for a middlebox not on the path"),
             DropReason::Reflected => f.write_str("reflected handshake"),
             DropReason::CookieRequired => f.write_str("setup without cookie under load"),
             DropReason::NonceExhausted => f.write_str("nonces used up"),

@@ -64,6 +64,14 @@ pub struct SecurityConfig {
     pub static_key: Option<HexBytes>,
     /// This node's certificate from the CA (hex).
     pub certificate: Option<HexBytes>,
+    /// This node's certificate with its delegations to the middleboxes it lets read its
+    /// secure paths (hex, from `ocala ca delegate`). Presented in place of the bare
+    /// certificate, which it must contain.
+    pub chain: Option<HexBytes>,
+    /// Whether to take paths whose far end lets middleboxes read them (it presents a chain
+    /// with delegations). The far end holds the keys either way; this only refuses such
+    /// paths outright.
+    pub accept_readers: bool,
     /// Public keys of the CAs whose certificates this node accepts (64 hex digits each;
     /// several, so a CA can be rolled over without downtime).
     pub trust: Vec<HexBytes>,
@@ -83,6 +91,8 @@ impl Default for SecurityConfig {
             allow: Vec::new(),
             static_key: None,
             certificate: None,
+            chain: None,
+            accept_readers: true,
             trust: Vec::new(),
             unix_time_at_zero: 0,
             rekey_after_secs: 120,

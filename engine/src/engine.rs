@@ -10,7 +10,7 @@ use crate::api::{
 use crate::config::{Config, ConfigError};
 use crate::dns::intercept::Upstream;
 use crate::dns::rules::Rules;
-use crate::middlebox::{Filter, Middlebox, Verdict};
+use crate::middlebox::Filter;
 use crate::ocd::{self, Overlay, OverlayEvent};
 use crate::oci::handles::Handles;
 use crate::oci::paths::{Paths, MAX_PATHS};
@@ -66,6 +66,8 @@ pub struct Engine {
     pub(crate) cookie_secret: [u8; 32],
     /// The middlebox this node runs on paths through it, if configured.
     pub(crate) middlebox: Option<Filter>,
+    /// Keys granted to this middlebox for the paths it sees in transit.
+    pub(crate) granted: crate::middlebox::granted::Granted,
     /// The legacy server gateway's rules and lookups, if this node is one.
     pub(crate) legacy: Option<crate::legacy::LegacyServer>,
 }
@@ -216,6 +218,7 @@ impl Engine {
             cookie_budget: COOKIE_BUDGET,
             reply_window: now,
             middlebox: cfg.middlebox.clone().map(Filter::new),
+            granted: crate::middlebox::granted::Granted::new(cfg.limits.max_paths),
             legacy,
             cfg,
         })
@@ -383,26 +386,6 @@ impl Engine {
                         .unwrap_or_default();
                     self.event(Event::OverlayNotice { overlay, text });
                 }
-            }
-        }
-    }
-
-    /// A message passing through this node: the middlebox judges it. `false` (counted as a
-    /// drop) when it is stopped, or when this node runs no middlebox at all.
-    pub(crate) fn middlebox_passes(&mut self, message: &[u8]) -> bool {
-        let now = self.now;
-        let verdict = match self.middlebox.as_mut() {
-            Some(m) => m.inspect(now, message),
-            None => {
-                self.drop_input(DropReason::Overlay(crate::ocd::OverlayDrop::NotAMiddlebox));
-                return false;
-            }
-        };
-        match verdict {
-            Verdict::Pass => true,
-            Verdict::Drop(why) => {
-                self.drop_input(DropReason::Middlebox(why));
-                false
             }
         }
     }

@@ -26,6 +26,13 @@ impl Engine {
                 limits.max_handles
             ));
         }
+        if e.granted.len() > e.granted.capacity() {
+            return Err(format!(
+                "{} transit grants, over the limit of {}",
+                e.granted.len(),
+                e.granted.capacity()
+            ));
+        }
         let half_open = paths.iter().filter(|(_, p)| p.half_open()).count();
         if half_open != e.paths.half_open() {
             return Err(format!(

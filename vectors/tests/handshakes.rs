@@ -346,3 +346,50 @@ fn legacy_client_gateway_handshake() {
     assert_eq!(lines(c, "bob", "sent", "accept").len(), 2, "{c:#?}");
     insta::assert_snapshot!("legacy_lan", c.join("\n"));
 }
+
+const I3_CERTIFIED: &str = include_str!("../../driver-sim/scenarios/i3-middlebox-certified.toml");
+
+#[test]
+fn certified_middlebox_key_grants() {
+    let out = run("i3-middlebox-certified.toml", I3_CERTIFIED);
+    // alice's path to bob (receiver-imposed: bob certified fw). Beside her confirm, alice
+    // sends the path's keys sealed to fw; fw keeps them, so bob never sees a grant.
+    let c = window(&out, 0.9, 1.2, false);
+    let grant = lines(&c, "alice", "sent", "i3")
+        .into_iter()
+        .find(|l| l.contains("| grant"))
+        .unwrap_or_else(|| panic!("alice sends no grant: {c:#?}"));
+    let confirm = lines(&c, "alice", "sent", "i3")
+        .into_iter()
+        .find(|l| l.contains("| confirm"))
+        .unwrap_or_else(|| panic!("no confirm: {c:#?}"));
+    assert_eq!(
+        field(grant, "to"),
+        field(confirm, "to"),
+        "the confirm's way"
+    );
+    assert_eq!(field(grant, "sealed"), "120B");
+    assert!(
+        lines(&c, "bob", "recv", "i3")
+            .iter()
+            .all(|l| !l.contains("| grant")),
+        "fw passed the grant on: {c:#?}"
+    );
+    // carol.i3_fw.i3 (sender-imposed: alice certified fw): the grant goes to fw's relay
+    // half and ends there; dave certifies no one and sends none.
+    let c = window(&out, 3.9, 4.2, false);
+    assert_eq!(
+        lines(&c, "alice", "sent", "i3")
+            .iter()
+            .filter(|l| l.contains("| grant"))
+            .count(),
+        1,
+        "{c:#?}"
+    );
+    assert!(c
+        .iter()
+        .all(|l| !(l.contains(" carol ") && l.contains("| grant"))));
+    let dave = window(&out, 6.9, 7.2, false);
+    assert!(dave.iter().all(|l| !l.contains("| grant")), "{dave:#?}");
+    insta::assert_snapshot!("certified_middlebox", c.join("\n"));
+}

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use ocala_engine::wire::message::{
-    Accept, Close, CloseReason, Confirm, CookieReply, Families, Keepalive, Message, Reject,
+    Accept, Close, CloseReason, Confirm, CookieReply, Families, Grant, Keepalive, Message, Reject,
     RejectReason, Setup, Sources,
 };
 use ocala_engine::wire::WireError;
@@ -45,6 +45,8 @@ struct Vector {
     is_reply: Option<bool>,
     seq: Option<u32>,
     cookie: Option<String>,
+    /// Grant: the sealed keys.
+    sealed: Option<String>,
     /// Accept: `"v4"` or `"v6"` when the far end takes one family only.
     families: Option<String>,
     /// Setup: the initiator's proposed source addresses (address negotiation), if any.
@@ -78,12 +80,13 @@ fn path_id(v: &Vector) -> u64 {
 struct Blobs {
     payload: Vec<u8>,
     handshake: Vec<u8>,
+    sealed: Vec<u8>,
 }
 
 impl Vector {
     /// Names of the optional fields that are set.
     fn present(&self) -> BTreeSet<&'static str> {
-        let all: [(&'static str, bool); 17] = [
+        let all: [(&'static str, bool); 18] = [
             ("label", self.label.is_some()),
             ("payload", self.payload.is_some()),
             ("sender_label", self.sender_label.is_some()),
@@ -101,6 +104,7 @@ impl Vector {
             ("is_reply", self.is_reply.is_some()),
             ("seq", self.seq.is_some()),
             ("cookie", self.cookie.is_some()),
+            ("sealed", self.sealed.is_some()),
         ];
         all.iter().filter(|(_, p)| *p).map(|(n, _)| *n).collect()
     }
@@ -113,6 +117,10 @@ impl Vector {
             },
             handshake: match self.handshake {
                 Some(_) => bytes(&self.name, "handshake", &self.handshake),
+                None => Vec::new(),
+            },
+            sealed: match self.sealed {
+                Some(_) => bytes(&self.name, "sealed", &self.sealed),
                 None => Vec::new(),
             },
         }
@@ -142,6 +150,7 @@ impl Vector {
             "keepalive" => &["reply_requested", "is_reply", "seq"],
             "confirm" => &["receiver_label", "path_id", "handshake"],
             "cookie" => &["receiver_label", "path_id", "cookie"],
+            "grant" => &["receiver_label", "path_id", "sealed"],
             other => panic!("{n}: unknown kind {other:?}"),
         };
         assert_eq!(
@@ -202,6 +211,11 @@ impl Vector {
                 cookie: bytes(n, "cookie", &self.cookie)
                     .try_into()
                     .expect("16-byte cookie"),
+            }),
+            "grant" => Message::Grant(Grant {
+                receiver_label: req(n, "receiver_label", &self.receiver_label),
+                path_id: path_id(self),
+                sealed: &blobs.sealed,
             }),
             _ => Message::Keepalive(Keepalive {
                 reply_requested: req(n, "reply_requested", &self.reply_requested),
@@ -271,7 +285,8 @@ fn vectors_cover_every_type_and_reason() {
             "close",
             "keepalive",
             "confirm",
-            "cookie"
+            "cookie",
+            "grant"
         ]
         .into_iter()
         .collect()

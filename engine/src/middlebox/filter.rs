@@ -1,11 +1,10 @@
 //! The packet filter and logger: drops configured TCP and UDP ports on paths whose packets
 //! it can read, passes what it cannot read unless told otherwise, and counts what it saw.
 
-use super::{Middlebox, Verdict};
+use super::{Middlebox, Seen, Verdict};
 use crate::time::Instant;
 use crate::wire::checksum;
 use crate::wire::ip::{IpView, PROTO_TCP as TCP, PROTO_UDP as UDP};
-use crate::wire::message::Message;
 use crate::wire::transport::{TcpView, UdpView};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -32,6 +31,8 @@ pub struct FilterStats {
     pub control: u64,
     /// Data messages with an IP packet it could read.
     pub readable: u64,
+    /// Of those, packets of encrypted paths it was granted the keys of and opened.
+    pub opened: u64,
     /// Data messages it could not read (ciphertext).
     pub sealed: u64,
     /// Messages it dropped.
@@ -43,7 +44,7 @@ pub struct FilterStats {
 }
 
 /// One line for logs and summaries:
-/// `5 control, 25 readable (icmp x15, udp/7 x10), 15 sealed, 10 dropped`.
+/// `5 control, 25 readable (icmp x15, udp/7 x10), 10 opened, 15 sealed, 10 dropped`.
 impl std::fmt::Display for FilterStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} control, {} readable (", self.control, self.readable)?;
@@ -64,7 +65,11 @@ impl std::fmt::Display for FilterStats {
         if sep.is_empty() {
             f.write_str("-")?;
         }
-        write!(f, "), {} sealed, {} dropped", self.sealed, self.dropped)
+        write!(
+            f,
+            "), {} opened, {} sealed, {} dropped",
+            self.opened, self.sealed, self.dropped
+        )
     }
 }
 
@@ -119,39 +124,52 @@ fn readable(payload: &[u8]) -> Option<(u8, u16)> {
     Some((ip.protocol(), port))
 }
 
+impl Filter {
+    /// The verdict on a packet it can read.
+    fn judge(&mut self, key: (u8, u16)) -> Verdict {
+        self.stats.readable += 1;
+        self.count(key);
+        let listed = match key.0 {
+            TCP => &self.cfg.drop_tcp_ports,
+            UDP => &self.cfg.drop_udp_ports,
+            _ => &Vec::new(),
+        };
+        if listed.contains(&key.1) {
+            Verdict::Drop("port filtered")
+        } else {
+            Verdict::Pass
+        }
+    }
+
+    fn sealed(&mut self) -> Verdict {
+        self.stats.sealed += 1;
+        if self.cfg.drop_sealed {
+            Verdict::Drop("unreadable data")
+        } else {
+            Verdict::Pass
+        }
+    }
+}
+
 impl Middlebox for Filter {
-    fn inspect(&mut self, _now: Instant, message: &[u8]) -> Verdict {
-        let verdict = match Message::parse(message) {
-            Ok(Message::Data { payload, .. }) => match readable(payload) {
-                Some(key) => {
-                    self.stats.readable += 1;
-                    self.count(key);
-                    let listed = match key.0 {
-                        TCP => &self.cfg.drop_tcp_ports,
-                        UDP => &self.cfg.drop_udp_ports,
-                        _ => &Vec::new(),
-                    };
-                    if listed.contains(&key.1) {
-                        Verdict::Drop("port filtered")
-                    } else {
-                        Verdict::Pass
-                    }
-                }
-                None => {
-                    self.stats.sealed += 1;
-                    if self.cfg.drop_sealed {
-                        Verdict::Drop("unreadable data")
-                    } else {
-                        Verdict::Pass
-                    }
-                }
-            },
-            Ok(_) => {
+    fn inspect(&mut self, _now: Instant, seen: Seen<'_>) -> Verdict {
+        let verdict = match seen {
+            Seen::Control => {
                 self.stats.control += 1;
                 Verdict::Pass
             }
-            // Not an OCALA message: nothing this middlebox should pass on.
-            Err(_) => Verdict::Drop("not an OCALA message"),
+            Seen::Data(payload) => match readable(payload) {
+                Some(key) => self.judge(key),
+                None => self.sealed(),
+            },
+            Seen::Opened(packet) => match readable(packet) {
+                Some(key) => {
+                    self.stats.opened += 1;
+                    self.judge(key)
+                }
+                // Opened, yet not an IP packet: the sender sealed junk.
+                None => Verdict::Drop("not an IP packet"),
+            },
         };
         if verdict != Verdict::Pass {
             self.stats.dropped += 1;
@@ -170,12 +188,8 @@ mod tests {
         build_ip(a, b, UDP, &udp_segment(5000, dport, b"hi"))
     }
 
-    fn data(payload: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        Message::Data { label: 7, payload }
-            .encode(&mut out)
-            .expect("encodes");
-        out
+    fn data(payload: &[u8]) -> Seen<'_> {
+        Seen::Data(payload)
     }
 
     #[test]
@@ -186,18 +200,31 @@ mod tests {
         });
         let (udp7, udp8) = (udp4(7), udp4(8));
         assert_eq!(
-            f.inspect(Instant::ZERO, &data(&udp7)),
+            f.inspect(Instant::ZERO, data(&udp7)),
             Verdict::Drop("port filtered")
         );
-        assert_eq!(f.inspect(Instant::ZERO, &data(&udp8)), Verdict::Pass);
+        assert_eq!(f.inspect(Instant::ZERO, data(&udp8)), Verdict::Pass);
         // Ciphertext passes (nothing to judge it by) and is counted as such.
-        assert_eq!(f.inspect(Instant::ZERO, &data(&[0x45; 60])), Verdict::Pass);
-        let s = f.stats();
-        assert_eq!((s.readable, s.sealed, s.dropped), (2, 1, 1));
-        assert_eq!(s.by_port.get(&(UDP, 7)), Some(&1));
+        assert_eq!(f.inspect(Instant::ZERO, data(&[0x45; 60])), Verdict::Pass);
+        // Opened for it (a certified middlebox on an encrypted path): judged like the clear.
         assert_eq!(
-            f.inspect(Instant::ZERO, b"\xff junk"),
-            Verdict::Drop("not an OCALA message")
+            f.inspect(Instant::ZERO, Seen::Opened(&udp7)),
+            Verdict::Drop("port filtered")
+        );
+        assert_eq!(
+            f.inspect(Instant::ZERO, Seen::Opened(b"junk")),
+            Verdict::Drop("not an IP packet")
+        );
+        assert_eq!(f.inspect(Instant::ZERO, Seen::Control), Verdict::Pass);
+        let s = f.stats();
+        assert_eq!(
+            (s.control, s.readable, s.opened, s.sealed, s.dropped),
+            (1, 3, 1, 1, 3)
+        );
+        assert_eq!(s.by_port.get(&(UDP, 7)), Some(&2));
+        assert_eq!(
+            s.to_string(),
+            "1 control, 3 readable (udp/7 x2, udp/8 x1), 1 opened, 1 sealed, 3 dropped"
         );
     }
 
@@ -211,7 +238,7 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(
-            f.inspect(Instant::ZERO, &data(&p)),
+            f.inspect(Instant::ZERO, data(&p)),
             Verdict::Drop("unreadable data")
         );
     }

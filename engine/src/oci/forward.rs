@@ -207,7 +207,10 @@ impl Engine {
         let (known, from, bytes) = match received {
             Received::Consumed => return,
             Received::Transit { message } => {
-                if self.middlebox_passes(message) {
+                if self.keep_transit_grant(message) {
+                    return;
+                }
+                if self.middlebox_passes(message, None) {
                     let sent = self
                         .overlays
                         .get_mut(usize::from(overlay.0))
@@ -250,6 +253,7 @@ impl Engine {
             Ok(Message::Close(c)) => self.on_close(tunnel, &c),
             Ok(Message::Confirm(c)) => self.on_confirm(tunnel, &c),
             Ok(Message::Cookie(c)) => self.on_cookie(tunnel, &c),
+            Ok(Message::Grant(g)) => self.on_grant(tunnel, &g),
             // Keepalives are the module's; one that reaches OC-I came from a stranger.
             Ok(Message::Keepalive(_)) => self.drop_input(DropReason::UnknownLabel),
         }
@@ -285,7 +289,8 @@ impl Engine {
                 };
                 let (tt, peer) = (t.tunnel, t.peer_label);
                 // A gateway that is also a middlebox (a sender-imposed hop) judges what it relays.
-                if self.middlebox.is_some() && !self.middlebox_passes(datagram) {
+                let read = p.read.as_deref().map(|k| (key, *k));
+                if self.middlebox.is_some() && !self.middlebox_passes(datagram, read) {
                     return;
                 }
                 let mut buf = self.pool.take();

@@ -6,6 +6,7 @@ pub(crate) mod answer;
 pub(crate) mod forward;
 pub(crate) mod gateway;
 pub(crate) mod handles;
+pub(crate) mod middlebox;
 pub(crate) mod paths;
 pub(crate) mod rekey;
 pub(crate) mod setup;

@@ -114,6 +114,9 @@ pub(crate) struct Path {
     /// As responder, the addresses the initiator proposed for its handle, kept until the
     /// handle is bound (at confirm, on a secure path).
     pub(crate) sources: crate::wire::message::Sources,
+    /// On a relay half at a middlebox the path's initiator granted: the key that opens the
+    /// data arriving on this half, so the middlebox can judge the packet inside.
+    pub(crate) read: Option<Box<[u8; 32]>>,
 }
 
 impl Path {

@@ -308,6 +308,7 @@ impl Engine {
                 families: crate::wire::message::Families::BOTH,
                 lan_client: None,
                 sources: Sources::default(),
+                read: None,
             },
             random,
         );
@@ -651,6 +652,7 @@ impl Engine {
             handshake: &message,
         });
         self.send_control(tunnel, &msg);
+        self.send_grants(key);
         let at = self
             .now
             .saturating_add(rto(self.cfg.limits.setup_rto_ms, attempts));

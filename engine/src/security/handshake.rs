@@ -1,14 +1,17 @@
 //! The engine's side of end-to-end security: starting, answering and finishing the Noise
-//! handshake that rides in path setup, and checking the peer's certificate against the trust
-//! bundle, its name and this node's policy. Gateways take no part; they relay.
+//! handshake that rides in path setup, and checking the peer's certificate (or chain of
+//! delegations) against the trust bundle, its name and this node's policy; then granting
+//! the path's keys to the middleboxes either end certified. Gateways take no part; they relay.
 
+use super::chain::CHAIN_MAGIC;
+use super::grant::{self, ReadKeys};
 use super::noise::{self, MAX_HANDSHAKE};
 use super::session::{Secure, Stage};
-use super::{Certificate, TrustBundle};
+use super::{Certificate, Chain, TrustBundle};
 use crate::config::{ConfigError, Protection, SecurityConfig};
 use crate::engine::Engine;
 use crate::oci::setup::Failure;
-use crate::wire::message::{RejectReason, Setup};
+use crate::wire::message::{Grant, Message, RejectReason, Setup};
 use regex::Regex;
 
 /// Option bits of a setup that say how the path is protected (the Noise prologue covers them).
@@ -37,7 +40,29 @@ impl From<Failure> for HandshakeError {
 /// Who this node is: its static key and the certificate that binds its names to it.
 pub(crate) struct Identity {
     pub(crate) static_private: [u8; 32],
+    /// What the handshake presents: the certificate, or the chain that carries it with
+    /// delegations.
     pub(crate) certificate: Vec<u8>,
+    /// The middleboxes this node's chain certifies to read its paths.
+    pub(crate) readers: Vec<Reader>,
+}
+
+/// A middlebox an end point certified to read its secure paths (a checked delegation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reader {
+    pub(crate) name: String,
+    pub(crate) static_key: [u8; 32],
+}
+
+fn readers_of(chain: &Chain) -> Vec<Reader> {
+    chain
+        .delegations
+        .iter()
+        .map(|d| Reader {
+            name: d.middlebox_name.clone(),
+            static_key: d.middlebox_static_key,
+        })
+        .collect()
 }
 
 /// Identity, trust and policy, checked once at start.
@@ -51,6 +76,12 @@ pub(crate) struct Credentials {
 impl Credentials {
     pub(crate) fn from_config(cfg: &SecurityConfig) -> Result<Credentials, ConfigError> {
         let identity = match (&cfg.static_key, &cfg.certificate) {
+            (None, None) if cfg.chain.is_some() => {
+                return Err(ConfigError::new(
+                    "security.chain",
+                    "a chain needs security.static_key and security.certificate",
+                ))
+            }
             (None, None) => None,
             (Some(_), None) => {
                 return Err(ConfigError::new(
@@ -76,9 +107,24 @@ impl Credentials {
                         "certifies another key than security.static_key",
                     ));
                 }
+                let (certificate, readers) = match &cfg.chain {
+                    None => (c.0.clone(), Vec::new()),
+                    Some(bytes) => {
+                        let chain = Chain::decode(&bytes.0)
+                            .map_err(|e| ConfigError::new("security.chain", e.to_string()))?;
+                        if chain.endpoint != cert {
+                            return Err(ConfigError::new(
+                                "security.chain",
+                                "carries another certificate than security.certificate",
+                            ));
+                        }
+                        (bytes.0.clone(), readers_of(&chain))
+                    }
+                };
                 Some(Identity {
                     static_private,
-                    certificate: c.0.clone(),
+                    certificate,
+                    readers,
                 })
             }
         };
@@ -254,6 +300,7 @@ impl Engine {
             .map_err(|e| refused(e.to_string()))?;
         msg.truncate(n);
         secure.message = msg;
+        add_readers(&mut secure.readers, id.readers.clone());
         Ok(self.establish(secure)?)
     }
 
@@ -283,12 +330,14 @@ impl Engine {
             .read_message(handshake, &mut payload)
             .map_err(|_| HandshakeError::Tampered)?;
         let remote = hs.get_remote_static().unwrap_or(&[]).to_vec();
-        Ok(self.check_peer(
+        let readers = self.check_peer(
             payload.get(..n).unwrap_or(&[]),
             &remote,
             &secure.peer_name,
             policy,
-        )?)
+        )?;
+        add_readers(&mut secure.readers, readers);
+        Ok(())
     }
 
     fn establish(&self, secure: &mut Secure) -> Result<(), Failure> {
@@ -301,27 +350,44 @@ impl Engine {
     }
 
     /// The certificate must come from a trusted CA, be valid now, name `name`, certify the
-    /// key the handshake proved, and (for initiators reaching us) pass the allow list.
+    /// key the handshake proved, and (for initiators reaching us) pass the allow list. It may
+    /// come in a chain: then every delegation must verify too, and the middleboxes it
+    /// certifies are returned, to be granted the path's keys.
     fn check_peer(
         &self,
-        cert: &[u8],
+        presented: &[u8],
         remote_static: &[u8],
         name: &str,
         policy: bool,
-    ) -> Result<(), Failure> {
-        let cert = Certificate::decode(cert)
-            .map_err(|e| refused(format!("authentication failed: {e}")))?;
+    ) -> Result<Vec<Reader>, Failure> {
         let trust = self
             .credentials
             .trust
             .as_ref()
             .ok_or_else(|| refused("no CA is trusted here (security.trust)"))?;
-        trust
-            .verify(&cert, name, self.unix_now())
-            .map_err(|e| refused(format!("authentication failed: {e}")))?;
+        let failed = |e: super::CertError| refused(format!("authentication failed: {e}"));
+        let (cert, readers) = if presented.starts_with(&CHAIN_MAGIC) {
+            let chain = Chain::decode(presented).map_err(failed)?;
+            trust
+                .verify_chain(&chain, name, self.unix_now())
+                .map_err(failed)?;
+            let readers = readers_of(&chain);
+            (chain.endpoint, readers)
+        } else {
+            let cert = Certificate::decode(presented).map_err(failed)?;
+            trust.verify(&cert, name, self.unix_now()).map_err(failed)?;
+            (cert, Vec::new())
+        };
         if cert.static_key().as_slice() != remote_static {
             return Err(refused(format!(
                 "authentication failed: the certificate for {name} is for another key"
+            )));
+        }
+        if !readers.is_empty() && !self.cfg.security.accept_readers {
+            let names: Vec<&str> = readers.iter().map(|r| r.name.as_str()).collect();
+            return Err(refused(format!(
+                "{name} lets {} read its paths, and security.accept_readers is off here",
+                names.join(", ")
             )));
         }
         if policy
@@ -330,6 +396,49 @@ impl Engine {
         {
             return Err(refused(format!("{name} may not open paths to this node")));
         }
-        Ok(())
+        Ok(readers)
+    }
+
+    /// The initiator, beside each confirm: the path's keys, sealed to each middlebox either
+    /// end certified. Only encrypted paths need them; the confirm's route passes every
+    /// middlebox that can see the path (`security::grant`).
+    pub(crate) fn send_grants(&mut self, key: usize) {
+        let Some(p) = self.paths.get(key) else { return };
+        let Some(s) = p.secure.as_ref().filter(|s| s.mode == Protection::Encrypt) else {
+            return;
+        };
+        let Some(k) = s.keys() else { return };
+        if s.readers.is_empty() {
+            return;
+        }
+        let keys = ReadKeys {
+            responder_label: p.peer_label,
+            initiator_label: p.label,
+            to_responder: k.seal,
+            to_initiator: k.open,
+        };
+        let (tunnel, path_id) = (p.tunnel, p.path_id);
+        let readers: Vec<[u8; 32]> = s.readers.iter().map(|r| r.static_key).collect();
+        for reader in readers {
+            let seed = self.handshake_seed();
+            let Ok(sealed) = grant::seal(&reader, path_id, &keys, seed) else {
+                continue;
+            };
+            let msg = Message::Grant(Grant {
+                receiver_label: keys.responder_label,
+                path_id,
+                sealed: &sealed,
+            });
+            self.send_control(tunnel, &msg);
+        }
+    }
+}
+
+/// Adds readers not yet listed (both ends may certify the same middlebox).
+fn add_readers(list: &mut Vec<Reader>, more: Vec<Reader>) {
+    for r in more {
+        if !list.iter().any(|l| l.static_key == r.static_key) {
+            list.push(r);
+        }
     }
 }

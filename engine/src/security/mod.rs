@@ -11,7 +11,11 @@
 //!   keys a node trusts — several at once, so that a CA can be rolled over without downtime.
 //! - [`chain`]: an end point that interposes middleboxes certifies their static keys
 //!   ([`Delegation`]s signed with its identity key), and the other end checks the resulting
-//!   [`Chain`] by the end point's name and learns the key of its next hop.
+//!   [`Chain`] by the end point's name. A handshake presents the chain in place of the bare
+//!   certificate.
+//! - [`grant`]: how a certified middlebox gets to read: the path's initiator seals the
+//!   path's keys to each certified middlebox's static key and sends them past it beside its
+//!   confirm.
 //! - [`replay`]: a 2048-packet sliding [`ReplayWindow`] for explicit-nonce data packets.
 //! - [`noise`]: the Noise XX handshake that rides inside path setup, with randomness from the
 //!   engine's seed; `session` holds a secure path's keys, nonces and replay window and seals
@@ -75,6 +79,7 @@
 
 pub mod cert;
 pub mod chain;
+pub mod grant;
 pub(crate) mod handshake;
 pub(crate) mod keycache;
 pub mod noise;

@@ -12,6 +12,7 @@ use super::noise::{aead_nonce, Keys, TAG_LEN};
 use super::replay::ReplayWindow;
 use crate::api::DropReason;
 use crate::config::Protection;
+use crate::packet::Packet;
 use blake2::digest::{FixedOutput, KeyInit, Mac};
 use ring::aead::Aad;
 use snow::HandshakeState;
@@ -51,6 +52,8 @@ pub(crate) struct Secure {
     /// Handshake answers that did not decrypt (tampered or corrupted), so a setup that gives
     /// up can say why.
     pub(crate) tampered: u32,
+    /// Middleboxes either end certified to read this path (from the checked chains).
+    pub(crate) readers: Vec<super::handshake::Reader>,
 }
 
 impl std::fmt::Debug for Secure {
@@ -77,6 +80,7 @@ impl Secure {
             confirmed: false,
             confirms: 0,
             tampered: 0,
+            readers: Vec::new(),
         }
     }
 
@@ -171,6 +175,24 @@ impl Secure {
         }
         self.replay.update(nonce).map_err(|_| DropReason::Replayed)
     }
+}
+
+/// Opens an `encrypt` data payload (nonce and sealed packet) with a key a middlebox was
+/// granted, into `out` (empty, from the pool). No replay window: the middlebox only looks, and
+/// the end point, which keeps one, decides what is delivered.
+pub(crate) fn peek(payload: &[u8], key: &ring::aead::LessSafeKey, out: &mut Packet) -> Option<()> {
+    let (nonce, body) = payload.split_at_checked(NONCE_LEN)?;
+    let nonce = u64::from_be_bytes(nonce.try_into().ok()?);
+    if body.len() < TAG_LEN {
+        return None;
+    }
+    out.extend_from_slice(body);
+    let len = key
+        .open_in_place(aead_nonce(nonce), Aad::empty(), &mut out[..])
+        .ok()?
+        .len();
+    out.truncate(len);
+    Some(())
 }
 
 /// The `auth` MAC: keyed BLAKE2b with a 16-byte output (BLAKE2b rather than BLAKE2s: its

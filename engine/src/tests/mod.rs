@@ -16,6 +16,7 @@ use std::time::Duration;
 mod invariants;
 mod legacy;
 mod negotiation;
+mod readers;
 mod secure;
 mod trace;
 

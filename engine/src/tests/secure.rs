@@ -7,7 +7,7 @@ use crate::config::HexBytes;
 use crate::security::noise::public_key;
 use crate::security::{CaKey, CertSpec, IdentityKey};
 
-const NOW: u64 = 1_800_000_000;
+pub(super) const NOW: u64 = 1_800_000_000;
 
 /// `config` with a certificate for `name.udp` from the test CA (or another `names`).
 pub(super) fn secure(name: &str, peers: &[(&str, u8)], names: &[&str]) -> Config {

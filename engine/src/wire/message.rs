@@ -21,6 +21,7 @@ pub const TYPE_CLOSE: u8 = 0x5;
 pub const TYPE_KEEPALIVE: u8 = 0x6;
 pub const TYPE_CONFIRM: u8 = 0x7;
 pub const TYPE_COOKIE: u8 = 0x8;
+pub const TYPE_GRANT: u8 = 0x9;
 /// Length of a responder's stateless cookie.
 pub const COOKIE_LEN: usize = 16;
 /// The first byte of a keepalive, so an overlay module can spot one without a full parse.
@@ -72,7 +73,7 @@ fn type_of(datagram: &[u8]) -> Result<u8, WireError> {
 }
 
 fn known_type(kind: u8) -> bool {
-    (TYPE_DATA..=TYPE_COOKIE).contains(&kind)
+    (TYPE_DATA..=TYPE_GRANT).contains(&kind)
 }
 
 /// Why a path setup was refused.
@@ -290,6 +291,17 @@ pub struct CookieReply {
     pub cookie: [u8; COOKIE_LEN],
 }
 
+/// A secure path's keys for one middlebox the path's end points certified, sealed to that
+/// middlebox's static key (`security::grant`). The initiator sends one per certified
+/// middlebox beside each confirm; it travels like the confirm, and the middlebox it is
+/// sealed to keeps it instead of passing it on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant<'a> {
+    pub receiver_label: u32,
+    pub path_id: u64,
+    pub sealed: &'a [u8],
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Keepalive {
     pub reply_requested: bool,
@@ -308,6 +320,7 @@ pub enum Message<'a> {
     Keepalive(Keepalive),
     Confirm(Confirm<'a>),
     Cookie(CookieReply),
+    Grant(Grant<'a>),
 }
 
 /// Sequential reader over a control message; every read is bounds-checked.
@@ -509,6 +522,11 @@ impl<'a> Message<'a> {
                     .try_into()
                     .map_err(|_| WireError::Truncated)?,
             }),
+            TYPE_GRANT => Message::Grant(Grant {
+                receiver_label: r.u32()?,
+                path_id: r.u64()?,
+                sealed: r.blob16()?,
+            }),
             other => return Err(WireError::UnknownType(other)),
         };
         r.finish()?;
@@ -526,6 +544,7 @@ impl<'a> Message<'a> {
             Message::Keepalive(_) => TYPE_KEEPALIVE,
             Message::Confirm(_) => TYPE_CONFIRM,
             Message::Cookie(_) => TYPE_COOKIE,
+            Message::Grant(_) => TYPE_GRANT,
         }
     }
 
@@ -540,6 +559,7 @@ impl<'a> Message<'a> {
             Message::Keepalive(_) => "keepalive",
             Message::Confirm(_) => "confirm",
             Message::Cookie(_) => "cookie",
+            Message::Grant(_) => "grant",
         }
     }
 
@@ -616,6 +636,11 @@ impl<'a> Message<'a> {
                 out.extend_from_slice(&c.receiver_label.to_be_bytes());
                 out.extend_from_slice(&c.path_id.to_be_bytes());
                 out.extend_from_slice(&c.cookie);
+            }
+            Message::Grant(g) => {
+                out.extend_from_slice(&g.receiver_label.to_be_bytes());
+                out.extend_from_slice(&g.path_id.to_be_bytes());
+                push_u16_blob(out, g.sealed)?;
             }
         }
         Ok(())
@@ -900,7 +925,7 @@ mod tests {
             Err(WireError::BadVersion)
         );
         assert_eq!(Message::parse(&[0x10]), Err(WireError::UnknownType(0)));
-        assert_eq!(Message::parse(&[0x19]), Err(WireError::UnknownType(9)));
+        assert_eq!(Message::parse(&[0x1a]), Err(WireError::UnknownType(10)));
     }
 
     #[test]
