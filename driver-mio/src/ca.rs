@@ -1,11 +1,13 @@
 //! `ocala ca`: a certificate authority for one's own overlay names. `init` makes a CA key,
-//! `issue` a node's static key and the certificate that binds its names to it, `show`
-//! prints a certificate. Keys are written as hex text, readable only by their owner.
+//! `issue` a node's static key and the certificate that binds its names to it, `delegate`
+//! signs, with the node's own identity key, the chain that lets middleboxes read its secure
+//! paths, `show` prints a certificate. Keys are written as hex text, readable only by their
+//! owner.
 
 use crate::config::read_hex;
 use ocala_engine::config::HexBytes;
 use ocala_engine::security::noise::public_key;
-use ocala_engine::security::{CaKey, CertSpec, Certificate, IdentityKey};
+use ocala_engine::security::{CaKey, CertSpec, Certificate, Chain, DelegationSpec, IdentityKey};
 use rand_core::{OsRng, TryRngCore};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -98,6 +100,56 @@ pub fn issue(ca_dir: &Path, names: &[String], days: u64, out: &Path) -> Result<S
     ))
 }
 
+/// Signs a chain for the node whose files (`cert`, `identity.key`, from `ocala ca issue`)
+/// are in `node_dir`, delegating to each middlebox whose certificate is given: each may
+/// read the node's secure paths for `days`. The chain goes to `node_dir/chain`.
+pub fn delegate(
+    node_dir: &Path,
+    middleboxes: &[std::path::PathBuf],
+    days: u64,
+) -> Result<String, String> {
+    if middleboxes.is_empty() {
+        return Err("give at least one --middlebox certificate".into());
+    }
+    let what = "ocala ca delegate";
+    let cert_bytes = read_hex(what, "cert", &node_dir.join("cert"))?;
+    let cert = Certificate::decode(&cert_bytes.0)
+        .map_err(|e| format!("{}: {e}", node_dir.join("cert").display()))?;
+    let identity = IdentityKey::from_seed(key32(
+        read_hex(what, "identity.key", &node_dir.join("identity.key"))?,
+        "identity.key",
+    )?);
+    let now = now_unix();
+    let mut specs = Vec::new();
+    for path in middleboxes {
+        let bytes = read_hex(what, "--middlebox", path)?;
+        let mb = Certificate::decode(&bytes.0).map_err(|e| format!("{}: {e}", path.display()))?;
+        let name = mb
+            .names()
+            .first()
+            .cloned()
+            .ok_or_else(|| format!("{}: a certificate without names", path.display()))?;
+        specs.push(DelegationSpec {
+            middlebox_name: name,
+            middlebox_static_key: *mb.static_key(),
+            not_before: now.saturating_sub(3600),
+            // Never past the node's own certificate.
+            not_after: now
+                .saturating_add(days.saturating_mul(86_400))
+                .min(cert.not_after()),
+        });
+    }
+    let names: Vec<String> = specs.iter().map(|s| s.middlebox_name.clone()).collect();
+    let chain = Chain::build(cert, &identity, &specs).map_err(|e| format!("cannot sign: {e}"))?;
+    let out = node_dir.join("chain");
+    write_hex(&out, &chain.encode(), false)?;
+    Ok(format!(
+        "{o} lets {n} read this node's secure paths; in the node's config:\n  [daemon]\n  chain_file = \"{o}\"\n",
+        o = out.display(),
+        n = names.join(", ")
+    ))
+}
+
 /// What a certificate says.
 pub fn show(path: &Path) -> Result<String, String> {
     let bytes = read_hex("ocala ca show", "certificate", path)?;
@@ -156,6 +208,16 @@ mod tests {
         );
         let loaded = crate::config::parse("bob.toml", &config).unwrap();
         assert!(loaded.engine.security.certificate.is_some());
+        // bob lets fw read his paths: the chain carries his certificate and a delegation.
+        issue(&dir.join("ca"), &["fw.udp".into()], 30, &dir.join("fw")).unwrap();
+        let text = delegate(&dir.join("bob"), &[dir.join("fw/cert")], 7).unwrap();
+        assert!(text.contains("lets fw.udp read"), "{text}");
+        let chained = format!("{config}chain_file = \"{}/bob/chain\"\n", dir.display());
+        let loaded = crate::config::parse("bob.toml", &chained).unwrap();
+        let chain = Chain::decode(&loaded.engine.security.chain.unwrap().0).unwrap();
+        assert_eq!(chain.delegations[0].middlebox_name, "fw.udp");
+        assert_eq!(chain.endpoint.names(), ["bob.udp"]);
+        assert!(delegate(&dir.join("bob"), &[dir.join("bob/static.key")], 7).is_err());
         let bad = config.replace("bob/cert", "nope/cert");
         let e = crate::config::parse("bob.toml", &bad).unwrap_err();
         assert!(

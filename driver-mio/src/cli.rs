@@ -98,6 +98,19 @@ pub enum Ca {
     },
     /// Issue a node a static key and a certificate for its overlay names.
     Issue(Issue),
+    /// Let middleboxes read a node's secure paths: sign a chain of delegations with the
+    /// node's identity key (from `ocala ca issue`), written to DIR/chain.
+    Delegate {
+        /// The node's directory (from `ocala ca issue`).
+        #[arg(long, value_name = "DIR")]
+        node: PathBuf,
+        /// A middlebox's certificate; up to four, nearest the far end first.
+        #[arg(long = "middlebox", value_name = "CERT", required = true)]
+        middleboxes: Vec<PathBuf>,
+        /// Days the delegations are valid (never past the node's certificate).
+        #[arg(long, default_value_t = 30)]
+        days: u64,
+    },
     /// Show what a certificate says.
     Show {
         /// A certificate file written by `ocala ca issue`.

@@ -85,6 +85,9 @@ pub struct DaemonConfig {
     pub static_key_file: PathBuf,
     /// This node's certificate, as written by `ocala ca issue` (hex).
     pub certificate_file: PathBuf,
+    /// This node's certificate with delegations to the middleboxes it lets read its secure
+    /// paths, as written by `ocala ca delegate` (hex); empty: none may.
+    pub chain_file: PathBuf,
     /// Public keys of trusted CAs, as written by `ocala ca init` (hex), one file each.
     pub trust_files: Vec<PathBuf>,
 }
@@ -109,6 +112,7 @@ impl Default for DaemonConfig {
             split_dns_domains: Vec::new(),
             static_key_file: PathBuf::new(),
             certificate_file: PathBuf::new(),
+            chain_file: PathBuf::new(),
             trust_files: Vec::new(),
         }
     }
@@ -199,6 +203,9 @@ fn read_key_files(file: &str, d: &DaemonConfig, sec: &mut SecurityConfig) -> Res
             "daemon.certificate_file",
             &d.certificate_file,
         )?);
+    }
+    if !d.chain_file.as_os_str().is_empty() {
+        sec.chain = Some(read_hex(file, "daemon.chain_file", &d.chain_file)?);
     }
     for (i, t) in d.trust_files.iter().enumerate() {
         sec.trust

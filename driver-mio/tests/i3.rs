@@ -55,13 +55,25 @@ fn config(name: &str, serve: bool) -> String {
 /// behind 10.94.1.1.
 fn topology() -> Topology {
     support::require_root();
-    let mut t = Topology::new("oci3", &["alice", "net", "srv", "nat", "bob"]);
+    let mut t = Topology::new("oci3", &["alice", "net", "srv", "nat", "bob", "fw"]);
     t.certify(&["i3"]);
+    let keys = |h: &str| t.dir.join(format!("{h}-keys")).display().to_string();
+    support::must(&[
+        env!("CARGO_BIN_EXE_ocala"),
+        "ca",
+        "delegate",
+        "--node",
+        &keys("alice"),
+        "--middlebox",
+        &format!("{}/cert", keys("fw")),
+    ]);
+    let alice_chain = format!("chain_file = \"{}/chain\"\n", keys("alice"));
     // `net` routes between alice, the server and the NAT's outside; bob is inside the NAT.
     t.link("alice", "10.94.3.1/24", "net", "10.94.3.2/24");
     t.link("srv", "10.94.0.2/24", "net", "10.94.0.1/24");
     t.link("nat", "10.94.1.1/24", "net", "10.94.1.2/24");
     t.link("nat", "10.94.2.1/24", "bob", "10.94.2.2/24");
+    t.link("fw", "10.94.5.2/24", "net", "10.94.5.1/24");
     t.must("net", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     t.must("nat", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     for (host, via) in [
@@ -69,6 +81,7 @@ fn topology() -> Topology {
         ("srv", "10.94.0.1"),
         ("nat", "10.94.1.2"),
         ("bob", "10.94.2.1"),
+        ("fw", "10.94.5.1"),
     ] {
         t.must(host, &["ip", "route", "add", "default", "via", via]);
     }
@@ -80,11 +93,18 @@ fn topology() -> Topology {
     t.must("net", &["nft", "-f", &file.display().to_string()]);
     t.start("srv", &config("srv", true), "");
     t.start("bob", &config("bob", false), "");
-    t.start("alice", &config("alice", false), "");
-    t.serve(
-        "bob",
-        &["python3", "-m", "http.server", "8000", "--bind", "::"],
+    t.start("alice", &config("alice", false), &alice_chain);
+    let fw = format!(
+        "gateway = true\n{}[middlebox]\ndrop_tcp_ports = [8001]\n",
+        config("fw", false)
     );
+    t.start("fw", &fw, "");
+    for port in ["8000", "8001"] {
+        t.serve(
+            "bob",
+            &["python3", "-m", "http.server", port, "--bind", "::"],
+        );
+    }
     // Let bob's first trigger insertion open the NAT binding.
     std::thread::sleep(Duration::from_millis(1500));
     t
@@ -126,6 +146,8 @@ fn a_host_behind_a_nat_is_reached_by_name_through_an_i3_server() {
     assert!(ping.status.success(), "{out}\n{}", t.log("alice"));
     assert!(out.contains("3 received"), "{out}");
     assert_eq!(direct_datagrams(&t), 0, "the relayed paths never go direct");
+
+    certified_middlebox_reads_and_filters(&t);
 
     // The shortcut: the first pings ride the relay while the ends probe each other; bob's
     // probe opens his NAT for alice's, and from then on the pings go straight through it.
@@ -186,6 +208,54 @@ fn a_host_behind_a_nat_is_reached_by_name_through_an_i3_server() {
         out.contains(" 0% packet loss") || out.contains("4 received"),
         "{out}\nbob:\n{bob}"
     );
+}
+
+/// Through `fw`, which alice certified: the path is encrypted end to end, yet fw opens it and
+/// stops port 8001 while port 8000 passes.
+fn certified_middlebox_reads_and_filters(t: &Topology) {
+    let get = |port: &str| {
+        let url = format!("http://bob.i3_fw.i3:{port}/");
+        let args = [
+            "curl",
+            "-sS",
+            "-m",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &url,
+        ];
+        t.exec("alice", &args)
+    };
+    let passed = get("8000");
+    assert_eq!(
+        text(&passed),
+        "200",
+        "alice:\n{}\nfw:\n{}",
+        t.log("alice"),
+        t.log("fw")
+    );
+    let stopped = get("8001");
+    assert!(!stopped.status.success(), "port 8001 got through fw");
+    let status = t.ocala("fw", &["status"]).expect("fw's status");
+    let line = status
+        .lines()
+        .find(|l| l.contains("opened"))
+        .unwrap_or_else(|| panic!("no middlebox line:\n{status}"));
+    let count = |word: &str| -> u64 {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words
+            .iter()
+            .position(|w| w.trim_end_matches(',') == word)
+            .and_then(|i| words.get(i - 1)?.parse().ok())
+            .unwrap_or_else(|| panic!("no '{word}' count in {line}"))
+    };
+    assert!(count("opened") >= 4, "{line}");
+    assert!(count("dropped") >= 1, "{line}");
+    assert!(line.contains("tcp/8001"), "{line}");
+    let alice = t.ocala("alice", &["status"]).expect("alice's status");
+    assert!(alice.contains("bob.i3_fw.i3"), "{alice}");
 }
 
 /// Datagrams the router forwarded from alice straight to the NAT.

@@ -44,6 +44,11 @@ fn run(args: Ocala) -> Result<String, String> {
         Command::Ca(Ca::Init { dir }) => ca::init(&dir),
         Command::Ca(Ca::Show { file }) => ca::show(&file),
         Command::Ca(Ca::Issue(i)) => ca::issue(&i.ca, &i.names, i.days, &i.out),
+        Command::Ca(Ca::Delegate {
+            node,
+            middleboxes,
+            days,
+        }) => ca::delegate(&node, &middleboxes, days),
         Command::Completions { shell } => {
             let mut out = Vec::new();
             cli::completions::<Ocala>(shell, &mut out);
