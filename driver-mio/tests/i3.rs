@@ -241,7 +241,7 @@ fn certified_middlebox_reads_and_filters(t: &Topology) {
     let status = t.ocala("fw", &["status"]).expect("fw's status");
     let line = status
         .lines()
-        .find(|l| l.contains("opened"))
+        .find(|l| l.contains(" opened,"))
         .unwrap_or_else(|| panic!("no middlebox line:\n{status}"));
     let count = |word: &str| -> u64 {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -254,8 +254,14 @@ fn certified_middlebox_reads_and_filters(t: &Topology) {
     assert!(count("opened") >= 4, "{line}");
     assert!(count("dropped") >= 1, "{line}");
     assert!(line.contains("tcp/8001"), "{line}");
+    assert!(status.contains("opened here"), "fw's relay halves:\n{status}");
     let alice = t.ocala("alice", &["status"]).expect("alice's status");
-    assert!(alice.contains("bob.i3_fw.i3"), "{alice}");
+    assert!(
+        alice
+            .lines()
+            .any(|l| l.contains("bob.i3_fw.i3") && l.contains("encrypt, read by fw.i3")),
+        "{alice}"
+    );
 }
 
 /// Datagrams the router forwarded from alice straight to the NAT.

@@ -16,10 +16,21 @@ pub(crate) fn state_text(p: &Path) -> String {
     }
 }
 
+/// The path's protection, and who besides its ends may read it: `encrypt, read by fw.i3`
+/// at an end, `opened here` at a relay half of a middlebox that was granted its keys.
 pub(crate) fn protection_text(p: &Path) -> String {
-    p.secure.as_ref().map_or("plain".to_string(), |s| {
-        format!("{:?}", s.mode).to_lowercase()
-    })
+    let Some(s) = p.secure.as_ref() else {
+        return match p.read {
+            Some(_) => "opened here".into(),
+            None => "plain".into(),
+        };
+    };
+    let mode = format!("{:?}", s.mode).to_lowercase();
+    if s.readers.is_empty() {
+        return mode;
+    }
+    let names: Vec<&str> = s.readers.iter().map(|r| r.name.as_str()).collect();
+    format!("{mode}, read by {}", names.join(", "))
 }
 
 impl Engine {
