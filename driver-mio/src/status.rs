@@ -7,7 +7,7 @@
 //!                   "label": 1048576, "peer_label": 2097152 } ],
 //!   "tunnels":  [ { "overlay": "udp", "remote": "bob at 10.0.0.2:4789", "paths": 1 } ],
 //!   "relayed":  0,
-//!   "middlebox": "5 control, 25 readable (icmp x15, udp/7 x10), 15 sealed, 10 dropped",  (or null)
+//!   "middlebox": "5 control, 25 readable (icmp x15, udp/7 x10), 10 opened, 15 sealed, 10 dropped",  (or null)
 //!   "drops":    [ { "reason": "unknown label", "count": 3 } ],
 //!   "counters": { "tun_in": 10, "tun_out": 9, "datagrams_in": 12, "datagrams_out": 12, "relayed": 0, "dns_answered": 2,
 //!                 "cookie_replies": 0, "rekeys": 0, "setups_timed": 1 },
@@ -183,6 +183,7 @@ mod tests {
             middlebox: Some(FilterStats {
                 control: 2,
                 readable: 4,
+                opened: 3,
                 dropped: 1,
                 by_port: [((17, 7), 4)].into(),
                 ..FilterStats::default()
@@ -199,7 +200,7 @@ mod tests {
             t.contains("bob.udp") && t.contains("198.18.0.3") && t.contains("unknown label"),
             "{t}"
         );
-        let mb = "2 control, 4 readable (udp/7 x4), 0 sealed, 1 dropped";
+        let mb = "2 control, 4 readable (udp/7 x4), 3 opened, 0 sealed, 1 dropped";
         assert_eq!(v["middlebox"], mb);
         assert!(t.contains(&format!("MIDDLEBOX      {mb}")), "{t}");
         assert!(to_table(&to_json(&Status::default()))

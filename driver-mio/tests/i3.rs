@@ -254,7 +254,10 @@ fn certified_middlebox_reads_and_filters(t: &Topology) {
     assert!(count("opened") >= 4, "{line}");
     assert!(count("dropped") >= 1, "{line}");
     assert!(line.contains("tcp/8001"), "{line}");
-    assert!(status.contains("opened here"), "fw's relay halves:\n{status}");
+    assert!(
+        status.contains("opened here"),
+        "fw's relay halves:\n{status}"
+    );
     let alice = t.ocala("alice", &["status"]).expect("alice's status");
     assert!(
         alice

@@ -5,7 +5,10 @@
 //! delegation: the end point A that interposes a middlebox certifies the middlebox's public
 //! key, and the other end B, given the chain, checks it *by A's name* and then runs its
 //! handshake with its next hop, the middlebox. Each segment of the path gets its own keys, and
-//! the middlebox decrypts and re-encrypts between them.
+//! the middlebox decrypts and re-encrypts between them. ocala keeps the chain and its checks
+//! but not the segments: A presents the chain in the end-to-end handshake, and the path's
+//! keys are then granted to the middleboxes it certifies ([`super::grant`]), which read
+//! without re-encrypting.
 //!
 //! Here A signs each [`Delegation`] with the Ed25519 identity key from its CA-issued
 //! certificate, so B needs nothing but the CA's key. Delegations are listed from the
@@ -32,8 +35,8 @@ pub const CHAIN_MAGIC: [u8; 3] = *b"OCH";
 pub const CHAIN_VERSION: u8 = 1;
 /// Domain separation for delegation signatures (see [`super::cert::CERT_SIGNING_CONTEXT`]).
 pub const DELEGATION_SIGNING_CONTEXT: &[u8] = b"ocala delegation v1\0";
-/// At most this many middleboxes on one path: each adds a decrypt/encrypt and a handshake,
-/// and a bound keeps chain checking cheap.
+/// At most this many middleboxes on one path: each adds a grant to the setup and a decrypt
+/// per packet, and a bound keeps chain checking cheap.
 pub const MAX_DELEGATIONS: usize = 4;
 
 /// What an end point asks to delegate to one middlebox.
