@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+/// The width of a bin of goodput over time.
+pub const GOODPUT_BIN: Duration = Duration::from_millis(100);
+
 /// Requests lost in a row that make an outage in the summary (fewer are plain loss).
 pub const OUTAGE_RUN: u32 = 3;
 
@@ -50,6 +53,13 @@ pub struct App {
     /// On a legacy host behind a legacy client gateway (`node`): its LAN address and the
     /// one-way latency to the gateway. `None`: on the node itself.
     pub lan: Option<(IpAddr, Duration)>,
+    /// A TCP app's connection: when it was established and when its work was done.
+    pub connected: Option<Instant>,
+    pub finished: Option<Instant>,
+    /// Why a TCP app's connection ended before its work was done.
+    pub failure: Option<String>,
+    /// A bulk transfer's progress: bytes acknowledged, each time the count moved.
+    pub acked: Vec<(Instant, u64)>,
 }
 
 impl App {
@@ -66,6 +76,10 @@ impl App {
             sent: 0,
             wake: None,
             lan: None,
+            connected: None,
+            finished: None,
+            failure: None,
+            acked: Vec::new(),
         }
     }
 
@@ -74,7 +88,9 @@ impl App {
         match &self.kind {
             AppKind::Lookup { name, .. }
             | AppKind::Ping { name, .. }
-            | AppKind::Udp { name, .. } => Some(name),
+            | AppKind::Udp { name, .. }
+            | AppKind::TcpBulk { name, .. }
+            | AppKind::TcpRequest { name, .. } => Some(name),
             AppKind::Garbage { .. } | AppKind::Flood { .. } => None,
         }
     }
@@ -148,6 +164,47 @@ impl App {
         out
     }
 
+    /// Bytes a bulk transfer has had acknowledged.
+    pub fn acked_bytes(&self) -> u64 {
+        self.acked.last().map_or(0, |&(_, b)| b)
+    }
+
+    /// A bulk transfer's goodput in Mbit/s, from connecting to its last acknowledged byte.
+    pub fn goodput_mbps(&self) -> Option<f64> {
+        let start = self.connected?;
+        let &(end, bytes) = self.acked.last()?;
+        let secs = end.since(start).as_secs_f64();
+        (secs > 0.0).then(|| bytes as f64 * 8.0 / secs / 1e6)
+    }
+
+    /// Goodput over time, in bins of [`GOODPUT_BIN`]: `t_ms,mbps` at each bin's end.
+    pub fn goodput_csv(&self) -> String {
+        let mut out = String::from("t_ms,mbps\n");
+        let Some(start) = self.connected else {
+            return out;
+        };
+        let bin = GOODPUT_BIN.as_nanos() as u64;
+        let mut edge = start.as_nanos() + bin;
+        let mut before = 0u64;
+        let mut last = 0u64;
+        let mut samples = self.acked.iter().peekable();
+        let end = self.acked.last().map_or(start, |&(t, _)| t);
+        while edge < end.as_nanos() + bin {
+            while let Some(&&(t, b)) = samples.peek() {
+                if t.as_nanos() > edge {
+                    break;
+                }
+                last = b;
+                samples.next();
+            }
+            let mbps = (last - before) as f64 * 8.0 / GOODPUT_BIN.as_secs_f64() / 1e6;
+            out.push_str(&format!("{:.0},{mbps:.3}\n", edge as f64 / 1e6));
+            before = last;
+            edge += bin;
+        }
+        out
+    }
+
     /// Packets it will send in all, and the interval between them.
     pub fn schedule(&self) -> (u32, Duration) {
         match &self.kind {
@@ -159,6 +216,76 @@ impl App {
             } => (*count, Duration::from_millis(*interval_ms)),
             _ => (0, Duration::ZERO),
         }
+    }
+
+    /// The summary line of an app that exchanges requests and answers (pings, UDP echo, TCP
+    /// requests), checking what it was expected to see.
+    fn exchanges(
+        &self,
+        who: &str,
+        what: &str,
+        name: &str,
+        answer: &str,
+        expect: Expect,
+        failures: &mut Vec<String>,
+    ) -> String {
+        let rtts = self.rtts();
+        let got = rtts.len() as u32;
+        if let Some(want) = expect.replies {
+            if got < want {
+                failures.push(format!(
+                    "{who}: {what} {name}: expected {want} replies, got {got}"
+                ));
+            }
+        }
+        let mut sorted = rtts;
+        sorted.sort();
+        let median = sorted.get(sorted.len() / 2).copied();
+        if let Some([low, high]) = expect.median_rtt_ms {
+            let got = median.map(|m| m.as_secs_f64() * 1000.0);
+            if !got.is_some_and(|m| (low..=high).contains(&m)) {
+                failures.push(format!(
+                    "{who}: {what} {name}: expected a median RTT in {low}..{high} ms, got {}",
+                    median.map_or("none".into(), ms)
+                ));
+            }
+        }
+        let rtt = match (sorted.first(), median, sorted.last()) {
+            (Some(min), Some(median), Some(max)) => format!(
+                ", rtt min/median/max {}/{}/{}",
+                ms(*min),
+                ms(median),
+                ms(*max)
+            ),
+            _ => String::new(),
+        };
+        let longest = self.longest_outage();
+        if let Some(max) = expect.max_outage_ms {
+            if let Some((_, gap)) = longest.filter(|(_, g)| g.as_secs_f64() * 1000.0 > max) {
+                failures.push(format!(
+                    "{who}: {what} {name}: expected no outage over {max} ms, saw {}",
+                    ms(gap)
+                ));
+            }
+        }
+        // Outages: OUTAGE_RUN or more lost in a row; shorter runs are loss.
+        let outages: Vec<String> = self
+            .gaps()
+            .into_iter()
+            .filter(|&(n, _)| n >= OUTAGE_RUN)
+            .map(|(n, gap)| format!("{} ({n} lost)", ms(gap)))
+            .collect();
+        let outage = match longest {
+            Some((n, gap)) if outages.is_empty() => {
+                format!("; longest gap {} ({n} lost in a row)", ms(gap))
+            }
+            Some(_) => format!("; outages: {}", outages.join(", ")),
+            None => String::new(),
+        };
+        format!(
+            "{who}: {what} {name}: lookup {answer}; {got}/{} replies{rtt}{outage}",
+            self.sent
+        )
     }
 
     /// One line for the summary, and whether the app met its expectations.
@@ -234,63 +361,57 @@ impl App {
                 } else {
                     "udp echo"
                 };
-                let rtts = self.rtts();
-                let got = rtts.len() as u32;
-                if let Some(want) = expect_replies {
-                    if got < *want {
+                let expect = Expect {
+                    replies: *expect_replies,
+                    median_rtt_ms: *expect_median_rtt_ms,
+                    max_outage_ms: *expect_max_outage_ms,
+                };
+                self.exchanges(who, what, name, &answer, expect, &mut failures)
+            }
+            AppKind::TcpRequest {
+                name,
+                expect_replies,
+                expect_median_rtt_ms,
+                ..
+            } => {
+                let expect = Expect {
+                    replies: *expect_replies,
+                    median_rtt_ms: *expect_median_rtt_ms,
+                    max_outage_ms: None,
+                };
+                let mut line =
+                    self.exchanges(who, "tcp requests", name, &answer, expect, &mut failures);
+                if let Some(why) = &self.failure {
+                    line.push_str(&format!("; {why}"));
+                }
+                line
+            }
+            AppKind::TcpBulk {
+                name,
+                bytes,
+                expect_goodput_mbps,
+            } => {
+                let acked = self.acked_bytes();
+                let goodput = self.goodput_mbps();
+                if let Some([low, high]) = expect_goodput_mbps {
+                    if !goodput.is_some_and(|g| (*low..=*high).contains(&g)) || acked < *bytes {
                         failures.push(format!(
-                            "{who}: {what} {name}: expected {want} replies, got {got}"
+                            "{who}: tcp bulk {name}: expected {bytes} bytes at {low}..{high} Mbit/s, got {acked} bytes at {}",
+                            goodput.map_or("none".into(), |g| format!("{g:.2} Mbit/s"))
                         ));
                     }
                 }
-                let mut sorted = rtts;
-                sorted.sort();
-                let median = sorted.get(sorted.len() / 2).copied();
-                if let Some([low, high]) = expect_median_rtt_ms {
-                    let got = median.map(|m| m.as_secs_f64() * 1000.0);
-                    if !got.is_some_and(|m| (*low..=*high).contains(&m)) {
-                        failures.push(format!(
-                            "{who}: {what} {name}: expected a median RTT in {low}..{high} ms, got {}",
-                            median.map_or("none".into(), ms)
-                        ));
-                    }
-                }
-                let rtt = match (sorted.first(), median, sorted.last()) {
-                    (Some(min), Some(median), Some(max)) => format!(
-                        ", rtt min/median/max {}/{}/{}",
-                        ms(*min),
-                        ms(median),
-                        ms(*max)
-                    ),
+                let took = match (self.connected, self.acked.last()) {
+                    (Some(c), Some(&(t, _))) => format!(" in {}", ms(t.since(c))),
                     _ => String::new(),
                 };
-                let longest = self.longest_outage();
-                if let Some(max) = expect_max_outage_ms {
-                    if let Some((_, gap)) = longest.filter(|(_, g)| g.as_secs_f64() * 1000.0 > *max)
-                    {
-                        failures.push(format!(
-                            "{who}: {what} {name}: expected no outage over {max} ms, saw {}",
-                            ms(gap)
-                        ));
-                    }
-                }
-                // Outages: OUTAGE_RUN or more lost in a row; shorter runs are loss.
-                let outages: Vec<String> = self
-                    .gaps()
-                    .into_iter()
-                    .filter(|&(n, _)| n >= OUTAGE_RUN)
-                    .map(|(n, gap)| format!("{} ({n} lost)", ms(gap)))
-                    .collect();
-                let outage = match longest {
-                    Some((n, gap)) if outages.is_empty() => {
-                        format!("; longest gap {} ({n} lost in a row)", ms(gap))
-                    }
-                    Some(_) => format!("; outages: {}", outages.join(", ")),
-                    None => String::new(),
-                };
+                let rate = goodput.map_or(String::new(), |g| format!(", goodput {g:.2} Mbit/s"));
+                let failed = self
+                    .failure
+                    .as_ref()
+                    .map_or(String::new(), |w| format!("; {w}"));
                 format!(
-                    "{who}: {what} {name}: lookup {answer}; {got}/{} replies{rtt}{outage}",
-                    self.sent
+                    "{who}: tcp bulk {name}: lookup {answer}; {acked}/{bytes} bytes acknowledged{took}{rate}{failed}"
                 )
             }
             AppKind::Garbage {
@@ -310,6 +431,14 @@ impl App {
         };
         (line, failures)
     }
+}
+
+/// What an exchanging app was expected to see.
+#[derive(Debug, Clone, Copy)]
+struct Expect {
+    replies: Option<u32>,
+    median_rtt_ms: Option<[f64; 2]>,
+    max_outage_ms: Option<f64>,
 }
 
 /// Milliseconds with one decimal, for the summary.

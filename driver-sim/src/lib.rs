@@ -11,6 +11,7 @@ pub mod nat;
 pub mod resolver;
 pub mod scenario;
 pub mod sim;
+pub mod tcp;
 
 pub use scenario::Scenario;
 pub use sim::{Outcome, Sim};

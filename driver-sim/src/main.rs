@@ -1,6 +1,6 @@
 //! `ocala-sim run [FILE] [--seed N] [--csv DIR]`: replays a scenario and prints its summary,
-//! then `digest: <hex>` as the very last line; with `--csv`, each ping and UDP app's RTT over
-//! time goes to a CSV file in DIR. Exits 1 when an expectation fails or an engine
+//! then `digest: <hex>` as the very last line; with `--csv`, each app's RTT over time (pings,
+//! UDP echo, TCP requests) or goodput over time (TCP bulk) goes to a CSV file in DIR. Exits 1 when an expectation fails or an engine
 //! reports an error, 2 on a bad command line or scenario file. `ocala-sim --help` lists
 //! everything; `completions SHELL` and `man` print what the package installs.
 
@@ -40,7 +40,8 @@ struct Run {
     /// Seed for everything random in the run, instead of the scenario's own.
     #[arg(long)]
     seed: Option<u64>,
-    /// Write each ping and UDP app's RTT over time as CSV files into DIR.
+    /// Write each ping, UDP and TCP request app's RTT over time, and each TCP bulk app's
+    /// goodput over time, as CSV files into DIR.
     #[arg(long, value_name = "DIR")]
     csv: Option<PathBuf>,
     /// `random`: add faults chosen by the seed (links down, lossy, corrupting; nodes
@@ -96,7 +97,8 @@ fn main() -> ExitCode {
     match ocala_sim::run_text_with(&name, &text, seed, faults == Some(Faults::Random)) {
         Ok(out) => {
             if let Some(dir) = &csv_dir {
-                if let Err(e) = write_csv(dir, &out.rtt_csv) {
+                let files: Vec<_> = out.rtt_csv.iter().chain(&out.goodput_csv).collect();
+                if let Err(e) = write_csv(dir, &files) {
                     eprintln!("{}: {e}", dir.display());
                     return ExitCode::from(2);
                 }
@@ -119,7 +121,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn write_csv(dir: &std::path::Path, files: &[(String, String)]) -> std::io::Result<()> {
+fn write_csv(dir: &std::path::Path, files: &[&(String, String)]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for (name, text) in files {
         std::fs::write(dir.join(name), text)?;

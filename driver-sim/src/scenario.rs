@@ -193,6 +193,37 @@ pub enum AppKind {
         #[serde(default)]
         expect_max_outage_ms: Option<f64>,
     },
+    /// Resolve `name`, then send `bytes` over one TCP connection to the far host's discard
+    /// service (port 5001) as fast as TCP allows: goodput over time and in all.
+    TcpBulk {
+        name: String,
+        #[serde(default = "default_bulk_bytes")]
+        bytes: u64,
+        /// The range `[low, high]` in Mbit/s the goodput (from connect to the last byte
+        /// acknowledged) must lie in.
+        #[serde(default)]
+        expect_goodput_mbps: Option<[f64; 2]>,
+    },
+    /// Resolve `name`, then make `count` requests over one TCP connection to the far host's
+    /// request service (port 80), one at a time and at most one per `interval_ms`, each
+    /// answered with `response_bytes`: latency per request.
+    TcpRequest {
+        name: String,
+        #[serde(default = "default_count")]
+        count: u32,
+        #[serde(default = "default_interval")]
+        interval_ms: u64,
+        #[serde(default = "default_request_bytes")]
+        request_bytes: usize,
+        #[serde(default = "default_response_bytes")]
+        response_bytes: usize,
+        /// Requests that must be answered.
+        #[serde(default)]
+        expect_replies: Option<u32>,
+        /// The range `[low, high]` in milliseconds the median request latency must lie in.
+        #[serde(default)]
+        expect_median_rtt_ms: Option<[f64; 2]>,
+    },
     /// Forged secure setups from spoofed addresses, as fast as they can be sent: a
     /// handshake flood against `target`.
     Flood {
@@ -223,6 +254,15 @@ fn default_interval() -> u64 {
 }
 fn default_size() -> usize {
     56
+}
+fn default_bulk_bytes() -> u64 {
+    1_000_000
+}
+fn default_request_bytes() -> usize {
+    200
+}
+fn default_response_bytes() -> usize {
+    2_000
 }
 fn default_garbage_port() -> u16 {
     4789

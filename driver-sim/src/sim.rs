@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+mod tcp_apps;
+
 /// Something scheduled to happen.
 #[derive(Debug)]
 enum Ev {
@@ -43,6 +45,11 @@ enum Ev {
     },
     Fault {
         index: usize,
+    },
+    /// A host's TCP stack asked to run again (timers: retransmission, delayed ACKs, the
+    /// next request).
+    TcpPoll {
+        node: usize,
     },
     Upstream {
         node: usize,
@@ -99,6 +106,8 @@ struct Node {
     masquerade: crate::legacy::Masquerade,
     /// Bytes of RON probes, answers and link state it sent.
     ron_control: u64,
+    /// Its TCP/IP stack, from the first TCP packet or app on it.
+    tcp: Option<crate::tcp::TcpHost>,
 }
 
 /// What the run produced.
@@ -113,9 +122,11 @@ pub struct Outcome {
     pub control: Vec<String>,
     /// Every datagram each node sent, by node name: what a gateway could see.
     pub sent: BTreeMap<String, Vec<Vec<u8>>>,
-    /// RTT over time of each ping and UDP app (`seq,sent_ms,rtt_ms`), by a file name made of
-    /// the app's index, node and name (`app0-alice-bob.ron.csv`).
+    /// RTT over time of each ping, UDP and TCP request app (`seq,sent_ms,rtt_ms`), by a file
+    /// name made of the app's index, node and name (`app0-alice-bob.ron.csv`).
     pub rtt_csv: Vec<(String, String)>,
+    /// Goodput over time of each TCP bulk app (`t_ms,mbps`, 100 ms bins), named alike.
+    pub goodput_csv: Vec<(String, String)>,
 }
 
 pub struct Sim {
@@ -198,6 +209,7 @@ impl Sim {
                 downs: Vec::new(),
                 notices: Vec::new(),
                 ron_control: 0,
+                tcp: None,
                 nat: None,
                 masquerade: Default::default(),
             });
@@ -490,6 +502,7 @@ impl Sim {
             }
             Ev::App { app } => self.app_step(app),
             Ev::Fault { index } => self.fault(index),
+            Ev::TcpPoll { node } => self.tcp_wake(node),
             Ev::Upstream { node, id, answer } => {
                 let result = answer
                     .as_deref()
@@ -764,6 +777,9 @@ impl Sim {
     /// A host's IP stack and apps take a packet; answers go back into `node`'s engine after
     /// `latency` (a LAN client's way to its gateway; none for the node's own stack).
     fn stack_receive(&mut self, node: usize, packet: Vec<u8>, latency: Duration) {
+        if latency.is_zero() && crate::tcp::is_tcp(&packet) {
+            return self.tcp_receive(node, &packet);
+        }
         match hoststack::classify(&packet) {
             Delivered::Dns { port, message } => {
                 if let Some(app) = self.app_by_port(node, port) {
@@ -990,6 +1006,13 @@ impl Sim {
                     next_seq: 0,
                 };
                 self.wake_app(app, now);
+            }
+            (AppKind::TcpBulk { .. } | AppKind::TcpRequest { .. }, Some(target)) => {
+                a.phase = Phase::Talking {
+                    target,
+                    next_seq: 0,
+                };
+                self.tcp_connect(app, target);
             }
             _ => a.phase = Phase::Done,
         }
@@ -1250,17 +1273,28 @@ impl Sim {
                 s.push_str(&format!("  {f}\n"));
             }
         }
-        let rtt_csv = self
-            .apps
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| matches!(a.kind, AppKind::Ping { .. } | AppKind::Udp { .. }))
-            .map(|(i, a)| {
-                let node = self.app_host(a).replace(" via ", "-via-");
-                let name = a.name().unwrap_or("app");
-                (format!("app{i}-{node}-{name}.csv"), a.rtt_csv())
-            })
-            .collect();
+        let csv = |keep: fn(&AppKind) -> bool, body: fn(&App) -> String| -> Vec<(String, String)> {
+            self.apps
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| keep(&a.kind))
+                .map(|(i, a)| {
+                    let node = self.app_host(a).replace(" via ", "-via-");
+                    let name = a.name().unwrap_or("app");
+                    (format!("app{i}-{node}-{name}.csv"), body(a))
+                })
+                .collect()
+        };
+        let rtt_csv = csv(
+            |k| {
+                matches!(
+                    k,
+                    AppKind::Ping { .. } | AppKind::Udp { .. } | AppKind::TcpRequest { .. }
+                )
+            },
+            App::rtt_csv,
+        );
+        let goodput_csv = csv(|k| matches!(k, AppKind::TcpBulk { .. }), App::goodput_csv);
         let digest: String = self.trace.finalize()[..16]
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -1273,6 +1307,7 @@ impl Sim {
             control: self.control,
             sent: self.sent,
             rtt_csv,
+            goodput_csv,
         }
     }
 }
