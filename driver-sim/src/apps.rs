@@ -60,6 +60,8 @@ pub struct App {
     pub failure: Option<String>,
     /// A bulk transfer's progress: bytes acknowledged, each time the count moved.
     pub acked: Vec<(Instant, u64)>,
+    /// The paper's figure for the same measurement, to print beside ours.
+    pub paper: Option<String>,
 }
 
 impl App {
@@ -80,6 +82,7 @@ impl App {
             finished: None,
             failure: None,
             acked: Vec::new(),
+            paper: None,
         }
     }
 
@@ -203,6 +206,20 @@ impl App {
             edge += bin;
         }
         out
+    }
+
+    /// The app's one figure to compare: the median RTT of what it exchanged, or a bulk
+    /// transfer's goodput.
+    pub fn headline(&self) -> Option<String> {
+        match self.kind {
+            AppKind::TcpBulk { .. } => self.goodput_mbps().map(|g| format!("{g:.2} Mbit/s")),
+            _ => {
+                let mut rtts = self.rtts();
+                rtts.sort();
+                rtts.get(rtts.len() / 2)
+                    .map(|m| format!("{:.3} ms", m.as_secs_f64() * 1000.0))
+            }
+        }
     }
 
     /// Packets it will send in all, and the interval between them.

@@ -131,6 +131,10 @@ pub struct AppSpec {
     /// The node it runs on, or a legacy host on a LAN its gateway serves (`[legacy_client]`).
     pub node: String,
     pub at_ms: u64,
+    /// The paper's figure for the same measurement, printed beside ours in the summary
+    /// (`"1.42 ms (Table 3, i3, no encryption)"`).
+    #[serde(default)]
+    pub paper: Option<String>,
     #[serde(flatten)]
     pub kind: AppKind,
 }

@@ -305,6 +305,7 @@ impl Sim {
             }
             let start = Instant::from_nanos(a.at_ms * 1_000_000);
             let mut app = App::new(node, a.kind.clone(), start, 40000 + i as u16);
+            app.paper = a.paper.clone();
             if let Some(h) = on_lan {
                 if !serves_lan(&nodes[node].cfg, h.ip) {
                     return Err(format!(
@@ -1166,6 +1167,18 @@ impl Sim {
             let (line, fails) = a.report(&self.app_host(a));
             s.push_str(&format!("  {line}\n"));
             failures.extend(fails);
+        }
+        if self.apps.iter().any(|a| a.paper.is_some()) {
+            s.push_str("beside the paper:\n");
+            for a in self.apps.iter().filter(|a| a.paper.is_some()) {
+                let ours = a.headline().unwrap_or_else(|| "none".into());
+                s.push_str(&format!(
+                    "  {} {}: ours {ours} | paper {}\n",
+                    self.app_host(a),
+                    a.name().unwrap_or("-"),
+                    a.paper.as_deref().unwrap_or_default()
+                ));
+            }
         }
         s.push_str("paths:\n");
         for n in &self.nodes {

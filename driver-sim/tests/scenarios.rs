@@ -120,12 +120,12 @@ fn bursty_loss_loses_in_runs_where_the_same_mean_loss_does_not() {
 fn every_scenario_keeps_its_invariants_under_random_faults() {
     // `--faults random`: links go down, lose, corrupt and duplicate, nodes restart, as the
     // seed chooses. Expectations may fail then; the engines' tables must stay consistent
-    // and within their limits after every step, and a seed must replay exactly. 8 seeds
-    // here (`OCALA_FAULT_SEEDS` for more; the release build ran 50 for every scenario).
+    // and within their limits after every step, and a seed must replay exactly. 50 seeds
+    // each (`OCALA_FAULT_SEEDS` for another count).
     let seeds: u64 = std::env::var("OCALA_FAULT_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
+        .unwrap_or(50);
     for (file, text) in scenarios() {
         for seed in 1..=seeds {
             let run = || ocala_sim::run_text_with(&file, &text, Some(seed), true);
