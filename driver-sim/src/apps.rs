@@ -1,6 +1,7 @@
 //! App models: what a legacy program does on a simulated host. Each looks a name up through
 //! the host's resolver (the engine's sentinel), then talks to the address it got back.
 
+use crate::outcome::{millis, AppResult, Ede, Lookup, Outage, RttStats};
 use crate::resolver::Answer;
 use crate::scenario::AppKind;
 use ocala_engine::Instant;
@@ -133,6 +134,61 @@ impl App {
         self.gaps().into_iter().max_by_key(|&(_, gap)| gap)
     }
 
+    /// The [`gaps`](App::gaps) of `OUTAGE_RUN` or more lost in a row: outages (shorter runs
+    /// are loss).
+    pub fn outages(&self) -> Vec<(u32, Duration)> {
+        let mut gaps = self.gaps();
+        gaps.retain(|&(n, _)| n >= OUTAGE_RUN);
+        gaps
+    }
+
+    /// The smallest, median and largest RTT of the answered requests; `None` when none was.
+    pub fn rtt_stats(&self) -> Option<[Duration; 3]> {
+        let mut sorted = self.rtts();
+        sorted.sort();
+        let median = *sorted.get(sorted.len() / 2)?;
+        Some([*sorted.first()?, median, *sorted.last()?])
+    }
+
+    /// What it asked for and saw, as a record for reports.
+    pub fn result(&self, index: usize, host: &str) -> AppResult {
+        let name = match &self.kind {
+            AppKind::Lookup { name, .. }
+            | AppKind::Ping { name, .. }
+            | AppKind::Udp { name, .. } => name,
+            AppKind::Garbage { target, .. } | AppKind::Flood { target, .. } => target,
+        };
+        let lookup = self.answer.as_ref().map(|a| Lookup {
+            rcode: a.rcode.clone(),
+            addresses: a.addrs.iter().map(ToString::to_string).collect(),
+            names: a.names.clone(),
+            ede: a.ede.clone().map(|(code, text)| Ede { code, text }),
+            time_ms: self.lookup_time.map(millis),
+        });
+        AppResult {
+            index,
+            host: host.to_string(),
+            kind: self.kind.tag().to_string(),
+            name: name.clone(),
+            lookup,
+            sent: self.sent,
+            received: self.rtts().len() as u32,
+            rtt_ms: self.rtt_stats().map(|[min, median, max]| RttStats {
+                min: millis(min),
+                median: millis(median),
+                max: millis(max),
+            }),
+            outages: self
+                .outages()
+                .into_iter()
+                .map(|(lost, gap)| Outage {
+                    lost,
+                    ms: millis(gap),
+                })
+                .collect(),
+        }
+    }
+
     /// RTT over time: `seq,sent_ms,rtt_ms` with an empty RTT for a lost request.
     pub fn rtt_csv(&self) -> String {
         let mut out = String::from("seq,sent_ms,rtt_ms\n");
@@ -234,8 +290,7 @@ impl App {
                 } else {
                     "udp echo"
                 };
-                let rtts = self.rtts();
-                let got = rtts.len() as u32;
+                let got = self.rtts().len() as u32;
                 if let Some(want) = expect_replies {
                     if got < *want {
                         failures.push(format!(
@@ -243,9 +298,8 @@ impl App {
                         ));
                     }
                 }
-                let mut sorted = rtts;
-                sorted.sort();
-                let median = sorted.get(sorted.len() / 2).copied();
+                let stats = self.rtt_stats();
+                let median = stats.map(|[_, median, _]| median);
                 if let Some([low, high]) = expect_median_rtt_ms {
                     let got = median.map(|m| m.as_secs_f64() * 1000.0);
                     if !got.is_some_and(|m| (*low..=*high).contains(&m)) {
@@ -255,14 +309,14 @@ impl App {
                         ));
                     }
                 }
-                let rtt = match (sorted.first(), median, sorted.last()) {
-                    (Some(min), Some(median), Some(max)) => format!(
+                let rtt = match stats {
+                    Some([min, median, max]) => format!(
                         ", rtt min/median/max {}/{}/{}",
-                        ms(*min),
+                        ms(min),
                         ms(median),
-                        ms(*max)
+                        ms(max)
                     ),
-                    _ => String::new(),
+                    None => String::new(),
                 };
                 let longest = self.longest_outage();
                 if let Some(max) = expect_max_outage_ms {
@@ -274,11 +328,9 @@ impl App {
                         ));
                     }
                 }
-                // Outages: OUTAGE_RUN or more lost in a row; shorter runs are loss.
                 let outages: Vec<String> = self
-                    .gaps()
+                    .outages()
                     .into_iter()
-                    .filter(|&(n, _)| n >= OUTAGE_RUN)
                     .map(|(n, gap)| format!("{} ({n} lost)", ms(gap)))
                     .collect();
                 let outage = match longest {
