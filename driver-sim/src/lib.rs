@@ -9,6 +9,7 @@ pub mod identity;
 pub mod legacy;
 pub mod nat;
 pub mod outcome;
+pub mod progress;
 pub mod report;
 pub mod resolver;
 pub mod scenario;

@@ -1,7 +1,8 @@
 //! `ocala-sim run [FILE] [--seed N] [--csv DIR] [--report DIR [--pcap A-B]...]`: replays a
 //! scenario and prints its summary, then `digest: <hex>` as the very last line; with
 //! `--csv`, each ping and UDP app's RTT over time goes to a CSV file in DIR; with
-//! `--report`, a report folder (`ocala_sim::report`). Exits 1 when an expectation fails or an
+//! `--report`, a report folder (`ocala_sim::report`). A run of more than a few seconds
+//! shows a progress bar when stderr is a terminal. Exits 1 when an expectation fails or an
 //! engine reports an error, 2 on a bad command line or scenario file, or when a file cannot
 //! be written. `ocala-sim --help` lists everything; `completions SHELL` and `man` print what
 //! the package installs.
@@ -111,7 +112,12 @@ fn main() -> ExitCode {
         // Payloads are kept only for a report that shows them.
         capture: report.as_ref().map(|_| pcap),
     };
-    match ocala_sim::run_with(&name, &text, &options, &mut |_, _| {}) {
+    let mut progress = ocala_sim::progress::Progress::on_stderr();
+    let result = ocala_sim::run_with(&name, &text, &options, &mut |now, end| {
+        progress.update(now, end)
+    });
+    progress.finish();
+    match result {
         Ok(out) => {
             if let Some(dir) = &csv_dir {
                 if let Err(e) = write_csv(dir, &out.rtt_csv) {
