@@ -1,6 +1,7 @@
 //! App models: what a legacy program does on a simulated host. Each looks a name up through
 //! the host's resolver (the engine's sentinel), then talks to the address it got back.
 
+use crate::outcome::{millis, AppResult, Ede, Lookup, Outage, RttStats};
 use crate::resolver::Answer;
 use crate::scenario::AppKind;
 use ocala_engine::Instant;
@@ -150,6 +151,65 @@ impl App {
     /// The longest of the [`gaps`](App::gaps).
     pub fn longest_outage(&self) -> Option<(u32, Duration)> {
         self.gaps().into_iter().max_by_key(|&(_, gap)| gap)
+    }
+
+    /// The [`gaps`](App::gaps) of `OUTAGE_RUN` or more lost in a row: outages (shorter runs
+    /// are loss).
+    pub fn outages(&self) -> Vec<(u32, Duration)> {
+        let mut gaps = self.gaps();
+        gaps.retain(|&(n, _)| n >= OUTAGE_RUN);
+        gaps
+    }
+
+    /// The smallest, median and largest RTT of the answered requests; `None` when none was.
+    pub fn rtt_stats(&self) -> Option<[Duration; 3]> {
+        let mut sorted = self.rtts();
+        sorted.sort();
+        let median = *sorted.get(sorted.len() / 2)?;
+        Some([*sorted.first()?, median, *sorted.last()?])
+    }
+
+    /// What it asked for and saw, as a record for reports.
+    pub fn result(&self, index: usize, host: &str) -> AppResult {
+        let name = match &self.kind {
+            AppKind::Lookup { name, .. }
+            | AppKind::Ping { name, .. }
+            | AppKind::Udp { name, .. }
+            | AppKind::TcpBulk { name, .. }
+            | AppKind::TcpRequest { name, .. } => name,
+            AppKind::Garbage { target, .. } | AppKind::Flood { target, .. } => target,
+        };
+        let lookup = self.answer.as_ref().map(|a| Lookup {
+            rcode: a.rcode.clone(),
+            addresses: a.addrs.iter().map(ToString::to_string).collect(),
+            names: a.names.clone(),
+            ede: a.ede.clone().map(|(code, text)| Ede { code, text }),
+            time_ms: self.lookup_time.map(millis),
+        });
+        AppResult {
+            index,
+            host: host.to_string(),
+            kind: self.kind.tag().to_string(),
+            name: name.clone(),
+            lookup,
+            sent: self.sent,
+            received: self.rtts().len() as u32,
+            acked_bytes: self.acked_bytes(),
+            goodput_mbps: self.goodput_mbps(),
+            rtt_ms: self.rtt_stats().map(|[min, median, max]| RttStats {
+                min: millis(min),
+                median: millis(median),
+                max: millis(max),
+            }),
+            outages: self
+                .outages()
+                .into_iter()
+                .map(|(lost, gap)| Outage {
+                    lost,
+                    ms: millis(gap),
+                })
+                .collect(),
+        }
     }
 
     /// RTT over time: `seq,sent_ms,rtt_ms` with an empty RTT for a lost request.

@@ -1,8 +1,11 @@
-//! `ocala-sim run [FILE] [--seed N] [--csv DIR]`: replays a scenario and prints its summary,
-//! then `digest: <hex>` as the very last line; with `--csv`, each app's RTT over time (pings,
-//! UDP echo, TCP requests) or goodput over time (TCP bulk) goes to a CSV file in DIR. Exits 1 when an expectation fails or an engine
-//! reports an error, 2 on a bad command line or scenario file. `ocala-sim --help` lists
-//! everything; `completions SHELL` and `man` print what the package installs.
+//! `ocala-sim run [FILE] [--seed N] [--csv DIR] [--report DIR [--pcap A-B]...]`: replays a
+//! scenario and prints its summary, then `digest: <hex>` as the very last line; with
+//! `--csv`, each app's RTT or goodput over time goes to a CSV file in DIR; with
+//! `--report`, a report folder (`ocala_sim::report`). A run of more than a few seconds
+//! shows a progress bar when stderr is a terminal. Exits 1 when an expectation fails or an
+//! engine reports an error, 2 on a bad command line or scenario file, or when a file cannot
+//! be written. `ocala-sim --help` lists everything; `completions SHELL` and `man` print what
+//! the package installs.
 
 use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
@@ -44,6 +47,14 @@ struct Run {
     /// goodput over time, as CSV files into DIR.
     #[arg(long, value_name = "DIR")]
     csv: Option<PathBuf>,
+    /// Write a report into DIR: index.html, summary.json, RTT and goodput plots (SVG), and
+    /// a pcap file of each link's traffic (links/A-B.pcap).
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
+    /// Capture only this link for the report (named after its two nodes, A-B); repeat for
+    /// more. Every link without it.
+    #[arg(long, value_name = "A-B", requires = "report")]
+    pcap: Vec<String>,
     /// `random`: add faults chosen by the seed (links down, lossy, corrupting; nodes
     /// restarting). A failure is reproduced by the same scenario and seed.
     #[arg(long, value_enum)]
@@ -78,6 +89,8 @@ fn main() -> ExitCode {
         file,
         seed,
         csv: csv_dir,
+        report,
+        pcap,
         faults,
     } = run;
     let file = file.map(|f| f.display().to_string());
@@ -94,12 +107,29 @@ fn main() -> ExitCode {
             ocala_sim::QUICKSTART.to_string(),
         ),
     };
-    match ocala_sim::run_text_with(&name, &text, seed, faults == Some(Faults::Random)) {
+    let options = ocala_sim::RunOptions {
+        seed,
+        random_faults: faults == Some(Faults::Random),
+        // Payloads are kept only for a report that shows them.
+        capture: report.as_ref().map(|_| pcap),
+    };
+    let mut progress = ocala_sim::progress::Progress::on_stderr();
+    let result = ocala_sim::run_with(&name, &text, &options, &mut |now, end| {
+        progress.update(now, end)
+    });
+    progress.finish();
+    match result {
         Ok(out) => {
             if let Some(dir) = &csv_dir {
                 let files: Vec<_> = out.rtt_csv.iter().chain(&out.goodput_csv).collect();
                 if let Err(e) = write_csv(dir, &files) {
                     eprintln!("{}: {e}", dir.display());
+                    return ExitCode::from(2);
+                }
+            }
+            if let Some(dir) = &report {
+                if let Err(e) = ocala_sim::report::write(dir, &out) {
+                    eprintln!("{e}");
                     return ExitCode::from(2);
                 }
             }
@@ -150,5 +180,19 @@ mod tests {
         );
         let e = Cli::try_parse_from(["ocala-sim", "run", "--seed", "x"]).unwrap_err();
         assert!(e.to_string().contains("invalid digit"), "{e}");
+    }
+
+    #[test]
+    fn pcap_needs_a_report() {
+        let c = Cli::try_parse_from(["ocala-sim", "run", "--report", "r", "--pcap", "a-b"]);
+        let Some(Cmd::Run(r)) = c.unwrap().command else {
+            panic!("not a run")
+        };
+        assert_eq!(
+            (r.report, r.pcap),
+            (Some("r".into()), vec!["a-b".to_string()])
+        );
+        let e = Cli::try_parse_from(["ocala-sim", "run", "--pcap", "a-b"]).unwrap_err();
+        assert!(e.to_string().contains("--report"), "{e}");
     }
 }

@@ -247,6 +247,21 @@ pub enum AppKind {
     },
 }
 
+impl AppKind {
+    /// Its `kind` in a scenario file.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            AppKind::Lookup { .. } => "lookup",
+            AppKind::Ping { .. } => "ping",
+            AppKind::Udp { .. } => "udp",
+            AppKind::TcpBulk { .. } => "tcp_bulk",
+            AppKind::TcpRequest { .. } => "tcp_request",
+            AppKind::Flood { .. } => "flood",
+            AppKind::Garbage { .. } => "garbage",
+        }
+    }
+}
+
 fn default_qtype() -> String {
     "A".into()
 }

@@ -6,6 +6,9 @@
 use crate::apps::{ms, App, Phase, DNS_RETRY, DNS_TRIES};
 use crate::hoststack::{self, Delivered, ECHO_PORT};
 use crate::nat::Nat;
+use crate::outcome::{
+    millis, DropCount, Frame, LinkTraffic, NetworkTotals, NodeCount, NodeNote, Outcome, PathSetup,
+};
 use crate::resolver;
 use crate::scenario::{AppKind, FaultKind, Scenario};
 use blake2::{Blake2b512, Digest};
@@ -17,6 +20,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 mod tcp_apps;
+/// Steps between two calls of a run's progress callback: rare enough to cost nothing.
+pub const PROGRESS_STEPS: u64 = 1024;
 
 /// Something scheduled to happen.
 #[derive(Debug)]
@@ -110,25 +115,6 @@ struct Node {
     tcp: Option<crate::tcp::TcpHost>,
 }
 
-/// What the run produced.
-pub struct Outcome {
-    pub summary: String,
-    pub failures: Vec<String>,
-    /// Invariants broken (also among `failures`): what must hold whatever the faults.
-    pub violations: Vec<String>,
-    pub digest: String,
-    /// Every control message (setup, accept, reject, close) each node sent and received, in
-    /// order: the setup handshakes the snapshot tests keep.
-    pub control: Vec<String>,
-    /// Every datagram each node sent, by node name: what a gateway could see.
-    pub sent: BTreeMap<String, Vec<Vec<u8>>>,
-    /// RTT over time of each ping, UDP and TCP request app (`seq,sent_ms,rtt_ms`), by a file
-    /// name made of the app's index, node and name (`app0-alice-bob.ron.csv`).
-    pub rtt_csv: Vec<(String, String)>,
-    /// Goodput over time of each TCP bulk app (`t_ms,mbps`, 100 ms bins), named alike.
-    pub goodput_csv: Vec<(String, String)>,
-}
-
 pub struct Sim {
     sc: Scenario,
     seed: u64,
@@ -159,6 +145,9 @@ pub struct Sim {
     nat_refused: u64,
     control: Vec<String>,
     sent: BTreeMap<String, Vec<Vec<u8>>>,
+    /// What the links asked for (`capture`) carried, by link; empty, and costing nothing,
+    /// in runs that asked for none.
+    captures: BTreeMap<(usize, usize), Vec<Frame>>,
 }
 
 /// A host without ocala, and what its stack saw.
@@ -377,6 +366,7 @@ impl Sim {
             nat_refused: 0,
             control: Vec::new(),
             sent: BTreeMap::new(),
+            captures: BTreeMap::new(),
         };
         for i in 0..sim.apps.len() {
             let at = sim.apps[i].start;
@@ -422,9 +412,39 @@ impl Sim {
         self.control.push(line);
     }
 
+    /// Keeps every datagram the links named in `links` carry, for pcap files (`Outcome::
+    /// links`); every link when `links` is empty. A link is named after its two nodes,
+    /// `a-b` in either order. Only a run that calls this keeps payloads for it.
+    pub fn capture(&mut self, links: &[String]) -> Result<(), String> {
+        if links.is_empty() {
+            self.captures = self.links.keys().map(|k| (*k, Vec::new())).collect();
+        }
+        for spec in links {
+            let key = spec
+                .match_indices('-')
+                .find_map(|(i, _)| {
+                    let node = |name: &str| self.nodes.iter().position(|n| n.name == name);
+                    let (a, b) = (node(&spec[..i])?, node(&spec[i + 1..])?);
+                    let key = (a.min(b), a.max(b));
+                    self.links.contains_key(&key).then_some(key)
+                })
+                .ok_or_else(|| format!("link '{spec}': no link joins two nodes of these names"))?;
+            self.captures.insert(key, Vec::new());
+        }
+        Ok(())
+    }
+
     /// Runs until the scenario's duration and reports.
-    pub fn run(mut self) -> Outcome {
+    pub fn run(self) -> Outcome {
+        self.run_watched(&mut |_, _| {})
+    }
+
+    /// Like [`run`](Sim::run), and calls `progress(now, end)` every [`PROGRESS_STEPS`]
+    /// steps with the simulated time and the scenario's end: for a progress bar, which
+    /// sees the run but has no way to change it.
+    pub fn run_watched(mut self, progress: &mut dyn FnMut(Instant, Instant)) -> Outcome {
         let end = Instant::from_nanos(self.sc.duration_ms.saturating_mul(1_000_000));
+        let mut to_report = PROGRESS_STEPS;
         while let Some(entry) = self.queue.first_entry() {
             let (at, _) = *entry.key();
             if at > end {
@@ -433,8 +453,14 @@ impl Sim {
             let ev = entry.remove();
             self.now = at;
             self.step(ev);
+            to_report -= 1;
+            if to_report == 0 {
+                to_report = PROGRESS_STEPS;
+                progress(self.now, end);
+            }
         }
         self.now = end;
+        progress(end, end);
         self.finish()
     }
 
@@ -597,6 +623,16 @@ impl Sim {
         let Some((from, dst, dst_port)) = self.route(node, from_port, to) else {
             return;
         };
+        if let Some(frames) = self.captures.get_mut(&(node.min(dst), node.max(dst))) {
+            // A tap at the sender's end: what is put on the link, before the link loses,
+            // corrupts or duplicates it.
+            frames.push(Frame {
+                at: self.now,
+                from,
+                to,
+                payload: payload.to_vec(),
+            });
+        }
         let Some(dst_overlay) = self.nodes[dst]
             .cfg
             .overlays
@@ -1163,10 +1199,13 @@ impl Sim {
             ));
         }
         s.push_str("apps:\n");
-        for a in &self.apps {
-            let (line, fails) = a.report(&self.app_host(a));
+        let mut apps = Vec::new();
+        for (i, a) in self.apps.iter().enumerate() {
+            let host = self.app_host(a);
+            let (line, fails) = a.report(&host);
             s.push_str(&format!("  {line}\n"));
             failures.extend(fails);
+            apps.push(a.result(i, &host));
         }
         if self.apps.iter().any(|a| a.paper.is_some()) {
             s.push_str("beside the paper:\n");
@@ -1181,6 +1220,12 @@ impl Sim {
             }
         }
         s.push_str("paths:\n");
+        let (mut paths, mut relayed, mut setup_failures, mut paths_down) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let note = |node: &Node, text: &String| NodeNote {
+            node: node.name.clone(),
+            text: text.clone(),
+        };
         for n in &self.nodes {
             for (name, setup, protection) in &n.setups {
                 let protection = format!("{protection:?}").to_lowercase();
@@ -1189,18 +1234,30 @@ impl Sim {
                     n.name,
                     ms(*setup)
                 ));
+                paths.push(PathSetup {
+                    node: n.name.clone(),
+                    name: name.clone(),
+                    protection,
+                    setup_ms: millis(*setup),
+                });
             }
             if n.relayed_paths > 0 {
                 s.push_str(&format!(
                     "  {}: relayed {} path(s) as a gateway\n",
                     n.name, n.relayed_paths
                 ));
+                relayed.push(NodeCount {
+                    node: n.name.clone(),
+                    count: n.relayed_paths,
+                });
             }
             for f in &n.failures {
                 s.push_str(&format!("  {}: setup failed: {f}\n", n.name));
+                setup_failures.push(note(n, f));
             }
             for d in &n.downs {
                 s.push_str(&format!("  {}: path down: {d}\n", n.name));
+                paths_down.push(note(n, d));
             }
         }
         if self.nodes.iter().any(|n| !n.notices.is_empty()) {
@@ -1217,10 +1274,13 @@ impl Sim {
                 h.name, h.ip, self.nodes[h.behind].name, h.received, h.answered
             ));
         }
-        for n in &self.nodes {
-            if let Some(m) = n.engine.status().middlebox {
-                s.push_str(&format!("middlebox {}: {m}\n", n.name));
-            }
+        let middleboxes: Vec<NodeNote> = self
+            .nodes
+            .iter()
+            .filter_map(|n| Some(note(n, &n.engine.status().middlebox?.to_string())))
+            .collect();
+        for m in &middleboxes {
+            s.push_str(&format!("middlebox {}: {}\n", m.node, m.text));
         }
         let secs = (self.sc.duration_ms as f64 / 1000.0).max(0.001);
         let overhead: Vec<String> = self
@@ -1236,24 +1296,28 @@ impl Sim {
             ));
         }
         s.push_str("drops:\n");
-        let mut any = false;
-        for n in &self.nodes {
-            for (reason, count) in &n.drops {
-                any = true;
-                s.push_str(&format!("  {}: {count} x {reason}\n", n.name));
-            }
+        let drops: Vec<DropCount> = self
+            .nodes
+            .iter()
+            .flat_map(|n| {
+                n.drops.iter().map(|(reason, count)| DropCount {
+                    node: n.name.clone(),
+                    reason: reason.clone(),
+                    count: *count,
+                })
+            })
+            .collect();
+        for d in &drops {
+            s.push_str(&format!("  {}: {} x {}\n", d.node, d.count, d.reason));
         }
-        if !any {
+        if drops.is_empty() {
             s.push_str("  none\n");
         }
         for e in &self.sc.expect_drops {
-            let got: u64 = self
-                .nodes
+            let got: u64 = drops
                 .iter()
-                .filter(|n| n.name == e.node)
-                .flat_map(|n| n.drops.iter())
-                .filter(|(r, _)| r.contains(&e.reason))
-                .map(|(_, c)| *c)
+                .filter(|d| d.node == e.node && d.reason.contains(&e.reason))
+                .map(|d| d.count)
                 .sum();
             if got < e.at_least {
                 failures.push(format!(
@@ -1262,14 +1326,23 @@ impl Sim {
                 ));
             }
         }
+        let network = NetworkTotals {
+            datagrams: self.datagrams,
+            lost: self.lost,
+            nat_refused: self.nat_refused,
+            corrupted: self.corrupted,
+            duplicated: self.duplicated,
+            bad_checksums: self.bad_checksums,
+            trace_events: self.trace_events,
+        };
         s.push_str(&format!(
             "network: {} datagrams sent, {} lost ({} refused by NATs); {} trace events\n",
-            self.datagrams, self.lost, self.nat_refused, self.trace_events
+            network.datagrams, network.lost, network.nat_refused, network.trace_events
         ));
-        if self.corrupted + self.duplicated > 0 {
+        if network.corrupted + network.duplicated > 0 {
             s.push_str(&format!(
                 "links corrupted {} and duplicated {} datagrams; hosts dropped {} packets with bad checksums\n",
-                self.corrupted, self.duplicated, self.bad_checksums
+                network.corrupted, network.duplicated, network.bad_checksums
             ));
         }
         if self.violations.is_empty() {
@@ -1312,6 +1385,18 @@ impl Sim {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
+        let mut links: Vec<LinkTraffic> = std::mem::take(&mut self.captures)
+            .into_iter()
+            .map(|((a, b), frames)| {
+                let mut names = [&self.nodes[a].name, &self.nodes[b].name];
+                names.sort();
+                LinkTraffic {
+                    name: format!("{}-{}", names[0], names[1]),
+                    frames,
+                }
+            })
+            .collect();
+        links.sort_by(|x, y| x.name.cmp(&y.name));
         Outcome {
             summary: s,
             failures,
@@ -1321,6 +1406,20 @@ impl Sim {
             sent: self.sent,
             rtt_csv,
             goodput_csv,
+            scenario: self.sc.name.clone(),
+            description: self.sc.description.trim().to_string(),
+            seed: self.seed,
+            duration_ms: self.sc.duration_ms,
+            apps,
+            paths,
+            relayed,
+            setup_failures,
+            paths_down,
+            drops,
+            middleboxes,
+            network,
+            checks: self.checks,
+            links,
         }
     }
 }
