@@ -273,12 +273,9 @@ impl App {
     pub fn headline(&self) -> Option<String> {
         match self.kind {
             AppKind::TcpBulk { .. } => self.goodput_mbps().map(|g| format!("{g:.2} Mbit/s")),
-            _ => {
-                let mut rtts = self.rtts();
-                rtts.sort();
-                rtts.get(rtts.len() / 2)
-                    .map(|m| format!("{:.3} ms", m.as_secs_f64() * 1000.0))
-            }
+            _ => self
+                .rtt_stats()
+                .map(|[_, m, _]| format!("{:.3} ms", m.as_secs_f64() * 1000.0)),
         }
     }
 
@@ -306,8 +303,7 @@ impl App {
         expect: Expect,
         failures: &mut Vec<String>,
     ) -> String {
-        let rtts = self.rtts();
-        let got = rtts.len() as u32;
+        let got = self.rtts().len() as u32;
         if let Some(want) = expect.replies {
             if got < want {
                 failures.push(format!(
@@ -315,9 +311,8 @@ impl App {
                 ));
             }
         }
-        let mut sorted = rtts;
-        sorted.sort();
-        let median = sorted.get(sorted.len() / 2).copied();
+        let stats = self.rtt_stats();
+        let median = stats.map(|[_, median, _]| median);
         if let Some([low, high]) = expect.median_rtt_ms {
             let got = median.map(|m| m.as_secs_f64() * 1000.0);
             if !got.is_some_and(|m| (low..=high).contains(&m)) {
@@ -327,14 +322,14 @@ impl App {
                 ));
             }
         }
-        let rtt = match (sorted.first(), median, sorted.last()) {
-            (Some(min), Some(median), Some(max)) => format!(
+        let rtt = match stats {
+            Some([min, median, max]) => format!(
                 ", rtt min/median/max {}/{}/{}",
-                ms(*min),
+                ms(min),
                 ms(median),
-                ms(*max)
+                ms(max)
             ),
-            _ => String::new(),
+            None => String::new(),
         };
         let longest = self.longest_outage();
         if let Some(max) = expect.max_outage_ms {
@@ -345,11 +340,9 @@ impl App {
                 ));
             }
         }
-        // Outages: OUTAGE_RUN or more lost in a row; shorter runs are loss.
         let outages: Vec<String> = self
-            .gaps()
+            .outages()
             .into_iter()
-            .filter(|&(n, _)| n >= OUTAGE_RUN)
             .map(|(n, gap)| format!("{} ({n} lost)", ms(gap)))
             .collect();
         let outage = match longest {
