@@ -69,11 +69,10 @@ pub struct DaemonConfig {
     /// Where to serve Prometheus metrics (`GET /metrics`), e.g. `127.0.0.1:9465`; none by
     /// default. The endpoint has no authentication: keep it on loopback or a private network.
     pub metrics_listen: Option<SocketAddr>,
-    /// Where handles are checkpointed so apps keep their addresses across restarts;
-    /// empty disables checkpoints.
+    /// Where handles are checkpointed so apps keep their addresses across restarts (written
+    /// whenever a name is bound or released, before an app sees the address); empty
+    /// disables checkpoints.
     pub state_file: PathBuf,
-    /// Seconds between checkpoints.
-    pub checkpoint_secs: u64,
     /// Point systemd-resolved at the sentinel for the overlay suffixes only (split DNS), with
     /// `resolvectl dns` / `resolvectl domain` on the TUN device; other names keep going to
     /// the host's usual resolver.
@@ -107,7 +106,6 @@ impl Default for DaemonConfig {
             socks_listen: SocketAddr::from(([127, 0, 0, 1], 1080)),
             http_proxy_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
             state_file: PathBuf::new(),
-            checkpoint_secs: 60,
             resolved_split_dns: false,
             split_dns_domains: Vec::new(),
             static_key_file: PathBuf::new(),

@@ -64,7 +64,8 @@ pub struct Daemon {
     /// Underlay changes from the kernel; `None` where netlink is unavailable.
     netlink: Option<crate::netlink::Watcher>,
     deadline: Instant,
-    next_checkpoint: Instant,
+    /// The engine's handle version the state file holds (`checkpoint`).
+    saved_version: u64,
     /// Sources whose budget ran out: read again without waiting for readiness.
     hot: Vec<Token>,
     /// Upstream results to feed back to the engine.
@@ -264,9 +265,7 @@ impl Daemon {
         let mut signals = Signals::new([SIGTERM, SIGINT])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
-        let now = clock.now();
-        let next_checkpoint =
-            now.saturating_add(Duration::from_secs(cfg.daemon.checkpoint_secs.max(1)));
+        let saved_version = engine.handles_version();
         tracing::info!(
             "ocalad up: {} ({} / {}), DNS at {}",
             if tun_name.is_empty() {
@@ -293,7 +292,7 @@ impl Daemon {
             signals,
             netlink,
             deadline: Instant::MAX,
-            next_checkpoint,
+            saved_version,
             hot: Vec::new(),
             resolved: Vec::new(),
             last_status: None,
@@ -319,7 +318,6 @@ impl Daemon {
                         .as_ref()
                         .map_or(Instant::MAX, |(_, c)| c.next_deadline()),
                 )
-                .min(self.next_checkpoint)
                 .min(self.userspace_deadline());
             let timeout = if self.hot.is_empty() {
                 self.clock.until(deadline)
@@ -507,11 +505,6 @@ impl Daemon {
         if let Some((_, c)) = self.metrics.as_mut() {
             c.expire(self.poll.registry(), now);
         }
-        if self.next_checkpoint <= now {
-            self.checkpoint();
-            self.next_checkpoint =
-                now.saturating_add(Duration::from_secs(self.cfg.daemon.checkpoint_secs.max(1)));
-        }
     }
 
     /// Carries out everything the engine asked for.
@@ -536,6 +529,10 @@ impl Daemon {
                     }
                 }
                 Output::WriteTun(p) => {
+                    // Before an app can see an address bound since the last checkpoint.
+                    if self.engine.handles_version() != self.saved_version {
+                        self.checkpoint();
+                    }
                     // On every delivered packet: look for probe answers only while a trace runs.
                     let probe = self.traces.running() && {
                         let engine = &self.engine;
@@ -598,7 +595,12 @@ impl Daemon {
         }
     }
 
-    fn checkpoint(&self) {
+    /// Writes the handle bindings to the state file. Called whenever they changed, before
+    /// the engine's next packet reaches an app, so a crash never loses an address an app has
+    /// seen (a restarted daemon would hand it to another name); bindings change on new
+    /// names, not per packet, so this costs one write per name.
+    fn checkpoint(&mut self) {
+        self.saved_version = self.engine.handles_version();
         let path = &self.cfg.daemon.state_file;
         if path.as_os_str().is_empty() {
             return;

@@ -63,6 +63,11 @@ pub struct App {
     pub acked: Vec<(Instant, u64)>,
     /// The paper's figure for the same measurement, to print beside ours.
     pub paper: Option<String>,
+    /// Whether its name asks for encryption end to end, so its requests must never be seen
+    /// in clear on a link.
+    pub secret: bool,
+    /// The host that answered its requests so far.
+    pub answered_by: Option<crate::sim::Host>,
 }
 
 impl App {
@@ -79,6 +84,8 @@ impl App {
             sent: 0,
             wake: None,
             lan: None,
+            secret: false,
+            answered_by: None,
             connected: None,
             finished: None,
             failure: None,

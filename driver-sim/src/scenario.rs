@@ -382,6 +382,7 @@ impl Scenario {
                             at_ms,
                             FaultKind::Restart {
                                 node: n.name.clone(),
+                                forget: false,
                             },
                         );
                     }
@@ -427,9 +428,13 @@ pub enum FaultKind {
         #[serde(default)]
         duplicate: f64,
     },
-    /// The node's engine is replaced by a fresh one (all state lost), as after a crash.
+    /// The node crashes and starts again: a fresh engine (paths and sessions lost) that
+    /// restores its handles from its checkpoint, as ocalad does from its state file.
     Restart {
         node: String,
+        /// The state file is lost too: apps' addresses are forgotten.
+        #[serde(default)]
+        forget: bool,
     },
     /// The node moves to a new underlay address, behind a NAT or on the open network, and
     /// its engine is told the network changed. Its links stay (they model latency).

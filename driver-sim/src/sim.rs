@@ -19,7 +19,11 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+mod checkpoints;
+mod invariants;
 mod tcp_apps;
+
+pub use invariants::Host;
 /// Steps between two calls of a run's progress callback: rare enough to cost nothing.
 pub const PROGRESS_STEPS: u64 = 1024;
 
@@ -113,6 +117,11 @@ struct Node {
     ron_control: u64,
     /// Its TCP/IP stack, from the first TCP packet or app on it.
     tcp: Option<crate::tcp::TcpHost>,
+    /// Its handle checkpoint, as its state file would hold it (kept across restarts).
+    checkpoint: checkpoints::Checkpoint,
+    /// Addresses its apps learned for names, and the handle version last checked.
+    learned: BTreeMap<IpAddr, invariants::Learned>,
+    seen_version: u64,
 }
 
 pub struct Sim {
@@ -201,6 +210,9 @@ impl Sim {
                 tcp: None,
                 nat: None,
                 masquerade: Default::default(),
+                checkpoint: Default::default(),
+                learned: BTreeMap::new(),
+                seen_version: 0,
             });
         }
         let find = |what: &str, name: &str| {
@@ -295,6 +307,9 @@ impl Sim {
             let start = Instant::from_nanos(a.at_ms * 1_000_000);
             let mut app = App::new(node, a.kind.clone(), start, 40000 + i as u16);
             app.paper = a.paper.clone();
+            app.secret = app
+                .name()
+                .is_some_and(|name| invariants::asks_for_encryption(&nodes[node].cfg, name));
             if let Some(h) = on_lan {
                 if !serves_lan(&nodes[node].cfg, h.ip) {
                     return Err(format!(
@@ -321,7 +336,7 @@ impl Sim {
                         return Err(format!("faults[{i}]: no link between '{a}' and '{b}'"));
                     }
                 }
-                FaultKind::Restart { node } => {
+                FaultKind::Restart { node, .. } => {
                     find(&format!("faults[{i}].node"), node)?;
                 }
                 FaultKind::Move { node, ip, behind } => {
@@ -474,24 +489,6 @@ impl Sim {
         self.check(node);
     }
 
-    /// The invariants every step must keep, whatever the faults: the node's tables agree
-    /// with each other and stay within the configured limits. A violation is a failure of
-    /// the run (the first one per node is kept).
-    fn check(&mut self, node: usize) {
-        self.checks += 1;
-        let n = &self.nodes[node];
-        if let Err(why) = n.engine.check_tables() {
-            let line = format!("{}: invariant broken at {}: {why}", n.name, self.now);
-            if !self
-                .violations
-                .iter()
-                .any(|v| v.starts_with(&format!("{}:", n.name)))
-            {
-                self.violations.push(line);
-            }
-        }
-    }
-
     fn step(&mut self, ev: Ev) {
         match ev {
             Ev::Datagram {
@@ -552,6 +549,7 @@ impl Sim {
                     return;
                 }
                 Output::WriteTun(p) => {
+                    self.persist(node);
                     self.record(node, "tun-out", &p);
                     self.deliver_to_host(node, &p);
                     self.nodes[node].engine.recycle(p);
@@ -573,6 +571,7 @@ impl Sim {
                     }
                     let name = self.nodes[node].name.clone();
                     self.sent.entry(name).or_default().push(payload.to_vec());
+                    self.check_wire(node, &payload);
                     self.transmit(node, overlay, to, &payload);
                     self.nodes[node].engine.recycle(payload);
                 }
@@ -824,6 +823,8 @@ impl Sim {
                 }
             }
             Delivered::EchoRequest { reply } | Delivered::UdpEcho { reply } => {
+                let host = self.answering_host(node, &packet, latency);
+                self.check_answered(host, &packet);
                 let at = self.now.saturating_add(latency);
                 self.push(
                     at,
@@ -835,12 +836,14 @@ impl Sim {
             }
             Delivered::EchoReply { id, seq } => {
                 if let Some(app) = self.app_by_port(node, id) {
+                    self.check_reply(app, &packet);
                     let now = self.now;
                     self.apps[app].on_reply(now, u32::from(seq));
                 }
             }
             Delivered::UdpReply { port, payload } => {
                 if let (Some(app), Some(seq)) = (self.app_by_port(node, port), payload.get(..4)) {
+                    self.check_reply(app, &packet);
                     let now = self.now;
                     self.apps[app]
                         .on_reply(now, u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]));
@@ -861,11 +864,12 @@ impl Sim {
                 .push(format!("{}: masquerade: {e}", self.nodes[node].name));
         }
         self.record(node, "legacy-out", &out);
-        let h = &mut self.legacy[host];
-        h.received += 1;
+        self.legacy[host].received += 1;
         let Some(mut reply) = crate::legacy::answer(&out) else {
             return;
         };
+        self.check_answered(invariants::Host::Legacy(host), &out);
+        let h = &mut self.legacy[host];
         h.answered += 1;
         let at = self.now.saturating_add(h.latency * 2);
         if self.nodes[node].masquerade.inbound(&mut reply).is_some() {
@@ -876,6 +880,21 @@ impl Sim {
                     packet: reply,
                 },
             );
+        }
+    }
+
+    /// The host whose stack took a packet from `node`'s engine: the node itself, or the LAN
+    /// client it was forwarded to (`latency` is its way there).
+    fn answering_host(&self, node: usize, packet: &[u8], latency: Duration) -> invariants::Host {
+        let dst = ocala_engine::wire::ip::IpView::parse(packet).map(|ip| ip.dst());
+        let lan = dst.ok().filter(|_| !latency.is_zero()).and_then(|d| {
+            self.legacy
+                .iter()
+                .position(|h| h.behind == node && h.ip == d)
+        });
+        match lan {
+            Some(h) => invariants::Host::Legacy(h),
+            None => invariants::Host::Node(node),
         }
     }
 
@@ -1004,11 +1023,13 @@ impl Sim {
         a.on_send(self.now, seq);
         let packet = match &a.kind {
             AppKind::Ping { size, .. } => {
-                let payload = vec![0x61; *size];
+                let mut payload = invariants::tag(app, seq).to_vec();
+                payload.resize(*size, 0x61);
                 hoststack::echo(src, target, true, a.port, seq as u16, &payload)
             }
             AppKind::Udp { size, .. } => {
                 let mut payload = seq.to_be_bytes().to_vec();
+                payload.extend_from_slice(&invariants::tag(app, seq));
                 payload.resize((*size).max(4), 0x62);
                 hoststack::udp(
                     SocketAddr::new(src, a.port),
@@ -1020,6 +1041,7 @@ impl Sim {
         };
         let at = self.now.saturating_add(latency);
         self.push(at, Ev::Tun { node, packet });
+        self.used(app, target);
     }
 
     fn on_dns_answer(&mut self, app: usize, message: &[u8]) {
@@ -1031,6 +1053,7 @@ impl Sim {
                 .push(format!("app {app}: unreadable DNS answer"));
             return;
         };
+        self.check_answer(app, &answer);
         let now = self.now;
         let a = &mut self.apps[app];
         a.lookup_time = Some(now.since(a.start));
@@ -1142,19 +1165,11 @@ impl Sim {
                 }
                 self.record(x, "fault", format!("{:?}", f.kind).as_bytes());
             }
-            FaultKind::Restart { node } => {
+            FaultKind::Restart { node, forget } => {
                 let Some(i) = self.nodes.iter().position(|n| &n.name == node) else {
                     return;
                 };
-                let n = &mut self.nodes[i];
-                n.incarnation += 1;
-                let seed = node_seed(self.seed, &n.name, n.incarnation);
-                match Engine::new(n.cfg.clone(), seed, self.now) {
-                    Ok(e) => n.engine = e,
-                    Err(e) => self.errors.push(format!("{}: restart failed: {e}", n.name)),
-                }
-                self.record(i, "fault", b"restart");
-                self.drain(i);
+                self.restart(i, *forget);
             }
             FaultKind::Move { node, ip, behind } => {
                 let Some(i) = self.nodes.iter().position(|n| &n.name == node) else {

@@ -272,6 +272,19 @@ pub struct Limits {
     pub path_mtu: u16,
 }
 
+impl Limits {
+    /// The longest a path may take to come up before it must have failed: every setup
+    /// transmission with its doubled timeouts, and as long again for the tunnel to the first
+    /// hop and the hops beyond.
+    pub fn setup_lifetime(&self) -> std::time::Duration {
+        let rto = std::time::Duration::from_millis(self.setup_rto_ms);
+        rto.saturating_mul(
+            1u32.checked_shl(self.setup_attempts + 1)
+                .unwrap_or(u32::MAX),
+        )
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

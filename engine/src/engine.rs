@@ -508,6 +508,13 @@ impl Engine {
         served.then_some(src)
     }
 
+    /// A number that changes whenever a name is bound to a handle or released: a driver
+    /// checkpoints when it differs from the one it saved last, so a crash loses as few
+    /// bindings as possible without writing on every packet.
+    pub fn handles_version(&self) -> u64 {
+        self.handles.version()
+    }
+
     /// Every handle bound to a name, for a driver's checkpoint.
     pub fn handle_bindings(&self) -> Vec<HandleBinding> {
         // Egress handles belong to sessions with legacy hosts, which a restart ends.

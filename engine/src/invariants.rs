@@ -1,7 +1,7 @@
 //! The engine's tables checked against each other, as property tests and fuzz targets do
 //! after every step.
 
-use crate::oci::paths::Role;
+use crate::oci::paths::{Role, State};
 use crate::Engine;
 
 impl Engine {
@@ -47,7 +47,18 @@ impl Engine {
                 e.waiting_queries
             ));
         }
+        let settle = limits.setup_lifetime();
         for (k, p) in &paths {
+            // Every setup ends, in a path that is up or in a reported failure, within the
+            // time its retransmissions take: none may hang on.
+            if p.state != State::Up && e.now.since(p.started) > settle {
+                return Err(format!(
+                    "path {k} to {} still {:?} after {:?}",
+                    p.name,
+                    p.state,
+                    e.now.since(p.started)
+                ));
+            }
             let t = e
                 .tunnels
                 .get(p.tunnel)

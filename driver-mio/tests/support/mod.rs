@@ -307,7 +307,7 @@ impl Topology {
             String::new()
         };
         let full = format!(
-            "{config}\n[daemon]\ncontrol_socket = \"{}\"\nstate_file = \"{}\"\ncheckpoint_secs = 1\nupstream_timeout_ms = 300\n{identity}{daemon}",
+            "{config}\n[daemon]\ncontrol_socket = \"{}\"\nstate_file = \"{}\"\nupstream_timeout_ms = 300\n{identity}{daemon}",
             h.socket.display(),
             state.display()
         );

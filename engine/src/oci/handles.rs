@@ -193,6 +193,8 @@ pub(crate) struct Handles {
     v6: AddressPool,
     max: usize,
     next_gen: u32,
+    /// Bumped whenever a name is bound or released, so a driver checkpoints only on change.
+    version: u64,
 }
 
 impl Handles {
@@ -233,6 +235,7 @@ impl Handles {
             v6: AddressPool::new(cfg.pool_v6, &reserved),
             max,
             next_gen: 0,
+            version: 0,
         })
     }
 
@@ -297,6 +300,7 @@ impl Handles {
         handed_out: bool,
     ) -> usize {
         self.next_gen = self.next_gen.wrapping_add(1);
+        self.version += 1;
         let key = self.slab.insert(Handle {
             gen: self.next_gen,
             name: name.to_string(),
@@ -340,12 +344,18 @@ impl Handles {
     /// Releases a handle and queues its addresses for reuse.
     pub(crate) fn release(&mut self, key: usize) -> Option<Handle> {
         let h = self.slab.try_remove(key)?;
+        self.version += 1;
         self.by_name.remove(&h.name);
         self.by_addr.remove(&IpAddr::V4(h.v4));
         self.by_addr.remove(&IpAddr::V6(h.v6));
         self.v4.give_back(IpAddr::V4(h.v4));
         self.v6.give_back(IpAddr::V6(h.v6));
         Some(h)
+    }
+
+    /// Changes with every binding and release.
+    pub(crate) fn version(&self) -> u64 {
+        self.version
     }
 
     /// Handles in name order, for status output.

@@ -410,6 +410,18 @@ fn setup_to_a_silent_peer_fails_with_servfail_after_backoff() {
 }
 
 #[test]
+fn a_setup_that_outlives_its_retransmissions_breaks_the_tables_invariant() {
+    let mut net = Net::new(vec![config("alice", &[("bob", 9)], false)]);
+    assert!(net.lookup(0, "bob.udp").is_none());
+    assert_eq!(net.nodes[0].check_tables(), Ok(()));
+    // Time moves on but the timers that would end the setup never run (a lost wake-up).
+    let late = net.nodes[0].cfg.limits.setup_lifetime() + Duration::from_millis(1);
+    net.nodes[0].now = net.nodes[0].now.saturating_add(late);
+    let why = net.nodes[0].check_tables().expect_err("a setup hangs on");
+    assert!(why.contains("to bob.udp still"), "{why}");
+}
+
+#[test]
 fn a_handle_apps_know_survives_a_failed_re_setup() {
     let mut net = pair();
     let handle = answered_v4(&net.lookup(0, "bob.udp").unwrap());
