@@ -10,6 +10,7 @@ pub mod legacy;
 pub mod nat;
 pub mod outcome;
 pub mod progress;
+pub mod random_faults;
 pub mod report;
 pub mod resolver;
 pub mod scenario;

@@ -146,6 +146,7 @@ pub struct NetworkTotals {
     pub nat_refused: u64,
     pub corrupted: u64,
     pub duplicated: u64,
+    pub reordered: u64,
     pub bad_checksums: u64,
     pub trace_events: u64,
 }

@@ -101,6 +101,16 @@ pub struct LinkSpec {
     /// applies in the good one.
     #[serde(default)]
     pub burst: Option<BurstSpec>,
+    /// Probability in [0, 1] that a datagram is held back `reorder_ms`, so the ones sent
+    /// after it overtake it.
+    #[serde(default)]
+    pub reorder: f64,
+    #[serde(default = "default_reorder_ms")]
+    pub reorder_ms: f64,
+}
+
+fn default_reorder_ms() -> f64 {
+    10.0
 }
 
 /// The Gilbert–Elliott two-state loss model of a link direction, stepped once per datagram.
@@ -287,111 +297,6 @@ fn default_garbage_port() -> u16 {
     4789
 }
 
-impl Scenario {
-    /// Adds faults chosen by `seed` (`ocala-sim run --faults random`): four to eight of them
-    /// at seeded times — a link down and up again, a link losing, corrupting or duplicating
-    /// datagrams for a while, a NAT losing its mappings, a node crashing and restarting. The same seed always adds the
-    /// same faults, so a failure is reproduced by its scenario and seed.
-    pub fn add_random_faults(&mut self, seed: u64) {
-        // splitmix64: enough for choosing faults, and independent of the network's stream.
-        let mut state = seed ^ 0x6f63_616c_615f_6661;
-        let mut next = move || {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
-        let span = self.duration_ms.max(1);
-        let count = 4 + next() % 5;
-        for _ in 0..count {
-            let at_ms = next() % span;
-            let heal_ms = at_ms + 500 + next() % 3_000;
-            let link = match self.links.len() {
-                0 => None,
-                n => self.links.get((next() % n as u64) as usize).cloned(),
-            };
-            let share = (next() % 60) as f64 / 100.0;
-            let mut add = |at_ms: u64, kind: FaultKind| self.faults.push(FaultSpec { at_ms, kind });
-            match (next() % 5, link) {
-                (0, Some(l)) => {
-                    add(
-                        at_ms,
-                        FaultKind::LinkDown {
-                            a: l.a.clone(),
-                            b: l.b.clone(),
-                        },
-                    );
-                    add(heal_ms, FaultKind::LinkUp { a: l.a, b: l.b });
-                }
-                (1, Some(l)) => {
-                    add(
-                        at_ms,
-                        FaultKind::LinkLoss {
-                            a: l.a.clone(),
-                            b: l.b.clone(),
-                            loss: share,
-                        },
-                    );
-                    add(
-                        heal_ms,
-                        FaultKind::LinkLoss {
-                            a: l.a,
-                            b: l.b,
-                            loss: l.loss,
-                        },
-                    );
-                }
-                (2, Some(l)) => {
-                    let (corrupt, duplicate) = (share / 4.0, share / 4.0);
-                    add(
-                        at_ms,
-                        FaultKind::LinkCorrupt {
-                            a: l.a.clone(),
-                            b: l.b.clone(),
-                            corrupt,
-                            duplicate,
-                        },
-                    );
-                    add(
-                        heal_ms,
-                        FaultKind::LinkCorrupt {
-                            a: l.a,
-                            b: l.b,
-                            corrupt: l.corrupt,
-                            duplicate: l.duplicate,
-                        },
-                    );
-                }
-                (3, _) if !self.nats.is_empty() => {
-                    // A NAT forgets its mappings: hosts behind it appear from new ports.
-                    let nat = &self.nats[(next() % self.nats.len() as u64) as usize];
-                    add(
-                        at_ms,
-                        FaultKind::NatRebind {
-                            nat: nat.name.clone(),
-                        },
-                    );
-                }
-                _ => {
-                    if let Some(n) = self
-                        .nodes
-                        .get((next() % self.nodes.len().max(1) as u64) as usize)
-                    {
-                        add(
-                            at_ms,
-                            FaultKind::Restart {
-                                node: n.name.clone(),
-                                forget: false,
-                            },
-                        );
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// A fault at a point in time (unknown keys are caught by [`FaultKind`]).
 #[derive(Debug, Clone, Deserialize)]
 pub struct FaultSpec {
@@ -427,6 +332,23 @@ pub enum FaultKind {
         corrupt: f64,
         #[serde(default)]
         duplicate: f64,
+    },
+    /// The link starts holding back this share of datagrams by `delay_ms`, so later ones
+    /// overtake them (0 heals it).
+    LinkReorder {
+        a: String,
+        b: String,
+        share: f64,
+        #[serde(default = "default_reorder_ms")]
+        delay_ms: f64,
+    },
+    /// Every link between these nodes and the rest is cut until a `heal` of the same nodes
+    /// (links inside each side keep working).
+    Partition {
+        nodes: Vec<String>,
+    },
+    Heal {
+        nodes: Vec<String>,
     },
     /// The node crashes and starts again: a fresh engine (paths and sessions lost) that
     /// restores its handles from its checkpoint, as ocalad does from its state file.

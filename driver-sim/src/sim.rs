@@ -20,6 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 mod checkpoints;
+mod faults;
 mod invariants;
 mod tcp_apps;
 
@@ -90,7 +91,13 @@ struct Link {
     duplicate: f64,
     corrupt: f64,
     burst: Option<crate::scenario::BurstSpec>,
+    /// Share of datagrams held back by `reorder_delay`, so later ones overtake them.
+    reorder: f64,
+    reorder_delay: Duration,
     up: bool,
+    /// Partitions that cut this link now (`Partition` faults); it carries nothing until
+    /// every one of them healed.
+    cuts: u32,
     dirs: [Direction; 2],
 }
 
@@ -145,6 +152,8 @@ pub struct Sim {
     /// Datagrams links corrupted and duplicated.
     corrupted: u64,
     duplicated: u64,
+    /// Datagrams links held back so later ones overtook them.
+    reordered: u64,
     /// Packets hosts' stacks dropped for a bad checksum (corrupted on the wire).
     bad_checksums: u64,
     nats: Vec<Nat>,
@@ -264,8 +273,10 @@ impl Sim {
                 find(&format!("links[{i}].a"), &l.a)?,
                 find(&format!("links[{i}].b"), &l.b)?,
             );
-            if !(0.0..=1.0).contains(&l.loss) {
-                return Err(format!("links[{i}].loss: {} is not a probability", l.loss));
+            for (key, p) in [("loss", l.loss), ("reorder", l.reorder)] {
+                if !(0.0..=1.0).contains(&p) {
+                    return Err(format!("links[{i}].{key}: {p} is not a probability"));
+                }
             }
             if let Some(b) = l.burst {
                 for (key, p) in [("enter", b.enter), ("leave", b.leave), ("loss", b.loss)] {
@@ -288,7 +299,10 @@ impl Sim {
                     duplicate: l.duplicate.clamp(0.0, 1.0),
                     corrupt: l.corrupt.clamp(0.0, 1.0),
                     burst: l.burst,
+                    reorder: l.reorder.clamp(0.0, 1.0),
+                    reorder_delay: Duration::from_secs_f64(l.reorder_ms.max(0.0) / 1000.0),
                     up: true,
+                    cuts: 0,
                     dirs: [dir.clone(), dir],
                 },
             );
@@ -327,7 +341,8 @@ impl Sim {
                 FaultKind::LinkDown { a, b }
                 | FaultKind::LinkUp { a, b }
                 | FaultKind::LinkLoss { a, b, .. }
-                | FaultKind::LinkCorrupt { a, b, .. } => {
+                | FaultKind::LinkCorrupt { a, b, .. }
+                | FaultKind::LinkReorder { a, b, .. } => {
                     let (x, y) = (
                         find(&format!("faults[{i}].a"), a)?,
                         find(&format!("faults[{i}].b"), b)?,
@@ -339,10 +354,16 @@ impl Sim {
                 FaultKind::Restart { node, .. } => {
                     find(&format!("faults[{i}].node"), node)?;
                 }
+                FaultKind::Partition { nodes: side } | FaultKind::Heal { nodes: side } => {
+                    for n in side {
+                        find(&format!("faults[{i}].nodes"), n)?;
+                    }
+                }
                 FaultKind::Move { node, ip, behind } => {
                     find(&format!("faults[{i}].node"), node)?;
-                    if nodes.iter().any(|n| n.ip == *ip) || nats.iter().any(|n| n.public_ip == *ip)
-                    {
+                    // Its own address is free to move back to.
+                    let other = |n: &&Node| &n.name != node && n.ip == *ip;
+                    if nodes.iter().any(|n| other(&n)) || nats.iter().any(|n| n.public_ip == *ip) {
                         return Err(format!("faults[{i}].ip: {ip} is taken"));
                     }
                     if let Some(b) = behind {
@@ -375,6 +396,7 @@ impl Sim {
             lost: 0,
             corrupted: 0,
             duplicated: 0,
+            reordered: 0,
             bad_checksums: 0,
             nats,
             legacy,
@@ -682,7 +704,7 @@ impl Sim {
             }
             None => link.loss,
         };
-        if !link.up || (draw as f64 / u64::MAX as f64) < loss {
+        if !link.up || link.cuts > 0 || (draw as f64 / u64::MAX as f64) < loss {
             self.lost += 1;
             return;
         }
@@ -696,8 +718,14 @@ impl Sim {
         let done = start.saturating_add(serialize);
         link.dirs[dir].busy_until = done;
         let jitter = link.jitter.mul_f64(jitter_draw as f64 / u64::MAX as f64);
-        let at = done.saturating_add(link.latency + jitter);
+        let mut at = done.saturating_add(link.latency + jitter);
         let (duplicate, corrupt) = (link.duplicate, link.corrupt);
+        let (reorder, reorder_delay) = (link.reorder, link.reorder_delay);
+        // Only links that reorder draw for it, so other scenarios keep their random streams.
+        if reorder > 0.0 && self.chance(reorder) {
+            at = at.saturating_add(reorder_delay);
+            self.reordered += 1;
+        }
         let mut bytes = payload.to_vec();
         // Only links that corrupt or duplicate draw for it, so other scenarios keep their
         // random streams.
@@ -1142,53 +1170,6 @@ impl Sim {
         out
     }
 
-    fn fault(&mut self, index: usize) {
-        let f = self.sc.faults[index].clone();
-        match &f.kind {
-            FaultKind::LinkDown { a, b }
-            | FaultKind::LinkUp { a, b }
-            | FaultKind::LinkLoss { a, b, .. }
-            | FaultKind::LinkCorrupt { a, b, .. } => {
-                let x = self.nodes.iter().position(|n| &n.name == a).unwrap_or(0);
-                let y = self.nodes.iter().position(|n| &n.name == b).unwrap_or(0);
-                if let Some(l) = self.links.get_mut(&(x.min(y), x.max(y))) {
-                    match f.kind {
-                        FaultKind::LinkLoss { loss, .. } => l.loss = loss.clamp(0.0, 1.0),
-                        FaultKind::LinkCorrupt {
-                            corrupt, duplicate, ..
-                        } => {
-                            l.corrupt = corrupt.clamp(0.0, 1.0);
-                            l.duplicate = duplicate.clamp(0.0, 1.0);
-                        }
-                        _ => l.up = matches!(f.kind, FaultKind::LinkUp { .. }),
-                    }
-                }
-                self.record(x, "fault", format!("{:?}", f.kind).as_bytes());
-            }
-            FaultKind::Restart { node, forget } => {
-                let Some(i) = self.nodes.iter().position(|n| &n.name == node) else {
-                    return;
-                };
-                self.restart(i, *forget);
-            }
-            FaultKind::Move { node, ip, behind } => {
-                let Some(i) = self.nodes.iter().position(|n| &n.name == node) else {
-                    return;
-                };
-                self.nodes[i].ip = *ip;
-                self.nodes[i].nat = behind.as_deref().and_then(|b| nat_index(&self.nats, b));
-                self.record(i, "fault", format!("{:?}", f.kind).as_bytes());
-                self.input(i, Input::NetworkChanged);
-            }
-            FaultKind::NatRebind { nat } => {
-                if let Some(n) = nat_index(&self.nats, nat) {
-                    self.nats[n].rebind();
-                }
-                self.record(0, "fault", format!("{:?}", f.kind).as_bytes());
-            }
-        }
-    }
-
     fn finish(mut self) -> Outcome {
         let mut s = String::new();
         let mut failures = std::mem::take(&mut self.errors);
@@ -1347,6 +1328,7 @@ impl Sim {
             nat_refused: self.nat_refused,
             corrupted: self.corrupted,
             duplicated: self.duplicated,
+            reordered: self.reordered,
             bad_checksums: self.bad_checksums,
             trace_events: self.trace_events,
         };
@@ -1358,6 +1340,12 @@ impl Sim {
             s.push_str(&format!(
                 "links corrupted {} and duplicated {} datagrams; hosts dropped {} packets with bad checksums\n",
                 network.corrupted, network.duplicated, network.bad_checksums
+            ));
+        }
+        if network.reordered > 0 {
+            s.push_str(&format!(
+                "links held back {} datagrams for later ones to overtake\n",
+                network.reordered
             ));
         }
         if self.violations.is_empty() {

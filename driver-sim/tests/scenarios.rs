@@ -117,6 +117,27 @@ fn bursty_loss_loses_in_runs_where_the_same_mean_loss_does_not() {
 }
 
 #[test]
+fn a_partition_cuts_only_across_and_heals_and_reordering_loses_nothing() {
+    let (file, text) = scenario("partition");
+    let out = ocala_sim::run_text(&file, &text, None).expect("runs");
+    assert!(out.failures.is_empty(), "{}", out.summary);
+    assert!(
+        out.summary.contains("outages: 2000.0 ms (20 lost)"),
+        "carol is cut off for exactly the partition: {}",
+        out.summary
+    );
+    assert!(out.summary.contains("2000/2000 replies"), "{}", out.summary);
+    assert!(out.network.reordered > 100, "{:?}", out.network);
+    // Without the heal carol stays cut off; without the partition nothing is lost.
+    let unhealed = text.replace("kind = \"heal\"", "kind = \"partition\"");
+    let out = ocala_sim::run_text(&file, &unhealed, None).expect("runs");
+    assert!(out.summary.contains("20/60 replies"), "{}", out.summary);
+    let whole = text.replace("kind = \"partition\"", "kind = \"heal\"");
+    let out = ocala_sim::run_text(&file, &whole, None).expect("runs");
+    assert!(out.summary.contains("60/60 replies"), "{}", out.summary);
+}
+
+#[test]
 fn every_scenario_keeps_its_invariants_under_random_faults() {
     // `--faults random`: links go down, lose, corrupt and duplicate, nodes restart, as the
     // seed chooses. Expectations may fail then; the engines' tables must stay consistent

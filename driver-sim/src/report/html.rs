@@ -108,6 +108,7 @@ pub fn page(s: &Summary) -> String {
             "refused by NATs",
             "corrupted",
             "duplicated",
+            "reordered",
             "bad checksums",
             "trace events",
         ],
@@ -118,6 +119,7 @@ pub fn page(s: &Summary) -> String {
                 n.nat_refused,
                 n.corrupted,
                 n.duplicated,
+                n.reordered,
                 n.bad_checksums,
                 n.trace_events,
             ]
