@@ -20,11 +20,13 @@ impl Sim {
         let now = self.now;
         let n = &mut self.nodes[node];
         let h = &n.cfg.handles;
-        let v4 = (IpAddr::from(h.tun_v4), h.pool_v4.len);
-        let v6 = (IpAddr::from(h.tun_v6), h.pool_v6.len);
+        let addrs = [
+            (IpAddr::from(h.tun_v4), h.pool_v4.len),
+            (IpAddr::from(h.tun_v6), h.pool_v6.len),
+        ];
         let mtu = usize::from(n.cfg.limits.path_mtu);
         n.tcp
-            .get_or_insert_with(|| TcpHost::new(v4, v6, mtu, seed, now))
+            .get_or_insert_with(|| TcpHost::new(&addrs, mtu, seed, now))
     }
 
     /// A TCP app's lookup answered: it connects to `target`.
