@@ -51,9 +51,9 @@ pub struct App {
     pub sent: u32,
     /// The step it is waiting for.
     pub wake: Option<Instant>,
-    /// On a legacy host behind a legacy client gateway (`node`): its LAN address and the
-    /// one-way latency to the gateway. `None`: on the node itself.
-    pub lan: Option<(IpAddr, Duration)>,
+    /// On a legacy host behind a legacy client gateway (`node`): the host's index among
+    /// the simulator's legacy hosts. `None`: on the node itself.
+    pub lan: Option<usize>,
     /// A TCP app's connection: when it was established and when its work was done.
     pub connected: Option<Instant>,
     pub finished: Option<Instant>,
@@ -67,7 +67,7 @@ pub struct App {
     /// in clear on a link.
     pub secret: bool,
     /// The host that answered its requests so far.
-    pub answered_by: Option<crate::sim::Host>,
+    pub answered_by: Option<crate::sim::Stack>,
 }
 
 impl App {

@@ -1,10 +1,10 @@
-//! Legacy hosts: machines on a gateway's LAN that run no ocala, only an IP stack that
-//! answers ping and UDP echo; and the masquerade in front of them that turns a path's
-//! egress address into the gateway's own, as ocalad's nftables rule does on Linux. So a
-//! legacy host sees ordinary traffic from its gateway, and two intranets behind two
-//! gateways may use the same addresses.
+//! Legacy hosts: machines on a gateway's LAN that run no ocala, only an ordinary IP stack
+//! (ping, UDP echo, and TCP with a discard and a request service: `sim/stacks.rs`); and the
+//! masquerade in front of them that turns a path's egress address into the gateway's own,
+//! as ocalad's nftables rule does on Linux. So a legacy host sees ordinary traffic from its
+//! gateway, and two intranets behind two gateways may use the same addresses.
 
-use crate::hoststack::{self, Delivered};
+use crate::hoststack;
 use ocala_engine::wire::rewrite::rewrite_addresses;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -65,10 +65,53 @@ impl Masquerade {
     }
 }
 
-/// What a legacy host's stack answers to a packet, if anything.
-pub fn answer(packet: &[u8]) -> Option<Vec<u8>> {
-    match hoststack::classify(packet) {
-        Delivered::EchoRequest { reply } | Delivered::UdpEcho { reply } => Some(reply),
-        _ => None,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::AppKind;
+    use crate::tcp::TcpHost;
+    use ocala_engine::Instant;
+    use std::net::SocketAddr;
+
+    #[test]
+    fn the_masquerade_carries_a_tcp_connection_both_ways_and_keeps_its_flow() {
+        let egress = IpAddr::from([198, 18, 0, 9]);
+        let server = IpAddr::from([10, 0, 0, 80]);
+        let gateway = IpAddr::from([192, 0, 2, 10]);
+        let bulk = AppKind::TcpBulk {
+            name: "web".into(),
+            bytes: 1000,
+            expect_goodput_mbps: None,
+        };
+        let mut client = TcpHost::new(&[(egress, 15)], 1400, 1, Instant::ZERO);
+        let local = SocketAddr::new(egress, 40000);
+        client
+            .connect(0, &bulk, local, server, Instant::ZERO)
+            .unwrap();
+        let syn = client.poll(Instant::ZERO).packets.remove(0);
+
+        let mut m = Masquerade::default();
+        let mut out = syn.clone();
+        m.outbound(&mut out, gateway).unwrap();
+        assert_eq!(
+            hoststack::flow(&out, true),
+            Some((gateway, server, (6, 40000)))
+        );
+        assert!(hoststack::checksums_ok(&out));
+
+        let mut web = TcpHost::new(&[(server, 32)], 1400, 2, Instant::ZERO);
+        web.receive(&out);
+        let mut answer = web.poll(Instant::ZERO).packets.remove(0);
+        m.inbound(&mut answer).unwrap();
+        assert_eq!(
+            hoststack::flow(&answer, false),
+            Some((server, egress, (6, 40000)))
+        );
+        assert!(hoststack::checksums_ok(&answer));
+
+        // The same flow from another egress address is not this connection's.
+        let mut other = syn;
+        rewrite_addresses(&mut other, IpAddr::from([198, 18, 0, 10]), server).unwrap();
+        assert!(m.outbound(&mut other, gateway).is_err());
     }
 }

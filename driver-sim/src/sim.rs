@@ -4,7 +4,7 @@
 //! the same seed can be compared byte for byte.
 
 use crate::apps::{ms, App, Phase, DNS_RETRY, DNS_TRIES};
-use crate::hoststack::{self, Delivered, ECHO_PORT};
+use crate::hoststack::{self, ECHO_PORT};
 use crate::nat::Nat;
 use crate::outcome::{
     millis, DropCount, Frame, LinkTraffic, NetworkTotals, NodeCount, NodeNote, Outcome, PathSetup,
@@ -22,9 +22,11 @@ use std::time::Duration;
 mod checkpoints;
 mod faults;
 mod invariants;
+mod stacks;
 mod tcp_apps;
 
-pub use invariants::Host;
+pub use stacks::Stack;
+
 /// Steps between two calls of a run's progress callback: rare enough to cost nothing.
 pub const PROGRESS_STEPS: u64 = 1024;
 
@@ -41,11 +43,10 @@ enum Ev {
         node: usize,
         packet: Vec<u8>,
     },
-    /// A packet a legacy client gateway forwarded to a LAN client, arriving there.
+    /// A packet from a gateway arriving at a legacy host on its LAN.
     Lan {
-        node: usize,
+        host: usize,
         packet: Vec<u8>,
-        latency: Duration,
     },
     Wake {
         node: usize,
@@ -59,7 +60,7 @@ enum Ev {
     /// A host's TCP stack asked to run again (timers: retransmission, delayed ACKs, the
     /// next request).
     TcpPoll {
-        node: usize,
+        stack: Stack,
     },
     Upstream {
         node: usize,
@@ -168,14 +169,16 @@ pub struct Sim {
     captures: BTreeMap<(usize, usize), Vec<Frame>>,
 }
 
-/// A host without ocala, and what its stack saw.
+/// A host without ocala, and what its stack saw and sent.
 struct LegacyHost {
     name: String,
     ip: IpAddr,
     behind: usize,
     latency: Duration,
     received: u64,
-    answered: u64,
+    sent: u64,
+    /// Its TCP/IP stack, from the first TCP packet or app on it.
+    tcp: Option<crate::tcp::TcpHost>,
 }
 
 fn node_seed(seed: u64, name: &str, incarnation: u64) -> [u8; 32] {
@@ -264,7 +267,8 @@ impl Sim {
                 behind,
                 latency: Duration::from_secs_f64(l.latency_ms.max(0.0) / 1000.0),
                 received: 0,
-                answered: 0,
+                sent: 0,
+                tcp: None,
             });
         }
         let mut links = BTreeMap::new();
@@ -310,9 +314,9 @@ impl Sim {
         let mut apps = Vec::new();
         for (i, a) in sc.apps.iter().enumerate() {
             // An app on a legacy host runs behind its gateway, which must serve its LAN.
-            let on_lan = legacy.iter().find(|h| h.name == a.node);
+            let on_lan = legacy.iter().position(|h| h.name == a.node);
             let node = match on_lan {
-                Some(h) => h.behind,
+                Some(h) => legacy[h].behind,
                 None => find(&format!("apps[{i}].node"), &a.node)?,
             };
             if let AppKind::Garbage { target, .. } | AppKind::Flood { target, .. } = &a.kind {
@@ -324,7 +328,8 @@ impl Sim {
             app.secret = app
                 .name()
                 .is_some_and(|name| invariants::asks_for_encryption(&nodes[node].cfg, name));
-            if let Some(h) = on_lan {
+            if let Some(host) = on_lan {
+                let h = &legacy[host];
                 if !serves_lan(&nodes[node].cfg, h.ip) {
                     return Err(format!(
                         "apps[{i}].node: legacy host '{}' is on no LAN that {} serves \
@@ -332,7 +337,7 @@ impl Sim {
                         h.name, nodes[node].name
                     ));
                 }
-                app.lan = Some((h.ip, h.latency));
+                app.lan = Some(host);
             }
             apps.push(app);
         }
@@ -533,14 +538,7 @@ impl Sim {
                 self.record(node, "tun-in", &packet);
                 self.input(node, Input::TunPacket(&packet));
             }
-            Ev::Lan {
-                node,
-                packet,
-                latency,
-            } => {
-                self.record(node, "lan-in", &packet);
-                self.stack_receive(node, packet, latency);
-            }
+            Ev::Lan { host, packet } => self.lan_arrival(host, packet),
             Ev::Wake { node } => {
                 if self.nodes[node].deadline <= self.now {
                     self.input(node, Input::Timeout);
@@ -548,7 +546,7 @@ impl Sim {
             }
             Ev::App { app } => self.app_step(app),
             Ev::Fault { index } => self.fault(index),
-            Ev::TcpPoll { node } => self.tcp_wake(node),
+            Ev::TcpPoll { stack } => self.tcp_wake(stack),
             Ev::Upstream { node, id, answer } => {
                 let result = answer
                     .as_deref()
@@ -798,140 +796,6 @@ impl Sim {
         }
     }
 
-    /// A packet the engine wrote to a host's TUN: the host's stack and apps take it.
-    fn deliver_to_host(&mut self, node: usize, packet: &[u8]) {
-        if !hoststack::checksums_ok(packet) {
-            // Where links corrupt, a plain path carries what it got, as IP does, and the
-            // host's stack drops it. Elsewhere a bad checksum is the engine's rewriting.
-            if self.corrupted > 0 {
-                self.bad_checksums += 1;
-                return;
-            }
-            self.errors.push(format!(
-                "{}: engine delivered a packet with a bad checksum",
-                self.nodes[node].name
-            ));
-        }
-        let dst = ocala_engine::wire::ip::IpView::parse(packet).map(|ip| ip.dst());
-        if let Some(host) = dst.ok().and_then(|d| {
-            self.legacy
-                .iter()
-                .position(|h| h.behind == node && h.ip == d)
-        }) {
-            let h = &self.legacy[host];
-            if !serves_lan(&self.nodes[node].cfg, h.ip) {
-                return self.send_to_legacy_host(node, host, packet);
-            }
-            // A LAN client's packet goes to it as it is: it called the handle.
-            let (latency, at) = (h.latency, self.now.saturating_add(h.latency));
-            self.legacy[host].received += 1;
-            let packet = packet.to_vec();
-            return self.push(
-                at,
-                Ev::Lan {
-                    node,
-                    packet,
-                    latency,
-                },
-            );
-        }
-        self.stack_receive(node, packet.to_vec(), Duration::ZERO);
-    }
-
-    /// A host's IP stack and apps take a packet; answers go back into `node`'s engine after
-    /// `latency` (a LAN client's way to its gateway; none for the node's own stack).
-    fn stack_receive(&mut self, node: usize, packet: Vec<u8>, latency: Duration) {
-        if latency.is_zero() && crate::tcp::is_tcp(&packet) {
-            return self.tcp_receive(node, &packet);
-        }
-        match hoststack::classify(&packet) {
-            Delivered::Dns { port, message } => {
-                if let Some(app) = self.app_by_port(node, port) {
-                    self.on_dns_answer(app, &message);
-                }
-            }
-            Delivered::EchoRequest { reply } | Delivered::UdpEcho { reply } => {
-                let host = self.answering_host(node, &packet, latency);
-                self.check_answered(host, &packet);
-                let at = self.now.saturating_add(latency);
-                self.push(
-                    at,
-                    Ev::Tun {
-                        node,
-                        packet: reply,
-                    },
-                );
-            }
-            Delivered::EchoReply { id, seq } => {
-                if let Some(app) = self.app_by_port(node, id) {
-                    self.check_reply(app, &packet);
-                    let now = self.now;
-                    self.apps[app].on_reply(now, u32::from(seq));
-                }
-            }
-            Delivered::UdpReply { port, payload } => {
-                if let (Some(app), Some(seq)) = (self.app_by_port(node, port), payload.get(..4)) {
-                    self.check_reply(app, &packet);
-                    let now = self.now;
-                    self.apps[app]
-                        .on_reply(now, u32::from_be_bytes([seq[0], seq[1], seq[2], seq[3]]));
-                }
-            }
-            Delivered::Other => {}
-        }
-    }
-
-    /// A gateway's packet for a legacy host on its LAN: masqueraded, answered by the host's
-    /// stack, and the answer brought back to the egress address it belongs to.
-    fn send_to_legacy_host(&mut self, node: usize, host: usize, packet: &[u8]) {
-        let mut out = packet.to_vec();
-        let lan = self.nodes[node].ip;
-        if let Err(e) = self.nodes[node].masquerade.outbound(&mut out, lan) {
-            return self
-                .errors
-                .push(format!("{}: masquerade: {e}", self.nodes[node].name));
-        }
-        self.record(node, "legacy-out", &out);
-        self.legacy[host].received += 1;
-        let Some(mut reply) = crate::legacy::answer(&out) else {
-            return;
-        };
-        self.check_answered(invariants::Host::Legacy(host), &out);
-        let h = &mut self.legacy[host];
-        h.answered += 1;
-        let at = self.now.saturating_add(h.latency * 2);
-        if self.nodes[node].masquerade.inbound(&mut reply).is_some() {
-            self.push(
-                at,
-                Ev::Tun {
-                    node,
-                    packet: reply,
-                },
-            );
-        }
-    }
-
-    /// The host whose stack took a packet from `node`'s engine: the node itself, or the LAN
-    /// client it was forwarded to (`latency` is its way there).
-    fn answering_host(&self, node: usize, packet: &[u8], latency: Duration) -> invariants::Host {
-        let dst = ocala_engine::wire::ip::IpView::parse(packet).map(|ip| ip.dst());
-        let lan = dst.ok().filter(|_| !latency.is_zero()).and_then(|d| {
-            self.legacy
-                .iter()
-                .position(|h| h.behind == node && h.ip == d)
-        });
-        match lan {
-            Some(h) => invariants::Host::Legacy(h),
-            None => invariants::Host::Node(node),
-        }
-    }
-
-    fn app_by_port(&self, node: usize, port: u16) -> Option<usize> {
-        self.apps
-            .iter()
-            .position(|a| a.node == node && a.port == port)
-    }
-
     fn host_addrs(&self, node: usize) -> (IpAddr, IpAddr, IpAddr, IpAddr) {
         let h = &self.nodes[node].cfg.handles;
         (
@@ -942,35 +806,30 @@ impl Sim {
         )
     }
 
-    /// The source address and the way to the engine of an app's packets: the node's TUN,
-    /// or a LAN client's address and its link to the gateway.
-    fn app_source(&self, app: usize, v4: bool) -> (IpAddr, Duration) {
+    /// The source address of an app's packets: the node's TUN address, or a LAN client's
+    /// own.
+    fn app_source(&self, app: usize, v4: bool) -> IpAddr {
         let a = &self.apps[app];
         let (tun4, tun6, _, _) = self.host_addrs(a.node);
         match a.lan {
-            Some((ip, latency)) => (ip, latency),
-            None if v4 => (tun4, Duration::ZERO),
-            None => (tun6, Duration::ZERO),
+            Some(host) => self.legacy[host].ip,
+            None if v4 => tun4,
+            None => tun6,
         }
     }
 
     /// The host an app runs on, as the summary names it (`pc1 via gw` on a LAN).
     fn app_host(&self, a: &App) -> String {
         let node = &self.nodes[a.node].name;
-        match a.lan.and_then(|(ip, _)| {
-            self.legacy
-                .iter()
-                .find(|h| h.behind == a.node && h.ip == ip)
-        }) {
+        match a.lan.and_then(|host| self.legacy.get(host)) {
             Some(h) => format!("{} via {node}", h.name),
             None => node.clone(),
         }
     }
 
     fn send_query(&mut self, app: usize) {
-        let node = self.apps[app].node;
-        let (_, _, dns4, _) = self.host_addrs(node);
-        let (tun4, latency) = self.app_source(app, true);
+        let (_, _, dns4, _) = self.host_addrs(self.apps[app].node);
+        let src = self.app_source(app, true);
         let Some(name) = self.apps[app].name().map(str::to_string) else {
             return;
         };
@@ -979,9 +838,8 @@ impl Sim {
             Ok(q) => {
                 let port = self.apps[app].port;
                 let packet =
-                    hoststack::udp(SocketAddr::new(tun4, port), SocketAddr::new(dns4, 53), &q);
-                let at = self.now.saturating_add(latency);
-                self.push(at, Ev::Tun { node, packet });
+                    hoststack::udp(SocketAddr::new(src, port), SocketAddr::new(dns4, 53), &q);
+                self.stack_send(self.app_stack(app), packet);
             }
             Err(e) => self.errors.push(format!("app {app}: {e}")),
         }
@@ -1045,8 +903,7 @@ impl Sim {
     }
 
     fn send_probe(&mut self, app: usize, target: IpAddr, seq: u32) {
-        let node = self.apps[app].node;
-        let (src, latency) = self.app_source(app, target.is_ipv4());
+        let src = self.app_source(app, target.is_ipv4());
         let a = &mut self.apps[app];
         a.on_send(self.now, seq);
         let packet = match &a.kind {
@@ -1067,8 +924,7 @@ impl Sim {
             }
             _ => return,
         };
-        let at = self.now.saturating_add(latency);
-        self.push(at, Ev::Tun { node, packet });
+        self.stack_send(self.app_stack(app), packet);
         self.used(app, target);
     }
 
@@ -1266,8 +1122,8 @@ impl Sim {
         }
         for h in &self.legacy {
             s.push_str(&format!(
-                "legacy host {} ({} behind {}, no ocala): {} packets in, {} answered\n",
-                h.name, h.ip, self.nodes[h.behind].name, h.received, h.answered
+                "legacy host {} ({} behind {}, no ocala): {} packets in, {} out\n",
+                h.name, h.ip, self.nodes[h.behind].name, h.received, h.sent
             ));
         }
         let middleboxes: Vec<NodeNote> = self

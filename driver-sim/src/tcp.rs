@@ -191,8 +191,11 @@ fn socket() -> tcp::Socket<'static> {
 }
 
 impl TcpHost {
-    /// A stack holding `v4` and `v6` (with the prefixes on link), serving its two ports.
-    pub fn new(v4: (IpAddr, u8), v6: (IpAddr, u8), mtu: usize, seed: u64, now: Instant) -> TcpHost {
+    /// A stack holding `addrs` (each with its prefix), serving its two ports. Its link
+    /// carries bare IP with no neighbour discovery, so it sends to peers off its prefixes
+    /// the same way, with no route: a node's TUN, or a legacy host's LAN whose gateway
+    /// takes everything.
+    pub fn new(addrs: &[(IpAddr, u8)], mtu: usize, seed: u64, now: Instant) -> TcpHost {
         let mut dev = Queues {
             mtu,
             ..Default::default()
@@ -201,7 +204,7 @@ impl TcpHost {
         cfg.random_seed = seed;
         let mut iface = Interface::new(cfg, &mut dev, smol(now));
         iface.update_ip_addrs(|a| {
-            for (ip, len) in [v4, v6] {
+            for &(ip, len) in addrs {
                 let _ = a.push(IpCidr::new(IpAddress::from(ip), len));
             }
         });
@@ -535,7 +538,7 @@ mod tests {
     fn host(last: u8, seed: u64) -> TcpHost {
         let v4 = IpAddr::from([198, 18, 0, last]);
         let v6 = IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, u16::from(last)]);
-        TcpHost::new((v4, 24), (v6, 64), 1400, seed, Instant::ZERO)
+        TcpHost::new(&[(v4, 24), (v6, 64)], 1400, seed, Instant::ZERO)
     }
 
     /// Two stacks wired back to back with `delay` each way, run until `until`; what
@@ -614,6 +617,33 @@ mod tests {
         );
         assert_eq!(seen.last(), Some(&Progress::Finished));
         assert!(!seen.iter().any(|p| matches!(p, Progress::Failed(_))));
+    }
+
+    #[test]
+    fn hosts_reach_peers_off_their_prefixes() {
+        // Two legacy hosts, each with nothing on its prefix but itself.
+        let (client, server) = (
+            IpAddr::from([192, 168, 1, 10]),
+            IpAddr::from([10, 0, 0, 80]),
+        );
+        let mut a = TcpHost::new(&[(client, 32)], 1400, 1, Instant::ZERO);
+        let mut b = TcpHost::new(&[(server, 32)], 1400, 2, Instant::ZERO);
+        let requests = AppKind::TcpRequest {
+            name: "b".into(),
+            count: 2,
+            interval_ms: 10,
+            request_bytes: 100,
+            response_bytes: 3000,
+            expect_replies: None,
+            expect_median_rtt_ms: None,
+        };
+        let local = SocketAddr::new(client, 40000);
+        a.connect(0, &requests, local, server, Instant::ZERO)
+            .unwrap();
+        let until = Instant::from_nanos(200_000_000);
+        let seen = run(&mut a, &mut b, Duration::from_millis(2), until);
+        assert!(seen.contains(&Progress::Answered(1)), "{seen:?}");
+        assert_eq!(seen.last(), Some(&Progress::Finished));
     }
 
     #[test]

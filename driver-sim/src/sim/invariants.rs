@@ -14,7 +14,7 @@
 //!
 //! A violation fails the run; the first one per node or app is kept.
 
-use super::Sim;
+use super::{Sim, Stack};
 use crate::resolver::Answer;
 use ocala_engine::config::{Config, Protection};
 use ocala_engine::dns::{parse_name, Rules, Security};
@@ -64,13 +64,6 @@ pub(crate) fn asks_for_encryption(cfg: &Config, name: &str) -> bool {
         },
         _ => false,
     }
-}
-
-/// A host that answers apps' requests: a node's own stack, or a legacy host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Host {
-    Node(usize),
-    Legacy(usize),
 }
 
 /// An address a node's app learned for a name, and when an app last used it.
@@ -200,7 +193,7 @@ impl Sim {
     }
 
     /// A host's stack answers an app's request: the same host as every time before.
-    pub(super) fn check_answered(&mut self, host: Host, request: &[u8]) {
+    pub(super) fn check_answered(&mut self, host: Stack, request: &[u8]) {
         let Some(app) = find_tag(request).filter(|a| *a < self.apps.len()) else {
             return;
         };
@@ -237,10 +230,10 @@ impl Sim {
         self.violate(&format!("app {app} ({name})"), why);
     }
 
-    fn host_name(&self, host: Host) -> String {
+    fn host_name(&self, host: Stack) -> String {
         match host {
-            Host::Node(n) => self.nodes[n].name.clone(),
-            Host::Legacy(h) => self.legacy[h].name.clone(),
+            Stack::Node(n) => self.nodes[n].name.clone(),
+            Stack::Legacy(h) => self.legacy[h].name.clone(),
         }
     }
 }
@@ -343,10 +336,10 @@ count = 3
         let mut s = sim("");
         let mut request = vec![0u8; 20];
         request.extend_from_slice(&tag(0, 1));
-        s.check_answered(Host::Node(1), &request);
-        s.check_answered(Host::Node(1), &request);
+        s.check_answered(Stack::Node(1), &request);
+        s.check_answered(Stack::Node(1), &request);
         assert!(s.violations.is_empty(), "the same host twice is fine");
-        s.check_answered(Host::Node(2), &request);
+        s.check_answered(Stack::Node(2), &request);
         assert!(s.violations[0].contains("reached carol; earlier ones reached bob"));
 
         let mut s = sim("");

@@ -1,7 +1,9 @@
-//! The simulator's side of real TCP (`crate::tcp`): each host's stack gets the TCP packets
-//! the engine writes to the host, sends what the stack sends into the engine as the host's
-//! apps would, runs when its timers ask, and reports each TCP app's progress to the app.
+//! The simulator's side of real TCP (`crate::tcp`): each stack — a node's own, or a legacy
+//! host's — gets the TCP packets that reach it, sends what its TCP stack sends on the way
+//! any packet of it goes (`Sim::stack_send`), runs when its timers ask, and reports each
+//! TCP app's progress to the app.
 
+use super::stacks::Stack;
 use super::{Ev, Sim};
 use crate::apps::Phase;
 use crate::tcp::{Progress, TcpHost};
@@ -14,57 +16,87 @@ use std::time::Duration;
 const MIN_WAIT: Duration = Duration::from_micros(10);
 
 impl Sim {
-    /// The node's stack, made on first use with the node's TUN addresses.
-    fn tcp_host(&mut self, node: usize) -> &mut TcpHost {
-        let seed = self.seed ^ (node as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    /// Where a stack's TCP stack lives (none until first used).
+    fn tcp_slot(&mut self, stack: Stack) -> &mut Option<TcpHost> {
+        match stack {
+            Stack::Node(node) => &mut self.nodes[node].tcp,
+            Stack::Legacy(host) => &mut self.legacy[host].tcp,
+        }
+    }
+
+    /// The stack's TCP stack, made on first use: a node's on its TUN addresses, a legacy
+    /// host's on its LAN address with its gateway's path MTU (as the gateway's MSS clamp
+    /// would have it). Seeds come from the run's seed, legacy hosts numbered after the
+    /// nodes, so each stack has its own and runs replay.
+    fn tcp_host(&mut self, stack: Stack) -> &mut TcpHost {
+        let salt = match stack {
+            Stack::Node(node) => node,
+            Stack::Legacy(host) => self.nodes.len() + host,
+        };
+        let seed = self.seed ^ (salt as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let now = self.now;
-        let n = &mut self.nodes[node];
-        let h = &n.cfg.handles;
-        let v4 = (IpAddr::from(h.tun_v4), h.pool_v4.len);
-        let v6 = (IpAddr::from(h.tun_v6), h.pool_v6.len);
-        let mtu = usize::from(n.cfg.limits.path_mtu);
-        n.tcp
-            .get_or_insert_with(|| TcpHost::new(v4, v6, mtu, seed, now))
+        match stack {
+            Stack::Node(node) => {
+                let n = &mut self.nodes[node];
+                let h = &n.cfg.handles;
+                let addrs = [
+                    (IpAddr::from(h.tun_v4), h.pool_v4.len),
+                    (IpAddr::from(h.tun_v6), h.pool_v6.len),
+                ];
+                let mtu = usize::from(n.cfg.limits.path_mtu);
+                n.tcp
+                    .get_or_insert_with(|| TcpHost::new(&addrs, mtu, seed, now))
+            }
+            Stack::Legacy(host) => {
+                let h = &mut self.legacy[host];
+                let mtu = usize::from(self.nodes[h.behind].cfg.limits.path_mtu);
+                // Its LAN's prefix is not in the scenario, and it needs none: everything is
+                // through the gateway.
+                let addrs = [(h.ip, if h.ip.is_ipv4() { 32 } else { 128 })];
+                h.tcp
+                    .get_or_insert_with(|| TcpHost::new(&addrs, mtu, seed, now))
+            }
+        }
     }
 
     /// A TCP app's lookup answered: it connects to `target`.
     pub(super) fn tcp_connect(&mut self, app: usize, target: IpAddr) {
-        let node = self.apps[app].node;
-        let (src, _) = self.app_source(app, target.is_ipv4());
+        let stack = self.app_stack(app);
+        let src = self.app_source(app, target.is_ipv4());
         let local = SocketAddr::new(src, self.apps[app].port);
         let kind = self.apps[app].kind.clone();
         let now = self.now;
-        if let Err(e) = self.tcp_host(node).connect(app, &kind, local, target, now) {
+        if let Err(e) = self.tcp_host(stack).connect(app, &kind, local, target, now) {
             self.apps[app].failure = Some(e);
             self.apps[app].phase = Phase::Done;
             return;
         }
-        self.tcp_poll(node);
+        self.tcp_poll(stack);
     }
 
-    /// A TCP packet the engine delivered to the node's own stack.
-    pub(super) fn tcp_receive(&mut self, node: usize, packet: &[u8]) {
-        self.tcp_host(node).receive(packet);
-        self.tcp_poll(node);
+    /// A TCP packet that reached a stack.
+    pub(super) fn tcp_receive(&mut self, stack: Stack, packet: &[u8]) {
+        self.tcp_host(stack).receive(packet);
+        self.tcp_poll(stack);
     }
 
-    /// A scheduled run of the node's stack; one that was superseded is ignored.
-    pub(super) fn tcp_wake(&mut self, node: usize) {
+    /// A scheduled run of a TCP stack; one that was superseded is ignored.
+    pub(super) fn tcp_wake(&mut self, stack: Stack) {
         let now = self.now;
-        let due = self.nodes[node]
-            .tcp
+        let due = self
+            .tcp_slot(stack)
             .as_ref()
             .is_some_and(|h| h.wake == Some(now));
         if due {
-            self.tcp_poll(node);
+            self.tcp_poll(stack);
         }
     }
 
-    /// Runs the node's stack now: its packets go to the engine, its apps' progress to the
-    /// apps, and its next run is scheduled.
-    fn tcp_poll(&mut self, node: usize) {
+    /// Runs a TCP stack now: its packets go out, its apps' progress to the apps, and its
+    /// next run is scheduled.
+    fn tcp_poll(&mut self, stack: Stack) {
         let now = self.now;
-        let Some(host) = self.nodes[node].tcp.as_mut() else {
+        let Some(host) = self.tcp_slot(stack).as_mut() else {
             return;
         };
         let crate::tcp::Polled {
@@ -76,13 +108,13 @@ impl Sim {
         let schedule = next.filter(|&at| host.wake != Some(at));
         host.wake = next;
         for packet in packets {
-            self.push(now, Ev::Tun { node, packet });
+            self.stack_send(stack, packet);
         }
         for (app, p) in progress {
             self.tcp_progress(app, p, now);
         }
         if let Some(at) = schedule {
-            self.push(at, Ev::TcpPoll { node });
+            self.push(at, Ev::TcpPoll { stack });
         }
     }
 
