@@ -68,6 +68,8 @@ pub struct App {
     pub secret: bool,
     /// The host that answered its requests so far.
     pub answered_by: Option<crate::sim::Stack>,
+    /// On a fleet, what every member runs (the summary's one line for them all).
+    pub fleet: Option<String>,
 }
 
 impl App {
@@ -86,6 +88,7 @@ impl App {
             lan: None,
             secret: false,
             answered_by: None,
+            fleet: None,
             connected: None,
             finished: None,
             failure: None,
@@ -96,14 +99,7 @@ impl App {
 
     /// The name the app looks up.
     pub fn name(&self) -> Option<&str> {
-        match &self.kind {
-            AppKind::Lookup { name, .. }
-            | AppKind::Ping { name, .. }
-            | AppKind::Udp { name, .. }
-            | AppKind::TcpBulk { name, .. }
-            | AppKind::TcpRequest { name, .. } => Some(name),
-            AppKind::Garbage { .. } | AppKind::Flood { .. } => None,
-        }
+        self.kind.name()
     }
 
     /// The record type it asks for.

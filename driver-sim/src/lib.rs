@@ -4,6 +4,7 @@
 
 pub mod apps;
 pub mod control;
+pub mod fleets;
 pub mod hoststack;
 pub mod identity;
 pub mod legacy;

@@ -114,6 +114,7 @@ fn main() -> ExitCode {
         capture: report.as_ref().map(|_| pcap),
     };
     let mut progress = ocala_sim::progress::Progress::on_stderr();
+    let started = std::time::Instant::now();
     let result = ocala_sim::run_with(&name, &text, &options, &mut |now, end| {
         progress.update(now, end)
     });
@@ -137,6 +138,13 @@ fn main() -> ExitCode {
                 println!("faults: random, chosen by the seed (replay with the same --seed)");
             }
             print!("{}", out.summary);
+            // The one line that is not the same in every run: how fast this machine ran it.
+            let wall = started.elapsed().as_secs_f64();
+            println!(
+                "speed: {} deliveries in {wall:.2} s of wall-clock time, {:.0} per second",
+                out.network.deliveries,
+                out.network.deliveries as f64 / wall.max(1e-9)
+            );
             println!("digest: {}", out.digest);
             if out.failures.is_empty() {
                 ExitCode::SUCCESS

@@ -18,7 +18,8 @@ pub struct Outcome {
     /// Every control message (setup, accept, reject, close) each node sent and received, in
     /// order: the setup handshakes the snapshot tests keep.
     pub control: Vec<String>,
-    /// Every datagram each node sent, by node name: what a gateway could see.
+    /// Every datagram each node sent, by node name: what a gateway could see. Kept only in
+    /// runs that capture links (`RunOptions::capture`).
     pub sent: BTreeMap<String, Vec<Vec<u8>>>,
     /// RTT over time of each ping and UDP app (`seq,sent_ms,rtt_ms`), by a file name made of
     /// the app's index, node and name (`app0-alice-bob.ron.csv`).
@@ -147,6 +148,9 @@ pub struct NetworkTotals {
     pub corrupted: u64,
     pub duplicated: u64,
     pub reordered: u64,
+    /// Datagrams and packets the simulator handed to an engine or a host's stack: the unit
+    /// of its speed (`ocala-sim run` prints them per second of wall-clock time).
+    pub deliveries: u64,
     pub bad_checksums: u64,
     pub trace_events: u64,
 }

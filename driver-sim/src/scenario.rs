@@ -40,6 +40,10 @@ pub struct Scenario {
     /// Drop counts that must be reached at least, by node and drop reason text.
     #[serde(default)]
     pub expect_drops: Vec<DropExpectation>,
+    /// Many alike hosts from one description each (`fleets.rs`), added to `nodes`, `links`
+    /// and `apps` when the file is parsed.
+    #[serde(default)]
+    pub fleets: Vec<crate::fleets::FleetSpec>,
 }
 
 fn default_seed() -> u64 {
@@ -69,6 +73,9 @@ pub struct NodeSpec {
     /// chain with a delegation to each in place of its bare certificate.
     #[serde(default)]
     pub delegate: Vec<String>,
+    /// The fleet it belongs to (`a1..a600`), which the summary shows as one line.
+    #[serde(skip)]
+    pub fleet: Option<String>,
 }
 
 fn yes() -> bool {
@@ -113,6 +120,25 @@ fn default_reorder_ms() -> f64 {
     10.0
 }
 
+impl LinkSpec {
+    /// A link between `a` and `b` with every default.
+    pub fn between(a: &str, b: &str) -> LinkSpec {
+        LinkSpec {
+            a: a.into(),
+            b: b.into(),
+            latency_ms: default_latency(),
+            jitter_ms: 0.0,
+            loss: 0.0,
+            bandwidth_mbps: 0.0,
+            duplicate: 0.0,
+            corrupt: 0.0,
+            burst: None,
+            reorder: 0.0,
+            reorder_ms: default_reorder_ms(),
+        }
+    }
+}
+
 /// The Gilbert–Elliott two-state loss model of a link direction, stepped once per datagram.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -138,7 +164,9 @@ fn default_latency() -> f64 {
 /// but these.)
 #[derive(Debug, Clone, Deserialize)]
 pub struct AppSpec {
-    /// The node it runs on, or a legacy host on a LAN its gateway serves (`[legacy_client]`).
+    /// The node it runs on, or a legacy host on a LAN its gateway serves (`[legacy_client]`);
+    /// left out in a fleet's apps, which run on every member.
+    #[serde(default)]
     pub node: String,
     pub at_ms: u64,
     /// The paper's figure for the same measurement, printed beside ours in the summary
@@ -147,6 +175,10 @@ pub struct AppSpec {
     pub paper: Option<String>,
     #[serde(flatten)]
     pub kind: AppKind,
+    /// On a fleet, what every member runs (`a1..a600: ping {next}.i3`), which the summary
+    /// shows as one line.
+    #[serde(skip)]
+    pub fleet: Option<String>,
 }
 
 /// What an app does and what it must see.
@@ -270,6 +302,30 @@ impl AppKind {
             AppKind::Garbage { .. } => "garbage",
         }
     }
+
+    /// The name it looks up, to change (a fleet's placeholders).
+    pub fn name_mut(&mut self) -> Option<&mut String> {
+        match self {
+            AppKind::Lookup { name, .. }
+            | AppKind::Ping { name, .. }
+            | AppKind::Udp { name, .. }
+            | AppKind::TcpBulk { name, .. }
+            | AppKind::TcpRequest { name, .. } => Some(name),
+            AppKind::Garbage { .. } | AppKind::Flood { .. } => None,
+        }
+    }
+
+    /// The name it looks up, if it looks one up.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            AppKind::Lookup { name, .. }
+            | AppKind::Ping { name, .. }
+            | AppKind::Udp { name, .. }
+            | AppKind::TcpBulk { name, .. }
+            | AppKind::TcpRequest { name, .. } => Some(name),
+            AppKind::Garbage { .. } | AppKind::Flood { .. } => None,
+        }
+    }
 }
 
 fn default_qtype() -> String {
@@ -385,7 +441,13 @@ pub struct DropExpectation {
 impl Scenario {
     /// Parses a scenario; errors name the file and the key.
     pub fn parse(file: &str, text: &str) -> Result<Scenario, String> {
-        toml::from_str(text).map_err(|e| format!("{file}: {e}"))
+        let mut sc: Scenario = toml::from_str(text).map_err(|e| format!("{file}: {e}"))?;
+        for (i, fleet) in std::mem::take(&mut sc.fleets).iter().enumerate() {
+            fleet
+                .expand(i, &mut sc)
+                .map_err(|e| format!("{file}: {e}"))?;
+        }
+        Ok(sc)
     }
 
     /// The engine config of a node, with the simulator's defaults filled in: a `udp`

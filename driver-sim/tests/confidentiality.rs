@@ -93,7 +93,11 @@ fn gateway_sends(name: &str) -> Vec<Vec<u8>> {
         SCENARIO
     };
     let text = format!("{scenario}{LINKS_AND_APP}").replace("NAME", name);
-    let out = ocala_sim::run_text("inline", &text, None).expect("runs");
+    let options = ocala_sim::RunOptions {
+        capture: Some(Vec::new()),
+        ..Default::default()
+    };
+    let out = ocala_sim::run_with("inline", &text, &options, &mut |_, _| {}).expect("runs");
     assert!(out.failures.is_empty(), "{}", out.summary);
     out.sent.get("gw").cloned().unwrap_or_default()
 }

@@ -138,6 +138,28 @@ fn a_partition_cuts_only_across_and_heals_and_reordering_loses_nothing() {
 }
 
 #[test]
+fn a_thousand_nodes_sum_up_per_fleet() {
+    let (file, text) = scenario("scale");
+    let out = ocala_sim::run_text(&file, &text, None).expect("runs");
+    assert!(out.failures.is_empty(), "{}", out.summary);
+    assert_eq!(out.apps.len(), 996, "every member's app is in the outcome");
+    for line in [
+        "a1..a600: 600 hosts from 10.1.0.1, on i3",
+        "a1..a600: ping {next}.i3 on 600 hosts: lookup NOERROR on 600; 18000/18000 replies",
+        "b1..b198: ping a{i}.i3_gw1.udp on 198 hosts: lookup NOERROR on 198; 5940/5940 replies",
+        "gw2: relayed 198 path(s) as a gateway",
+        "c1..c198: 198 up (encrypt)",
+    ] {
+        assert!(
+            out.summary.contains(line),
+            "no '{line}' in\n{}",
+            out.summary
+        );
+    }
+    assert!(out.network.deliveries > 250_000, "{:?}", out.network);
+}
+
+#[test]
 fn every_scenario_keeps_its_invariants_under_random_faults() {
     // `--faults random`: links go down, lose, corrupt and duplicate, nodes restart, as the
     // seed chooses. Expectations may fail then; the engines' tables must stay consistent

@@ -30,6 +30,7 @@ pub use api::{
 };
 pub use config::{Config, ConfigError};
 pub use engine::Engine;
+pub use invariants::TablesChecked;
 pub use packet::{Packet, PacketPool, HEADROOM};
 pub use time::Instant;
 mod invariants;

@@ -43,6 +43,7 @@ impl Sim {
                 // The new engine counts versions from its own start.
                 n.checkpoint.version = n.engine.handles_version();
                 n.seen_version = u64::MAX;
+                n.checked = Default::default();
             }
             Err(e) => self.errors.push(format!("{}: restart failed: {e}", n.name)),
         }

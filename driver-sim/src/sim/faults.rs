@@ -62,7 +62,11 @@ impl Sim {
                 let Some(i) = position(self, node) else {
                     return;
                 };
-                self.nodes[i].ip = *ip;
+                let old = std::mem::replace(&mut self.nodes[i].ip, *ip);
+                if self.by_ip.get(&old) == Some(&i) {
+                    self.by_ip.remove(&old);
+                }
+                self.by_ip.insert(*ip, i);
                 self.nodes[i].nat = behind.as_deref().and_then(|b| nat_index(&self.nats, b));
                 self.record(i, "fault", format!("{:?}", f.kind).as_bytes());
                 self.input(i, Input::NetworkChanged);

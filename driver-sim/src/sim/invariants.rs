@@ -38,7 +38,10 @@ pub(crate) fn tag(app: usize, seq: u32) -> [u8; TAG_LEN] {
 
 /// The app a tag in `bytes` names, if there is one.
 pub(crate) fn find_tag(bytes: &[u8]) -> Option<usize> {
-    let at = memchr::memmem::find(bytes, &MAGIC)?;
+    // Built once: every datagram on every link is searched.
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(&MAGIC));
+    let at = FINDER.find(bytes)?;
     let app = bytes.get(at + 8..at + 12)?;
     Some(u32::from_be_bytes([app[0], app[1], app[2], app[3]]) as usize)
 }
@@ -86,7 +89,8 @@ impl Sim {
     /// After every step of a node: its tables, and the names its handles are bound to.
     pub(super) fn check(&mut self, node: usize) {
         self.checks += 1;
-        if let Err(why) = self.nodes[node].engine.check_tables() {
+        let n = &mut self.nodes[node];
+        if let Err(why) = n.engine.check_tables_since(&mut n.checked) {
             let name = self.nodes[node].name.clone();
             self.violate(&name, why);
         }

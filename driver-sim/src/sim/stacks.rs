@@ -10,7 +10,7 @@ use crate::hoststack::{self, Delivered};
 
 /// An IP stack the simulator runs: a node's own, behind its TUN, or a legacy host's (by
 /// index into `Sim::legacy`), on its gateway's LAN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stack {
     Node(usize),
     Legacy(usize),
@@ -135,7 +135,6 @@ impl Sim {
 
     /// The app on `stack` with this UDP client port or ICMP echo identifier.
     fn app_by_port(&self, stack: Stack, port: u16) -> Option<usize> {
-        (0..self.apps.len())
-            .find(|&app| self.apps[app].port == port && self.app_stack(app) == stack)
+        self.apps_by_port.get(&(stack, port)).copied()
     }
 }

@@ -306,6 +306,7 @@ impl Engine {
                 .is_some_and(|c| c.state == State::Up && matches!(c.role, Role::Initiator { .. }));
             if let (false, Some(h)) = (keep, self.handles.get_mut(h)) {
                 h.path = Some(key);
+                self.handles.touch();
             }
         }
         self.event(Event::PathAccepted { name, label });
@@ -371,6 +372,7 @@ impl Engine {
             }
         };
         self.paths.set_state(key, State::Up);
+        self.paths.touch();
         if let Some(p) = self.paths.get_mut(key) {
             p.role = Role::Responder {
                 handle: Some(handle),

@@ -104,6 +104,7 @@ impl Engine {
             Some(spec),
             0,
         );
+        self.paths.touch();
         if let Some(p) = self.paths.get_mut(up) {
             p.role = Role::Relay {
                 twin: down,

@@ -195,6 +195,8 @@ pub(crate) struct Handles {
     next_gen: u32,
     /// Bumped whenever a name is bound or released, so a driver checkpoints only on change.
     version: u64,
+    /// Bumped by `touch`.
+    touched: u64,
 }
 
 impl Handles {
@@ -236,6 +238,7 @@ impl Handles {
             max,
             next_gen: 0,
             version: 0,
+            touched: 0,
         })
     }
 
@@ -356,6 +359,17 @@ impl Handles {
     /// Changes with every binding and release.
     pub(crate) fn version(&self) -> u64 {
         self.version
+    }
+
+    /// Notes a change made through `get_mut` that `Engine::check_tables` looks at (which
+    /// path carries a handle's packets); not a binding, so no checkpoint is due.
+    pub(crate) fn touch(&mut self) {
+        self.touched += 1;
+    }
+
+    /// Changes with every binding, release and `touch`.
+    pub(crate) fn shape(&self) -> u64 {
+        self.version.wrapping_add(self.touched)
     }
 
     /// Handles in name order, for status output.

@@ -144,6 +144,8 @@ pub(crate) struct Paths {
     last_gen: u32,
     /// Paths in a half-open state, kept as a count so a flood is noticed in O(1).
     half_open: usize,
+    /// Bumped by every change to the table's shape (`Engine::check_tables_since`).
+    version: u64,
 }
 
 impl Paths {
@@ -164,6 +166,7 @@ impl Paths {
         self.last_gen = gen;
         path.label = (gen << INDEX_BITS) | (key as u32 & INDEX_MASK);
         self.half_open += usize::from(path.half_open());
+        self.version += 1;
         if matches!(path.role, Role::Initiator { .. }) {
             self.initiated.insert(path.path_id, key);
         }
@@ -178,11 +181,23 @@ impl Paths {
 
     /// Moves a path to another state, keeping the half-open count.
     pub(crate) fn set_state(&mut self, key: usize, state: State) {
+        self.version += 1;
         if let Some(p) = self.slab.get_mut(key) {
             self.half_open -= usize::from(p.half_open());
             p.state = state;
             self.half_open += usize::from(p.half_open());
         }
+    }
+
+    /// Notes a change made through `get_mut` to what `Engine::check_tables` looks at (a
+    /// path's role).
+    pub(crate) fn touch(&mut self) {
+        self.version += 1;
+    }
+
+    /// Changes with every insertion, removal, state, peer, tunnel or role change.
+    pub(crate) fn version(&self) -> u64 {
+        self.version
     }
 
     /// Paths holding state for peers not yet proven.
@@ -211,6 +226,7 @@ impl Paths {
 
     /// Records the peer's label once known.
     pub(crate) fn set_peer(&mut self, key: usize, peer_label: u32) {
+        self.version += 1;
         if let Some(p) = self.slab.get_mut(key) {
             p.peer_label = peer_label;
             self.by_peer.insert((p.tunnel, peer_label), key);
@@ -219,6 +235,7 @@ impl Paths {
 
     /// Moves a path to another tunnel (two tunnels turned out to lead to one peer).
     pub(crate) fn move_tunnel(&mut self, key: usize, tunnel: usize) {
+        self.version += 1;
         let Some(p) = self.slab.get_mut(key) else {
             return;
         };
@@ -244,6 +261,7 @@ impl Paths {
     /// Frees a path and its index entries.
     pub(crate) fn remove(&mut self, key: usize) -> Option<Path> {
         let p = self.slab.try_remove(key)?;
+        self.version += 1;
         self.half_open -= usize::from(p.half_open());
         if p.peer_label != 0 && self.by_peer.get(&(p.tunnel, p.peer_label)) == Some(&key) {
             self.by_peer.remove(&(p.tunnel, p.peer_label));

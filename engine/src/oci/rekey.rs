@@ -72,6 +72,7 @@ impl Engine {
         };
         if let Some(h) = self.handles.get_mut(handle) {
             h.set_path_of(client, Some(key));
+            self.handles.touch();
         }
         let Some(o) = self.paths.get_mut(old) else {
             return;

@@ -262,6 +262,7 @@ impl Engine {
         if replaces.is_none() {
             if let Some(h) = self.handles.get_mut(handle) {
                 h.set_path_of(client, Some(key));
+                self.handles.touch();
             }
         }
         if self.tunnels.get(tunnel).is_some_and(|t| t.up) {

@@ -95,6 +95,7 @@ impl Engine {
                 });
                 if let Some(x) = self.handles.get_mut(h) {
                     x.set_path_of(client, next);
+                    self.handles.touch();
                 }
             }
         }

@@ -26,6 +26,8 @@ pub(crate) struct Tunnels {
     slab: Slab<Tunnel>,
     by_element: BTreeMap<(OverlayId, String), usize>,
     by_module: BTreeMap<(OverlayId, TunnelRef), usize>,
+    /// Bumped by every registration and removal (`Engine::check_tables_since`).
+    version: u64,
 }
 
 impl Tunnels {
@@ -51,6 +53,7 @@ impl Tunnels {
         let key = match self.by_module(overlay, module_ref) {
             Some(key) => key,
             None => {
+                self.version += 1;
                 let key = self.slab.insert(Tunnel {
                     overlay,
                     module_ref,
@@ -74,6 +77,11 @@ impl Tunnels {
         key
     }
 
+    /// Changes with every registration and removal.
+    pub(crate) fn version(&self) -> u64 {
+        self.version
+    }
+
     pub(crate) fn get(&self, key: usize) -> Option<&Tunnel> {
         self.slab.get(key)
     }
@@ -85,6 +93,7 @@ impl Tunnels {
     /// Forgets a tunnel; the caller closes the module's side.
     pub(crate) fn remove(&mut self, key: usize) -> Option<Tunnel> {
         let t = self.slab.try_remove(key)?;
+        self.version += 1;
         for e in &t.elements {
             self.by_element.remove(&(t.overlay, e.clone()));
         }

@@ -410,15 +410,48 @@ fn setup_to_a_silent_peer_fails_with_servfail_after_backoff() {
 }
 
 #[test]
-fn a_setup_that_outlives_its_retransmissions_breaks_the_tables_invariant() {
+fn a_setup_whose_retransmission_is_missed_breaks_the_tables_invariant() {
     let mut net = Net::new(vec![config("alice", &[("bob", 9)], false)]);
     assert!(net.lookup(0, "bob.udp").is_none());
     assert_eq!(net.nodes[0].check_tables(), Ok(()));
-    // Time moves on but the timers that would end the setup never run (a lost wake-up).
-    let late = net.nodes[0].cfg.limits.setup_lifetime() + Duration::from_millis(1);
+    // Time moves on but the timer that would move the setup on never runs (a lost wake-up).
+    let late = Duration::from_millis(net.nodes[0].cfg.limits.setup_rto_ms);
     net.nodes[0].now = net.nodes[0].now.saturating_add(late);
     let why = net.nodes[0].check_tables().expect_err("a setup hangs on");
-    assert!(why.contains("to bob.udp still"), "{why}");
+    assert!(why.contains("to bob.udp Connecting"), "{why}");
+}
+
+#[test]
+fn checks_since_skip_still_tables_but_not_a_hanging_setup_or_a_silent_change() {
+    let mut net = Net::new(vec![config("alice", &[("bob", 9)], false)]);
+    assert!(net.lookup(0, "bob.udp").is_none());
+    let mut last = crate::TablesChecked::default();
+    assert_eq!(net.nodes[0].check_tables_since(&mut last), Ok(()));
+    // A count drifts without the shape moving: caught by a full check within the bound.
+    let tunnel = net.nodes[0]
+        .tunnels
+        .iter()
+        .map(|(t, _)| t)
+        .next()
+        .expect("a tunnel");
+    if let Some(t) = net.nodes[0].tunnels.get_mut(tunnel) {
+        t.paths += 1;
+    }
+    let caught = (0..=crate::invariants::MAX_SKIPPED)
+        .position(|_| net.nodes[0].check_tables_since(&mut last).is_err());
+    assert_eq!(caught, Some(255), "the 256th check is a full one");
+    if let Some(t) = net.nodes[0].tunnels.get_mut(tunnel) {
+        t.paths -= 1;
+    }
+    let mut last = crate::TablesChecked::default();
+    assert_eq!(net.nodes[0].check_tables_since(&mut last), Ok(()));
+    // Its retransmission is missed with the tables as they were: caught at once.
+    let late = Duration::from_millis(net.nodes[0].cfg.limits.setup_rto_ms);
+    net.nodes[0].now = net.nodes[0].now.saturating_add(late);
+    let why = net.nodes[0]
+        .check_tables_since(&mut last)
+        .expect_err("hangs");
+    assert!(why.contains("to bob.udp Connecting"), "{why}");
 }
 
 #[test]
