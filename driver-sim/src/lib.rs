@@ -42,6 +42,7 @@ pub fn run_text_with(
         seed,
         random_faults,
         capture: None,
+        control_log: false,
     };
     run_with(file, text, &options, &mut |_, _| {})
 }
@@ -56,6 +57,8 @@ pub struct RunOptions {
     /// Keep links' traffic for pcap files (`Sim::capture`): `Some` of the links named
     /// `a-b`, every link when that list is empty; `None` keeps nothing.
     pub capture: Option<Vec<String>>,
+    /// Keep the control log (`Outcome::control`), as the handshake snapshots do.
+    pub control_log: bool,
 }
 
 /// Parses and runs a scenario text as `options` say; `progress` is called now and then
@@ -74,6 +77,9 @@ pub fn run_with(
     let mut sim = Sim::new(sc, options.seed)?;
     if let Some(links) = &options.capture {
         sim.capture(links).map_err(|e| format!("{file}: {e}"))?;
+    }
+    if options.control_log {
+        sim.keep_control_log();
     }
     Ok(sim.run_watched(progress))
 }

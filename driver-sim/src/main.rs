@@ -112,6 +112,7 @@ fn main() -> ExitCode {
         random_faults: faults == Some(Faults::Random),
         // Payloads are kept only for a report that shows them.
         capture: report.as_ref().map(|_| pcap),
+        control_log: false,
     };
     let mut progress = ocala_sim::progress::Progress::on_stderr();
     let started = std::time::Instant::now();

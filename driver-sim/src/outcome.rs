@@ -16,7 +16,8 @@ pub struct Outcome {
     pub violations: Vec<String>,
     pub digest: String,
     /// Every control message (setup, accept, reject, close) each node sent and received, in
-    /// order: the setup handshakes the snapshot tests keep.
+    /// order: the setup handshakes the snapshot tests keep. Empty unless the run was asked
+    /// for it (`RunOptions::control_log`).
     pub control: Vec<String>,
     /// Every datagram each node sent, by node name: what a gateway could see. Kept only in
     /// runs that capture links (`RunOptions::capture`).

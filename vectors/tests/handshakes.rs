@@ -3,14 +3,19 @@
 //! — labels, path ids, hop counts, return names, reasons, timing — shows up as a snapshot
 //! diff to review. Update with `INSTA_UPDATE=always cargo test -p ocala-vectors`.
 
-use ocala_sim::{run_text, Outcome};
+use ocala_sim::{run_with, Outcome, RunOptions};
 
 const ONE_HOP: &str = include_str!("../../driver-sim/scenarios/one-hop.toml");
 const TWO_HOP: &str = include_str!("../../driver-sim/scenarios/two-hop.toml");
 const REFUSE_RELAY: &str = include_str!("../../driver-sim/scenarios/refuse-relay.toml");
 
 fn run(file: &str, text: &str) -> Outcome {
-    let outcome = run_text(file, text, None).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let options = RunOptions {
+        control_log: true,
+        ..Default::default()
+    };
+    let outcome =
+        run_with(file, text, &options, &mut |_, _| {}).unwrap_or_else(|e| panic!("{file}: {e}"));
     assert!(
         outcome.failures.is_empty(),
         "{file}: expectations failed: {:?}\n{}",
