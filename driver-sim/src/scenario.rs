@@ -429,6 +429,20 @@ pub enum FaultKind {
     },
 }
 
+impl FaultKind {
+    /// The two ends of the link a link fault is about.
+    pub fn link(&self) -> Option<(&str, &str)> {
+        match self {
+            FaultKind::LinkDown { a, b }
+            | FaultKind::LinkUp { a, b }
+            | FaultKind::LinkLoss { a, b, .. }
+            | FaultKind::LinkCorrupt { a, b, .. }
+            | FaultKind::LinkReorder { a, b, .. } => Some((a, b)),
+            _ => None,
+        }
+    }
+}
+
 /// At least `at_least` drops with a reason whose text contains `reason`, on `node`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

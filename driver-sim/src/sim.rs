@@ -390,20 +390,17 @@ impl Sim {
             apps.push(app);
         }
         for (i, f) in sc.faults.iter().enumerate() {
-            match &f.kind {
-                FaultKind::LinkDown { a, b }
-                | FaultKind::LinkUp { a, b }
-                | FaultKind::LinkLoss { a, b, .. }
-                | FaultKind::LinkCorrupt { a, b, .. }
-                | FaultKind::LinkReorder { a, b, .. } => {
-                    let (x, y) = (
-                        find(&format!("faults[{i}].a"), a)?,
-                        find(&format!("faults[{i}].b"), b)?,
-                    );
-                    if !links.contains_key(&(x.min(y), x.max(y))) {
-                        return Err(format!("faults[{i}]: no link between '{a}' and '{b}'"));
-                    }
+            if let Some((a, b)) = f.kind.link() {
+                let (x, y) = (
+                    find(&format!("faults[{i}].a"), a)?,
+                    find(&format!("faults[{i}].b"), b)?,
+                );
+                if !links.contains_key(&(x.min(y), x.max(y))) {
+                    return Err(format!("faults[{i}]: no link between '{a}' and '{b}'"));
                 }
+                continue;
+            }
+            match &f.kind {
                 FaultKind::Restart { node, .. } => {
                     find(&format!("faults[{i}].node"), node)?;
                 }
@@ -426,6 +423,8 @@ impl Sim {
                 FaultKind::NatRebind { nat } => {
                     nat_index(&nats, nat).ok_or(format!("faults[{i}].nat: no NAT '{nat}'"))?;
                 }
+                // Link faults were checked above.
+                _ => {}
             }
         }
         let mut rng_seed = [0u8; 32];

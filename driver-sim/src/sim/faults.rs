@@ -11,34 +11,31 @@ impl Sim {
     pub(super) fn fault(&mut self, index: usize) {
         let f = self.sc.faults[index].clone();
         let position = |sim: &Sim, name: &str| sim.nodes.iter().position(|n| n.name == name);
-        match &f.kind {
-            FaultKind::LinkDown { a, b }
-            | FaultKind::LinkUp { a, b }
-            | FaultKind::LinkLoss { a, b, .. }
-            | FaultKind::LinkCorrupt { a, b, .. }
-            | FaultKind::LinkReorder { a, b, .. } => {
-                let x = position(self, a).unwrap_or(0);
-                let y = position(self, b).unwrap_or(0);
-                if let Some(l) = self.links.get_mut(&(x.min(y), x.max(y))) {
-                    match f.kind {
-                        FaultKind::LinkLoss { loss, .. } => l.loss = loss.clamp(0.0, 1.0),
-                        FaultKind::LinkCorrupt {
-                            corrupt, duplicate, ..
-                        } => {
-                            l.corrupt = corrupt.clamp(0.0, 1.0);
-                            l.duplicate = duplicate.clamp(0.0, 1.0);
-                        }
-                        FaultKind::LinkReorder {
-                            share, delay_ms, ..
-                        } => {
-                            l.reorder = share.clamp(0.0, 1.0);
-                            l.reorder_delay = Duration::from_secs_f64(delay_ms.max(0.0) / 1000.0);
-                        }
-                        _ => l.up = matches!(f.kind, FaultKind::LinkUp { .. }),
+        if let Some((a, b)) = f.kind.link() {
+            let x = position(self, a).unwrap_or(0);
+            let y = position(self, b).unwrap_or(0);
+            if let Some(l) = self.links.get_mut(&(x.min(y), x.max(y))) {
+                match f.kind {
+                    FaultKind::LinkLoss { loss, .. } => l.loss = loss.clamp(0.0, 1.0),
+                    FaultKind::LinkCorrupt {
+                        corrupt, duplicate, ..
+                    } => {
+                        l.corrupt = corrupt.clamp(0.0, 1.0);
+                        l.duplicate = duplicate.clamp(0.0, 1.0);
                     }
+                    FaultKind::LinkReorder {
+                        share, delay_ms, ..
+                    } => {
+                        l.reorder = share.clamp(0.0, 1.0);
+                        l.reorder_delay = Duration::from_secs_f64(delay_ms.max(0.0) / 1000.0);
+                    }
+                    _ => l.up = matches!(f.kind, FaultKind::LinkUp { .. }),
                 }
-                self.record(x, "fault", format!("{:?}", f.kind).as_bytes());
             }
+            self.record(x, "fault", format!("{:?}", f.kind).as_bytes());
+            return;
+        }
+        match &f.kind {
             FaultKind::Partition { nodes } | FaultKind::Heal { nodes } => {
                 let side: Vec<bool> = self.nodes.iter().map(|n| nodes.contains(&n.name)).collect();
                 let cut = matches!(f.kind, FaultKind::Partition { .. });
@@ -77,6 +74,8 @@ impl Sim {
                 }
                 self.record(0, "fault", format!("{:?}", f.kind).as_bytes());
             }
+            // Link faults were carried out above.
+            _ => {}
         }
     }
 }
