@@ -15,6 +15,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// Unfolded one's-complement sum of `data` as big-endian 16-bit words.
 ///
 /// The result can be folded with [`fold`] or added to other sums.
+#[inline]
 pub fn sum(data: &[u8]) -> u64 {
     // Payloads: whole 16-byte blocks in vectorisable lanes. Headers and addresses, and the
     // tail, a big-endian word at a time (cheaper for a few bytes).
@@ -44,6 +45,7 @@ fn sum_blocks(blocks: &[u8]) -> u64 {
 /// Sum of big-endian 64-bit words with end-around carry, the last zero-padded on the right:
 /// a lone last byte becomes the high half of a 16-bit word, exactly as RFC 1071 pads
 /// odd-length data.
+#[inline]
 fn sum_words(data: &[u8]) -> u64 {
     let mut acc: u64 = 0;
     let mut chunks = data.chunks_exact(8);
@@ -61,6 +63,7 @@ fn sum_words(data: &[u8]) -> u64 {
 }
 
 /// Adds two unfolded sums with end-around carry (never overflows).
+#[inline]
 pub fn add(a: u64, b: u64) -> u64 {
     let (s, carry) = a.overflowing_add(b);
     // When it overflowed, `s <= u64::MAX - 1`, so adding the carry back cannot overflow.
@@ -135,6 +138,12 @@ impl Delta {
     pub(crate) fn replace(&mut self, old: &[u8], new: &[u8]) {
         self.old = add(self.old, sum(old));
         self.new = add(self.new, sum(new));
+    }
+
+    /// Records that the 16-bit word `old` became `new` (a checksum field, say).
+    pub(crate) fn replace_word(&mut self, old: u16, new: u16) {
+        self.old = add(self.old, u64::from(old));
+        self.new = add(self.new, u64::from(new));
     }
 
     /// Merges another delta into this one.

@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use super::bytes::{put, put_u16, slice, slice_mut, u16_at, u8_at};
-use super::checksum::{update, Delta};
+use super::checksum::Delta;
 use super::ip::{IpView, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use super::transport::{is_error_type, ICMP_HEADER_LEN};
 use super::WireError;
@@ -144,10 +144,14 @@ pub fn rewrite_addresses(
         }
     }
 
+    // The addresses' change, summed once: the IPv4 header and the transport pseudo-header
+    // both cover exactly these bytes.
+    let mut addrs = Delta::default();
+    addrs.replace(old.as_slice(), new.as_slice());
     put(packet, addr_offset(version), new.as_slice())?;
     if version == 4 {
         let ck = u16_at(packet, 10)?;
-        put_u16(packet, 10, update(ck, old.as_slice(), new.as_slice()))?;
+        put_u16(packet, 10, addrs.apply(ck))?;
     }
     if !has_transport {
         return Ok(());
@@ -169,20 +173,19 @@ pub fn rewrite_addresses(
             return Ok(());
         }
     }
-    update_pseudo_checksum(seg, version, protocol, &old, &new, delta)?;
+    delta.merge(addrs);
+    update_pseudo_checksum(seg, version, protocol, delta)?;
     Ok(())
 }
 
-/// Applies a pseudo-header address change (plus `extra`, changes inside the covered bytes)
-/// to the transport checksum of `seg`. Returns the change made to `seg`'s own bytes, for a
-/// checksum that encloses it. A checksum field outside `seg` is `Truncated`.
+/// Applies `delta` — the pseudo-header's address change and any changes inside the covered
+/// bytes — to the transport checksum of `seg`. Returns the change made to `seg`'s own
+/// bytes, for a checksum that encloses it. A checksum field outside `seg` is `Truncated`.
 fn update_pseudo_checksum(
     seg: &mut [u8],
     version: u8,
     protocol: u8,
-    old: &AddrPair,
-    new: &AddrPair,
-    extra: Delta,
+    delta: Delta,
 ) -> Result<Delta, WireError> {
     let mut changed = Delta::default();
     let Some(off) = pseudo_checksum_offset(version, protocol) else {
@@ -192,15 +195,13 @@ fn update_pseudo_checksum(
     if protocol == PROTO_UDP && ck == 0 {
         return Ok(changed);
     }
-    let mut delta = extra;
-    delta.replace(old.as_slice(), new.as_slice());
     let mut new_ck = delta.apply(ck);
     if protocol == PROTO_UDP && new_ck == 0 {
         // A computed UDP checksum of zero is sent as all ones (RFC 768).
         new_ck = 0xFFFF;
     }
     put_u16(seg, off, new_ck)?;
-    changed.replace(&ck.to_be_bytes(), &new_ck.to_be_bytes());
+    changed.replace_word(ck, new_ck);
     Ok(changed)
 }
 
@@ -227,12 +228,14 @@ fn rewrite_quoted(quote: &mut [u8], outer_version: u8, new: &AddrPair) -> Delta 
     if put(quote, addr_offset(version), new.as_slice()).is_err() {
         return changed;
     }
-    changed.replace(old.as_slice(), new.as_slice());
+    let mut addrs = Delta::default();
+    addrs.replace(old.as_slice(), new.as_slice());
+    changed.merge(addrs);
     if version == 4 {
         if let Ok(ck) = u16_at(quote, 10) {
-            let new_ck = update(ck, old.as_slice(), new.as_slice());
+            let new_ck = addrs.apply(ck);
             if put_u16(quote, 10, new_ck).is_ok() {
-                changed.replace(&ck.to_be_bytes(), &new_ck.to_be_bytes());
+                changed.replace_word(ck, new_ck);
             }
         }
     }
@@ -240,9 +243,7 @@ fn rewrite_quoted(quote: &mut [u8], outer_version: u8, new: &AddrPair) -> Delta 
         let seg_len = present.saturating_sub(header_len);
         if let Ok(seg) = slice_mut(quote, header_len, seg_len) {
             // A quote cut before the transport checksum simply has none to fix.
-            if let Ok(d) =
-                update_pseudo_checksum(seg, version, protocol, &old, new, Delta::default())
-            {
+            if let Ok(d) = update_pseudo_checksum(seg, version, protocol, addrs) {
                 changed.merge(d);
             }
         }
