@@ -46,6 +46,8 @@ pub struct Outcome {
     pub drops: Vec<DropCount>,
     /// What each middlebox saw (its statistics line).
     pub middleboxes: Vec<NodeNote>,
+    /// Faults injected, in time order.
+    pub faults: Vec<FaultNote>,
     pub network: NetworkTotals,
     /// How many invariant checks ran (`violations` has the broken ones).
     pub checks: u64,
@@ -119,6 +121,13 @@ pub struct PathSetup {
     /// `plain`, `auth` or `encrypt`.
     pub protection: String,
     pub setup_ms: f64,
+}
+
+/// A fault the run injected, scripted or drawn by the seed: when, and what.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultNote {
+    pub at_ms: u64,
+    pub text: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

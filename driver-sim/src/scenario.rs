@@ -429,6 +429,52 @@ pub enum FaultKind {
     },
 }
 
+/// A fault as the summary lists it: `link alice-bob loses 30 %`.
+impl std::fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pc = |share: f64| share * 100.0;
+        match self {
+            FaultKind::LinkDown { a, b } => write!(f, "link {a}-{b} down"),
+            FaultKind::LinkUp { a, b } => write!(f, "link {a}-{b} up"),
+            FaultKind::LinkLoss { a, b, loss } => {
+                write!(f, "link {a}-{b} loses {:.1} %", pc(*loss))
+            }
+            FaultKind::LinkCorrupt {
+                a,
+                b,
+                corrupt,
+                duplicate,
+            } => write!(
+                f,
+                "link {a}-{b} corrupts {:.1} % and duplicates {:.1} %",
+                pc(*corrupt),
+                pc(*duplicate)
+            ),
+            FaultKind::LinkReorder {
+                a,
+                b,
+                share,
+                delay_ms,
+            } => write!(
+                f,
+                "link {a}-{b} holds back {:.1} % by {delay_ms} ms",
+                pc(*share)
+            ),
+            FaultKind::Partition { nodes } => write!(f, "{} cut off", nodes.join(", ")),
+            FaultKind::Heal { nodes } => write!(f, "{} joined again", nodes.join(", ")),
+            FaultKind::Restart { node, forget } => match forget {
+                false => write!(f, "{node} restarts from its checkpoint"),
+                true => write!(f, "{node} restarts with its checkpoint lost"),
+            },
+            FaultKind::Move { node, ip, behind } => match behind {
+                Some(nat) => write!(f, "{node} moves to {ip} behind {nat}"),
+                None => write!(f, "{node} moves to {ip}"),
+            },
+            FaultKind::NatRebind { nat } => write!(f, "NAT {nat} forgets its mappings"),
+        }
+    }
+}
+
 impl FaultKind {
     /// The two ends of the link a link fault is about.
     pub fn link(&self) -> Option<(&str, &str)> {

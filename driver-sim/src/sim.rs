@@ -7,7 +7,8 @@ use crate::apps::{ms, App, Phase, DNS_RETRY, DNS_TRIES};
 use crate::hoststack::{self, ECHO_PORT};
 use crate::nat::Nat;
 use crate::outcome::{
-    millis, DropCount, Frame, LinkTraffic, NetworkTotals, NodeCount, NodeNote, Outcome, PathSetup,
+    millis, DropCount, FaultNote, Frame, LinkTraffic, NetworkTotals, NodeCount, NodeNote, Outcome,
+    PathSetup,
 };
 use crate::resolver;
 use crate::scenario::{AppKind, FaultKind, Scenario};
@@ -1231,6 +1232,23 @@ impl Sim {
         for (label, setups) in fleet_paths.iter() {
             s.push_str(&format!("  {}\n", fleet_summary::paths_line(label, setups)));
         }
+        let mut faults: Vec<FaultNote> = self
+            .sc
+            .faults
+            .iter()
+            .map(|f| FaultNote {
+                at_ms: f.at_ms,
+                text: f.kind.to_string(),
+            })
+            .collect();
+        faults.sort_by_key(|f| f.at_ms);
+        if !faults.is_empty() {
+            s.push_str("faults injected:\n");
+            for f in &faults {
+                let at = Instant::from_nanos(f.at_ms.saturating_mul(1_000_000));
+                s.push_str(&format!("  {at}: {}\n", f.text));
+            }
+        }
         if self.nodes.iter().any(|n| !n.notices.is_empty()) {
             s.push_str("overlay notices:\n");
             for n in &self.nodes {
@@ -1393,6 +1411,7 @@ impl Sim {
             paths_down,
             drops,
             middleboxes,
+            faults,
             network,
             checks: self.checks,
             links,

@@ -141,6 +141,11 @@ fn a_report_says_what_the_run_did() {
         serde_json::to_value(&out.drops).expect("drops")
     );
     assert_eq!(json["network"]["datagrams"], out.network.datagrams);
+    assert_eq!(
+        json["faults"],
+        serde_json::json!([]),
+        "i3-middlebox injects none"
+    );
     assert_eq!(json["invariants"]["checks"], out.checks);
     assert_eq!(json["invariants"]["violations"], serde_json::json!([]));
     assert_eq!(json["expectations_failed"], serde_json::json!([]));
@@ -346,4 +351,26 @@ fn goodput_is_plotted_when_a_run_has_bulk_apps() {
     let text = std::fs::read_to_string(dir.0.join("summary.json")).expect("summary.json");
     let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     assert_eq!(json["plots"], serde_json::json!(["rtt.svg", "goodput.svg"]));
+}
+
+#[test]
+fn a_report_lists_the_faults_injected() {
+    let dir = TempDir::new("faults");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/partition.toml");
+    let text = std::fs::read_to_string(&path).expect("scenario");
+    let out = ocala_sim::run_text("partition.toml", &text, None).expect("runs");
+    ocala_sim::report::write(&dir.0, &out).expect("report written");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.0.join("summary.json")).expect("summary.json"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        json["faults"],
+        serde_json::json!([
+            {"at_ms": 3000, "text": "carol cut off"},
+            {"at_ms": 5000, "text": "carol joined again"}
+        ])
+    );
+    let html = std::fs::read_to_string(dir.0.join("index.html")).expect("index.html");
+    assert!(html.contains("<h2>Faults injected</h2>") && html.contains("carol joined again"));
 }

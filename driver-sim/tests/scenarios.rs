@@ -128,6 +128,13 @@ fn a_partition_cuts_only_across_and_heals_and_reordering_loses_nothing() {
     );
     assert!(out.summary.contains("2000/2000 replies"), "{}", out.summary);
     assert!(out.network.reordered > 100, "{:?}", out.network);
+    assert!(
+        out.summary.contains(
+            "faults injected:\n  3.000000s: carol cut off\n  5.000000s: carol joined again\n"
+        ),
+        "{}",
+        out.summary
+    );
     // Without the heal carol stays cut off; without the partition nothing is lost.
     let unhealed = text.replace("kind = \"heal\"", "kind = \"partition\"");
     let out = ocala_sim::run_text(&file, &unhealed, None).expect("runs");

@@ -99,6 +99,15 @@ pub fn page(s: &Summary) -> String {
             .iter()
             .map(|d| vec![d.node.clone(), d.reason.clone(), d.count.to_string()]),
     );
+    if !s.faults.is_empty() {
+        h += "<h2>Faults injected</h2>\n";
+        h += &table(
+            &["at (ms)", "fault"],
+            s.faults
+                .iter()
+                .map(|f| vec![f.at_ms.to_string(), f.text.clone()]),
+        );
+    }
     let n = &s.network;
     h += "<h2>Network</h2>\n";
     h += &table(

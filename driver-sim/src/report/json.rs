@@ -2,7 +2,7 @@
 //! (`html.rs`) shows the same [`Summary`], so the two never disagree.
 
 use crate::outcome::{
-    AppResult, DropCount, NetworkTotals, NodeCount, NodeNote, Outcome, PathSetup,
+    AppResult, DropCount, FaultNote, NetworkTotals, NodeCount, NodeNote, Outcome, PathSetup,
 };
 use serde::Serialize;
 
@@ -23,6 +23,7 @@ pub struct Summary<'a> {
     pub paths_down: &'a [NodeNote],
     pub drops: &'a [DropCount],
     pub middleboxes: &'a [NodeNote],
+    pub faults: &'a [FaultNote],
     pub network: NetworkTotals,
     pub invariants: Invariants<'a>,
     pub expectations_failed: &'a [String],
@@ -76,6 +77,7 @@ impl<'a> Summary<'a> {
             paths_down: &out.paths_down,
             drops: &out.drops,
             middleboxes: &out.middleboxes,
+            faults: &out.faults,
             network: out.network,
             invariants: Invariants {
                 checks: out.checks,
