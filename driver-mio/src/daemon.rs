@@ -64,7 +64,9 @@ pub struct Daemon {
     /// Underlay changes from the kernel; `None` where netlink is unavailable.
     netlink: Option<crate::netlink::Watcher>,
     deadline: Instant,
-    /// The engine's handle version the state file holds (`checkpoint`).
+    /// The state file and its journal (none without `state_file`), and the engine's handle
+    /// version they hold (`checkpoint`).
+    store: Option<state::Store>,
     saved_version: u64,
     /// Sources whose budget ran out: read again without waiting for readiness.
     hot: Vec<Token>,
@@ -158,15 +160,21 @@ impl Daemon {
             .map_or(0, |d| d.as_secs());
         let mut engine = Engine::new(cfg.engine.clone(), seed()?, clock.now())
             .map_err(|e| io::Error::other(format!("{}: {}", e.key, e.message)))?;
-        if !cfg.daemon.state_file.as_os_str().is_empty() {
-            let bindings = state::load_or_report(&cfg.daemon.state_file);
+        let store = (!cfg.daemon.state_file.as_os_str().is_empty()).then(|| {
+            let path = &cfg.daemon.state_file;
+            let (mut store, bindings) = state::open_or_report(path);
             let n = engine.restore_handles(&bindings);
             tracing::info!(
                 "restored {n} of {} handles from {}",
                 bindings.len(),
-                cfg.daemon.state_file.display()
+                path.display()
             );
-        }
+            // What was restored becomes the snapshot, and the journal starts empty.
+            if let Err(e) = store.snapshot(&engine.handle_bindings()) {
+                tracing::warn!("checkpoint {}: {e}", path.display());
+            }
+            store
+        });
         let poll = Poll::new()?;
         let (tun, legacy_nat, userspace) = if userspace {
             let u = crate::userspace::Userspace::start(&cfg, poll.registry(), clock.now())?;
@@ -292,6 +300,7 @@ impl Daemon {
             signals,
             netlink,
             deadline: Instant::MAX,
+            store,
             saved_version,
             hot: Vec::new(),
             resolved: Vec::new(),
@@ -595,18 +604,29 @@ impl Daemon {
         }
     }
 
-    /// Writes the handle bindings to the state file. Called whenever they changed, before
-    /// the engine's next packet reaches an app, so a crash never loses an address an app has
-    /// seen (a restarted daemon would hand it to another name); bindings change on new
-    /// names, not per packet, so this costs one write per name.
+    /// Saves the bindings made since the last save (a line each in the state's journal).
+    /// Called whenever they changed, before the engine's next packet reaches an app, so a
+    /// crash never loses an address an app has seen (a restarted daemon would hand it to
+    /// another name); bindings change on new names, not per packet.
     fn checkpoint(&mut self) {
+        let new = self.engine.handle_bindings_since(self.saved_version);
         self.saved_version = self.engine.handles_version();
-        let path = &self.cfg.daemon.state_file;
-        if path.as_os_str().is_empty() {
+        let Some(store) = self.store.as_mut() else {
             return;
+        };
+        let engine = &self.engine;
+        if let Err(e) = store.save_new(&new, || engine.handle_bindings()) {
+            tracing::warn!("checkpoint {}: {e}", self.cfg.daemon.state_file.display());
         }
-        if let Err(e) = state::save(path, &self.engine.handle_bindings()) {
-            tracing::warn!("checkpoint {}: {e}", path.display());
+    }
+
+    /// Writes every binding as a fresh snapshot (at shutdown: releases reach the state too).
+    fn snapshot(&mut self) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        if let Err(e) = store.snapshot(&self.engine.handle_bindings()) {
+            tracing::warn!("checkpoint {}: {e}", self.cfg.daemon.state_file.display());
         }
     }
 
@@ -715,7 +735,7 @@ impl Daemon {
 
     fn shutdown(&mut self) -> io::Result<()> {
         crate::notify::notify("STOPPING=1");
-        self.checkpoint();
+        self.snapshot();
         self.input(Input::Command(Command::Shutdown));
         let _ = std::fs::remove_file(&self.cfg.daemon.control_socket);
         match &self.datapath.tun {

@@ -529,6 +529,29 @@ impl Engine {
             .collect()
     }
 
+    /// The bindings made since `version` (an earlier [`Engine::handles_version`]), oldest
+    /// first: what a driver appends to its checkpoint's journal instead of writing every
+    /// binding again. Releases are not listed; they reach the checkpoint with the next full
+    /// one.
+    pub fn handle_bindings_since(&self, version: u64) -> Vec<HandleBinding> {
+        let mut since: Vec<&crate::oci::handles::Handle> = self
+            .handles
+            .slab
+            .iter()
+            .map(|(_, h)| h)
+            .filter(|h| h.bound_at > version && h.legacy.is_none())
+            .collect();
+        since.sort_by_key(|h| h.bound_at);
+        since
+            .into_iter()
+            .map(|h| HandleBinding {
+                name: h.name.clone(),
+                v4: h.v4,
+                v6: h.v6,
+            })
+            .collect()
+    }
+
     /// Binds names to the addresses a checkpoint recorded, so apps that still hold them keep
     /// working: their next packet sets up a path. Returns how many were restored; bindings
     /// that conflict with the pools or with each other are skipped.

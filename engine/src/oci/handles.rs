@@ -48,6 +48,9 @@ pub(crate) struct Handle {
     /// On a legacy client gateway, the path of each LAN client using this name: the
     /// address is shared, each client's traffic has a path of its own.
     pub(crate) clients: BTreeMap<IpAddr, usize>,
+    /// `Handles::version` once this handle was bound, so a driver can save just the
+    /// bindings made since its last checkpoint.
+    pub(crate) bound_at: u64,
 }
 
 impl Handle {
@@ -314,6 +317,7 @@ impl Handles {
             handed_out,
             legacy: None,
             clients: BTreeMap::new(),
+            bound_at: self.version,
         });
         self.by_name.insert(name.to_string(), key);
         self.by_addr.insert(IpAddr::V4(v4), key);
