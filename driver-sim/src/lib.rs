@@ -43,6 +43,7 @@ pub fn run_text_with(
         random_faults,
         capture: None,
         control_log: false,
+        series: false,
     };
     run_with(file, text, &options, &mut |_, _| {})
 }
@@ -59,6 +60,9 @@ pub struct RunOptions {
     pub capture: Option<Vec<String>>,
     /// Keep the control log (`Outcome::control`), as the handshake snapshots do.
     pub control_log: bool,
+    /// Keep each app's RTT and goodput over time (`Outcome::rtt_csv`, `goodput_csv`), as
+    /// `--csv` and reports do.
+    pub series: bool,
 }
 
 /// Parses and runs a scenario text as `options` say; `progress` is called now and then
@@ -80,6 +84,9 @@ pub fn run_with(
     }
     if options.control_log {
         sim.keep_control_log();
+    }
+    if options.series {
+        sim.keep_series();
     }
     Ok(sim.run_watched(progress))
 }

@@ -113,6 +113,7 @@ fn main() -> ExitCode {
         // Payloads are kept only for a report that shows them.
         capture: report.as_ref().map(|_| pcap),
         control_log: false,
+        series: csv_dir.is_some() || report.is_some(),
     };
     let mut progress = ocala_sim::progress::Progress::on_stderr();
     let started = std::time::Instant::now();

@@ -23,10 +23,11 @@ pub struct Outcome {
     /// runs that capture links (`RunOptions::capture`).
     pub sent: BTreeMap<String, Vec<Vec<u8>>>,
     /// RTT over time of each ping and UDP app (`seq,sent_ms,rtt_ms`), by a file name made of
-    /// the app's index, node and name (`app0-alice-bob.ron.csv`).
+    /// the app's index, node and name (`app0-alice-bob.ron.csv`). Empty unless the run was
+    /// asked for it (`RunOptions::series`).
     pub rtt_csv: Vec<(String, String)>,
-    /// Goodput over time of each TCP bulk app (`t_ms,mbps`), named like `rtt_csv`. Empty
-    /// while the simulator has no TCP apps.
+    /// Goodput over time of each TCP bulk app (`t_ms,mbps`), named like `rtt_csv`, and kept
+    /// likewise.
     pub goodput_csv: Vec<(String, String)>,
     /// The scenario's name and description, the seed the run used, and its simulated length.
     pub scenario: String,

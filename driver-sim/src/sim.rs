@@ -209,6 +209,8 @@ pub struct Sim {
     nat_refused: u64,
     control: Vec<String>,
     keep_control: bool,
+    /// Whether to write each app's RTT and goodput over time (`Outcome::rtt_csv`).
+    keep_series: bool,
     sent: BTreeMap<String, Vec<Vec<u8>>>,
     /// What the links asked for (`capture`) carried, by link; empty, and costing nothing,
     /// in runs that asked for none.
@@ -460,6 +462,7 @@ impl Sim {
             nat_refused: 0,
             control: Vec::new(),
             keep_control: false,
+            keep_series: false,
             sent: BTreeMap::new(),
             captures: BTreeMap::new(),
         };
@@ -513,6 +516,13 @@ impl Sim {
     /// datagram costs a large run a twentieth of its time.
     pub fn keep_control_log(&mut self) {
         self.keep_control = true;
+    }
+
+    /// Writes each app's RTT and goodput over time into the outcome (`Outcome::rtt_csv`,
+    /// `Outcome::goodput_csv`), for `--csv` and reports' plots. Off unless asked: a thousand
+    /// apps' series cost a large run a twentieth of its time.
+    pub fn keep_series(&mut self) {
+        self.keep_series = true;
     }
 
     fn log_control(&mut self, node: usize, tag: &str, bytes: &[u8]) {
@@ -1360,7 +1370,7 @@ impl Sim {
             self.apps
                 .iter()
                 .enumerate()
-                .filter(|(_, a)| keep(&a.kind))
+                .filter(|(_, a)| self.keep_series && keep(&a.kind))
                 .map(|(i, a)| {
                     let node = self.app_host(a).replace(" via ", "-via-");
                     let name = a.name().unwrap_or("app");

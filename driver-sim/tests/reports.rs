@@ -24,6 +24,7 @@ fn outcome(links: &[&str]) -> Outcome {
     let text = std::fs::read_to_string(&file).expect("scenario readable");
     let options = RunOptions {
         capture: Some(links.iter().map(|l| l.to_string()).collect()),
+        series: true,
         ..RunOptions::default()
     };
     ocala_sim::run_with(&file, &text, &options, &mut |_, _| {}).expect("scenario runs")
