@@ -35,9 +35,11 @@ pub struct FleetSpec {
     pub bandwidth_mbps: f64,
     #[serde(default)]
     pub loss: f64,
-    /// Apps every member runs; member i starts them `i × stagger_ms` later than `at_ms`.
+    /// Apps every member runs, as `[[apps]]` without `node`; member i starts them
+    /// `i × stagger_ms` later than `at_ms`. Kept as written until the placeholders in their
+    /// names are filled in for each member.
     #[serde(default)]
-    pub apps: Vec<AppSpec>,
+    pub apps: Vec<toml::Table>,
     #[serde(default)]
     pub stagger_ms: u64,
 }
@@ -88,20 +90,20 @@ impl FleetSpec {
                 });
             }
             let next = member(i % self.count + 1);
-            for app in &self.apps {
-                let mut a = app.clone();
-                a.fleet = Some(format!(
-                    "{label}: {} {}",
-                    app.kind.tag(),
-                    app.kind.name().unwrap_or_default()
-                ));
-                a.node = name.clone();
-                a.at_ms += u64::from(i - 1) * self.stagger_ms;
-                if let Some(target) = a.kind.name_mut() {
+            for (j, app) in self.apps.iter().enumerate() {
+                let text = |key: &str| app.get(key).and_then(|v| v.as_str()).unwrap_or_default();
+                let template = format!("{label}: {} {}", text("kind"), text("name"));
+                let mut app = app.clone();
+                if let Some(toml::Value::String(target)) = app.get_mut("name") {
                     *target = target
                         .replace("{next}", &next)
                         .replace("{i}", &i.to_string());
                 }
+                let mut a = AppSpec::deserialize(toml::Value::Table(app))
+                    .map_err(|e| format!("{}: {e}", at(&format!("apps[{j}]"))))?;
+                a.fleet = Some(template);
+                a.node = name.clone();
+                a.at_ms += u64::from(i - 1) * self.stagger_ms;
                 sc.apps.push(a);
             }
         }
@@ -171,5 +173,11 @@ name = "{next}.udp"
         let bad = text.replace("10.1.0.254", "255.255.255.254");
         let err = Scenario::parse("f", &bad).expect_err("runs out of addresses");
         assert!(err.contains("fleets[0].first_ip"), "{err}");
+        let bad = text.replace("name = \"{next}.udp\"", "name = \"{next}.udp\"\ncuont = 3");
+        let err = Scenario::parse("f", &bad).expect_err("an unknown key");
+        assert!(
+            err.contains("fleets[0].apps[0]") && err.contains("cuont"),
+            "{err}"
+        );
     }
 }

@@ -303,18 +303,6 @@ impl AppKind {
         }
     }
 
-    /// The name it looks up, to change (a fleet's placeholders).
-    pub fn name_mut(&mut self) -> Option<&mut String> {
-        match self {
-            AppKind::Lookup { name, .. }
-            | AppKind::Ping { name, .. }
-            | AppKind::Udp { name, .. }
-            | AppKind::TcpBulk { name, .. }
-            | AppKind::TcpRequest { name, .. } => Some(name),
-            AppKind::Garbage { .. } | AppKind::Flood { .. } => None,
-        }
-    }
-
     /// The name it looks up, if it looks one up.
     pub fn name(&self) -> Option<&str> {
         match self {
