@@ -6,8 +6,9 @@
 # and G joined to each of them by its own pair (the gateway's two sides). For each path it
 # measures iperf3 TCP throughput with 1 and 4 streams, ping RTT idle and under load (pings
 # during the 1-stream run), and the CPU time the tunnel daemons took per Gbit moved:
-#   direct veth · ocala plain, one hop · ocala encrypted, one hop · the same with
-#   daemon.offload = false (one packet per system call) · ocala encrypted through gateway G ·
+#   direct veth · ocala plain, one hop · ocala encrypted, one hop · ocala encrypted through
+#   gateway G · encrypted one hop and through G with daemon.threads = 2 (a writer thread per
+#   daemon) · encrypted with daemon.offload = false (one packet per system call) ·
 #   boringtun-cli (userspace WireGuard, when it and wireguard-tools are installed).
 # Needs root, iproute2, iperf3, dig, python3. Everything it creates is removed on exit, also
 # on failure. SECS sets the length of each iperf3 run (default 5).
@@ -95,7 +96,7 @@ measure "direct veth" 10.92.0.2
 for me in alice bob gw; do
     "$BIN/ocala" ca issue --ca "$DIR/ca" --name "$me.udp" --out "$DIR/$me-keys" >/dev/null
 done
-write_config() { # name gateway offload address-book
+write_config() { # name gateway offload address-book threads
     cat >"$DIR/$1.toml" <<CONF
 gateway = $2
 
@@ -110,16 +111,17 @@ accept_plain = true
 
 [daemon]
 offload = $3
+threads = $5
 control_socket = "$DIR/$1.sock"
 static_key_file = "$DIR/$1-keys/static.key"
 certificate_file = "$DIR/$1-keys/cert"
 trust_files = ["$DIR/ca/ca.pub"]
 CONF
 }
-start_ocala() { # offload
-    write_config alice false "$1" 'bob = "10.92.0.2:4789", gw = "10.94.0.2:4789"'
-    write_config bob false "$1" 'alice = "10.92.0.1:4789", gw = "10.95.0.1:4789"'
-    write_config gw true "$1" 'alice = "10.94.0.1:4789", bob = "10.95.0.2:4789"'
+start_ocala() { # offload threads
+    write_config alice false "$1" 'bob = "10.92.0.2:4789", gw = "10.94.0.2:4789"' "$2"
+    write_config bob false "$1" 'alice = "10.92.0.1:4789", gw = "10.95.0.1:4789"' "$2"
+    write_config gw true "$1" 'alice = "10.94.0.1:4789", bob = "10.95.0.2:4789"' "$2"
     daemons=()
     local ns me
     for me in alice bob gw; do
@@ -139,12 +141,16 @@ stop_ocala() {
 }
 handle() { ip netns exec "$A" dig +short @198.18.0.2 "$1" A; }
 
-start_ocala true
+start_ocala true 1
 measure "ocala plain, one hop" "$(handle bob.udp_plain.oci)"
 measure "ocala encrypted, one hop" "$(handle bob.udp)"
 measure "ocala encrypted, via gateway" "$(handle bob.udp_gw.udp)"
 stop_ocala
-start_ocala false
+start_ocala true 2
+measure "ocala encrypted, 2 threads" "$(handle bob.udp)"
+measure "ocala enc. via gw, 2 threads" "$(handle bob.udp_gw.udp)"
+stop_ocala
+start_ocala false 1
 measure "ocala encrypted, offload off" "$(handle bob.udp)"
 stop_ocala
 

@@ -53,6 +53,10 @@ pub struct DaemonConfig {
     /// offload) and UDP GSO/GRO on the overlay sockets, each where the kernel offers it
     /// (`ocala status` says what it granted). Off, every packet takes its own system call.
     pub offload: bool,
+    /// Threads that make the data path's system calls: 1, the engine's own; 2, a second
+    /// thread writes large batches out (sends and TUN writes) while the engine works on
+    /// the next; 0 (the default) chooses 2 where the machine has 4 cores or more.
+    pub threads: u8,
     /// Upstream resolvers for names that are not overlay names; empty means the
     /// `nameserver` lines of /etc/resolv.conf (minus our own sentinel addresses).
     pub upstream_dns: Vec<SocketAddr>,
@@ -91,6 +95,24 @@ pub struct DaemonConfig {
     pub trust_files: Vec<PathBuf>,
 }
 
+impl DaemonConfig {
+    /// `threads`, with 0 resolved: a writer thread pays where it has a core of its own
+    /// beside the engine's, the kernel's and the apps' work.
+    pub fn data_threads(&self) -> u8 {
+        match self.threads {
+            0 => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                if cores >= 4 {
+                    2
+                } else {
+                    1
+                }
+            }
+            n => n,
+        }
+    }
+}
+
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
@@ -98,6 +120,7 @@ impl Default for DaemonConfig {
             mtu: 1400,
             bind: IpAddr::from([0, 0, 0, 0]),
             offload: true,
+            threads: 0,
             upstream_dns: Vec::new(),
             upstream_timeout_ms: 1500,
             upstream_attempts: 3,
@@ -164,6 +187,12 @@ pub fn parse(file: &str, text: &str) -> Result<Loaded, String> {
         return Err(format!(
             "{file}: daemon.mtu: {} exceeds limits.path_mtu ({}): packets the TUN accepts must fit the path",
             d.mtu, engine.limits.path_mtu
+        ));
+    }
+    if d.threads > 2 {
+        return Err(format!(
+            "{file}: daemon.threads: {} is not 0 (choose by cores), 1 or 2",
+            d.threads
         ));
     }
     if d.upstream_attempts == 0 {
@@ -238,6 +267,8 @@ mod tests {
         assert!(e.starts_with("x.toml") && e.contains("gatewy"), "{e}");
         let e = parse("x.toml", "[daemon]\nmtu = 500\n").unwrap_err();
         assert!(e.contains("daemon.mtu"), "{e}");
+        let e = parse("x.toml", "[daemon]\nthreads = 3\n").unwrap_err();
+        assert!(e.starts_with("x.toml: daemon.threads: 3"), "{e}");
         let e = parse(
             "x.toml",
             "[[overlays]]\nname = \"udp\"\nmodule = \"nope\"\nlocal_name = \"a\"\n",

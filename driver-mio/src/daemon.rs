@@ -246,10 +246,10 @@ impl Daemon {
                 None
             }
         };
-        let datapath = Datapath::new(tun, sockets);
+        let datapath = Datapath::new(tun, sockets, cfg.daemon.data_threads())?;
         let d = datapath.stats();
         tracing::info!(
-            "data path: TUN offloads {}, UDP GSO {}, UDP GRO {}",
+            "data path: TUN offloads {}, UDP GSO {}, UDP GRO {}, {} thread(s)",
             if d.tun_offload { "on" } else { "off" },
             if d.udp_gso > 1 {
                 format!("on ({} segments)", d.udp_gso)
@@ -257,6 +257,7 @@ impl Daemon {
                 "off".into()
             },
             if d.udp_gro { "on" } else { "off" },
+            d.threads,
         );
         let metrics = match cfg.daemon.metrics_listen {
             Some(addr) => {
@@ -556,10 +557,12 @@ impl Daemon {
                         continue;
                     }
                     match self.userspace.as_mut() {
-                        Some(u) => u.stack.link.deliver(&p),
-                        None => self.datapath.deliver(&p),
+                        Some(u) => {
+                            u.stack.link.deliver(&p);
+                            self.engine.recycle(p);
+                        }
+                        None => self.datapath.deliver(p),
                     }
-                    self.engine.recycle(p);
                 }
                 Output::Transmit {
                     overlay,

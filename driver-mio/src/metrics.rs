@@ -218,19 +218,23 @@ pub fn render(s: &Status, d: &DatapathStats) -> String {
     t.sample(
         "ocala_syscalls_total",
         &[("call", "tun_write")],
-        d.tun_writes,
+        d.sent.tun_writes,
     );
     t.sample(
         "ocala_syscalls_total",
         &[("call", "udp_receive")],
         d.udp_receives,
     );
-    t.sample("ocala_syscalls_total", &[("call", "udp_send")], d.udp_sends);
+    t.sample(
+        "ocala_syscalls_total",
+        &[("call", "udp_send")],
+        d.sent.udp_sends,
+    );
     t.one(
         "ocala_tun_joined_packets_total",
         "counter",
         "Packets written to the TUN inside joined super-packets.",
-        d.tun_joined,
+        d.sent.tun_joined,
     );
     t.one(
         "ocala_bad_tun_reads_total",
@@ -242,7 +246,7 @@ pub fn render(s: &Status, d: &DatapathStats) -> String {
         "ocala_udp_send_errors_total",
         "counter",
         "Overlay sends the kernel refused.",
-        d.udp_send_errors,
+        d.sent.udp_send_errors,
     );
     t.0
 }

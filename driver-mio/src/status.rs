@@ -12,10 +12,10 @@
 //!   "counters": { "tun_in": 10, "tun_out": 9, "datagrams_in": 12, "datagrams_out": 12, "relayed": 0, "dns_answered": 2,
 //!                 "cookie_replies": 0, "rekeys": 0, "setups_timed": 1 },
 //!   "overlays": [ { "overlay": "udp", "datagrams_in": 12, "bytes_in": 1460, "datagrams_out": 12, "bytes_out": 1502 } ],
-//!   "datapath": { "tun_offload": true, "udp_gso_segments": 64, "udp_gro": true,          (added by ocalad)
+//!   "datapath": { "tun_offload": true, "udp_gso_segments": 64, "udp_gro": true, "threads": 1,   (added by ocalad)
 //!                 "tun_reads": 4, "tun_packets_in": 90, "tun_writes": 3, "tun_joined": 88, "bad_tun_reads": 0,
 //!                 "udp_receives": 2, "udp_datagrams_in": 91, "udp_sends": 3, "udp_datagrams_out": 92,
-//!                 "udp_send_errors": 0 } }
+//!                 "udp_send_errors": 0, "batches_handed_off": 0 } }
 //! ```
 
 use ocala_engine::Status;
@@ -115,10 +115,11 @@ pub fn to_table(v: &Value) -> String {
     if let Some(d) = v.get("datapath").filter(|d| d.is_object()) {
         let on = |k: &str| if d[k] == true { "on" } else { "off" };
         out.push_str(&format!(
-            "DATAPATH       TUN offloads {}, UDP GSO {} segment(s), UDP GRO {}\n",
+            "DATAPATH       TUN offloads {}, UDP GSO {} segment(s), UDP GRO {}, {} thread(s)\n",
             on("tun_offload"),
             text(&d["udp_gso_segments"]),
             on("udp_gro"),
+            text(&d["threads"]),
         ));
         out.push_str(&format!(
             "  TUN   {} reads -> {} packets, {} bad; {} writes carrying {} joined packets\n",
@@ -136,6 +137,12 @@ pub fn to_table(v: &Value) -> String {
             text(&d["udp_datagrams_out"]),
             text(&d["udp_send_errors"]),
         ));
+        if d["threads"] == 2 {
+            out.push_str(&format!(
+                "  WRITER {} batches written by the writer thread\n",
+                text(&d["batches_handed_off"]),
+            ));
+        }
     }
     for o in rows("overlays") {
         out.push_str(&format!(
@@ -210,6 +217,8 @@ mod tests {
         v["datapath"] = crate::datapath::DatapathStats {
             tun_offload: true,
             udp_gso: 64,
+            threads: 2,
+            handed_off: 7,
             tun_reads: 4,
             tun_packets_in: 90,
             ..Default::default()
@@ -217,8 +226,9 @@ mod tests {
         .to_json();
         let t = to_table(&v);
         assert!(
-            t.contains("TUN offloads on, UDP GSO 64 segment(s), UDP GRO off")
-                && t.contains("4 reads -> 90 packets"),
+            t.contains("TUN offloads on, UDP GSO 64 segment(s), UDP GRO off, 2 thread(s)")
+                && t.contains("4 reads -> 90 packets")
+                && t.contains("7 batches written by the writer thread"),
             "{t}"
         );
     }

@@ -77,14 +77,14 @@ fn topology() -> Topology {
     t.start(
         "alice",
         &config("alice", &[("bob", "10.91.0.2"), ("gw", "10.91.1.2")], false),
-        "upstream_dns = [\"10.91.0.2:5353\"]\nmetrics_listen = \"127.0.0.1:9465\"\n",
+        "upstream_dns = [\"10.91.0.2:5353\"]\nmetrics_listen = \"127.0.0.1:9465\"\nthreads = 1\n",
     );
     // gw uses systemd-resolved split DNS: a real resolved of its own, on a private D-Bus.
     t.with_resolved("gw");
     t.start(
         "gw",
         &config("gw", &[("alice", "10.91.1.1"), ("bob", "10.91.2.3")], true),
-        "resolved_split_dns = true\nsplit_dns_domains = [\"corp\"]\n",
+        "resolved_split_dns = true\nsplit_dns_domains = [\"corp\"]\nthreads = 2\n",
     );
     let link = resolvectl(&t, &["status", "ocala0"]);
     assert!(
@@ -94,10 +94,11 @@ fn topology() -> Topology {
     );
     assert!(link.contains("DNS Domain: ~udp ~corp"), "{link}");
     let bob = config("bob", &[("alice", "10.91.0.1"), ("gw", "10.91.2.2")], false);
+    // gw and bob write their large batches on a second thread; alice on the engine's.
     t.start(
         "bob",
         &format!("{bob}\n[security]\naccept_plain = true\n"),
-        "",
+        "threads = 2\n",
     );
     t.serve(
         "bob",
@@ -302,6 +303,15 @@ fn real_programs_over_ocala() {
     assert!(n(&b, "udp_datagrams_in") > n(&b, "udp_receives"), "{b:#}");
     assert!(n(&b, "tun_joined") > 100, "{b:#}");
     assert_eq!(n(&b, "bad_tun_reads") + n(&a, "bad_tun_reads"), 0);
+    // bob's joined segments and gw's relayed trains left from their writer threads.
+    let g = status_json(&t, "gw")["datapath"].clone();
+    assert_eq!(
+        (a["threads"].as_u64(), b["threads"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert!(n(&b, "batches_handed_off") > 10, "{b:#}");
+    assert!(n(&g, "batches_handed_off") > 10, "{g:#}");
+    assert_eq!(n(&a, "batches_handed_off"), 0, "{a:#}");
 
     // The same over IPv6 (TSO6, and IPv6 segments joined at bob), on the direct path.
     let iperf6 = t.exec(

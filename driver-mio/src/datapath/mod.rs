@@ -1,35 +1,32 @@
 //! The daemon's data path: the TUN and the overlay sockets, moved in batches. A TUN read may
 //! be a 64 KiB TCP super-packet, cut into segments for the engine; the datagrams the engine
 //! sends in reply to one read or one receive are queued and leave in as few `sendmsg` calls
-//! as GSO allows; packets it delivers are joined per TCP flow before they are written.
+//! as GSO allows; packets it delivers are joined per TCP flow before they are written
+//! ([`egress`]), on a second thread where `daemon.threads = 2` ([`writer`]).
 //!
 //! The engine takes each batch whole (`Engine::handle_batch`, payloads borrowed from the
 //! read buffers); the daemon then takes all its outputs (`poll_output`) and only then makes
 //! the system calls.
 
-use crate::offload::coalesce::Coalescer;
+mod egress;
+mod writer;
+
 use crate::offload::segment;
 use crate::offload::vnet::{self, VnetHdr};
 use crate::socket::{OverlaySocket, RecvBufs};
 use crate::tun::Tun;
+use egress::{Batch, Egress, EgressStats};
 use ocala_engine::{Engine, Input, Instant, OverlayId, Packet};
 use serde_json::{json, Value};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use writer::Writer;
 
 /// Largest TUN read: a header and a 64 KiB super-packet.
 const TUN_READ: usize = vnet::LEN + 65_536;
 /// Room for a super-packet's segments side by side, each with its own headers.
 const SCRATCH: usize = 2 * 65_536;
-/// Largest UDP payload one GSO send may carry.
-const GSO_BYTES: usize = 65_000;
-
-/// A datagram the engine asked to send, held until the batch ends.
-struct Pending {
-    overlay: usize,
-    to: SocketAddr,
-    payload: Packet,
-}
 
 /// What the data path did and what the kernel offered, for `ocala status`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -37,16 +34,16 @@ pub struct DatapathStats {
     pub tun_offload: bool,
     pub udp_gso: usize,
     pub udp_gro: bool,
+    /// Threads that make the data path's system calls (1, or 2 with the writer).
+    pub threads: u8,
     pub tun_reads: u64,
     pub tun_packets_in: u64,
-    pub tun_writes: u64,
-    pub tun_joined: u64,
     pub bad_tun_reads: u64,
     pub udp_receives: u64,
     pub udp_datagrams_in: u64,
-    pub udp_sends: u64,
-    pub udp_datagrams_out: u64,
-    pub udp_send_errors: u64,
+    pub sent: EgressStats,
+    /// Batches the writer thread wrote (the rest the engine thread wrote itself).
+    pub handed_off: u64,
 }
 
 impl DatapathStats {
@@ -56,60 +53,84 @@ impl DatapathStats {
             "tun_offload": self.tun_offload,
             "udp_gso_segments": self.udp_gso,
             "udp_gro": self.udp_gro,
+            "threads": self.threads,
             "tun_reads": self.tun_reads,
             "tun_packets_in": self.tun_packets_in,
-            "tun_writes": self.tun_writes,
-            "tun_joined": self.tun_joined,
+            "tun_writes": self.sent.tun_writes,
+            "tun_joined": self.sent.tun_joined,
             "bad_tun_reads": self.bad_tun_reads,
             "udp_receives": self.udp_receives,
             "udp_datagrams_in": self.udp_datagrams_in,
-            "udp_sends": self.udp_sends,
-            "udp_datagrams_out": self.udp_datagrams_out,
-            "udp_send_errors": self.udp_send_errors,
+            "udp_sends": self.sent.udp_sends,
+            "udp_datagrams_out": self.sent.udp_datagrams_out,
+            "udp_send_errors": self.sent.udp_send_errors,
+            "batches_handed_off": self.handed_off,
         })
     }
+}
+
+/// Who writes the batches out.
+enum Sink {
+    /// The engine thread, after each batch.
+    Here(Egress),
+    /// The writer thread, for batches worth handing over.
+    Writer(Writer),
 }
 
 /// The TUN, the overlay sockets and their batch buffers.
 pub struct Datapath {
     /// None in userspace mode, where the stack takes the engine's deliveries instead.
-    pub tun: Option<Tun>,
-    pub sockets: Vec<OverlaySocket>,
+    pub tun: Option<Arc<Tun>>,
+    pub sockets: Arc<[OverlaySocket]>,
     rx: RecvBufs,
     tun_buf: Vec<u8>,
     scratch: Vec<u8>,
-    tx: Vec<Pending>,
-    gso_buf: Vec<u8>,
-    coalescer: Coalescer,
+    /// The outputs of the batch under way.
+    out: Batch,
+    sink: Sink,
     stats: DatapathStats,
 }
 
 impl Datapath {
-    pub fn new(tun: Option<Tun>, sockets: Vec<OverlaySocket>) -> Datapath {
+    /// The data path on `tun` and `sockets`; with `threads = 2` a writer thread makes the
+    /// sends and TUN writes of large batches.
+    pub fn new(tun: Option<Tun>, sockets: Vec<OverlaySocket>, threads: u8) -> io::Result<Self> {
+        let tun = tun.map(Arc::new);
+        let sockets: Arc<[OverlaySocket]> = sockets.into();
         let stats = DatapathStats {
-            tun_offload: tun.as_ref().is_some_and(Tun::offload),
+            tun_offload: tun.as_deref().is_some_and(Tun::offload),
             udp_gso: sockets.iter().map(|s| s.gso_segments()).min().unwrap_or(1),
             udp_gro: !sockets.is_empty() && sockets.iter().all(|s| s.gro()),
+            threads: threads.clamp(1, 2),
             ..DatapathStats::default()
         };
-        Datapath {
+        let egress = Egress::new(tun.clone(), Arc::clone(&sockets));
+        let sink = if threads >= 2 {
+            Sink::Writer(Writer::spawn(egress)?)
+        } else {
+            Sink::Here(egress)
+        };
+        Ok(Datapath {
             tun,
             sockets,
             rx: RecvBufs::default(),
             tun_buf: vec![0; TUN_READ],
             scratch: vec![0; SCRATCH],
-            tx: Vec::with_capacity(256),
-            gso_buf: Vec::with_capacity(GSO_BYTES),
-            coalescer: Coalescer::default(),
+            out: Batch::default(),
+            sink,
             stats,
-        }
+        })
     }
 
-    /// The counters, with the coalescer's.
+    /// The counters, with the send half's.
     pub fn stats(&self) -> DatapathStats {
+        let (sent, handed_off) = match &self.sink {
+            Sink::Here(e) => (e.stats(), 0),
+            Sink::Writer(w) => w.stats(),
+        };
         DatapathStats {
-            tun_writes: self.stats.tun_writes + self.coalescer.stats.writes,
-            tun_joined: self.coalescer.stats.joined,
+            sent,
+            handed_off,
             ..self.stats
         }
     }
@@ -173,95 +194,24 @@ impl Datapath {
 
     /// Queues a datagram the engine sent; it leaves at [`Self::flush`].
     pub fn transmit(&mut self, overlay: OverlayId, to: SocketAddr, payload: Packet) {
-        self.tx.push(Pending {
-            overlay: usize::from(overlay.0),
-            to,
-            payload,
-        });
+        self.out.transmit(overlay, to, payload);
     }
 
-    /// Takes a packet the engine delivers to local apps; it is joined with its flow's next
-    /// segments or written now.
-    pub fn deliver(&mut self, packet: &[u8]) {
-        let Some(tun) = &self.tun else {
-            return;
-        };
-        if self.stats.tun_offload {
-            self.coalescer
-                .push(packet, &mut |h, p| write_tun(tun, h, p));
-        } else {
-            // Without offloads the kernel was not asked to take super-packets.
-            self.stats.tun_writes += 1;
-            write_tun(tun, &[0; vnet::LEN], packet);
-        }
+    /// Queues a packet the engine delivers to local apps; it is written at [`Self::flush`],
+    /// joined with its flow's other segments.
+    pub fn deliver(&mut self, packet: Packet) {
+        self.out.deliver(packet);
     }
 
-    /// Ends a batch: sends every queued datagram, runs of equal size to one peer as one GSO
-    /// send, writes what the coalescer still holds, and gives the buffers back to the engine.
+    /// Ends a batch: its datagrams and packets leave, here or on the writer thread, and
+    /// their buffers go back to the engine once written.
     pub fn flush(&mut self, engine: &mut Engine) {
-        let mut i = 0;
-        while i < self.tx.len() {
-            let first = &self.tx[i];
-            let size = first.payload.len();
-            let max = self
-                .sockets
-                .get(first.overlay)
-                .map_or(1, OverlaySocket::gso_segments)
-                .min(GSO_BYTES / size.max(1))
-                .max(1);
-            let mut end = i + 1;
-            while end < self.tx.len()
-                && end - i < max
-                && self.tx[end].overlay == first.overlay
-                && self.tx[end].to == first.to
-                && self.tx[end].payload.len() <= size
-            {
-                end += 1;
-                // Only the last of a run may be shorter.
-                if self.tx[end - 1].payload.len() < size {
-                    break;
-                }
+        match &mut self.sink {
+            Sink::Here(egress) => {
+                egress.write(&self.out);
+                self.out.recycle(engine);
             }
-            self.send_run(i, end);
-            i = end;
+            Sink::Writer(w) => w.submit(&mut self.out, engine),
         }
-        for p in self.tx.drain(..) {
-            engine.recycle(p.payload);
-        }
-        if let Some(tun) = &self.tun {
-            self.coalescer.flush(&mut |h, p| write_tun(tun, h, p));
-        }
-    }
-
-    /// Sends queued datagrams `i..end`, all to one peer and all but the last of one size.
-    fn send_run(&mut self, i: usize, end: usize) {
-        let run = &self.tx[i..end];
-        let Some(sock) = self.sockets.get(run[0].overlay) else {
-            return;
-        };
-        let to = run[0].to;
-        let result = if run.len() == 1 {
-            sock.send(to, &run[0].payload, None)
-        } else {
-            self.gso_buf.clear();
-            for p in run {
-                self.gso_buf.extend_from_slice(&p.payload);
-            }
-            sock.send(to, &self.gso_buf, Some(run[0].payload.len()))
-        };
-        self.stats.udp_sends += 1;
-        match result {
-            Ok(()) => self.stats.udp_datagrams_out += run.len() as u64,
-            Err(e) => {
-                self.stats.udp_send_errors += 1;
-                tracing::debug!("sending {} datagram(s) to {to}: {e}", run.len());
-            }
-        }
-    }
-}
-
-fn write_tun(tun: &Tun, header: &[u8], packet: &[u8]) {
-    if let Err(e) = tun.send(header, packet) {
-        tracing::debug!("writing TUN: {e}");
     }
 }

@@ -1,0 +1,187 @@
+//! The send half of the data path: a batch of the engine's outputs leaves as datagrams (runs
+//! of equal size to one peer as one GSO send) and TUN writes (TCP segments of one flow joined
+//! into one super-packet). It owns no engine state, so it can run on its own thread
+//! ([`super::writer`]) while the engine works on the next batch.
+
+use crate::offload::coalesce::Coalescer;
+use crate::offload::vnet;
+use crate::socket::OverlaySocket;
+use crate::tun::Tun;
+use ocala_engine::{Engine, OverlayId, Packet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Largest UDP payload one GSO send may carry.
+const GSO_BYTES: usize = 65_000;
+
+/// A datagram the engine asked to send.
+pub struct Pending {
+    overlay: usize,
+    to: SocketAddr,
+    payload: Packet,
+}
+
+/// The engine's outputs of one batch, owned: the buffers go back to the engine
+/// ([`Batch::recycle`]) once written.
+#[derive(Default)]
+pub struct Batch {
+    tx: Vec<Pending>,
+    tun: Vec<Packet>,
+}
+
+impl Batch {
+    /// Queues a datagram for overlay `overlay`.
+    pub fn transmit(&mut self, overlay: OverlayId, to: SocketAddr, payload: Packet) {
+        self.tx.push(Pending {
+            overlay: usize::from(overlay.0),
+            to,
+            payload,
+        });
+    }
+
+    /// Queues a packet for local apps.
+    pub fn deliver(&mut self, packet: Packet) {
+        self.tun.push(packet);
+    }
+
+    /// Datagrams and packets queued.
+    pub fn len(&self) -> usize {
+        self.tx.len() + self.tun.len()
+    }
+
+    /// Gives every buffer back to the engine's pool, keeping the batch's capacity.
+    pub fn recycle(&mut self, engine: &mut Engine) {
+        for p in self.tx.drain(..) {
+            engine.recycle(p.payload);
+        }
+        for p in self.tun.drain(..) {
+            engine.recycle(p);
+        }
+    }
+}
+
+/// What the send half did, for `ocala status`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EgressStats {
+    pub tun_writes: u64,
+    pub tun_joined: u64,
+    pub udp_sends: u64,
+    pub udp_datagrams_out: u64,
+    pub udp_send_errors: u64,
+}
+
+/// The sockets' and the TUN's sending sides, with the buffers that join what leaves.
+pub struct Egress {
+    tun: Option<Arc<Tun>>,
+    sockets: Arc<[OverlaySocket]>,
+    gso_buf: Vec<u8>,
+    coalescer: Coalescer,
+    stats: EgressStats,
+}
+
+impl Egress {
+    pub fn new(tun: Option<Arc<Tun>>, sockets: Arc<[OverlaySocket]>) -> Egress {
+        Egress {
+            tun,
+            sockets,
+            gso_buf: Vec::with_capacity(GSO_BYTES),
+            coalescer: Coalescer::default(),
+            stats: EgressStats::default(),
+        }
+    }
+
+    /// The counters, with the coalescer's.
+    pub fn stats(&self) -> EgressStats {
+        EgressStats {
+            tun_writes: self.stats.tun_writes + self.coalescer.stats.writes,
+            tun_joined: self.coalescer.stats.joined,
+            ..self.stats
+        }
+    }
+
+    /// Writes a batch out: every datagram, runs of equal size to one peer as one GSO send,
+    /// and every packet for local apps, joined per TCP flow when the TUN takes super-packets.
+    pub fn write(&mut self, batch: &Batch) {
+        let mut i = 0;
+        while i < batch.tx.len() {
+            let end = self.run_end(&batch.tx, i);
+            self.send_run(&batch.tx[i..end]);
+            i = end;
+        }
+        let Some(tun) = &self.tun else {
+            return;
+        };
+        if tun.offload() {
+            for p in &batch.tun {
+                self.coalescer.push(p, &mut |h, p| write_tun(tun, h, p));
+            }
+            self.coalescer.flush(&mut |h, p| write_tun(tun, h, p));
+        } else {
+            // Without offloads the kernel was not asked to take super-packets.
+            for p in &batch.tun {
+                self.stats.tun_writes += 1;
+                write_tun(tun, &[0; vnet::LEN], p);
+            }
+        }
+    }
+
+    /// Where the GSO run starting at `i` ends: datagrams to one peer on one overlay, all of
+    /// the first one's size but the last, which may be shorter, within the kernel's limits.
+    fn run_end(&self, tx: &[Pending], i: usize) -> usize {
+        let first = &tx[i];
+        let size = first.payload.len();
+        let max = self
+            .sockets
+            .get(first.overlay)
+            .map_or(1, OverlaySocket::gso_segments)
+            .min(GSO_BYTES / size.max(1))
+            .max(1);
+        let mut end = i + 1;
+        while end < tx.len()
+            && end - i < max
+            && tx[end].overlay == first.overlay
+            && tx[end].to == first.to
+            && tx[end].payload.len() <= size
+        {
+            end += 1;
+            // Only the last of a run may be shorter.
+            if tx[end - 1].payload.len() < size {
+                break;
+            }
+        }
+        end
+    }
+
+    /// Sends one run, all to one peer and all but the last of one size.
+    fn send_run(&mut self, run: &[Pending]) {
+        let Some(first) = run.first() else {
+            return;
+        };
+        let Some(sock) = self.sockets.get(first.overlay) else {
+            return;
+        };
+        let result = if run.len() == 1 {
+            sock.send(first.to, &first.payload, None)
+        } else {
+            self.gso_buf.clear();
+            for p in run {
+                self.gso_buf.extend_from_slice(&p.payload);
+            }
+            sock.send(first.to, &self.gso_buf, Some(first.payload.len()))
+        };
+        self.stats.udp_sends += 1;
+        match result {
+            Ok(()) => self.stats.udp_datagrams_out += run.len() as u64,
+            Err(e) => {
+                self.stats.udp_send_errors += 1;
+                tracing::debug!("sending {} datagram(s) to {}: {e}", run.len(), first.to);
+            }
+        }
+    }
+}
+
+fn write_tun(tun: &Tun, header: &[u8], packet: &[u8]) {
+    if let Err(e) = tun.send(header, packet) {
+        tracing::debug!("writing TUN: {e}");
+    }
+}
