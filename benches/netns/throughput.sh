@@ -25,6 +25,8 @@ daemons=()
 
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    # The iperf3 server detached itself (-D); it outlives its namespace unless killed.
+    [ -s "$DIR/iperf3.pid" ] && kill "$(cat "$DIR/iperf3.pid")" 2>/dev/null || true
     wait 2>/dev/null || true
     for ns in "$A" "$B" "$G"; do ip netns del "$ns" 2>/dev/null || true; done
     rm -rf "$DIR"
@@ -49,7 +51,7 @@ pair "$A" veth-ab 10.92.0.1 "$B" veth-ba 10.92.0.2
 pair "$A" veth-ag 10.94.0.1 "$G" veth-ga 10.94.0.2
 pair "$G" veth-gb 10.95.0.1 "$B" veth-bg 10.95.0.2
 
-ip netns exec "$B" iperf3 -s -D --logfile "$DIR/iperf3.log"
+ip netns exec "$B" iperf3 -s -D -I "$DIR/iperf3.pid" --logfile "$DIR/iperf3.log"
 sleep 0.3
 
 # CPU ticks (user + system) the tunnel daemons have used so far.
