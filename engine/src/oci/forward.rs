@@ -134,6 +134,10 @@ impl Engine {
         };
         let (tunnel, peer) = (p.tunnel, p.peer_label);
         let mut buf = self.pool.take();
+        if p.secure.is_some() {
+            // The sealed body follows the header and the 8-byte nonce.
+            buf.align_at(DATA_HEADER_LEN + 8, DATA_HEADER_LEN + 8 + packet.len() + 16);
+        }
         let mut header = [0u8; DATA_HEADER_LEN];
         message::write_data_header(&mut header, peer);
         buf.extend_from_slice(&header);
