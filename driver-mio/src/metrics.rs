@@ -209,6 +209,18 @@ pub fn render(s: &Status, d: &DatapathStats) -> String {
         "Datagrams one send may carry (1 without GSO).",
         d.udp_gso,
     );
+    t.one(
+        "ocala_data_threads",
+        "gauge",
+        "Threads that make the data path's system calls (2: a writer thread sends and writes).",
+        d.threads,
+    );
+    t.one(
+        "ocala_writer_batches_total",
+        "counter",
+        "Batches of sends and TUN writes the writer thread made.",
+        d.handed_off,
+    );
     t.family(
         "ocala_syscalls_total",
         "counter",
@@ -284,8 +296,15 @@ mod tests {
                 .setup_latency
                 .observe(std::time::Duration::from_millis(ms));
         }
-        let text = render(&s, &DatapathStats::default());
+        let d = DatapathStats {
+            threads: 2,
+            handed_off: 12,
+            ..Default::default()
+        };
+        let text = render(&s, &d);
         for line in [
+            "ocala_data_threads 2",
+            "ocala_writer_batches_total 12",
             "ocala_paths{state=\"up\",protection=\"encrypt\"} 2",
             "ocala_paths{state=\"connecting\",protection=\"plain\"} 1",
             "ocala_overlay_bytes_total{overlay=\"u\\\"dp\",direction=\"out\"} 99",
