@@ -22,12 +22,11 @@
 //! Receivers refuse replays, so the receive benches never feed the same datagram twice: each
 //! datagram is sealed by the sender just before its batch (untimed) and opened once.
 
-use boringtun::noise::{Tunn, TunnResult};
-use boringtun::x25519::{PublicKey, StaticSecret};
+use boringtun::noise::TunnResult;
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use ocala_benches::{
     dns_answer, dns_query_packet, overlay_addr, receive, secure_node_config, send, send_into,
-    udp_packet, Net, Pair, TestCa,
+    udp_packet, wireguard_pair, Net, Pair, TestCa,
 };
 use ocala_engine::config::Protection;
 use ocala_engine::{Config, Event};
@@ -113,36 +112,6 @@ fn ocala_encrypt(c: &mut Criterion) {
 
 fn ocala_auth(c: &mut Criterion) {
     ocala_packets(c, Protection::Auth, "auth/");
-}
-
-/// Two boringtun peers with fixed keys, handshake done (initiation, response, and the
-/// initiator's keepalive that lets the responder send too).
-fn wireguard_pair() -> (Tunn, Tunn) {
-    let (a_key, b_key) = (
-        StaticSecret::from([0x11; 32]),
-        StaticSecret::from([0x22; 32]),
-    );
-    let (a_pub, b_pub) = (PublicKey::from(&a_key), PublicKey::from(&b_key));
-    let mut a = Tunn::new(a_key, b_pub, None, None, 1, None);
-    let mut b = Tunn::new(b_key, a_pub, None, None, 2, None);
-    let (mut x, mut y) = (vec![0u8; 2048], vec![0u8; 2048]);
-    let init = match a.format_handshake_initiation(&mut x, false) {
-        TunnResult::WriteToNetwork(p) => p.to_vec(),
-        other => panic!("initiation: {other:?}"),
-    };
-    let response = match b.decapsulate(None, &init, &mut y) {
-        TunnResult::WriteToNetwork(p) => p.to_vec(),
-        other => panic!("response: {other:?}"),
-    };
-    let keepalive = match a.decapsulate(None, &response, &mut x) {
-        TunnResult::WriteToNetwork(p) => p.to_vec(),
-        other => panic!("keepalive: {other:?}"),
-    };
-    match b.decapsulate(None, &keepalive, &mut y) {
-        TunnResult::Done => {}
-        other => panic!("keepalive at b: {other:?}"),
-    }
-    (a, b)
 }
 
 fn wireguard(c: &mut Criterion) {

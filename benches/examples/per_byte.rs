@@ -13,8 +13,7 @@
 //! ```
 
 use boringtun::noise::{Tunn, TunnResult};
-use boringtun::x25519::{PublicKey, StaticSecret};
-use ocala_benches::{send, udp_packet, Pair};
+use ocala_benches::{send, udp_packet, wireguard_pair, Pair};
 use ocala_engine::config::Protection;
 use ocala_engine::{Engine, Instant};
 use std::hint::black_box;
@@ -37,24 +36,7 @@ fn ocala() -> (Pair, Vec<Vec<u8>>) {
 
 /// A boringtun peer with its handshake done (fixed keys), and packets of each size.
 fn boringtun() -> (Tunn, Vec<Vec<u8>>) {
-    let (a_key, b_key) = (
-        StaticSecret::from([0x11; 32]),
-        StaticSecret::from([0x22; 32]),
-    );
-    let (a_pub, b_pub) = (PublicKey::from(&a_key), PublicKey::from(&b_key));
-    let mut a = Tunn::new(a_key, b_pub, None, None, 1, None);
-    let mut b = Tunn::new(b_key, a_pub, None, None, 2, None);
-    let (mut x, mut y) = (vec![0u8; 2048], vec![0u8; 2048]);
-    let init = match a.format_handshake_initiation(&mut x, false) {
-        TunnResult::WriteToNetwork(p) => p.to_vec(),
-        other => panic!("initiation: {other:?}"),
-    };
-    match b.decapsulate(None, &init, &mut y) {
-        TunnResult::WriteToNetwork(response) => {
-            let _ = a.decapsulate(None, response, &mut x);
-        }
-        other => panic!("response: {other:?}"),
-    }
+    let (a, _b) = wireguard_pair();
     let packets = SIZES
         .iter()
         .map(|&s| udp_packet(Ipv4Addr::new(10, 9, 0, 1), Ipv4Addr::new(10, 9, 0, 2), s))

@@ -912,3 +912,36 @@ impl I3Trio {
         sent.pop().expect("one datagram")
     }
 }
+
+/// Two boringtun peers with fixed keys, handshake done (initiation, response, and the
+/// initiator's keepalive that lets the responder send too): the userspace WireGuard that
+/// the secure benches compare against.
+pub fn wireguard_pair() -> (boringtun::noise::Tunn, boringtun::noise::Tunn) {
+    use boringtun::noise::{Tunn, TunnResult};
+    use boringtun::x25519::{PublicKey, StaticSecret};
+    let (a_key, b_key) = (
+        StaticSecret::from([0x11; 32]),
+        StaticSecret::from([0x22; 32]),
+    );
+    let (a_pub, b_pub) = (PublicKey::from(&a_key), PublicKey::from(&b_key));
+    let mut a = Tunn::new(a_key, b_pub, None, None, 1, None);
+    let mut b = Tunn::new(b_key, a_pub, None, None, 2, None);
+    let (mut x, mut y) = (vec![0u8; 2048], vec![0u8; 2048]);
+    let init = match a.format_handshake_initiation(&mut x, false) {
+        TunnResult::WriteToNetwork(p) => p.to_vec(),
+        other => panic!("initiation: {other:?}"),
+    };
+    let response = match b.decapsulate(None, &init, &mut y) {
+        TunnResult::WriteToNetwork(p) => p.to_vec(),
+        other => panic!("response: {other:?}"),
+    };
+    let keepalive = match a.decapsulate(None, &response, &mut x) {
+        TunnResult::WriteToNetwork(p) => p.to_vec(),
+        other => panic!("keepalive: {other:?}"),
+    };
+    match b.decapsulate(None, &keepalive, &mut y) {
+        TunnResult::Done => {}
+        other => panic!("keepalive at b: {other:?}"),
+    }
+    (a, b)
+}
