@@ -81,7 +81,7 @@ enum Sink {
 pub struct Datapath {
     /// None in userspace mode, where the stack takes the engine's deliveries instead.
     pub tun: Option<Arc<Tun>>,
-    pub sockets: Arc<[OverlaySocket]>,
+    sockets: Arc<[OverlaySocket]>,
     rx: RecvBufs,
     tun_buf: Vec<u8>,
     scratch: Vec<u8>,

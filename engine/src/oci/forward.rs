@@ -7,6 +7,8 @@ use crate::engine::Engine;
 use crate::ocd::{Peer, Received};
 use crate::oci::paths::{Role, State};
 use crate::packet::Packet;
+use crate::security::noise::TAG_LEN;
+use crate::security::session::NONCE_LEN;
 use crate::wire::ip::{IpView, PROTO_UDP};
 use crate::wire::message::{self, Close, CloseReason, Message, DATA_HEADER_LEN};
 use crate::wire::rewrite::{rewrite_addresses, write_icmp_too_big};
@@ -135,8 +137,9 @@ impl Engine {
         let (tunnel, peer) = (p.tunnel, p.peer_label);
         let mut buf = self.pool.take();
         if p.secure.is_some() {
-            // The sealed body follows the header and the 8-byte nonce.
-            buf.align_at(DATA_HEADER_LEN + 8, DATA_HEADER_LEN + 8 + packet.len() + 16);
+            // The sealed body follows the header and the nonce; the tag follows it.
+            let body = DATA_HEADER_LEN + NONCE_LEN;
+            buf.align_at(body, body + packet.len() + TAG_LEN);
         }
         let mut header = [0u8; DATA_HEADER_LEN];
         message::write_data_header(&mut header, peer);
