@@ -9,6 +9,8 @@
 //! the system calls.
 
 mod egress;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use crate::offload::segment;

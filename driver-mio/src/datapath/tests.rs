@@ -1,0 +1,113 @@
+//! The send half through real loopback sockets: what the writer thread sends leaves in the
+//! order the engine made it, across batches it took and batches the engine thread wrote.
+
+use super::Datapath;
+use crate::socket::OverlaySocket;
+use ocala_engine::{Config, Engine, Instant, OverlayId, Packet};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+/// Batches of these sizes, in turn: the small ones are written by the engine thread when
+/// the writer is idle, the large ones are handed to it.
+const SIZES: [usize; 6] = [1, 20, 3, 40, 2, 16];
+const ROUNDS: usize = 30;
+const LEN: usize = 1000;
+
+fn datagram(seq: u32) -> Packet {
+    let mut bytes = vec![0u8; LEN];
+    bytes[..4].copy_from_slice(&seq.to_be_bytes());
+    Packet::from_slice(&bytes)
+}
+
+/// Receives `count` datagrams on `sink` on a thread of its own (so that its buffer keeps
+/// draining while batches are sent) and gives their sequence numbers.
+fn receive(sink: UdpSocket, count: usize) -> std::thread::JoinHandle<Vec<u32>> {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 2048];
+        let mut seqs = Vec::with_capacity(count);
+        while seqs.len() < count {
+            let Ok((len, _)) = sink.recv_from(&mut buf) else {
+                break;
+            };
+            assert_eq!(len, LEN);
+            seqs.push(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+        }
+        seqs
+    })
+}
+
+/// Asks for a receive buffer that holds every datagram of the test (as root; otherwise as
+/// much as the system's limit allows).
+fn big_buffer(socket: &UdpSocket) {
+    let bytes: libc::c_int = 16 << 20;
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: both options take an int, passed by pointer with its size.
+        let r = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&bytes as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            return;
+        }
+    }
+}
+
+fn sends_in_order(threads: u8) {
+    let sink = UdpSocket::bind("127.0.0.1:0").expect("a loopback socket");
+    big_buffer(&sink);
+    sink.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("a timeout");
+    let to = sink.local_addr().expect("its address");
+    let total = ROUNDS * SIZES.iter().sum::<usize>();
+    let receiver = receive(sink, total);
+    let from: SocketAddr = "127.0.0.1:0".parse().expect("an address");
+    let socket = OverlaySocket::bind(from, true).expect("the overlay socket");
+    let mut dp = Datapath::new(None, vec![socket], threads).expect("the data path");
+    let mut engine = Engine::new(Config::default(), [7; 32], Instant::ZERO).expect("an engine");
+
+    let mut seq = 0u32;
+    for _ in 0..ROUNDS {
+        for n in SIZES {
+            for _ in 0..n {
+                dp.transmit(OverlayId(0), to, datagram(seq));
+                seq += 1;
+            }
+            dp.flush(&mut engine);
+        }
+        // Now and then a pause, so the sink keeps up on a loaded machine.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let seqs = receiver.join().expect("the receiver");
+    let wrong = (0..).zip(&seqs).find(|(i, s)| *i != **s);
+    assert_eq!(wrong, None, "(position, datagram) out of order");
+    assert_eq!(seqs.len(), seq as usize, "every datagram arrived");
+    let stats = dp.stats();
+    assert_eq!(stats.sent.udp_datagrams_out, u64::from(seq));
+    assert_eq!(stats.sent.udp_send_errors, 0);
+    assert_eq!(stats.threads, threads);
+    if threads == 2 {
+        assert!(stats.handed_off > 0, "{stats:?}");
+        assert!(
+            stats.handed_off < (ROUNDS * SIZES.len()) as u64,
+            "{stats:?}"
+        );
+    } else {
+        assert_eq!(stats.handed_off, 0);
+    }
+}
+
+#[test]
+fn the_engine_thread_sends_in_order() {
+    sends_in_order(1);
+}
+
+#[test]
+fn the_writer_thread_sends_in_order_with_the_engine_threads_own_writes() {
+    sends_in_order(2);
+}
