@@ -240,6 +240,7 @@ pub fn receive_batch(
         overlay: OVERLAY,
         from,
         payload,
+        queued: std::time::Duration::ZERO,
     });
     engine
         .handle_batch(now, batch)
@@ -256,6 +257,7 @@ pub fn receive(engine: &mut Engine, now: Instant, from: SocketAddr, payload: &[u
                 overlay: OVERLAY,
                 from,
                 payload,
+                queued: std::time::Duration::ZERO,
             },
         )
         .expect("time does not go backwards");
@@ -454,6 +456,7 @@ impl Net {
                         overlay: OVERLAY,
                         from,
                         payload: &payload,
+                        queued: std::time::Duration::ZERO,
                     },
                 )
                 .expect("time does not go backwards");
@@ -541,6 +544,7 @@ impl Net {
                 overlay: OVERLAY,
                 from,
                 payload,
+                queued: std::time::Duration::ZERO,
             },
         )
     }

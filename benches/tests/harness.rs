@@ -131,6 +131,7 @@ fn gateway_swaps_the_label_and_carol_gets_the_packet() {
             overlay: ocala_benches::OVERLAY,
             from: a,
             payload: &to_gw,
+            queued: std::time::Duration::ZERO,
         },
     )
     .unwrap();

@@ -182,6 +182,12 @@ pub fn render(s: &Status, d: &DatapathStats) -> String {
         "Cookie replies to setups from unproven addresses.",
         c.cookie_replies,
     );
+    t.one(
+        "ocala_ecn_marked_total",
+        "counter",
+        "Packets delivered marked Congestion Experienced: their receive queue stayed long.",
+        c.ecn_marked,
+    );
     t.family(
         "ocala_drops_total",
         "counter",

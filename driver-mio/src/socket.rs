@@ -8,6 +8,7 @@ use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Datagrams a receive batch holds without GRO (`recvmmsg`'s message count).
 pub const BATCH: usize = quinn_udp::BATCH_SIZE;
@@ -65,6 +66,20 @@ fn setsockopt(
 }
 
 impl RecvBufs {
+    /// How long message `i` of the last receive has waited since it arrived: in the
+    /// socket's queue, and behind the messages of its batch fed before it. Read from the
+    /// kernel's arrival stamp (`SO_TIMESTAMPNS`, which quinn-udp turns on) against the wall
+    /// clock; zero without a stamp, or when the clock stepped back in between.
+    pub fn queued(&self, i: usize) -> Duration {
+        let Some(arrived) = self.meta.get(i).and_then(|m| m.timestamp) else {
+            return Duration::ZERO;
+        };
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(arrived)
+    }
+
     /// The datagrams of message `i` of the last receive: a GRO train cut at its stride.
     pub fn datagrams(&self, i: usize) -> impl Iterator<Item = (SocketAddr, &[u8])> {
         let (meta, buf) = (self.meta.get(i), self.bufs.get(i));
@@ -145,5 +160,36 @@ impl OverlaySocket {
             src_ip: None,
         };
         self.state.try_send((&self.socket).into(), &t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_in_the_receive_queue_is_read_from_the_kernels_arrival_stamp() {
+        let socket = OverlaySocket::bind(([127, 0, 0, 1], 0).into(), true).expect("a socket");
+        let to = socket.socket.local_addr().expect("its address");
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").expect("a sender");
+        let mut bufs = RecvBufs::default();
+        // The kernel turns arrival stamps on a moment after the first socket asks for them
+        // (until then it stamps at the receive): a few tries at most.
+        let waits: Vec<Duration> = (0..10)
+            .map(|_| {
+                sender.send_to(b"waits", to).expect("sent");
+                std::thread::sleep(Duration::from_millis(30));
+                assert_eq!(socket.recv(&mut bufs).expect("received"), 1);
+                bufs.queued(0)
+            })
+            .collect();
+        assert!(
+            waits
+                .iter()
+                .skip(3)
+                .all(|w| (Duration::from_millis(30)..Duration::from_secs(5)).contains(w)),
+            "{waits:?}"
+        );
+        assert_eq!(bufs.queued(1), Duration::ZERO, "no such message");
     }
 }

@@ -10,7 +10,7 @@
 //!   "middlebox": "5 control, 25 readable (icmp x15, udp/7 x10), 10 opened, 15 sealed, 10 dropped",  (or null)
 //!   "drops":    [ { "reason": "unknown label", "count": 3 } ],
 //!   "counters": { "tun_in": 10, "tun_out": 9, "datagrams_in": 12, "datagrams_out": 12, "relayed": 0, "dns_answered": 2,
-//!                 "cookie_replies": 0, "rekeys": 0, "setups_timed": 1 },
+//!                 "cookie_replies": 0, "rekeys": 0, "ecn_marked": 0, "setups_timed": 1 },
 //!   "overlays": [ { "overlay": "udp", "datagrams_in": 12, "bytes_in": 1460, "datagrams_out": 12, "bytes_out": 1502 } ],
 //!   "datapath": { "tun_offload": true, "udp_gso_segments": 64, "udp_gro": true, "threads": 1,   (added by ocalad)
 //!                 "tun_reads": 4, "tun_packets_in": 90, "tun_writes": 3, "tun_joined": 88, "bad_tun_reads": 0,
@@ -46,6 +46,7 @@ pub fn to_json(s: &Status) -> Value {
             "dns_answered": s.counters.dns_answered,
             "cookie_replies": s.counters.cookie_replies,
             "rekeys": s.counters.rekeys,
+            "ecn_marked": s.counters.ecn_marked,
             "setups_timed": s.counters.setup_latency.count,
         },
         "overlays": s.overlays.iter().map(|o| json!({

@@ -620,6 +620,7 @@ impl Sim {
                         overlay,
                         from,
                         payload: &payload,
+                        queued: std::time::Duration::ZERO,
                     },
                 );
             }

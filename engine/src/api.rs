@@ -30,6 +30,10 @@ pub enum Input<'a> {
         from: SocketAddr,
         /// The UDP payload.
         payload: &'a [u8],
+        /// How long it waited in the socket's receive queue (the kernel's arrival stamp
+        /// against the clock); zero when the driver cannot tell. A wait that stays long
+        /// signals congestion to the flows inside (`limits.queue_target_us`).
+        queued: Duration,
     },
     /// The upstream resolver's answer to an [`Output::UpstreamDns`] request.
     Resolved {
@@ -203,6 +207,9 @@ pub struct Counters {
     pub cookie_replies: u64,
     /// Rekeys started: a fresh path set up to take over an aging one.
     pub rekeys: u64,
+    /// Packets delivered marked Congestion Experienced because the receive queue they
+    /// waited in stayed long (the not ECN-capable ones are dropped as `Congested`).
+    pub ecn_marked: u64,
     /// Time from a path's first setup to its accept, at the initiator.
     pub setup_latency: LatencyHistogram,
 }
@@ -302,6 +309,9 @@ pub enum DropReason {
     Reflected,
     /// Too many half-open secure setups; answered with a cookie instead.
     CookieRequired,
+    /// A data packet that waited in a receive queue that has stayed long, and is not
+    /// ECN-capable (or is relayed, where it cannot be marked): dropped so its flow slows down.
+    Congested,
     /// A path used up its nonces; it goes down and is set up again with fresh keys.
     NonceExhausted,
     /// An overlay module refused the datagram for a reason of its own.
@@ -337,6 +347,7 @@ impl fmt::Display for DropReason {
             DropReason::NoResources => f.write_str("path table full"),
             DropReason::UnknownQuery => f.write_str("upstream answer for unknown query"),
             DropReason::UnknownOverlay => f.write_str("datagram on unknown overlay"),
+            DropReason::Congested => f.write_str("receive queue congested (CoDel)"),
             DropReason::Forged => f.write_str("forged or tampered packet"),
             DropReason::Replayed => f.write_str("replayed packet"),
             DropReason::AuthFailed => f.write_str("authentication failed"),

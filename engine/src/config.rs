@@ -270,6 +270,12 @@ pub struct Limits {
     /// big" back, so TCP lowers its segment size instead of stalling. Drivers set their TUN
     /// MTU to at most this.
     pub path_mtu: u16,
+    /// Microseconds a datagram may wait in an overlay socket's receive queue before the wait
+    /// counts as congestion (CoDel's target); 0 turns congestion signals off.
+    pub queue_target_us: u64,
+    /// Microseconds the wait must stay above target before the first congestion signal,
+    /// and the scale of the ones after (CoDel's interval).
+    pub queue_interval_us: u64,
 }
 
 impl Limits {
@@ -301,6 +307,8 @@ impl Default for Limits {
             max_packet: 65_535,
             max_half_open: 1024,
             path_mtu: 1400,
+            queue_target_us: 500,
+            queue_interval_us: 5000,
         }
     }
 }

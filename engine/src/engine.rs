@@ -32,6 +32,8 @@ pub(crate) struct OverlaySlot {
     pub(crate) module: Box<dyn Overlay>,
     /// Its traffic, for status.
     pub(crate) traffic: crate::api::OverlayCounters,
+    /// Congestion control on its socket's receive queue.
+    pub(crate) queue: crate::codel::Codel,
 }
 
 /// The OCALA state machine of one host.
@@ -142,6 +144,10 @@ impl Engine {
                     overlay: o.name.to_ascii_lowercase(),
                     ..Default::default()
                 },
+                queue: crate::codel::Codel::new(
+                    std::time::Duration::from_micros(cfg.limits.queue_target_us),
+                    std::time::Duration::from_micros(cfg.limits.queue_interval_us),
+                ),
             });
         }
         if overlays.len() > usize::from(u16::MAX) {
@@ -164,6 +170,14 @@ impl Engine {
             return Err(ConfigError::new(
                 "limits.path_mtu",
                 "must be at least 576 (the IPv4 minimum)",
+            ));
+        }
+        if cfg.limits.queue_target_us > 0
+            && !(cfg.limits.queue_target_us..=1_000_000).contains(&cfg.limits.queue_interval_us)
+        {
+            return Err(ConfigError::new(
+                "limits.queue_interval_us",
+                "must be at least limits.queue_target_us and at most 1000000 (1 s)",
             ));
         }
         if cfg.limits.max_hops == 0 || cfg.limits.max_hops > 8 {
@@ -260,7 +274,8 @@ impl Engine {
                 overlay,
                 from,
                 payload,
-            } => self.on_datagram(overlay, from, payload),
+                queued,
+            } => self.on_datagram(overlay, from, payload, queued),
             Input::Resolved { id, result } => self.on_resolved(id, result),
             Input::Command(cmd) => self.on_command(cmd),
             Input::NetworkChanged => self.on_network_changed(),

@@ -7,6 +7,7 @@
 //! and carry out the [`Output`]s it returns.
 
 mod api;
+mod codel;
 pub mod config;
 pub mod dns;
 mod engine;

@@ -310,6 +310,7 @@ fn engines_run(data: &[u8]) -> u64 {
                         overlay: OverlayId(0),
                         from: *from,
                         payload: bytes,
+                        queued: std::time::Duration::ZERO,
                     },
                     None => Input::TunPacket(bytes),
                 },
@@ -379,6 +380,9 @@ pub fn engine_inputs(data: &[u8]) {
                     "192.0.2.66:4000".parse().expect("an address")
                 },
                 payload: chunk,
+                // Waits from none to 12.75 ms, so the receive queue's congestion signals
+                // (marks and drops) are reached too.
+                queued: Duration::from_micros(u64::from(*len) * 50),
             },
             _ => {
                 now = now.saturating_add(Duration::from_millis(u64::from(*len) * 20));

@@ -181,12 +181,14 @@ impl Datapath {
     pub fn feed(&mut self, index: usize, m: usize, engine: &mut Engine, now: Instant) -> usize {
         let overlay = OverlayId(index as u16);
         let mut count = 0;
+        let queued = self.rx.queued(m);
         let batch = self.rx.datagrams(m).map(|(from, payload)| {
             count += 1;
             Input::Datagram {
                 overlay,
                 from,
                 payload,
+                queued,
             }
         });
         let _ = engine.handle_batch(now, batch);

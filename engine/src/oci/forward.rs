@@ -3,20 +3,35 @@
 //! here allocates once the packet pool is warm.
 
 use crate::api::{DropReason, OverlayId};
+use crate::codel::SIGNALLED_LEN;
 use crate::engine::Engine;
 use crate::ocd::{Peer, Received};
 use crate::oci::paths::{Role, State};
 use crate::packet::Packet;
 use crate::security::noise::TAG_LEN;
 use crate::security::session::NONCE_LEN;
+use crate::wire::ecn::mark_congestion;
 use crate::wire::ip::{IpView, PROTO_UDP};
 use crate::wire::message::{self, Close, CloseReason, Message, DATA_HEADER_LEN};
 use crate::wire::rewrite::{rewrite_addresses, write_icmp_too_big};
 use crate::wire::transport::UdpView;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 /// Data payloads a responder holds while it waits for the initiator's confirm.
 const EARLY_DATA: usize = 8;
+
+/// A data message as it arrived.
+struct Data<'a> {
+    /// The path's label at this node.
+    label: u32,
+    /// The whole message, for relaying.
+    datagram: &'a [u8],
+    /// Its payload: the (sealed, on a secure path) inner packet.
+    inner: &'a [u8],
+    /// Whether the receive queue's controller asks for a congestion signal on it.
+    congested: bool,
+}
 
 impl Engine {
     /// An IP packet written by a local app.
@@ -200,8 +215,14 @@ impl Engine {
         }
     }
 
-    /// A datagram from an overlay socket.
-    pub(crate) fn on_datagram(&mut self, overlay: OverlayId, from: SocketAddr, payload: &[u8]) {
+    /// A datagram from an overlay socket, which waited `queued` in the socket's queue.
+    pub(crate) fn on_datagram(
+        &mut self,
+        overlay: OverlayId,
+        from: SocketAddr,
+        payload: &[u8],
+        queued: Duration,
+    ) {
         self.counters.datagrams_in += 1;
         let now = self.now;
         let Some(slot) = self.overlays.get_mut(usize::from(overlay.0)) else {
@@ -241,7 +262,19 @@ impl Engine {
         match Message::parse(bytes) {
             Err(e) => self.drop_input(DropReason::DatagramMalformed(e)),
             Ok(Message::Data { label, payload }) => {
-                self.on_data(overlay, from, tunnel, label, bytes, payload)
+                // Only bulk data carries congestion signals (`codel::SIGNALLED_LEN`).
+                let congested = payload.len() >= SIGNALLED_LEN
+                    && self
+                        .overlays
+                        .get_mut(usize::from(overlay.0))
+                        .is_some_and(|s| s.queue.signal(now, queued));
+                let data = Data {
+                    label,
+                    datagram: bytes,
+                    inner: payload,
+                    congested,
+                };
+                self.on_data(overlay, from, tunnel, data)
             }
             Ok(Message::Setup(s)) => self.on_setup(overlay, from, tunnel, &s),
             Ok(Message::Accept(a)) if self.paths.by_label(a.receiver_label).is_none() => {
@@ -266,15 +299,13 @@ impl Engine {
         }
     }
 
-    fn on_data(
-        &mut self,
-        overlay: OverlayId,
-        from: Peer,
-        tunnel: Option<usize>,
-        label: u32,
-        datagram: &[u8],
-        inner: &[u8],
-    ) {
+    fn on_data(&mut self, overlay: OverlayId, from: Peer, tunnel: Option<usize>, data: Data<'_>) {
+        let Data {
+            label,
+            datagram,
+            inner,
+            congested,
+        } = data;
         let Some(key) = self.paths.by_label(label) else {
             self.drop_input(DropReason::UnknownLabel);
             // Tell the sender, so its path goes down and its next packet sets up a new one.
@@ -295,6 +326,10 @@ impl Engine {
                     return self.drop_input(DropReason::PathNotUp);
                 };
                 let (tt, peer) = (t.tunnel, t.peer_label);
+                if congested {
+                    // The inner packet is sealed to the path's ends: it cannot be marked here.
+                    return self.drop_input(DropReason::Congested);
+                }
                 // A gateway that is also a middlebox (a sender-imposed hop) judges what it relays.
                 let read = p.read.as_deref().map(|k| (key, *k));
                 if self.middlebox.is_some() && !self.middlebox_passes(datagram, read) {
@@ -317,7 +352,7 @@ impl Engine {
                 if p.state != State::Up {
                     return self.drop_input(DropReason::PathNotUp);
                 }
-                self.open_and_deliver(key, handle, inner);
+                self.open_and_deliver(key, handle, inner, congested);
             }
             // Data can overtake the initiator's confirm on the way; hold a little of it until
             // the confirm arrives and the keys to open it exist.
@@ -347,8 +382,14 @@ impl Engine {
     }
 
     /// Opens a data payload on an end path (checks and decrypts it on a secure path) and hands
-    /// the packet to local apps.
-    pub(crate) fn open_and_deliver(&mut self, key: usize, handle: usize, inner: &[u8]) {
+    /// the packet to local apps — marked Congestion Experienced if `congested`.
+    pub(crate) fn open_and_deliver(
+        &mut self,
+        key: usize,
+        handle: usize,
+        inner: &[u8],
+        congested: bool,
+    ) {
         let mut buf = self.pool.take();
         let opened = match self.paths.get_mut(key).and_then(|p| p.secure.as_mut()) {
             Some(s) => {
@@ -370,7 +411,7 @@ impl Engine {
         match opened {
             Ok(()) => {
                 self.heard_on_path(key);
-                self.deliver(key, handle, buf)
+                self.deliver(key, handle, buf, congested)
             }
             Err(reason) => {
                 self.pool.give(buf);
@@ -381,8 +422,9 @@ impl Engine {
 
     /// Rewrites a peer's packet (in `buf`) so it comes from the handle and goes to this
     /// node's own TUN address — or to the LAN client the path is for, or, from an egress
-    /// handle, to its legacy server — then writes it to the TUN.
-    fn deliver(&mut self, key: usize, handle: usize, mut buf: Packet) {
+    /// handle, to its legacy server — then writes it to the TUN. A `congested` packet is
+    /// marked CE, or dropped if its sender did not declare it ECN-capable.
+    fn deliver(&mut self, key: usize, handle: usize, mut buf: Packet, congested: bool) {
         let src = match IpView::parse(&buf) {
             Ok(ip) => ip.src(),
             Err(e) => {
@@ -390,6 +432,13 @@ impl Engine {
                 return self.drop_input(DropReason::InnerMalformed(e));
             }
         };
+        if congested {
+            if mark_congestion(&mut buf) != Ok(true) {
+                self.pool.give(buf);
+                return self.drop_input(DropReason::Congested);
+            }
+            self.counters.ecn_marked += 1;
+        }
         let now = self.now;
         let client = self.paths.get(key).and_then(|p| p.lan_client);
         let Some(h) = self.handles.get_mut(handle) else {

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+mod congestion;
 mod invariants;
 mod legacy;
 mod negotiation;
@@ -67,6 +68,8 @@ pub(crate) struct Net {
     tamper: Option<Tamper>,
     /// What the upstream resolver answers: host name to address.
     hosts: BTreeMap<String, IpAddr>,
+    /// How long every delivered datagram reports having waited in its receive queue.
+    queued: Duration,
 }
 
 /// A man in the middle: sees and may rewrite each datagram.
@@ -89,6 +92,7 @@ impl Net {
             wire: Vec::new(),
             tamper: None,
             hosts: BTreeMap::new(),
+            queued: Duration::ZERO,
         }
     }
 
@@ -144,6 +148,7 @@ impl Net {
                             overlay: UDP,
                             from,
                             payload: &payload,
+                            queued: self.queued,
                         },
                     )
                     .unwrap();
@@ -497,6 +502,7 @@ fn stale_labels_are_refused_and_answered_at_a_bounded_rate() {
                 overlay: UDP,
                 from: addr(77),
                 payload: &d,
+                queued: std::time::Duration::ZERO,
             },
         );
     }
@@ -518,6 +524,7 @@ fn reject_for(net: &mut Net, node: usize, from: u8, setup: Setup<'_>) -> Option<
             overlay: UDP,
             from: addr(from),
             payload: &d,
+            queued: std::time::Duration::ZERO,
         },
     );
     net.strays[before..]
@@ -614,7 +621,7 @@ proptest! {
             if matches!(Message::parse(d), Ok(Message::Setup(_))) {
                 setups += 1;
             }
-            net.input(1, Input::Datagram { overlay: UDP, from: addr(99), payload: d });
+            net.input(1, Input::Datagram { overlay: UDP, from: addr(99), payload: d , queued: std::time::Duration::ZERO});
         }
         prop_assert!(net.nodes[1].paths.len() <= setups);
         prop_assert!(net.nodes[1].handles.slab.len() <= setups);

@@ -83,6 +83,7 @@ fn tampered_and_replayed_packets_are_dropped_and_counted() {
             overlay: UDP,
             from: addr(1),
             payload: &datagram,
+            queued: std::time::Duration::ZERO,
         },
     );
     assert_eq!(net.drops(1, DropReason::Replayed), 1);
@@ -98,6 +99,7 @@ fn tampered_and_replayed_packets_are_dropped_and_counted() {
             overlay: UDP,
             from: addr(1),
             payload: &tampered,
+            queued: std::time::Duration::ZERO,
         },
     );
     assert_eq!(net.drops(1, DropReason::Forged), 1);
@@ -227,6 +229,7 @@ fn a_reflected_setup_is_dropped() {
             overlay: UDP,
             from: addr(9),
             payload: &setup,
+            queued: std::time::Duration::ZERO,
         },
     );
     assert_eq!(net.drops(0, DropReason::Reflected), 1);

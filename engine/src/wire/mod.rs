@@ -8,6 +8,7 @@
 mod build;
 pub(crate) mod bytes;
 pub mod checksum;
+pub mod ecn;
 pub mod ip;
 pub mod message;
 pub mod rewrite;

@@ -1,0 +1,127 @@
+//! Congestion signals from a long receive queue (`crate::codel`): ECN-capable packets arrive
+//! marked, the others and relayed ones are dropped, and a short queue is left alone.
+
+use super::secure::secure;
+use super::*;
+use crate::wire::checksum::{internet_checksum, verify};
+
+/// A UDP packet of `len` payload bytes from `node`'s apps to `handle` with the ECN field
+/// set to `ecn`.
+fn packet(net: &Net, node: usize, handle: IpAddr, ecn: u8, len: usize) -> Vec<u8> {
+    let src: IpAddr = net.nodes[node].cfg.handles.tun_v4.into();
+    let mut p = udp_to(src, handle, &vec![b'x'; len]);
+    p[1] = ecn;
+    p[10..12].fill(0);
+    let ck = internet_checksum(&p[..20]);
+    p[10..12].copy_from_slice(&ck.to_be_bytes());
+    p
+}
+
+/// Sends a bulk packet from node 0 to `handle` every 100 µs for `ms` milliseconds, each
+/// arriving after waiting `queued`; returns the ECN fields of what the last node's apps
+/// received.
+fn send_for(net: &mut Net, handle: IpAddr, ms: u64, queued: Duration, ecn: u8) -> Vec<u8> {
+    send_sized(net, handle, ms, queued, ecn, 1000)
+}
+
+fn send_sized(
+    net: &mut Net,
+    handle: IpAddr,
+    ms: u64,
+    queued: Duration,
+    ecn: u8,
+    len: usize,
+) -> Vec<u8> {
+    net.queued = queued;
+    let last = net.nodes.len() - 1;
+    let before = net.tun[last].len();
+    for _ in 0..ms * 10 {
+        net.now = net.now.saturating_add(Duration::from_micros(100));
+        let p = packet(net, 0, handle, ecn, len);
+        net.input(0, Input::TunPacket(&p));
+    }
+    net.tun[last][before..]
+        .iter()
+        .inspect(|p| assert!(verify(&p[..20]), "header checksum after marking"))
+        .map(|p| p[1] & 0b11)
+        .collect()
+}
+
+#[test]
+fn a_standing_queue_marks_ecn_capable_packets_and_drops_the_others() {
+    let mut net = pair();
+    let handle = answered_v4(&net.lookup(0, "bob.udp").unwrap());
+    // A short queue: nothing is signalled.
+    let calm = send_for(&mut net, handle, 50, Duration::from_micros(300), 0b10);
+    assert_eq!(calm.len(), 500);
+    assert!(calm.iter().all(|&e| e == 0b10));
+    // A queue that stays above 500 µs: after 5 ms, CE marks, ever closer together.
+    let ect = send_for(&mut net, handle, 30, Duration::from_millis(2), 0b10);
+    assert_eq!(ect.len(), 300, "ECN-capable packets are never dropped");
+    let marked = ect.iter().filter(|&&e| e == 0b11).count();
+    assert!((4..30).contains(&marked), "{marked} marked");
+    assert_eq!(net.nodes[1].counters.ecn_marked, marked as u64);
+    assert_eq!(net.drops(1, DropReason::Congested), 0);
+    // Not ECN-capable: the same signals are drops.
+    let plain = send_for(&mut net, handle, 30, Duration::from_millis(2), 0);
+    let dropped = net.drops(1, DropReason::Congested);
+    assert!(dropped > 4, "{dropped} dropped");
+    assert_eq!(plain.len() as u64 + dropped, 300);
+    assert!(plain.iter().all(|&e| e == 0));
+}
+
+#[test]
+fn small_packets_pass_a_long_queue_untouched() {
+    let mut net = pair();
+    let handle = answered_v4(&net.lookup(0, "bob.udp").unwrap());
+    // Pings and acknowledgements: neither marked nor dropped, however long the wait.
+    for ecn in [0, 0b10] {
+        let got = send_sized(&mut net, handle, 30, Duration::from_millis(20), ecn, 100);
+        assert_eq!(got, vec![ecn; 300]);
+    }
+    assert_eq!(net.drops(1, DropReason::Congested), 0);
+    assert_eq!(net.nodes[1].counters.ecn_marked, 0);
+}
+
+#[test]
+fn packets_are_marked_after_decryption_on_a_secure_path() {
+    let mut net = Net::new(vec![
+        secure("alice", &[("bob", 2)], &["alice.udp"]),
+        secure("bob", &[("alice", 1)], &["bob.udp"]),
+    ]);
+    let handle = answered_v4(&net.lookup(0, "bob.udp").unwrap());
+    let got = send_for(&mut net, handle, 30, Duration::from_millis(2), 0b01);
+    assert_eq!(got.len(), 300);
+    assert!(got.iter().filter(|&&e| e == 0b11).count() >= 4);
+    assert_eq!(net.drops(1, DropReason::Forged), 0);
+}
+
+#[test]
+fn a_congested_gateway_drops_what_it_cannot_open() {
+    let mut net = Net::new(vec![
+        config("alice", &[("gw", 2)], false),
+        config("gw", &[("alice", 1), ("carol", 3)], true),
+        config("carol", &[("gw", 2)], false),
+    ]);
+    let handle = answered_v4(&net.lookup(0, "carol.udp_gw.udp").unwrap());
+    let got = send_for(&mut net, handle, 30, Duration::from_millis(2), 0b10);
+    let at_gw = net.drops(1, DropReason::Congested);
+    assert!(at_gw >= 4, "{at_gw} dropped at the gateway");
+    assert_eq!(got.len() as u64 + at_gw, 300);
+    // carol's queue reports the same wait; she can open the packets, so she marks them.
+    assert_eq!(net.drops(2, DropReason::Congested), 0);
+}
+
+#[test]
+fn a_zero_target_turns_signals_off_and_a_bad_interval_is_named() {
+    let mut cfg = config("bob", &[("alice", 1)], false);
+    cfg.limits.queue_target_us = 0;
+    let mut net = Net::new(vec![config("alice", &[("bob", 2)], false), cfg]);
+    let handle = answered_v4(&net.lookup(0, "bob.udp").unwrap());
+    let got = send_for(&mut net, handle, 30, Duration::from_millis(50), 0);
+    assert_eq!(got.len(), 300);
+    let mut bad = config("a", &[], false);
+    bad.limits.queue_interval_us = 100;
+    let e = Engine::new(bad, [0; 32], Instant::ZERO).err().unwrap();
+    assert_eq!(e.key, "limits.queue_interval_us");
+}
