@@ -10,6 +10,9 @@
 #   gateway G · encrypted one hop and through G with daemon.threads = 2 (a writer thread per
 #   daemon) · encrypted with daemon.offload = false (one packet per system call) ·
 #   boringtun-cli (userspace WireGuard, when it and wireguard-tools are installed).
+# The kernel's default congestion control drives every row; the rows marked CUBIC use CUBIC
+# (the usual default, which answers loss and ECN) to show the receive queue's CoDel at work:
+# with it (the default), with ECN on, and with it off (limits.queue_target_us = 0).
 # Needs root, iproute2, iperf3, dig, python3. Everything it creates is removed on exit, also
 # on failure. SECS sets the length of each iperf3 run (default 5).
 set -euo pipefail
@@ -64,9 +67,10 @@ ticks() {
     echo "$sum"
 }
 
-# Mbit/s received, from iperf3's JSON.
+# Mbit/s received, from iperf3's JSON; with CC set, iperf3 uses that congestion control.
+CC=
 iperf() { # target streams
-    ip netns exec "$A" iperf3 -c "$1" -P "$2" -t "$SECS" -J |
+    ip netns exec "$A" iperf3 -c "$1" -P "$2" ${CC:+-C "$CC"} -t "$SECS" -J |
         python3 -c 'import json,sys; print("%.0f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6))'
 }
 
@@ -118,8 +122,12 @@ control_socket = "$DIR/$1.sock"
 static_key_file = "$DIR/$1-keys/static.key"
 certificate_file = "$DIR/$1-keys/cert"
 trust_files = ["$DIR/ca/ca.pub"]
+
+[limits]
+queue_target_us = $QUEUE_TARGET
 CONF
 }
+QUEUE_TARGET=500
 start_ocala() { # offload threads
     write_config alice false "$1" 'bob = "10.92.0.2:4789", gw = "10.94.0.2:4789"' "$2"
     write_config bob false "$1" 'alice = "10.92.0.1:4789", gw = "10.95.0.1:4789"' "$2"
@@ -147,6 +155,13 @@ start_ocala true 1
 measure "ocala plain, one hop" "$(handle bob.udp_plain.oci)"
 measure "ocala encrypted, one hop" "$(handle bob.udp)"
 measure "ocala encrypted, via gateway" "$(handle bob.udp_gw.udp)"
+CC=cubic measure "ocala encrypted, CUBIC" "$(handle bob.udp)"
+ip netns exec "$A" sysctl -q net.ipv4.tcp_ecn=1
+CC=cubic measure "ocala encrypted, CUBIC + ECN" "$(handle bob.udp)"
+ip netns exec "$A" sysctl -q net.ipv4.tcp_ecn=2
+stop_ocala
+QUEUE_TARGET=0 start_ocala true 1
+CC=cubic measure "ocala enc., CUBIC, CoDel off" "$(handle bob.udp)"
 stop_ocala
 start_ocala true 2
 measure "ocala encrypted, 2 threads" "$(handle bob.udp)"
@@ -178,6 +193,7 @@ if command -v boringtun-cli >/dev/null && command -v wg >/dev/null; then
         ip -n "$ns" link set wgb mtu 1420 up
     done
     measure "boringtun (userspace WireGuard)" 10.93.0.2
+    CC=cubic measure "boringtun, CUBIC" 10.93.0.2
 else
     echo "(boringtun-cli or wg not installed: skipping the userspace WireGuard comparison)"
 fi

@@ -98,11 +98,7 @@ fn packets_are_marked_after_decryption_on_a_secure_path() {
 
 #[test]
 fn a_congested_gateway_drops_what_it_cannot_open() {
-    let mut net = Net::new(vec![
-        config("alice", &[("gw", 2)], false),
-        config("gw", &[("alice", 1), ("carol", 3)], true),
-        config("carol", &[("gw", 2)], false),
-    ]);
+    let mut net = through_gateway();
     let handle = answered_v4(&net.lookup(0, "carol.udp_gw.udp").unwrap());
     let got = send_for(&mut net, handle, 30, Duration::from_millis(2), 0b10);
     let at_gw = net.drops(1, DropReason::Congested);

@@ -216,6 +216,15 @@ fn datagram(msg: &Message<'_>) -> Vec<u8> {
     v
 }
 
+/// alice, a gateway and carol, who reach each other only through it.
+fn through_gateway() -> Net {
+    Net::new(vec![
+        config("alice", &[("gw", 2)], false),
+        config("gw", &[("alice", 1), ("carol", 3)], true),
+        config("carol", &[("gw", 2)], false),
+    ])
+}
+
 fn pair() -> Net {
     Net::new(vec![
         config("alice", &[("bob", 2)], false),
@@ -583,11 +592,7 @@ fn a_plain_node_refuses_to_relay() {
 
 #[test]
 fn two_hops_through_a_gateway_swap_labels() {
-    let mut net = Net::new(vec![
-        config("alice", &[("gw", 2)], false),
-        config("gw", &[("alice", 1), ("carol", 3)], true),
-        config("carol", &[("gw", 2)], false),
-    ]);
+    let mut net = through_gateway();
     let handle = answered_v4(&net.lookup(0, "carol.udp_gw.udp").expect("path up"));
     assert!(net.events[2]
         .iter()
