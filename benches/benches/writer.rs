@@ -37,8 +37,11 @@ fn send_batch(
         match engine.poll_output() {
             Output::Timeout(_) => break,
             Output::Transmit {
-                overlay, payload, ..
-            } => dp.transmit(overlay, to, payload),
+                overlay,
+                payload,
+                ecn,
+                ..
+            } => dp.transmit(overlay, to, payload, ecn),
             Output::WriteTun(p) | Output::UpstreamDns { query: p, .. } => engine.recycle(p),
             Output::Event(_) => {}
         }

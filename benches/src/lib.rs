@@ -241,6 +241,7 @@ pub fn receive_batch(
         from,
         payload,
         queued: std::time::Duration::ZERO,
+        ecn: ocala_engine::Ecn::NotEct,
     });
     engine
         .handle_batch(now, batch)
@@ -258,6 +259,7 @@ pub fn receive(engine: &mut Engine, now: Instant, from: SocketAddr, payload: &[u
                 from,
                 payload,
                 queued: std::time::Duration::ZERO,
+                ecn: ocala_engine::Ecn::NotEct,
             },
         )
         .expect("time does not go backwards");
@@ -415,6 +417,7 @@ impl Net {
                     overlay,
                     to,
                     payload,
+                    ..
                 } => {
                     assert_eq!(overlay, OVERLAY, "{} used an unknown overlay", node.name);
                     let from = node.addr;
@@ -457,6 +460,7 @@ impl Net {
                         from,
                         payload: &payload,
                         queued: std::time::Duration::ZERO,
+                        ecn: ocala_engine::Ecn::NotEct,
                     },
                 )
                 .expect("time does not go backwards");
@@ -545,6 +549,7 @@ impl Net {
                 from,
                 payload,
                 queued: std::time::Duration::ZERO,
+                ecn: ocala_engine::Ecn::NotEct,
             },
         )
     }

@@ -132,6 +132,7 @@ fn gateway_swaps_the_label_and_carol_gets_the_packet() {
             from: a,
             payload: &to_gw,
             queued: std::time::Duration::ZERO,
+            ecn: ocala_engine::Ecn::NotEct,
         },
     )
     .unwrap();

@@ -568,7 +568,8 @@ impl Daemon {
                     overlay,
                     to,
                     payload,
-                } => self.datapath.transmit(overlay, to, payload),
+                    ecn,
+                } => self.datapath.transmit(overlay, to, payload, ecn),
                 Output::UpstreamDns { id, query } => {
                     let now = self.clock.now();
                     if let Err(e) = self.upstream.send(now, id, &query) {

@@ -4,7 +4,8 @@
 //! way instead of one.
 
 use mio::net::UdpSocket;
-use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use ocala_engine::Ecn;
+use quinn_udp::{EcnCodepoint, RecvMeta, Transmit, UdpSocketState};
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -66,6 +67,17 @@ fn setsockopt(
 }
 
 impl RecvBufs {
+    /// The ECN field message `i` of the last receive came with (quinn-udp asks the kernel
+    /// for it: `IP_RECVTOS`, `IPV6_RECVTCLASS`).
+    pub fn ecn(&self, i: usize) -> Ecn {
+        match self.meta.get(i).and_then(|m| m.ecn) {
+            None => Ecn::NotEct,
+            Some(EcnCodepoint::Ect0) => Ecn::Ect0,
+            Some(EcnCodepoint::Ect1) => Ecn::Ect1,
+            Some(EcnCodepoint::Ce) => Ecn::Ce,
+        }
+    }
+
     /// How long message `i` of the last receive has waited since it arrived: in the
     /// socket's queue, and behind the messages of its batch fed before it. Read from the
     /// kernel's arrival stamp (`SO_TIMESTAMPNS`, which quinn-udp turns on) against the wall
@@ -111,6 +123,14 @@ impl OverlaySocket {
             // A refusal leaves GRO as it was, which `recv` handles either way.
             let _ = setsockopt(&socket, libc::SOL_UDP, libc::UDP_GRO, 0);
         }
+        // quinn-udp asks for each datagram's destination address, which ocalad never reads,
+        // and its control buffer (96 bytes) cannot hold that beside the arrival stamp, the GRO
+        // segment size and the ECN field: the kernel cuts the last, the ECN field, off every
+        // GRO train. Without the address the other three fit (80 bytes).
+        let _ = match addr {
+            SocketAddr::V4(_) => setsockopt(&socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 0),
+            SocketAddr::V6(_) => setsockopt(&socket, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 0),
+        };
         Ok(OverlaySocket {
             socket,
             state,
@@ -149,12 +169,23 @@ impl OverlaySocket {
             .recv((&self.socket).into(), &mut slices, &mut bufs.meta)
     }
 
-    /// Sends `contents` to `to`; with `segment` set, as datagrams of that size (the last may
-    /// be shorter) in one system call.
-    pub fn send(&self, to: SocketAddr, contents: &[u8], segment: Option<usize>) -> io::Result<()> {
+    /// Sends `contents` to `to` with ECN field `ecn`; with `segment` set, as datagrams of
+    /// that size (the last may be shorter) in one system call.
+    pub fn send(
+        &self,
+        to: SocketAddr,
+        contents: &[u8],
+        segment: Option<usize>,
+        ecn: Ecn,
+    ) -> io::Result<()> {
         let t = Transmit {
             destination: to,
-            ecn: None,
+            ecn: match ecn {
+                Ecn::NotEct => None,
+                Ecn::Ect0 => Some(EcnCodepoint::Ect0),
+                Ecn::Ect1 => Some(EcnCodepoint::Ect1),
+                Ecn::Ce => Some(EcnCodepoint::Ce),
+            },
             contents,
             segment_size: segment,
             src_ip: None,
@@ -191,5 +222,43 @@ mod tests {
             "{waits:?}"
         );
         assert_eq!(bufs.queued(1), Duration::ZERO, "no such message");
+    }
+
+    #[test]
+    fn datagrams_leave_and_arrive_with_their_ecn_field() {
+        let v4: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let v6: SocketAddr = (std::net::Ipv6Addr::LOCALHOST, 0).into();
+        for local in [v4, v6] {
+            let from = OverlaySocket::bind(local, true).expect("a socket");
+            let sink = OverlaySocket::bind(local, true).expect("a socket");
+            let to = sink.socket.local_addr().expect("its address");
+            let mut bufs = RecvBufs::default();
+            for ecn in [Ecn::Ect0, Ecn::NotEct, Ecn::Ce, Ecn::Ect1] {
+                // Two datagrams in one GSO send where the kernel offers it, arriving as one
+                // GRO train: both carry the field.
+                let segment = (from.gso_segments() > 1).then_some(100);
+                from.send(to, &[7; 200], segment, ecn).expect("sent");
+                let want = match segment {
+                    Some(_) => vec![(100, ecn); 2],
+                    None => vec![(200, ecn)],
+                };
+                let mut got = Vec::new();
+                while got.len() < want.len() {
+                    match sink.recv(&mut bufs) {
+                        Ok(n) => got.extend((0..n).flat_map(|m| {
+                            let ecn = bufs.ecn(m);
+                            bufs.datagrams(m)
+                                .map(move |(_, d)| (d.len(), ecn))
+                                .collect::<Vec<_>>()
+                        })),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(1))
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                assert_eq!(got, want, "{local}: {ecn:?}");
+            }
+        }
     }
 }

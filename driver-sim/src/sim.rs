@@ -13,7 +13,7 @@ use crate::outcome::{
 use crate::resolver;
 use crate::scenario::{AppKind, FaultKind, Scenario};
 use blake2::{Blake2b512, Digest};
-use ocala_engine::{Config, Engine, Event, Input, Instant, Output, OverlayId, QueryId};
+use ocala_engine::{Config, Ecn, Engine, Event, Input, Instant, Output, OverlayId, QueryId};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -42,6 +42,8 @@ enum Ev {
         overlay: OverlayId,
         from: SocketAddr,
         payload: Vec<u8>,
+        /// The ECN field of its IP header, as the sender set it.
+        ecn: Ecn,
     },
     Tun {
         node: usize,
@@ -611,6 +613,7 @@ impl Sim {
                 overlay,
                 from,
                 payload,
+                ecn,
             } => {
                 self.deliveries += 1;
                 self.record(node, "rx", &payload);
@@ -620,7 +623,9 @@ impl Sim {
                         overlay,
                         from,
                         payload: &payload,
-                        queued: std::time::Duration::ZERO,
+                        // Hosts read their sockets at once: no receive queue builds.
+                        queued: Duration::ZERO,
+                        ecn,
                     },
                 );
             }
@@ -675,6 +680,7 @@ impl Sim {
                     overlay,
                     to,
                     payload,
+                    ecn,
                 } => {
                     self.record(node, "tx", &payload);
                     let n = &mut self.nodes[node];
@@ -691,7 +697,7 @@ impl Sim {
                         self.sent.entry(name).or_default().push(payload.to_vec());
                     }
                     self.check_wire(node, &payload);
-                    self.transmit(node, overlay, to, &payload);
+                    self.transmit(node, overlay, to, &payload, ecn);
                     self.nodes[node].engine.recycle(payload);
                 }
                 Output::UpstreamDns { id, query } => {
@@ -731,7 +737,14 @@ impl Sim {
         (self.rng.next_u64() as f64 / u64::MAX as f64) < p
     }
 
-    fn transmit(&mut self, node: usize, overlay: OverlayId, to: SocketAddr, payload: &[u8]) {
+    fn transmit(
+        &mut self,
+        node: usize,
+        overlay: OverlayId,
+        to: SocketAddr,
+        payload: &[u8],
+        ecn: Ecn,
+    ) {
         self.datagrams += 1;
         let from_port = self.nodes[node]
             .cfg
@@ -767,6 +780,7 @@ impl Sim {
                 overlay: OverlayId(dst_overlay as u16),
                 from,
                 payload: payload.to_vec(),
+                ecn,
             };
             let now = self.now;
             self.push(now, ev);
@@ -837,6 +851,7 @@ impl Sim {
                 overlay: OverlayId(dst_overlay as u16),
                 from,
                 payload: bytes.clone(),
+                ecn,
             };
             self.push(at.saturating_add(Duration::from_millis(1)), ev);
             self.duplicated += 1;
@@ -846,6 +861,7 @@ impl Sim {
             overlay: OverlayId(dst_overlay as u16),
             from,
             payload: bytes,
+            ecn,
         };
         self.push(at, ev);
     }
@@ -1099,6 +1115,7 @@ impl Sim {
                     overlay: OverlayId(overlay as u16),
                     from,
                     payload,
+                    ecn: Ecn::NotEct,
                 },
             );
         }

@@ -2,6 +2,7 @@
 
 use crate::packet::Packet;
 use crate::time::Instant;
+use crate::wire::ecn::Ecn;
 use crate::wire::WireError;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +35,9 @@ pub enum Input<'a> {
         /// against the clock); zero when the driver cannot tell. A wait that stays long
         /// signals congestion to the flows inside (`limits.queue_target_us`).
         queued: Duration,
+        /// The ECN field of the IP header it came in (`NotEct` when the driver cannot
+        /// tell): a CE mark from a queue on the way reaches the inner packet (RFC 6040).
+        ecn: Ecn,
     },
     /// The upstream resolver's answer to an [`Output::UpstreamDns`] request.
     Resolved {
@@ -90,6 +94,10 @@ pub enum Output {
         to: SocketAddr,
         /// The UDP payload.
         payload: Packet,
+        /// The ECN field to send it with: a data packet's inner one, or on a gateway the
+        /// one it came with (RFC 6040), so queues on the way can mark it instead of
+        /// dropping it.
+        ecn: Ecn,
     },
     /// Send this DNS query to the host's real resolver; answer with [`Input::Resolved`].
     UpstreamDns {
@@ -207,8 +215,9 @@ pub struct Counters {
     pub cookie_replies: u64,
     /// Rekeys started: a fresh path set up to take over an aging one.
     pub rekeys: u64,
-    /// Packets delivered marked Congestion Experienced because the receive queue they
-    /// waited in stayed long (the not ECN-capable ones are dropped as `Congested`).
+    /// Packets delivered marked Congestion Experienced that were not when sent: a receive
+    /// queue here or on the way stayed long, or a router on the underlay marked the
+    /// datagram (the not ECN-capable ones are dropped as `Congested`).
     pub ecn_marked: u64,
     /// Time from a path's first setup to its accept, at the initiator.
     pub setup_latency: LatencyHistogram,
@@ -309,8 +318,9 @@ pub enum DropReason {
     Reflected,
     /// Too many half-open secure setups; answered with a cookie instead.
     CookieRequired,
-    /// A data packet that waited in a receive queue that has stayed long, and is not
-    /// ECN-capable (or is relayed, where it cannot be marked): dropped so its flow slows down.
+    /// A data packet that met congestion — it waited in a receive queue that has stayed
+    /// long, or came marked CE — and cannot carry a mark (its sender's transport is not
+    /// ECN-capable): dropped so its flow slows down.
     Congested,
     /// A path used up its nonces; it goes down and is set up again with fresh keys.
     NonceExhausted,

@@ -12,6 +12,7 @@ use crate::dns::intercept::Upstream;
 use crate::dns::rules::Rules;
 use crate::middlebox::Filter;
 use crate::ocd::{self, Overlay, OverlayEvent};
+use crate::oci::forward::Arrival;
 use crate::oci::handles::Handles;
 use crate::oci::paths::{Paths, MAX_PATHS};
 use crate::oci::tunnels::Tunnels;
@@ -20,6 +21,7 @@ use crate::rng::Rng;
 use crate::security::handshake::Credentials;
 use crate::time::Instant;
 use crate::timers::{Timer, Timers};
+use crate::wire::ecn::Ecn;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -72,6 +74,10 @@ pub struct Engine {
     pub(crate) granted: crate::middlebox::granted::Granted,
     /// The legacy server gateway's rules and lookups, if this node is one.
     pub(crate) legacy: Option<crate::legacy::LegacyServer>,
+    /// The ECN field for the datagrams a module sends while it carries one data packet
+    /// (`OverlayEvent::Transmit` has none: modules pass data through unchanged); `NotEct`
+    /// the rest of the time.
+    pub(crate) ecn_out: Ecn,
 }
 
 /// Stateless replies allowed per 100 ms window.
@@ -234,6 +240,7 @@ impl Engine {
             middlebox: cfg.middlebox.clone().map(Filter::new),
             granted: crate::middlebox::granted::Granted::new(cfg.limits.max_paths),
             legacy,
+            ecn_out: Ecn::NotEct,
             cfg,
         })
     }
@@ -275,7 +282,8 @@ impl Engine {
                 from,
                 payload,
                 queued,
-            } => self.on_datagram(overlay, from, payload, queued),
+                ecn,
+            } => self.on_datagram(overlay, from, payload, Arrival { queued, ecn }),
             Input::Resolved { id, result } => self.on_resolved(id, result),
             Input::Command(cmd) => self.on_command(cmd),
             Input::NetworkChanged => self.on_network_changed(),
@@ -381,6 +389,7 @@ impl Engine {
                         overlay: id,
                         to,
                         payload,
+                        ecn: self.ecn_out,
                     });
                 }
                 OverlayEvent::SetupDone(r) => self.on_tunnel_up(id, r),

@@ -311,6 +311,7 @@ fn engines_run(data: &[u8]) -> u64 {
                         from: *from,
                         payload: bytes,
                         queued: std::time::Duration::ZERO,
+                        ecn: ocala_engine::Ecn::NotEct,
                     },
                     None => Input::TunPacket(bytes),
                 },
@@ -383,6 +384,7 @@ pub fn engine_inputs(data: &[u8]) {
                 // Waits from none to 12.75 ms, so the receive queue's congestion signals
                 // (marks and drops) are reached too.
                 queued: Duration::from_micros(u64::from(*len) * 50),
+                ecn: ocala_engine::Ecn::from_bits(*op >> 3),
             },
             _ => {
                 now = now.saturating_add(Duration::from_millis(u64::from(*len) * 20));

@@ -7,7 +7,7 @@ use crate::offload::coalesce::Coalescer;
 use crate::offload::vnet;
 use crate::socket::OverlaySocket;
 use crate::tun::Tun;
-use ocala_engine::{Engine, OverlayId, Packet};
+use ocala_engine::{Ecn, Engine, OverlayId, Packet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ pub struct Pending {
     overlay: usize,
     to: SocketAddr,
     payload: Packet,
+    ecn: Ecn,
 }
 
 /// The engine's outputs of one batch, owned: the buffers go back to the engine
@@ -30,12 +31,13 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// Queues a datagram for overlay `overlay`.
-    pub fn transmit(&mut self, overlay: OverlayId, to: SocketAddr, payload: Packet) {
+    /// Queues a datagram for overlay `overlay`, to leave with ECN field `ecn`.
+    pub fn transmit(&mut self, overlay: OverlayId, to: SocketAddr, payload: Packet, ecn: Ecn) {
         self.tx.push(Pending {
             overlay: usize::from(overlay.0),
             to,
             payload,
+            ecn,
         });
     }
 
@@ -125,8 +127,9 @@ impl Egress {
         }
     }
 
-    /// Where the GSO run starting at `i` ends: datagrams to one peer on one overlay, all of
-    /// the first one's size but the last, which may be shorter, within the kernel's limits.
+    /// Where the GSO run starting at `i` ends: datagrams to one peer on one overlay with one
+    /// ECN field (a send has one IP header to copy), all of the first one's size but the
+    /// last, which may be shorter, within the kernel's limits.
     fn run_end(&self, tx: &[Pending], i: usize) -> usize {
         let first = &tx[i];
         let size = first.payload.len();
@@ -141,6 +144,7 @@ impl Egress {
             && end - i < max
             && tx[end].overlay == first.overlay
             && tx[end].to == first.to
+            && tx[end].ecn == first.ecn
             && tx[end].payload.len() <= size
         {
             end += 1;
@@ -161,13 +165,18 @@ impl Egress {
             return;
         };
         let result = if run.len() == 1 {
-            sock.send(first.to, &first.payload, None)
+            sock.send(first.to, &first.payload, None, first.ecn)
         } else {
             self.gso_buf.clear();
             for p in run {
                 self.gso_buf.extend_from_slice(&p.payload);
             }
-            sock.send(first.to, &self.gso_buf, Some(first.payload.len()))
+            sock.send(
+                first.to,
+                &self.gso_buf,
+                Some(first.payload.len()),
+                first.ecn,
+            )
         };
         self.stats.udp_sends += 1;
         match result {

@@ -18,7 +18,7 @@ use crate::offload::vnet::{self, VnetHdr};
 use crate::socket::{OverlaySocket, RecvBufs};
 use crate::tun::Tun;
 use egress::{Batch, Egress, EgressStats};
-use ocala_engine::{Engine, Input, Instant, OverlayId, Packet};
+use ocala_engine::{Ecn, Engine, Input, Instant, OverlayId, Packet};
 use serde_json::{json, Value};
 use std::io;
 use std::net::SocketAddr;
@@ -181,7 +181,7 @@ impl Datapath {
     pub fn feed(&mut self, index: usize, m: usize, engine: &mut Engine, now: Instant) -> usize {
         let overlay = OverlayId(index as u16);
         let mut count = 0;
-        let queued = self.rx.queued(m);
+        let (queued, ecn) = (self.rx.queued(m), self.rx.ecn(m));
         let batch = self.rx.datagrams(m).map(|(from, payload)| {
             count += 1;
             Input::Datagram {
@@ -189,6 +189,7 @@ impl Datapath {
                 from,
                 payload,
                 queued,
+                ecn,
             }
         });
         let _ = engine.handle_batch(now, batch);
@@ -197,8 +198,8 @@ impl Datapath {
     }
 
     /// Queues a datagram the engine sent; it leaves at [`Self::flush`].
-    pub fn transmit(&mut self, overlay: OverlayId, to: SocketAddr, payload: Packet) {
-        self.out.transmit(overlay, to, payload);
+    pub fn transmit(&mut self, overlay: OverlayId, to: SocketAddr, payload: Packet, ecn: Ecn) {
+        self.out.transmit(overlay, to, payload, ecn);
     }
 
     /// Queues a packet the engine delivers to local apps; it is written at [`Self::flush`],

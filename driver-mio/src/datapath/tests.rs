@@ -3,7 +3,7 @@
 
 use super::Datapath;
 use crate::socket::OverlaySocket;
-use ocala_engine::{Config, Engine, Instant, OverlayId, Packet};
+use ocala_engine::{Config, Ecn, Engine, Instant, OverlayId, Packet};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
@@ -75,7 +75,9 @@ fn sends_in_order(threads: u8) {
     for _ in 0..ROUNDS {
         for n in SIZES {
             for _ in 0..n {
-                dp.transmit(OverlayId(0), to, datagram(seq));
+                // Some datagrams ECN-capable: a GSO run ends where the field changes.
+                let ecn = if seq.is_multiple_of(5) { Ecn::Ect0 } else { Ecn::NotEct };
+                dp.transmit(OverlayId(0), to, datagram(seq), ecn);
                 seq += 1;
             }
             dp.flush(&mut engine);

@@ -387,7 +387,7 @@ impl Engine {
             .map(|p| std::mem::take(&mut p.pending))
             .unwrap_or_default();
         for buf in early {
-            self.open_and_deliver(key, handle, &buf, false);
+            self.open_and_deliver(key, handle, &buf, crate::wire::ecn::Ecn::NotEct);
             self.pool.give(buf);
         }
     }

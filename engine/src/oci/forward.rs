@@ -10,7 +10,7 @@ use crate::oci::paths::{Role, State};
 use crate::packet::Packet;
 use crate::security::noise::TAG_LEN;
 use crate::security::session::NONCE_LEN;
-use crate::wire::ecn::mark_congestion;
+use crate::wire::ecn::{ecn_of, set_ecn, Ecn};
 use crate::wire::ip::{IpView, PROTO_UDP};
 use crate::wire::message::{self, Close, CloseReason, Message, DATA_HEADER_LEN};
 use crate::wire::rewrite::{rewrite_addresses, write_icmp_too_big};
@@ -21,6 +21,15 @@ use std::time::Duration;
 /// Data payloads a responder holds while it waits for the initiator's confirm.
 const EARLY_DATA: usize = 8;
 
+/// How a datagram arrived, besides its bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrival {
+    /// How long it waited in the socket's receive queue.
+    pub(crate) queued: Duration,
+    /// The ECN field of its IP header.
+    pub(crate) ecn: Ecn,
+}
+
 /// A data message as it arrived.
 struct Data<'a> {
     /// The path's label at this node.
@@ -29,7 +38,9 @@ struct Data<'a> {
     datagram: &'a [u8],
     /// Its payload: the (sealed, on a secure path) inner packet.
     inner: &'a [u8],
-    /// Whether the receive queue's controller asks for a congestion signal on it.
+    /// Its outer ECN field.
+    ecn: Ecn,
+    /// Whether this node's receive queue signals congestion on it.
     congested: bool,
 }
 
@@ -167,7 +178,8 @@ impl Engine {
             Some(s) => s.seal(packet, buf.tail_vec(), &mut self.key_cache, key),
         };
         match sealed {
-            Ok(()) => self.send_over(tunnel, buf),
+            // The outer header starts with the inner one's ECN field (RFC 6040's normal mode).
+            Ok(()) => self.send_over(tunnel, buf, ecn_of(packet).unwrap_or_default()),
             Err(reason) => {
                 self.pool.give(buf);
                 self.drop_input(reason);
@@ -182,8 +194,8 @@ impl Engine {
         }
     }
 
-    /// Hands a finished datagram to the tunnel's module.
-    fn send_over(&mut self, tunnel: usize, buf: Packet) {
+    /// Hands a finished datagram to the tunnel's module, to be sent with `ecn`.
+    fn send_over(&mut self, tunnel: usize, buf: Packet, ecn: Ecn) {
         let Some(t) = self.tunnels.get(tunnel) else {
             return self.pool.give(buf);
         };
@@ -197,7 +209,9 @@ impl Engine {
             }
             None => self.pool.give(buf),
         }
+        self.ecn_out = ecn;
         self.drain_overlay(overlay);
+        self.ecn_out = Ecn::NotEct;
     }
 
     /// Sends what apps wrote while the path was coming up.
@@ -215,13 +229,13 @@ impl Engine {
         }
     }
 
-    /// A datagram from an overlay socket, which waited `queued` in the socket's queue.
+    /// A datagram from an overlay socket.
     pub(crate) fn on_datagram(
         &mut self,
         overlay: OverlayId,
         from: SocketAddr,
         payload: &[u8],
-        queued: Duration,
+        arrival: Arrival,
     ) {
         self.counters.datagrams_in += 1;
         let now = self.now;
@@ -243,7 +257,10 @@ impl Engine {
                         .overlays
                         .get_mut(usize::from(overlay.0))
                         .map(|s| s.module.transit(now, message, &mut self.pool));
+                    // A module relaying keeps the datagram's ECN field.
+                    self.ecn_out = arrival.ecn;
                     self.drain_overlay(overlay);
+                    self.ecn_out = Ecn::NotEct;
                     if let Some(Err(d)) = sent {
                         self.drop_input(DropReason::Overlay(d));
                     }
@@ -267,11 +284,12 @@ impl Engine {
                     && self
                         .overlays
                         .get_mut(usize::from(overlay.0))
-                        .is_some_and(|s| s.queue.signal(now, queued));
+                        .is_some_and(|s| s.queue.signal(now, arrival.queued));
                 let data = Data {
                     label,
                     datagram: bytes,
                     inner: payload,
+                    ecn: arrival.ecn,
                     congested,
                 };
                 self.on_data(overlay, from, tunnel, data)
@@ -304,6 +322,7 @@ impl Engine {
             label,
             datagram,
             inner,
+            ecn,
             congested,
         } = data;
         let Some(key) = self.paths.by_label(label) else {
@@ -326,10 +345,14 @@ impl Engine {
                     return self.drop_input(DropReason::PathNotUp);
                 };
                 let (tt, peer) = (t.tunnel, t.peer_label);
-                if congested {
-                    // The inner packet is sealed to the path's ends: it cannot be marked here.
-                    return self.drop_input(DropReason::Congested);
-                }
+                // The inner packet is sealed to the path's ends: a congestion signal here is
+                // a CE mark on the outer header, which the end carries inside, if the sender
+                // made the datagram ECN-capable.
+                let ecn = match (congested, ecn.congested()) {
+                    (false, _) => ecn,
+                    (true, Some(marked)) => marked,
+                    (true, None) => return self.drop_input(DropReason::Congested),
+                };
                 // A gateway that is also a middlebox (a sender-imposed hop) judges what it relays.
                 let read = p.read.as_deref().map(|k| (key, *k));
                 if self.middlebox.is_some() && !self.middlebox_passes(datagram, read) {
@@ -343,7 +366,7 @@ impl Engine {
                 }
                 self.counters.relayed += 1;
                 self.heard_on_path(key);
-                self.send_over(tt, buf);
+                self.send_over(tt, buf, ecn);
             }
             Role::Initiator { handle }
             | Role::Responder {
@@ -352,7 +375,9 @@ impl Engine {
                 if p.state != State::Up {
                     return self.drop_input(DropReason::PathNotUp);
                 }
-                self.open_and_deliver(key, handle, inner, congested);
+                // The end can open the packet: congestion here marks it like a CE outer.
+                let outer = if congested { Ecn::Ce } else { ecn };
+                self.open_and_deliver(key, handle, inner, outer);
             }
             // Data can overtake the initiator's confirm on the way; hold a little of it until
             // the confirm arrives and the keys to open it exist.
@@ -382,14 +407,8 @@ impl Engine {
     }
 
     /// Opens a data payload on an end path (checks and decrypts it on a secure path) and hands
-    /// the packet to local apps — marked Congestion Experienced if `congested`.
-    pub(crate) fn open_and_deliver(
-        &mut self,
-        key: usize,
-        handle: usize,
-        inner: &[u8],
-        congested: bool,
-    ) {
+    /// the packet to local apps, with the ECN field that `outer` makes of it.
+    pub(crate) fn open_and_deliver(&mut self, key: usize, handle: usize, inner: &[u8], outer: Ecn) {
         let mut buf = self.pool.take();
         let opened = match self.paths.get_mut(key).and_then(|p| p.secure.as_mut()) {
             Some(s) => {
@@ -411,7 +430,7 @@ impl Engine {
         match opened {
             Ok(()) => {
                 self.heard_on_path(key);
-                self.deliver(key, handle, buf, congested)
+                self.deliver(key, handle, buf, outer)
             }
             Err(reason) => {
                 self.pool.give(buf);
@@ -422,9 +441,10 @@ impl Engine {
 
     /// Rewrites a peer's packet (in `buf`) so it comes from the handle and goes to this
     /// node's own TUN address — or to the LAN client the path is for, or, from an egress
-    /// handle, to its legacy server — then writes it to the TUN. A `congested` packet is
-    /// marked CE, or dropped if its sender did not declare it ECN-capable.
-    fn deliver(&mut self, key: usize, handle: usize, mut buf: Packet, congested: bool) {
+    /// handle, to its legacy server — then writes it to the TUN. The outer header's ECN
+    /// field combines with the packet's own as RFC 6040 says: a CE mark is carried in, or
+    /// the packet dropped if its sender's transport is not ECN-capable.
+    fn deliver(&mut self, key: usize, handle: usize, mut buf: Packet, outer: Ecn) {
         let src = match IpView::parse(&buf) {
             Ok(ip) => ip.src(),
             Err(e) => {
@@ -432,12 +452,20 @@ impl Engine {
                 return self.drop_input(DropReason::InnerMalformed(e));
             }
         };
-        if congested {
-            if mark_congestion(&mut buf) != Ok(true) {
+        let inner = ecn_of(&buf).unwrap_or_default();
+        match Ecn::decapsulate(inner, outer) {
+            None => {
                 self.pool.give(buf);
                 return self.drop_input(DropReason::Congested);
             }
-            self.counters.ecn_marked += 1;
+            Some(e) if e != inner => {
+                // Only the ECN bits of a header just parsed change: this cannot fail.
+                let _ = set_ecn(&mut buf, e);
+                if e == Ecn::Ce {
+                    self.counters.ecn_marked += 1;
+                }
+            }
+            Some(_) => {}
         }
         let now = self.now;
         let client = self.paths.get(key).and_then(|p| p.lan_client);

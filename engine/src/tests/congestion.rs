@@ -1,7 +1,9 @@
-//! Congestion signals from a long receive queue (`crate::codel`): ECN-capable packets arrive
-//! marked, the others and relayed ones are dropped, and a short queue is left alone.
+//! Congestion signals (`crate::codel`, `crate::wire::ecn`): from a long receive queue,
+//! ECN-capable packets arrive marked and the others are dropped; a gateway marks the outer
+//! header, which the end carries in, as it carries in marks from the underlay; a short queue
+//! and small packets are left alone.
 
-use super::secure::secure;
+use super::secure::secure_pair;
 use super::*;
 use crate::wire::checksum::{internet_checksum, verify};
 
@@ -85,10 +87,7 @@ fn small_packets_pass_a_long_queue_untouched() {
 
 #[test]
 fn packets_are_marked_after_decryption_on_a_secure_path() {
-    let mut net = Net::new(vec![
-        secure("alice", &[("bob", 2)], &["alice.udp"]),
-        secure("bob", &[("alice", 1)], &["bob.udp"]),
-    ]);
+    let mut net = secure_pair();
     let handle = answered_v4(&net.lookup(0, "bob.udp").unwrap());
     let got = send_for(&mut net, handle, 30, Duration::from_millis(2), 0b01);
     assert_eq!(got.len(), 300);
@@ -97,15 +96,46 @@ fn packets_are_marked_after_decryption_on_a_secure_path() {
 }
 
 #[test]
-fn a_congested_gateway_drops_what_it_cannot_open() {
+fn a_congested_gateway_marks_the_outer_header_and_the_end_carries_the_mark_in() {
     let mut net = through_gateway();
+    // Only the gateway's queue signals.
+    net.nodes[2].overlays[0].queue = crate::codel::Codel::new(Duration::ZERO, Duration::ZERO);
     let handle = answered_v4(&net.lookup(0, "carol.udp_gw.udp").unwrap());
     let got = send_for(&mut net, handle, 30, Duration::from_millis(2), 0b10);
-    let at_gw = net.drops(1, DropReason::Congested);
-    assert!(at_gw >= 4, "{at_gw} dropped at the gateway");
-    assert_eq!(got.len() as u64 + at_gw, 300);
-    // carol's queue reports the same wait; she can open the packets, so she marks them.
-    assert_eq!(net.drops(2, DropReason::Congested), 0);
+    assert_eq!(
+        got.len(),
+        300,
+        "ECN-capable packets are marked, not dropped"
+    );
+    let marked = got.iter().filter(|&&e| e == 0b11).count();
+    assert!(marked >= 4, "{marked} marked");
+    assert_eq!(net.nodes[2].counters.ecn_marked, marked as u64);
+    assert_eq!(
+        net.nodes[1].counters.ecn_marked, 0,
+        "the gateway cannot open them"
+    );
+    // The gateway cannot mark what its sender did not make ECN-capable: it drops.
+    let plain = send_for(&mut net, handle, 30, Duration::from_millis(2), 0);
+    let dropped = net.drops(1, DropReason::Congested);
+    assert!(dropped >= 4, "{dropped} dropped at the gateway");
+    assert_eq!(plain.len() as u64 + dropped, 300);
+}
+
+#[test]
+fn the_outer_header_starts_with_the_inner_ecn_field_and_underlay_marks_reach_the_app() {
+    let mut net = secure_pair();
+    let handle = answered_v4(&net.lookup(0, "bob.udp").unwrap());
+    // A router on the way marks every ECN-capable datagram (and cannot mark the others).
+    net.underlay_marks = true;
+    for (ecn, arrives) in [(0b00, 0b00), (0b01, 0b11), (0b10, 0b11), (0b11, 0b11)] {
+        let got = send_sized(&mut net, handle, 1, Duration::ZERO, ecn, 100);
+        assert_eq!(got, vec![arrives; 10], "sent {ecn:#04b}");
+    }
+    assert_eq!(
+        net.nodes[1].counters.ecn_marked, 20,
+        "the ECT(0) and ECT(1) ones"
+    );
+    assert_eq!(net.drops(1, DropReason::Congested), 0);
 }
 
 #[test]

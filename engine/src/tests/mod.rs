@@ -70,6 +70,8 @@ pub(crate) struct Net {
     hosts: BTreeMap<String, IpAddr>,
     /// How long every delivered datagram reports having waited in its receive queue.
     queued: Duration,
+    /// Whether the underlay marks ECN-capable datagrams CE, as a router's queue would.
+    underlay_marks: bool,
 }
 
 /// A man in the middle: sees and may rewrite each datagram.
@@ -93,6 +95,7 @@ impl Net {
             tamper: None,
             hosts: BTreeMap::new(),
             queued: Duration::ZERO,
+            underlay_marks: false,
         }
     }
 
@@ -111,7 +114,9 @@ impl Net {
                 match self.nodes[node].poll_output() {
                     Output::Timeout(_) => break,
                     Output::WriteTun(p) => self.tun[node].push(p.to_vec()),
-                    Output::Transmit { to, payload, .. } => datagrams.push((to, payload.to_vec())),
+                    Output::Transmit {
+                        to, payload, ecn, ..
+                    } => datagrams.push((to, payload.to_vec(), ecn)),
                     Output::UpstreamDns { id, query } => {
                         let answer = crate::dns::message::parse_query(&query).ok().and_then(|q| {
                             let ip = *self.hosts.get(&q.name)?;
@@ -130,7 +135,10 @@ impl Net {
                     Output::Event(e) => self.events[node].push(e),
                 }
             }
-            for (to, mut payload) in datagrams {
+            for (to, mut payload, mut ecn) in datagrams {
+                if self.underlay_marks {
+                    ecn = ecn.congested().unwrap_or(ecn);
+                }
                 if let Some(t) = self.tamper.as_mut() {
                     t(&mut payload);
                 }
@@ -149,6 +157,7 @@ impl Net {
                             from,
                             payload: &payload,
                             queued: self.queued,
+                            ecn,
                         },
                     )
                     .unwrap();
@@ -512,6 +521,7 @@ fn stale_labels_are_refused_and_answered_at_a_bounded_rate() {
                 from: addr(77),
                 payload: &d,
                 queued: std::time::Duration::ZERO,
+                ecn: crate::Ecn::NotEct,
             },
         );
     }
@@ -534,6 +544,7 @@ fn reject_for(net: &mut Net, node: usize, from: u8, setup: Setup<'_>) -> Option<
             from: addr(from),
             payload: &d,
             queued: std::time::Duration::ZERO,
+            ecn: crate::Ecn::NotEct,
         },
     );
     net.strays[before..]
@@ -626,7 +637,7 @@ proptest! {
             if matches!(Message::parse(d), Ok(Message::Setup(_))) {
                 setups += 1;
             }
-            net.input(1, Input::Datagram { overlay: UDP, from: addr(99), payload: d , queued: std::time::Duration::ZERO});
+            net.input(1, Input::Datagram { overlay: UDP, from: addr(99), payload: d , queued: std::time::Duration::ZERO, ecn: crate::Ecn::NotEct});
         }
         prop_assert!(net.nodes[1].paths.len() <= setups);
         prop_assert!(net.nodes[1].handles.slab.len() <= setups);

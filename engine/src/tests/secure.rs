@@ -32,7 +32,7 @@ pub(super) fn secure(name: &str, peers: &[(&str, u8)], names: &[&str]) -> Config
     cfg
 }
 
-fn secure_pair() -> Net {
+pub(super) fn secure_pair() -> Net {
     Net::new(vec![
         secure("alice", &[("bob", 2)], &["alice.udp"]),
         secure("bob", &[("alice", 1)], &["bob.udp"]),
@@ -84,6 +84,7 @@ fn tampered_and_replayed_packets_are_dropped_and_counted() {
             from: addr(1),
             payload: &datagram,
             queued: std::time::Duration::ZERO,
+            ecn: crate::Ecn::NotEct,
         },
     );
     assert_eq!(net.drops(1, DropReason::Replayed), 1);
@@ -100,6 +101,7 @@ fn tampered_and_replayed_packets_are_dropped_and_counted() {
             from: addr(1),
             payload: &tampered,
             queued: std::time::Duration::ZERO,
+            ecn: crate::Ecn::NotEct,
         },
     );
     assert_eq!(net.drops(1, DropReason::Forged), 1);
@@ -230,6 +232,7 @@ fn a_reflected_setup_is_dropped() {
             from: addr(9),
             payload: &setup,
             queued: std::time::Duration::ZERO,
+            ecn: crate::Ecn::NotEct,
         },
     );
     assert_eq!(net.drops(0, DropReason::Reflected), 1);

@@ -1,43 +1,93 @@
-//! Explicit Congestion Notification (RFC 3168) in an inner packet's IP header. A node whose
-//! receive queue stays long marks an ECN-capable packet Congestion Experienced instead of
-//! dropping it: its TCP slows down just the same, without losing a segment.
+//! Explicit Congestion Notification (RFC 3168) across the tunnel, as RFC 6040 has tunnels do
+//! it. A data datagram's outer ECN field starts as a copy of its inner packet's, so a queue
+//! on the way (a router's, or a node's own receive queue) can mark it instead of dropping
+//! it; the end that opens the packet carries a mark into the inner header, where the flow's
+//! TCP sees it and slows down without losing a segment.
 
 use super::bytes::{put_u16, u16_at, u8_at};
 use super::checksum::update;
 use super::WireError;
 
-/// The ECN field's codepoint for Congestion Experienced; 0 is Not-ECT.
-const CE: u8 = 0b11;
+/// An ECN codepoint: the low two bits of IPv4's TOS or IPv6's traffic class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Ecn {
+    /// The sender's transport does not take part: congestion means a drop.
+    #[default]
+    NotEct,
+    /// ECN-capable transport, codepoint 1 (used by L4S).
+    Ect1,
+    /// ECN-capable transport, codepoint 0 (classic ECN).
+    Ect0,
+    /// Congestion Experienced: a queue on the way marked it.
+    Ce,
+}
 
-/// Marks `packet` Congestion Experienced if its sender declared it ECN-capable: whether it
-/// did (a packet already marked counts). A Not-ECT packet is left as it is; the caller drops
-/// it instead. The IPv4 header checksum is updated incrementally.
-pub fn mark_congestion(packet: &mut [u8]) -> Result<bool, WireError> {
+impl Ecn {
+    /// The codepoint in the low two bits of `bits`.
+    pub fn from_bits(bits: u8) -> Ecn {
+        match bits & 0b11 {
+            0b01 => Ecn::Ect1,
+            0b10 => Ecn::Ect0,
+            0b11 => Ecn::Ce,
+            _ => Ecn::NotEct,
+        }
+    }
+
+    /// The two bits.
+    pub fn bits(self) -> u8 {
+        match self {
+            Ecn::NotEct => 0b00,
+            Ecn::Ect1 => 0b01,
+            Ecn::Ect0 => 0b10,
+            Ecn::Ce => 0b11,
+        }
+    }
+
+    /// What a queue that must signal congestion does to a packet carrying `self`: marks it
+    /// CE, or — when its transport would not understand a mark — drops it (`None`).
+    pub fn congested(self) -> Option<Ecn> {
+        (self != Ecn::NotEct).then_some(Ecn::Ce)
+    }
+
+    /// RFC 6040's decapsulation (its Figure 4): the inner packet's field given the inner and
+    /// outer ones, or `None` where the packet must be dropped — the outer header says
+    /// congestion and the inner transport cannot be told.
+    pub fn decapsulate(inner: Ecn, outer: Ecn) -> Option<Ecn> {
+        match (inner, outer) {
+            (Ecn::NotEct, Ecn::Ce) => None,
+            (Ecn::NotEct, _) | (_, Ecn::NotEct) => Some(inner),
+            (_, Ecn::Ce) | (Ecn::Ce, _) => Some(Ecn::Ce),
+            (_, Ecn::Ect1) => Some(Ecn::Ect1),
+            (_, Ecn::Ect0) => Some(inner),
+        }
+    }
+}
+
+/// The ECN field of an IP packet.
+pub fn ecn_of(packet: &[u8]) -> Result<Ecn, WireError> {
     match u8_at(packet, 0)? >> 4 {
+        4 => Ok(Ecn::from_bits(u8_at(packet, 1)?)),
+        // Traffic class straddles bytes 0 and 1; its ECN bits are bits 4-5 of byte 1.
+        6 => Ok(Ecn::from_bits(u8_at(packet, 1)? >> 4)),
+        _ => Err(WireError::BadVersion),
+    }
+}
+
+/// Sets the ECN field of an IP packet, updating the IPv4 header checksum incrementally.
+pub fn set_ecn(packet: &mut [u8], ecn: Ecn) -> Result<(), WireError> {
+    let word = u16_at(packet, 0)?;
+    match word >> 12 {
         4 => {
-            let ecn = u8_at(packet, 1)? & CE;
-            let (word, checksum) = (u16_at(packet, 0)?, u16_at(packet, 10)?);
-            if ecn == 0 {
-                return Ok(false);
-            }
-            let marked = word | u16::from(CE);
-            put_u16(packet, 0, marked)?;
+            let checksum = u16_at(packet, 10)?;
+            let new = (word & !0b11) | u16::from(ecn.bits());
+            put_u16(packet, 0, new)?;
             put_u16(
                 packet,
                 10,
-                update(checksum, &word.to_be_bytes(), &marked.to_be_bytes()),
-            )?;
-            Ok(true)
+                update(checksum, &word.to_be_bytes(), &new.to_be_bytes()),
+            )
         }
-        6 => {
-            // Traffic class straddles bytes 0 and 1; its ECN bits are bits 4-5 of byte 1.
-            let word = u16_at(packet, 0)?;
-            if (word >> 4) & u16::from(CE) == 0 {
-                return Ok(false);
-            }
-            put_u16(packet, 0, word | u16::from(CE) << 4)?;
-            Ok(true)
-        }
+        6 => put_u16(packet, 0, (word & !0x30) | u16::from(ecn.bits()) << 4),
         _ => Err(WireError::BadVersion),
     }
 }
@@ -45,12 +95,14 @@ pub fn mark_congestion(packet: &mut [u8]) -> Result<bool, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::checksum::verify;
+    use crate::wire::checksum::{internet_checksum, verify};
     use crate::wire::ip::PROTO_UDP;
     use crate::wire::testutil::{build_ip, udp_segment};
     use std::net::IpAddr;
 
-    fn packet(v6: bool, ecn: u8) -> Vec<u8> {
+    const ALL: [Ecn; 4] = [Ecn::NotEct, Ecn::Ect1, Ecn::Ect0, Ecn::Ce];
+
+    fn packet(v6: bool, ecn: Ecn) -> Vec<u8> {
         let (src, dst): (IpAddr, IpAddr) = if v6 {
             ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap())
         } else {
@@ -58,56 +110,79 @@ mod tests {
         };
         let mut p = build_ip(src, dst, PROTO_UDP, &udp_segment(1, 2, b"payload"));
         if v6 {
-            p[1] |= ecn << 4;
+            p[0] |= 0x0b; // a DSCP in the traffic class's high bits
+            p[1] |= 0x80 | ecn.bits() << 4;
         } else {
-            // The DSCP stays; only the ECN bits are set, with the checksum recomputed.
-            p[1] = 0b1011_1000 | ecn;
+            p[1] = 0b1011_1000 | ecn.bits();
             p[10..12].fill(0);
-            let ck = crate::wire::checksum::internet_checksum(&p[..20]);
+            let ck = internet_checksum(&p[..20]);
             p[10..12].copy_from_slice(&ck.to_be_bytes());
         }
         p
     }
 
     #[test]
-    fn ect_packets_are_marked_with_a_valid_header_and_not_ect_ones_are_left() {
+    fn setting_the_field_keeps_the_rest_of_the_header_and_a_valid_checksum() {
         for v6 in [false, true] {
-            for ecn in [0b01, 0b10, 0b11] {
-                let mut p = packet(v6, ecn);
-                let before = p.clone();
-                assert_eq!(mark_congestion(&mut p), Ok(true), "v6 {v6} ecn {ecn}");
-                if v6 {
-                    assert_eq!((p[1] >> 4) & 3, CE);
-                    assert_eq!(p[0], before[0], "version and DSCP keep");
-                } else {
-                    assert_eq!(p[1], 0b1011_1000 | CE, "DSCP keeps");
-                    assert!(verify(&p[..20]), "header checksum");
+            for from in ALL {
+                for to in ALL {
+                    let mut p = packet(v6, from);
+                    assert_eq!(ecn_of(&p), Ok(from));
+                    set_ecn(&mut p, to).unwrap();
+                    assert_eq!(ecn_of(&p), Ok(to), "v6 {v6}: {from:?} -> {to:?}");
+                    let mut expected = packet(v6, to);
+                    if !v6 {
+                        assert!(verify(&p[..20]), "header checksum");
+                        // The checksum may differ only in its representation of zero.
+                        expected[10..12].copy_from_slice(&p[10..12]);
+                    }
+                    assert_eq!(p, expected, "only the ECN bits move");
                 }
-                // Nothing else moves but the IPv4 header checksum.
-                let checksum = if v6 { 0..0 } else { 10..12 };
-                let rest = |q: &[u8]| -> Vec<u8> {
-                    (2..q.len())
-                        .filter(|i| !checksum.contains(i))
-                        .map(|i| q[i])
-                        .collect()
-                };
-                assert_eq!(rest(&p), rest(&before));
             }
-            let mut p = packet(v6, 0);
-            let before = p.clone();
-            assert_eq!(mark_congestion(&mut p), Ok(false));
-            assert_eq!(p, before);
+        }
+    }
+
+    #[test]
+    fn decapsulation_follows_rfc_6040() {
+        use Ecn::*;
+        // Rows: inner; columns: outer Not-ECT, ECT(0), ECT(1), CE.
+        let table = [
+            (NotEct, [Some(NotEct), Some(NotEct), Some(NotEct), None]),
+            (Ect0, [Some(Ect0), Some(Ect0), Some(Ect1), Some(Ce)]),
+            (Ect1, [Some(Ect1), Some(Ect1), Some(Ect1), Some(Ce)]),
+            (Ce, [Some(Ce), Some(Ce), Some(Ce), Some(Ce)]),
+        ];
+        for (inner, row) in table {
+            for (outer, want) in [NotEct, Ect0, Ect1, Ce].into_iter().zip(row) {
+                assert_eq!(
+                    Ecn::decapsulate(inner, outer),
+                    want,
+                    "{inner:?} in {outer:?}"
+                );
+            }
+        }
+        assert_eq!(NotEct.congested(), None);
+        for e in [Ect0, Ect1, Ce] {
+            assert_eq!(e.congested(), Some(Ce));
+        }
+        for e in ALL {
+            assert_eq!(Ecn::from_bits(e.bits()), e);
         }
     }
 
     #[test]
     fn short_or_foreign_packets_are_errors_not_panics() {
-        assert_eq!(mark_congestion(&mut []), Err(WireError::Truncated));
+        assert_eq!(ecn_of(&[]), Err(WireError::Truncated));
+        assert_eq!(ecn_of(&[0x45]), Err(WireError::Truncated));
+        assert_eq!(ecn_of(&[0x50, 0]), Err(WireError::BadVersion));
         assert_eq!(
-            mark_congestion(&mut [0x45, 1, 0]),
+            set_ecn(&mut [0x45, 1, 0], Ecn::Ce),
             Err(WireError::Truncated)
         );
-        assert_eq!(mark_congestion(&mut [0x60]), Err(WireError::Truncated));
-        assert_eq!(mark_congestion(&mut [0x50; 20]), Err(WireError::BadVersion));
+        assert_eq!(set_ecn(&mut [0x60], Ecn::Ce), Err(WireError::Truncated));
+        assert_eq!(
+            set_ecn(&mut [0x50; 20], Ecn::Ce),
+            Err(WireError::BadVersion)
+        );
     }
 }
