@@ -117,6 +117,49 @@ fn topology() -> Topology {
     t
 }
 
+/// Runs tshark on `ifaces` of `host` while `during` runs: one line per packet that passes
+/// `filter`, the interface and the ECN field.
+fn capture(
+    t: &Topology,
+    host: &str,
+    ifaces: &[&str],
+    filter: &str,
+    during: impl FnOnce(),
+) -> String {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    // The filter before the first -i applies to every interface.
+    let ns = t.host(host).ns.as_str();
+    let mut args = vec!["netns", "exec", ns, "tshark", "-l", "-n", "-f", filter];
+    for i in ifaces {
+        args.extend(["-i", i]);
+    }
+    args.extend(["-a", "duration:20", "-T", "fields"]);
+    args.extend(["-e", "frame.interface_name", "-e", "ip.dsfield.ecn"]);
+    let mut tshark = Command::new("ip")
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tshark starts");
+    // It says so on stderr once it captures; the pipe stays open until it ends.
+    let mut stderr = BufReader::new(tshark.stderr.take().expect("piped"));
+    let mut said = String::new();
+    while !said.contains("Capturing on") {
+        match stderr.read_line(&mut said) {
+            Ok(0) | Err(_) => panic!("tshark did not start: {said}"),
+            Ok(_) => {}
+        }
+    }
+    during();
+    // What it saw is written line by line (-l); stop it.
+    std::thread::sleep(Duration::from_millis(300));
+    support::run(&["kill", "-INT", &tshark.id().to_string()]);
+    let out = tshark.wait_with_output().expect("tshark ends");
+    drop(stderr);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn status_json(t: &Topology, host: &str) -> serde_json::Value {
     let s = t
         .ocala(host, &["status", "--json"])
@@ -222,6 +265,34 @@ fn real_programs_over_ocala() {
         &["ping", "-4", "-c", "5", "-i", "0.2", "-W", "3", "bob.udp"],
     );
     assert!(text(&ping).contains("5 received"), "{}", text(&ping));
+
+    // ECN crosses the tunnel (RFC 6040): pings sent ECT(0) leave alice in datagrams marked
+    // ECT(0) and reach bob's TUN still ECT(0); plain ones stay Not-ECT on both. (The first
+    // ping may pass before tshark captures on both interfaces.)
+    for (tos, ecn) in [("0x02", "2"), ("0x00", "0")] {
+        let seen = capture(
+            &t,
+            "bob",
+            &["v-alice", "ocala0"],
+            "(udp and dst host 10.91.0.2 and dst port 4789 and greater 1000) or icmp[icmptype] == icmp-echo",
+            || {
+                let ping = t.exec(
+                    "alice",
+                    &[
+                        "ping", "-4", "-Q", tos, "-s", "1000", "-c", "4", "-i", "0.2", "bob.udp",
+                    ],
+                );
+                assert!(text(&ping).contains("4 received"), "{}", text(&ping));
+            },
+        );
+        let lines: Vec<&str> = seen.lines().collect();
+        assert!(
+            lines.iter().filter(|l| l.starts_with("v-alice\t")).count() >= 3
+                && lines.iter().filter(|l| l.starts_with("ocala0\t")).count() >= 3
+                && lines.iter().all(|l| l.ends_with(&format!("\t{ecn}"))),
+            "TOS {tos}:\n{seen}"
+        );
+    }
 
     // curl against a real HTTP server on bob, over the encrypted path.
     let code = curl(&t, "http://bob.udp:8000/", 10);

@@ -76,7 +76,11 @@ fn sends_in_order(threads: u8) {
         for n in SIZES {
             for _ in 0..n {
                 // Some datagrams ECN-capable: a GSO run ends where the field changes.
-                let ecn = if seq.is_multiple_of(5) { Ecn::Ect0 } else { Ecn::NotEct };
+                let ecn = if seq.is_multiple_of(5) {
+                    Ecn::Ect0
+                } else {
+                    Ecn::NotEct
+                };
                 dp.transmit(OverlayId(0), to, datagram(seq), ecn);
                 seq += 1;
             }
