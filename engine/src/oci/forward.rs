@@ -245,7 +245,12 @@ impl Engine {
         slot.traffic.datagrams_in += 1;
         slot.traffic.bytes_in += payload.len() as u64;
         let received = slot.module.receive(now, from, payload, &mut self.pool);
+        // What a module relays on its own (an i3 server, a RON hop) keeps the datagram's ECN
+        // field; what else it sends now (replies to control messages) carries it harmlessly,
+        // since only data messages' fields are read.
+        self.ecn_out = arrival.ecn;
         self.drain_overlay(overlay);
+        self.ecn_out = Ecn::NotEct;
         let (known, from, bytes) = match received {
             Received::Consumed => return,
             Received::Transit { message } => {

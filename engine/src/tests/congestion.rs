@@ -151,3 +151,51 @@ fn a_zero_target_turns_signals_off_and_a_bad_interval_is_named() {
     let e = Engine::new(bad, [0; 32], Instant::ZERO).err().unwrap();
     assert_eq!(e.key, "limits.queue_interval_us");
 }
+
+/// A node on one `i3` overlay whose server is node 0 (10.0.0.1).
+fn i3_node(name: &str, serve: bool) -> Config {
+    let mut cfg = config(name, &[], false);
+    let server = addr(1);
+    cfg.overlays[0] = OverlayConfig {
+        name: "i3".into(),
+        module: "i3".into(),
+        local_name: name.into(),
+        port: 4789,
+        keepalive_secs: 25,
+        address_book: BTreeMap::new(),
+        i3: crate::ocd::i3::I3Config {
+            servers: vec![server],
+            serve_as: serve.then_some(server),
+            ..Default::default()
+        },
+        ron: Default::default(),
+    };
+    cfg
+}
+
+#[test]
+fn an_i3_server_relays_the_ecn_field_as_it_came() {
+    let mut net = Net::new(vec![
+        i3_node("server", true),
+        i3_node("alice", false),
+        i3_node("bob", false),
+    ]);
+    net.advance(Duration::from_millis(100));
+    let handle = answered_v4(&net.lookup(1, "bob.i3").expect("bob through the server"));
+    // Marks on the way reach bob only if the server passed the field on.
+    net.underlay_marks = true;
+    let relayed_before = net.wire.iter().filter(|(from, _, _)| *from == 0).count();
+    for _ in 0..5 {
+        let p = packet(&net, 1, handle, 0b10, 600);
+        net.input(1, Input::TunPacket(&p));
+    }
+    let relayed = net.wire.iter().filter(|(from, _, _)| *from == 0).count() - relayed_before;
+    assert!(relayed >= 5, "the server relayed them ({relayed})");
+    let got: Vec<u8> = net.tun[2]
+        .iter()
+        .rev()
+        .take(5)
+        .map(|p| p[1] & 0b11)
+        .collect();
+    assert_eq!(got, vec![0b11; 5]);
+}
