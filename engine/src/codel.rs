@@ -58,11 +58,23 @@ impl Codel {
     }
 
     /// Judges a packet that waited `waited` in the queue and left it at `now`: whether it
-    /// should carry a congestion signal (a CE mark, or a drop).
+    /// should carry a congestion signal (a CE mark, or a drop). Inlined for the common case,
+    /// a short wait, which only forgets any congestion there was.
+    #[inline]
     pub(crate) fn signal(&mut self, now: Instant, waited: Duration) -> bool {
-        if self.target.is_zero() {
+        if waited < self.target {
+            self.above_until = None;
+            self.dropping = false;
             return false;
         }
+        !self.target.is_zero() && self.judge_long_wait(now, waited)
+    }
+
+    /// [`Codel::signal`] for a wait at or above target: out of line, so the common case stays
+    /// a compare.
+    #[cold]
+    #[inline(never)]
+    fn judge_long_wait(&mut self, now: Instant, waited: Duration) -> bool {
         let persistent = self.persistently_above(now, waited);
         if self.dropping {
             if !persistent {

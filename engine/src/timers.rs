@@ -42,7 +42,9 @@ impl Timers {
             .map_or(Instant::MAX, |Reverse((at, _, _))| *at)
     }
 
-    /// Removes and returns one timer that is due at `now`.
+    /// Removes and returns one timer that is due at `now`. Inlined: every input asks, and
+    /// almost always nothing is due.
+    #[inline]
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
         match self.heap.peek() {
             Some(Reverse((at, _, _))) if *at <= now => self.heap.pop().map(|Reverse((_, _, t))| t),

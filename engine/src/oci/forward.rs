@@ -457,20 +457,23 @@ impl Engine {
                 return self.drop_input(DropReason::InnerMalformed(e));
             }
         };
-        let inner = ecn_of(&buf).unwrap_or_default();
-        match Ecn::decapsulate(inner, outer) {
-            None => {
-                self.pool.give(buf);
-                return self.drop_input(DropReason::Congested);
-            }
-            Some(e) if e != inner => {
-                // Only the ECN bits of a header just parsed change: this cannot fail.
-                let _ = set_ecn(&mut buf, e);
-                if e == Ecn::Ce {
-                    self.counters.ecn_marked += 1;
+        // An outer header without ECN leaves the packet's own as it is.
+        if outer != Ecn::NotEct {
+            let inner = ecn_of(&buf).unwrap_or_default();
+            match Ecn::decapsulate(inner, outer) {
+                None => {
+                    self.pool.give(buf);
+                    return self.drop_input(DropReason::Congested);
                 }
+                Some(e) if e != inner => {
+                    // Only the ECN bits of a header just parsed change: this cannot fail.
+                    let _ = set_ecn(&mut buf, e);
+                    if e == Ecn::Ce {
+                        self.counters.ecn_marked += 1;
+                    }
+                }
+                Some(_) => {}
             }
-            Some(_) => {}
         }
         let now = self.now;
         let client = self.paths.get(key).and_then(|p| p.lan_client);

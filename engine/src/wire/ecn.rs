@@ -4,43 +4,42 @@
 //! it; the end that opens the packet carries a mark into the inner header, where the flow's
 //! TCP sees it and slows down without losing a segment.
 
-use super::bytes::{put_u16, u16_at, u8_at};
+use super::bytes::{put_u16, u16_at};
 use super::checksum::update;
 use super::WireError;
 
-/// An ECN codepoint: the low two bits of IPv4's TOS or IPv6's traffic class.
+/// An ECN codepoint: the low two bits of IPv4's TOS or IPv6's traffic class (the
+/// discriminants are those bits, so converting costs nothing on the data path).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(u8)]
 pub enum Ecn {
     /// The sender's transport does not take part: congestion means a drop.
     #[default]
-    NotEct,
+    NotEct = 0b00,
     /// ECN-capable transport, codepoint 1 (used by L4S).
-    Ect1,
+    Ect1 = 0b01,
     /// ECN-capable transport, codepoint 0 (classic ECN).
-    Ect0,
+    Ect0 = 0b10,
     /// Congestion Experienced: a queue on the way marked it.
-    Ce,
+    Ce = 0b11,
 }
 
 impl Ecn {
     /// The codepoint in the low two bits of `bits`.
+    #[inline]
     pub fn from_bits(bits: u8) -> Ecn {
         match bits & 0b11 {
+            0b00 => Ecn::NotEct,
             0b01 => Ecn::Ect1,
             0b10 => Ecn::Ect0,
-            0b11 => Ecn::Ce,
-            _ => Ecn::NotEct,
+            _ => Ecn::Ce,
         }
     }
 
     /// The two bits.
+    #[inline]
     pub fn bits(self) -> u8 {
-        match self {
-            Ecn::NotEct => 0b00,
-            Ecn::Ect1 => 0b01,
-            Ecn::Ect0 => 0b10,
-            Ecn::Ce => 0b11,
-        }
+        self as u8
     }
 
     /// What a queue that must signal congestion does to a packet carrying `self`: marks it
@@ -52,6 +51,7 @@ impl Ecn {
     /// RFC 6040's decapsulation (its Figure 4): the inner packet's field given the inner and
     /// outer ones, or `None` where the packet must be dropped — the outer header says
     /// congestion and the inner transport cannot be told.
+    #[inline]
     pub fn decapsulate(inner: Ecn, outer: Ecn) -> Option<Ecn> {
         match (inner, outer) {
             (Ecn::NotEct, Ecn::Ce) => None,
@@ -64,11 +64,15 @@ impl Ecn {
 }
 
 /// The ECN field of an IP packet.
+#[inline]
 pub fn ecn_of(packet: &[u8]) -> Result<Ecn, WireError> {
-    match u8_at(packet, 0)? >> 4 {
-        4 => Ok(Ecn::from_bits(u8_at(packet, 1)?)),
+    let [first, second, ..] = *packet else {
+        return Err(WireError::Truncated);
+    };
+    match first >> 4 {
+        4 => Ok(Ecn::from_bits(second)),
         // Traffic class straddles bytes 0 and 1; its ECN bits are bits 4-5 of byte 1.
-        6 => Ok(Ecn::from_bits(u8_at(packet, 1)? >> 4)),
+        6 => Ok(Ecn::from_bits(second >> 4)),
         _ => Err(WireError::BadVersion),
     }
 }
