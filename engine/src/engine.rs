@@ -372,6 +372,14 @@ impl Engine {
         }
     }
 
+    /// [`Engine::drain_overlay`] right after a module was handed a datagram that carries ECN
+    /// field `ecn`: what it sends now leaves with that field.
+    pub(crate) fn drain_overlay_carrying(&mut self, id: OverlayId, ecn: Ecn) {
+        self.ecn_out = ecn;
+        self.drain_overlay(id);
+        self.ecn_out = Ecn::NotEct;
+    }
+
     /// Turns a module's events into outputs and OC-I actions.
     pub(crate) fn drain_overlay(&mut self, id: OverlayId) {
         loop {

@@ -209,9 +209,7 @@ impl Engine {
             }
             None => self.pool.give(buf),
         }
-        self.ecn_out = ecn;
-        self.drain_overlay(overlay);
-        self.ecn_out = Ecn::NotEct;
+        self.drain_overlay_carrying(overlay, ecn);
     }
 
     /// Sends what apps wrote while the path was coming up.
@@ -245,12 +243,10 @@ impl Engine {
         slot.traffic.datagrams_in += 1;
         slot.traffic.bytes_in += payload.len() as u64;
         let received = slot.module.receive(now, from, payload, &mut self.pool);
-        // What a module relays on its own (an i3 server, a RON hop) keeps the datagram's ECN
-        // field; what else it sends now (replies to control messages) carries it harmlessly,
-        // since only data messages' fields are read.
-        self.ecn_out = arrival.ecn;
-        self.drain_overlay(overlay);
-        self.ecn_out = Ecn::NotEct;
+        // What a module relays on its own (a rendezvous server, a relaying member) keeps the
+        // datagram's ECN field; what else it sends now (replies to control messages) carries
+        // it harmlessly, since only data messages' fields are read.
+        self.drain_overlay_carrying(overlay, arrival.ecn);
         let (known, from, bytes) = match received {
             Received::Consumed => return,
             Received::Transit { message } => {
@@ -263,9 +259,7 @@ impl Engine {
                         .get_mut(usize::from(overlay.0))
                         .map(|s| s.module.transit(now, message, &mut self.pool));
                     // A module relaying keeps the datagram's ECN field.
-                    self.ecn_out = arrival.ecn;
-                    self.drain_overlay(overlay);
-                    self.ecn_out = Ecn::NotEct;
+                    self.drain_overlay_carrying(overlay, arrival.ecn);
                     if let Some(Err(d)) = sent {
                         self.drop_input(DropReason::Overlay(d));
                     }
