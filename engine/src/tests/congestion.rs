@@ -5,17 +5,15 @@
 
 use super::secure::secure_pair;
 use super::*;
-use crate::wire::checksum::{internet_checksum, verify};
+use crate::wire::checksum::verify;
+use crate::wire::ecn::{set_ecn, Ecn};
 
 /// A UDP packet of `len` payload bytes from `node`'s apps to `handle` with the ECN field
 /// set to `ecn`.
 fn packet(net: &Net, node: usize, handle: IpAddr, ecn: u8, len: usize) -> Vec<u8> {
     let src: IpAddr = net.nodes[node].cfg.handles.tun_v4.into();
     let mut p = udp_to(src, handle, &vec![b'x'; len]);
-    p[1] = ecn;
-    p[10..12].fill(0);
-    let ck = internet_checksum(&p[..20]);
-    p[10..12].copy_from_slice(&ck.to_be_bytes());
+    set_ecn(&mut p, Ecn::from_bits(ecn)).expect("an IPv4 header");
     p
 }
 
