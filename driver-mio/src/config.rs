@@ -280,6 +280,14 @@ mod tests {
         );
         let e = parse("x.toml", "[handles]\npool_v4 = \"1.2.3.4/99\"\n").unwrap_err();
         assert!(e.contains("pool_v4"), "{e}");
+        let e = parse("x.toml", "[security]\ncipher = \"des\"\n").unwrap_err();
+        assert!(
+            e.contains("cipher = \"des\"") && e.contains("expected one of `auto`"),
+            "{e}"
+        );
+        // Whether the CPU runs AES is the daemon's to find out, not the file's to say.
+        let e = parse("x.toml", "[security]\nhardware_aes = true\n").unwrap_err();
+        assert!(e.contains("hardware_aes"), "{e}");
     }
 
     #[test]
@@ -297,9 +305,15 @@ mod tests {
             [[rules]]
             pattern = '^(.*)\.corp$'
             replace = '${1}.udp'
+            [security]
+            cipher = "chacha20-poly1305"
         "#;
         let l = parse("x.toml", text).unwrap();
         assert!(l.engine.gateway);
+        assert_eq!(
+            l.engine.security.cipher,
+            ocala_engine::config::CipherPolicy::ChaCha20Poly1305
+        );
         assert_eq!(l.daemon.tun_name, "oc1");
         assert_eq!(l.engine.overlays[0].address_book.len(), 1);
     }

@@ -149,6 +149,21 @@ fn upstream_servers(cfg: &Loaded) -> Vec<SocketAddr> {
     resolv_conf_servers(&text, &ours)
 }
 
+/// Whether this CPU runs AES-GCM in hardware: AES rounds and carry-less multiplication (with
+/// AVX on x86-64, which `ring`'s fastest AES-GCM needs). There AES-256-GCM seals a
+/// 1400-byte packet in about a third of ChaCha20-Poly1305's time.
+fn cpu_runs_aes_gcm() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("aes")
+        && std::arch::is_x86_feature_detected!("pclmulqdq")
+        && std::arch::is_x86_feature_detected!("avx");
+    #[cfg(target_arch = "aarch64")]
+    return std::arch::is_aarch64_feature_detected!("aes")
+        && std::arch::is_aarch64_feature_detected!("pmull");
+    #[allow(unreachable_code)]
+    false
+}
+
 impl Daemon {
     /// Opens the TUN (or, in `userspace` mode, the userspace stack and its proxies), the
     /// sockets and the control socket, and restores checkpointed handles.
@@ -158,6 +173,17 @@ impl Daemon {
         cfg.engine.security.unix_time_at_zero = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        // `security.cipher = "auto"` offers AES-256-GCM where it is the faster cipher; the
+        // engine never looks at the CPU.
+        cfg.engine.security.hardware_aes = cpu_runs_aes_gcm();
+        tracing::info!(
+            "AES-GCM in hardware: {}",
+            if cfg.engine.security.hardware_aes {
+                "yes"
+            } else {
+                "no"
+            }
+        );
         let mut engine = Engine::new(cfg.engine.clone(), seed()?, clock.now())
             .map_err(|e| io::Error::other(format!("{}: {}", e.key, e.message)))?;
         let store = (!cfg.daemon.state_file.as_os_str().is_empty()).then(|| {

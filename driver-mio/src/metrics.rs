@@ -287,6 +287,7 @@ mod tests {
                 role: "initiator".into(),
                 state: state.into(),
                 protection: protection.into(),
+                cipher: None,
                 label: 1,
                 peer_label: 2,
             });

@@ -4,7 +4,7 @@
 //! ```json
 //! { "handles":  [ { "name": "bob.udp", "v4": "198.18.0.3", "v6": "fd6f:6361:6c61::3", "path": "up (...)" } ],
 //!   "paths":    [ { "name": "bob.udp", "role": "initiator", "state": "up", "protection": "encrypt",
-//!                   "label": 1048576, "peer_label": 2097152 } ],
+//!                   "cipher": "aes-256-gcm" (or null), "label": 1048576, "peer_label": 2097152 } ],
 //!   "tunnels":  [ { "overlay": "udp", "remote": "bob at 10.0.0.2:4789", "paths": 1 } ],
 //!   "relayed":  0,
 //!   "middlebox": "5 control, 25 readable (icmp x15, udp/7 x10), 10 opened, 15 sealed, 10 dropped",  (or null)
@@ -29,7 +29,7 @@ pub fn to_json(s: &Status) -> Value {
         })).collect::<Vec<_>>(),
         "paths": s.paths.iter().map(|p| json!({
             "name": p.name, "role": p.role, "state": p.state, "protection": p.protection,
-            "label": p.label, "peer_label": p.peer_label,
+            "cipher": p.cipher, "label": p.label, "peer_label": p.peer_label,
         })).collect::<Vec<_>>(),
         "tunnels": s.tunnels.iter().map(|t| json!({
             "overlay": t.overlay, "remote": t.remote, "paths": t.paths,
@@ -84,11 +84,15 @@ pub fn to_table(v: &Value) -> String {
     }
     out.push_str("PATHS\n");
     for p in rows("paths") {
+        let protection = match p["cipher"].as_str() {
+            Some(c) => format!("{} ({c})", text(&p["protection"])),
+            None => text(&p["protection"]),
+        };
         out.push_str(&format!(
             "  {:<32} {:<18} {:<8} {}\n",
             text(&p["name"]),
             text(&p["role"]),
-            text(&p["protection"]),
+            protection,
             text(&p["state"])
         ));
     }
@@ -184,6 +188,7 @@ mod tests {
                 role: "initiator".into(),
                 state: "up".into(),
                 protection: "encrypt".into(),
+                cipher: Some("aes-256-gcm"),
                 label: 0x10_0000,
                 peer_label: 0x20_0000,
             }],
@@ -203,7 +208,9 @@ mod tests {
         assert_eq!(v["drops"][0]["reason"], "unknown label");
         assert_eq!(v["drops"][0]["count"], 3);
         assert_eq!(v["paths"][0]["protection"], "encrypt");
+        assert_eq!(v["paths"][0]["cipher"], "aes-256-gcm");
         let t = to_table(&v);
+        assert!(t.contains("encrypt (aes-256-gcm)"), "{t}");
         assert!(
             t.contains("bob.udp") && t.contains("198.18.0.3") && t.contains("unknown label"),
             "{t}"

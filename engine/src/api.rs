@@ -181,6 +181,9 @@ pub struct PathStatus {
     pub state: String,
     /// `encrypt`, `auth` or `plain` (relay halves see only `plain`: they hold no keys).
     pub protection: String,
+    /// The data cipher of an encrypted path's keys (`aes-256-gcm`, `chacha20-poly1305`),
+    /// once it is up; on a middlebox's relay half, of the keys it was granted.
+    pub cipher: Option<&'static str>,
     pub label: u32,
     pub peer_label: u32,
 }

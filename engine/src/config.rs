@@ -39,7 +39,8 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Protection {
-    /// Both ends authenticated by certificate; packets encrypted (ChaCha20-Poly1305).
+    /// Both ends authenticated by certificate; packets encrypted (ChaCha20-Poly1305, or
+    /// AES-256-GCM where both ends offer it: [`CipherPolicy`]).
     #[default]
     Encrypt,
     /// Both ends authenticated; packets in the clear with a keyed BLAKE2s MAC.
@@ -81,6 +82,28 @@ pub struct SecurityConfig {
     /// Seconds after which a secure path's initiator sets up fresh keys (the old path
     /// carries packets in flight for a few seconds more).
     pub rekey_after_secs: u64,
+    /// Which data ciphers this node offers for encrypted paths (`security::cipher`).
+    pub cipher: CipherPolicy,
+    /// Whether this machine runs AES-GCM in hardware, for [`CipherPolicy::Auto`]. Drivers
+    /// set it (the engine never looks at the CPU); config files say `cipher` instead.
+    #[serde(skip)]
+    pub hardware_aes: bool,
+}
+
+/// `security.cipher`: the data ciphers a node offers. ChaCha20-Poly1305 is always offered;
+/// a path uses AES-256-GCM when both its ends offer that too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum CipherPolicy {
+    /// AES-256-GCM too when the CPU runs it in hardware, where it is the faster of the two.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// AES-256-GCM too, whatever the CPU.
+    #[serde(rename = "aes-256-gcm")]
+    Aes256Gcm,
+    /// ChaCha20-Poly1305 only.
+    #[serde(rename = "chacha20-poly1305")]
+    ChaCha20Poly1305,
 }
 
 impl Default for SecurityConfig {
@@ -96,6 +119,8 @@ impl Default for SecurityConfig {
             trust: Vec::new(),
             unix_time_at_zero: 0,
             rekey_after_secs: 120,
+            cipher: CipherPolicy::Auto,
+            hardware_aes: false,
         }
     }
 }

@@ -33,6 +33,16 @@ pub(crate) fn protection_text(p: &Path) -> String {
     format!("{mode}, read by {}", names.join(", "))
 }
 
+/// The data cipher of the path's keys, for encrypted paths and granted relay halves.
+fn cipher_of(p: &Path) -> Option<&'static str> {
+    let key = match p.secure.as_ref() {
+        Some(s) if s.mode == crate::config::Protection::Encrypt => s.keys().map(|k| &k.seal),
+        Some(_) => None,
+        None => p.read.as_deref(),
+    };
+    key.map(|k| k.cipher.name())
+}
+
 impl Engine {
     /// A snapshot of the tables for the operator.
     pub fn status(&self) -> Status {
@@ -72,6 +82,7 @@ impl Engine {
                 .into(),
                 state: state_text(p),
                 protection: protection_text(p),
+                cipher: cipher_of(p),
                 label: p.label,
                 peer_label: p.peer_label,
             })

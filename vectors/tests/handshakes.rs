@@ -78,6 +78,36 @@ fn one_hop_handshake() {
 }
 
 #[test]
+fn one_hop_handshake_agreeing_on_aes() {
+    // Both ends offer AES-256-GCM: the setup's Noise payload carries the offer (8 B of
+    // parameters after the 32 B ephemeral key) and the accept's the choice (7 B before the
+    // certificate); the confirm is what it always was.
+    let aes = ONE_HOP.replace(
+        "ip = \"10.0.0.",
+        "config.security.cipher = \"aes-256-gcm\"\nip = \"10.0.0.",
+    );
+    let out = run("one-hop.toml (aes-256-gcm)", &aes);
+    let plain = run("one-hop.toml", ONE_HOP);
+    let size = |out: &Outcome, node, kind| -> usize {
+        let l = lines(&out.control, node, "sent", kind);
+        field(l[0], "handshake")
+            .trim_end_matches('B')
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(size(&out, "alice", "setup"), 40);
+    assert_eq!(
+        size(&out, "bob", "accept"),
+        size(&plain, "bob", "accept") + 7
+    );
+    assert_eq!(
+        size(&out, "alice", "confirm"),
+        size(&plain, "alice", "confirm")
+    );
+    insta::assert_snapshot!("one_hop_aes", out.control.join("\n"));
+}
+
+#[test]
 fn two_hop_handshake() {
     let out = run("two-hop.toml", TWO_HOP);
     let c = &out.control;

@@ -7,12 +7,13 @@
 //! only unique per end point); the newer grant wins, and the other path's data, which then
 //! does not open, is judged as ciphertext.
 
+use crate::security::cipher::DataKey;
 use crate::time::Instant;
 use std::collections::BTreeMap;
 
 #[derive(Debug)]
 struct Entry {
-    key: [u8; 32],
+    key: DataKey,
     granted: Instant,
 }
 
@@ -32,7 +33,7 @@ impl Granted {
     }
 
     /// Keeps `key` for data labelled `label`, letting the oldest grant go when full.
-    pub(crate) fn insert(&mut self, now: Instant, label: u32, key: [u8; 32]) {
+    pub(crate) fn insert(&mut self, now: Instant, label: u32, key: DataKey) {
         if !self.by_label.contains_key(&label) && self.by_label.len() >= self.capacity {
             let oldest = self
                 .by_label
@@ -46,7 +47,7 @@ impl Granted {
         self.by_label.insert(label, Entry { key, granted: now });
     }
 
-    pub(crate) fn get(&self, label: u32) -> Option<&[u8; 32]> {
+    pub(crate) fn get(&self, label: u32) -> Option<&DataKey> {
         self.by_label.get(&label).map(|e| &e.key)
     }
 
@@ -68,12 +69,16 @@ mod tests {
     fn bounded_newest_wins_and_the_oldest_gives_way() {
         let mut g = Granted::new(2);
         let t = |s| Instant::ZERO.saturating_add(Duration::from_secs(s));
-        g.insert(t(1), 10, [1; 32]);
-        g.insert(t(2), 20, [2; 32]);
-        g.insert(t(3), 10, [3; 32]); // same label: replaced, nothing evicted
-        assert_eq!((g.get(10), g.get(20)), (Some(&[3; 32]), Some(&[2; 32])));
-        g.insert(t(4), 30, [4; 32]); // full: 20 is now the oldest
+        let k = |byte| DataKey {
+            cipher: crate::security::cipher::DataCipher::Aes256Gcm,
+            bytes: [byte; 32],
+        };
+        g.insert(t(1), 10, k(1));
+        g.insert(t(2), 20, k(2));
+        g.insert(t(3), 10, k(3)); // same label: replaced, nothing evicted
+        assert_eq!((g.get(10), g.get(20)), (Some(&k(3)), Some(&k(2))));
+        g.insert(t(4), 30, k(4)); // full: 20 is now the oldest
         assert_eq!(g.len(), 2);
-        assert_eq!((g.get(20), g.get(30)), (None, Some(&[4; 32])));
+        assert_eq!((g.get(20), g.get(30)), (None, Some(&k(4))));
     }
 }

@@ -12,6 +12,7 @@ use crate::api::DropReason;
 use crate::engine::Engine;
 use crate::middlebox::{Middlebox, Seen, Verdict};
 use crate::oci::paths::{Role, State};
+use crate::security::cipher::DataKey;
 use crate::security::grant::{self, ReadKeys};
 use crate::security::keycache::Use;
 use crate::security::session::peek;
@@ -25,7 +26,7 @@ impl Engine {
     pub(crate) fn middlebox_passes(
         &mut self,
         message: &[u8],
-        read: Option<(usize, [u8; 32])>,
+        read: Option<(usize, DataKey)>,
     ) -> bool {
         if self.middlebox.is_none() {
             self.drop_input(DropReason::Overlay(crate::ocd::OverlayDrop::NotAMiddlebox));

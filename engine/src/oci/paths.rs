@@ -116,7 +116,7 @@ pub(crate) struct Path {
     pub(crate) sources: crate::wire::message::Sources,
     /// On a relay half at a middlebox the path's initiator granted: the key that opens the
     /// data arriving on this half, so the middlebox can judge the packet inside.
-    pub(crate) read: Option<Box<[u8; 32]>>,
+    pub(crate) read: Option<Box<crate::security::cipher::DataKey>>,
 }
 
 impl Path {

@@ -20,14 +20,16 @@
 //! unchanged; it holds the keys as it would hold its own segment's in the paper's scheme, so
 //! the trust the end point gives it is the same.
 
+use super::cipher::{DataCipher, DataKey};
 use super::noise::SeededResolver;
 
 /// The one-way Noise pattern a grant is sealed with: an ephemeral key and the recipient's
 /// static key, nothing from the sender.
 pub const GRANT_PATTERN: &str = "Noise_N_25519_ChaChaPoly_BLAKE2s";
-/// What a grant carries: two labels and two 32-byte keys.
+/// What a grant carries: two labels and two 32-byte keys, then the keys' cipher id unless it
+/// is ChaCha20-Poly1305 (so such grants stay what middleboxes without AES-GCM read).
 pub const GRANT_PLAIN_LEN: usize = 4 + 4 + 32 + 32;
-/// A sealed grant: ephemeral key, grant, tag.
+/// A sealed grant: ephemeral key, grant, tag (one byte more with a cipher id).
 pub const GRANT_LEN: usize = 32 + GRANT_PLAIN_LEN + 16;
 
 /// A path's keys as a middlebox needs them to read both directions.
@@ -39,9 +41,9 @@ pub struct ReadKeys {
     /// The initiator's own label: data toward the initiator carries it on the last segment.
     pub initiator_label: u32,
     /// Opens data the initiator sends.
-    pub to_responder: [u8; 32],
-    /// Opens data the responder sends.
-    pub to_initiator: [u8; 32],
+    pub to_responder: DataKey,
+    /// Opens data the responder sends (always of the same cipher).
+    pub to_initiator: DataKey,
 }
 
 impl std::fmt::Debug for ReadKeys {
@@ -76,12 +78,16 @@ pub fn seal(
         .remote_public_key(reader)?
         .prologue(&prologue(path_id))?
         .build_initiator()?;
-    let mut plain = [0u8; GRANT_PLAIN_LEN];
-    plain[..4].copy_from_slice(&keys.responder_label.to_be_bytes());
-    plain[4..8].copy_from_slice(&keys.initiator_label.to_be_bytes());
-    plain[8..40].copy_from_slice(&keys.to_responder);
-    plain[40..].copy_from_slice(&keys.to_initiator);
-    let mut out = vec![0u8; GRANT_LEN];
+    let mut plain = Vec::with_capacity(GRANT_PLAIN_LEN + 1);
+    plain.extend_from_slice(&keys.responder_label.to_be_bytes());
+    plain.extend_from_slice(&keys.initiator_label.to_be_bytes());
+    plain.extend_from_slice(&keys.to_responder.bytes);
+    plain.extend_from_slice(&keys.to_initiator.bytes);
+    let cipher = keys.to_responder.cipher;
+    if cipher != DataCipher::ChaCha20Poly1305 {
+        plain.push(cipher as u8);
+    }
+    let mut out = vec![0u8; GRANT_LEN + 1];
     let n = hs.write_message(&plain, &mut out)?;
     out.truncate(n);
     Ok(out)
@@ -90,7 +96,7 @@ pub fn seal(
 /// Opens a grant with this node's static private key; `None` when it is not sealed to this
 /// node, was altered, or belongs to another path.
 pub fn open(static_private: &[u8; 32], path_id: u64, sealed: &[u8]) -> Option<ReadKeys> {
-    if sealed.len() != GRANT_LEN {
+    if sealed.len() != GRANT_LEN && sealed.len() != GRANT_LEN + 1 {
         return None;
     }
     let params = GRANT_PATTERN.parse().ok()?;
@@ -102,13 +108,20 @@ pub fn open(static_private: &[u8; 32], path_id: u64, sealed: &[u8]) -> Option<Re
         .ok()?
         .build_responder()
         .ok()?;
-    let mut plain = [0u8; GRANT_LEN];
+    let mut plain = [0u8; GRANT_LEN + 1];
     let n = hs.read_message(sealed, &mut plain).ok()?;
-    if n != GRANT_PLAIN_LEN {
-        return None;
-    }
+    let cipher = match plain.get(GRANT_PLAIN_LEN..n)? {
+        [] => DataCipher::ChaCha20Poly1305,
+        [id] => DataCipher::from_id(*id).filter(|c| *c != DataCipher::ChaCha20Poly1305)?,
+        _ => return None,
+    };
     let label = |i: usize| u32::from_be_bytes([plain[i], plain[i + 1], plain[i + 2], plain[i + 3]]);
-    let key = |i: usize| -> Option<[u8; 32]> { plain.get(i..i + 32)?.try_into().ok() };
+    let key = |i: usize| -> Option<DataKey> {
+        Some(DataKey {
+            cipher,
+            bytes: plain.get(i..i + 32)?.try_into().ok()?,
+        })
+    };
     Some(ReadKeys {
         responder_label: label(0),
         initiator_label: label(4),
@@ -122,13 +135,32 @@ mod tests {
     use super::*;
     use crate::security::noise::public_key;
 
-    fn keys() -> ReadKeys {
+    fn keys_for(cipher: DataCipher) -> ReadKeys {
+        let key = |byte| DataKey {
+            cipher,
+            bytes: [byte; 32],
+        };
         ReadKeys {
             responder_label: 0x0102_0304,
             initiator_label: 0x0a0b_0c0d,
-            to_responder: [0x11; 32],
-            to_initiator: [0x22; 32],
+            to_responder: key(0x11),
+            to_initiator: key(0x22),
         }
+    }
+
+    fn keys() -> ReadKeys {
+        keys_for(DataCipher::ChaCha20Poly1305)
+    }
+
+    #[test]
+    fn a_grant_carries_its_cipher_and_chacha_grants_keep_their_length() {
+        let fw = [5u8; 32];
+        let aes = keys_for(DataCipher::Aes256Gcm);
+        let sealed = seal(&public_key(&fw), 42, &aes, [9; 32]).unwrap();
+        assert_eq!(sealed.len(), GRANT_LEN + 1);
+        assert_eq!(open(&fw, 42, &sealed), Some(aes));
+        let sealed = seal(&public_key(&fw), 42, &keys(), [9; 32]).unwrap();
+        assert_eq!(sealed.len(), GRANT_LEN);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! the path's keys to the middleboxes either end certified. Gateways take no part; they relay.
 
 use super::chain::CHAIN_MAGIC;
+use super::cipher::{self, Offer};
 use super::grant::{self, ReadKeys};
 use super::noise::{self, MAX_HANDSHAKE};
 use super::session::{Secure, Stage};
@@ -202,7 +203,14 @@ impl Engine {
         seed
     }
 
-    /// Initiator: the handshake state and the first message, which rides in the setup.
+    /// The data ciphers this node offers.
+    fn offer(&self) -> Offer {
+        let s = &self.cfg.security;
+        Offer::of(s.cipher, s.hardware_aes)
+    }
+
+    /// Initiator: the handshake state and the first message, which rides in the setup with
+    /// this node's offer of data ciphers.
     pub(crate) fn begin_handshake(
         &mut self,
         mode: Protection,
@@ -217,14 +225,12 @@ impl Engine {
             .map_err(|e| refused(e.to_string()))?;
         let mut msg = vec![0u8; MAX_HANDSHAKE];
         let n = hs
-            .write_message(&[], &mut msg)
+            .write_message(&self.offer().payload(), &mut msg)
             .map_err(|e| refused(e.to_string()))?;
         msg.truncate(n);
         Ok(Box::new(Secure::new(mode, hs, msg, peer_name.to_string())))
     }
 
-    /// Responder: reads the setup's first message and answers with the second, which carries
-    /// this node's certificate.
     /// The name an initiator must be certified for: the destination element of the name
     /// that leads back, as its module names the host (`alice.mindelay.ron` is certified as
     /// `alice.ron`) — or, for a LAN client behind a legacy client gateway
@@ -241,6 +247,9 @@ impl Engine {
         .to_ascii_lowercase()
     }
 
+    /// Responder: reads the setup's first message (and the initiator's offer of data ciphers)
+    /// and answers with the second, which carries the cipher chosen, if offered one, and this
+    /// node's certificate.
     pub(crate) fn answer_handshake(
         &mut self,
         s: &Setup<'_>,
@@ -263,14 +272,25 @@ impl Engine {
         )
         .map_err(|e| refused(e.to_string()))?;
         let mut scratch = [0u8; MAX_HANDSHAKE];
-        hs.read_message(handshake, &mut scratch)
+        let n = hs
+            .read_message(handshake, &mut scratch)
             .map_err(|_| refused("malformed handshake"))?;
+        let theirs = Offer::read(scratch.get(..n).unwrap_or(&[])).map_err(refused)?;
+        let choice = theirs.map(|theirs| self.offer().choose(theirs));
+        let payload = match choice {
+            Some(c) => cipher::with_choice(c, &id.certificate),
+            None => id.certificate.clone(),
+        };
         let mut msg = vec![0u8; MAX_HANDSHAKE];
         let n = hs
-            .write_message(&id.certificate, &mut msg)
+            .write_message(&payload, &mut msg)
             .map_err(|e| refused(e.to_string()))?;
         msg.truncate(n);
-        Ok(Box::new(Secure::new(mode, hs, msg, peer)))
+        let mut secure = Secure::new(mode, hs, msg, peer);
+        if let Some(c) = choice {
+            secure.cipher = c;
+        }
+        Ok(Box::new(secure))
     }
 
     /// Initiator: checks the accept's handshake message and the responder's certificate,
@@ -315,7 +335,9 @@ impl Engine {
     }
 
     /// Reads the peer's handshake message, whose payload is its certificate, and checks the
-    /// certificate (with the allow list when `policy`).
+    /// certificate. As the responder (`policy`: reading the confirm) the allow list applies
+    /// too; as the initiator (reading the accept) the payload starts with the data cipher
+    /// the responder chose, if it did.
     fn read_peer(
         &self,
         secure: &mut Secure,
@@ -330,12 +352,13 @@ impl Engine {
             .read_message(handshake, &mut payload)
             .map_err(|_| HandshakeError::Tampered)?;
         let remote = hs.get_remote_static().unwrap_or(&[]).to_vec();
-        let readers = self.check_peer(
-            payload.get(..n).unwrap_or(&[]),
-            &remote,
-            &secure.peer_name,
-            policy,
-        )?;
+        let mut presented = payload.get(..n).unwrap_or(&[]);
+        if !policy {
+            let (chosen, rest) = cipher::read_choice(self.offer(), presented).map_err(refused)?;
+            secure.cipher = chosen;
+            presented = rest;
+        }
+        let readers = self.check_peer(presented, &remote, &secure.peer_name, policy)?;
         add_readers(&mut secure.readers, readers);
         Ok(())
     }
@@ -344,7 +367,7 @@ impl Engine {
         let Stage::Handshake(hs) = std::mem::replace(&mut secure.stage, Stage::Broken) else {
             return Err(refused("handshake already finished"));
         };
-        let keys = noise::finish(*hs).map_err(|e| refused(e.to_string()))?;
+        let keys = noise::finish(*hs, secure.cipher).map_err(|e| refused(e.to_string()))?;
         secure.stage = Stage::Established(Box::new(keys));
         Ok(())
     }

@@ -1,10 +1,11 @@
-//! Expanded AEAD keys for the paths in use. A path keeps its ChaCha20-Poly1305 keys as 32
-//! bytes each; `ring` needs them expanded into a `LessSafeKey`, sized for AES-GCM's key
+//! Expanded AEAD keys for the paths in use. A path keeps its data keys as 32 bytes each
+//! (and the cipher's id); `ring` needs them expanded into a `LessSafeKey`, sized for AES-GCM's key
 //! schedule (544 bytes). Kept per path that would be most of an idle secure path's memory;
 //! made per packet it measured 40 ns more per send. So the engine keeps a few expanded keys,
 //! one slot per path index modulo the cache size, each tagged with the key it holds: a busy
 //! path hits its slot every packet, idle paths cost 32 bytes per key.
 
+use super::cipher::DataKey;
 use super::noise::aead_key;
 use ring::aead::LessSafeKey;
 
@@ -12,7 +13,7 @@ use ring::aead::LessSafeKey;
 const SLOTS: usize = 32;
 
 struct Slot {
-    raw: [u8; 32],
+    raw: DataKey,
     key: LessSafeKey,
 }
 
@@ -38,11 +39,11 @@ pub(crate) enum Use {
 
 impl KeyCache {
     /// The expanded form of `raw`, the `what` key of the path at index `path`.
-    pub(crate) fn get(&mut self, path: usize, what: Use, raw: &[u8; 32]) -> Option<&LessSafeKey> {
+    pub(crate) fn get(&mut self, path: usize, what: Use, raw: &DataKey) -> Option<&LessSafeKey> {
         let i = (path.wrapping_mul(2) + what as usize) % SLOTS;
         let slot = self.slots.get_mut(i)?;
-        // The tag is the key itself, so a rekeyed or reused path index never meets a stale
-        // expansion.
+        // The tag is the key itself (bytes and cipher), so a rekeyed or reused path index
+        // never meets a stale expansion.
         if slot.as_ref().is_none_or(|s| s.raw != *raw) {
             *slot = Some(Slot {
                 raw: *raw,
@@ -56,6 +57,7 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::security::cipher::DataCipher;
     use ring::aead::{Aad, Nonce};
 
     fn seal_with(key: &LessSafeKey) -> Vec<u8> {
@@ -71,10 +73,18 @@ mod tests {
     #[test]
     fn a_slot_always_holds_the_key_asked_for() {
         let mut c = KeyCache::default();
-        let (k1, k2) = ([1u8; 32], [2u8; 32]);
-        let direct = |raw: &[u8; 32]| seal_with(&aead_key(raw).unwrap());
+        let key = |cipher, byte| DataKey {
+            cipher,
+            bytes: [byte; 32],
+        };
+        let k1 = key(DataCipher::ChaCha20Poly1305, 1);
+        let k2 = key(DataCipher::ChaCha20Poly1305, 2);
+        // The same bytes for the other cipher are another key.
+        let k3 = key(DataCipher::Aes256Gcm, 1);
+        let direct = |raw: &DataKey| seal_with(&aead_key(raw).unwrap());
+        assert_ne!(direct(&k1), direct(&k3));
         // Same slot, alternating keys (a rekey, or two paths SLOTS apart): never stale.
-        for raw in [&k1, &k2, &k1, &k1] {
+        for raw in [&k1, &k2, &k1, &k3, &k1] {
             assert_eq!(seal_with(c.get(3, Use::Seal, raw).unwrap()), direct(raw));
             assert_eq!(
                 seal_with(c.get(3 + SLOTS, Use::Seal, raw).unwrap()),

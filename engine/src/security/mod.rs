@@ -18,8 +18,10 @@
 //!   confirm.
 //! - [`replay`]: a 2048-packet sliding [`ReplayWindow`] for explicit-nonce data packets.
 //! - [`noise`]: the Noise XX handshake that rides inside path setup, with randomness from the
-//!   engine's seed; `session` holds a secure path's keys, nonces and replay window and seals
-//!   and opens its data packets; `handshake` is the engine's side: answering, finishing and
+//!   engine's seed; [`cipher`] is the data cipher the two ends agree on inside it
+//!   (AES-256-GCM where both run AES in hardware, ChaCha20-Poly1305 otherwise); `session`
+//!   holds a secure path's keys, nonces and replay window and seals and opens its data
+//!   packets; `handshake` is the engine's side: answering, finishing and
 //!   checking certificates against the trust bundle and the node's policy.
 //!
 //! Everything here is deterministic and sans-IO like the rest of the engine: keys come from
@@ -79,6 +81,7 @@
 
 pub mod cert;
 pub mod chain;
+pub mod cipher;
 pub mod grant;
 pub(crate) mod handshake;
 pub(crate) mod keycache;

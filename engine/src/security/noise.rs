@@ -9,9 +9,10 @@
 //! All randomness (ephemeral keys) comes from the engine's seed through [`SeededResolver`],
 //! so handshakes are byte-identical run to run.
 
+use super::cipher::{DataCipher, DataKey};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
-use ring::aead::{LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
+use ring::aead::{LessSafeKey, Nonce, UnboundKey};
 use snow::params::{CipherChoice, DHChoice, HashChoice};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
@@ -98,16 +99,17 @@ pub fn start(
     }
 }
 
-/// The keys of an established path, from the handshake's split: ChaCha20-Poly1305 keys
-/// for `encrypt` (run by `ring`, whose assembly is what keeps the data path as fast as
-/// WireGuard's — snow's portable cipher measured 3× slower) and MAC keys for `auth`.
+/// The keys of an established path, from the handshake's split: data keys for `encrypt`, for
+/// the cipher the handshake agreed on (run by `ring`, whose assembly is what keeps the data
+/// path as fast as WireGuard's — snow's portable cipher measured 3× slower), and MAC keys
+/// for `auth`.
 ///
 /// The AEAD keys are kept as their 32 bytes; the engine expands them into `ring` keys in a
 /// small cache of the paths in use (`keycache`), since an expanded key is 544 bytes.
 pub struct Keys {
     /// Seals packets this end sends, and opens packets it receives.
-    pub seal: [u8; 32],
-    pub open: [u8; 32],
+    pub seal: DataKey,
+    pub open: DataKey,
     /// Key for MACs on packets this end sends, and on packets it receives.
     pub mac_send: [u8; 32],
     pub mac_recv: [u8; 32],
@@ -121,15 +123,15 @@ pub fn aead_nonce(counter: u64) -> Nonce {
     Nonce::assume_unique_for_key(n)
 }
 
-/// The `ring` ChaCha20-Poly1305 key for 32 key bytes.
-pub fn aead_key(k: &[u8; 32]) -> Option<LessSafeKey> {
-    UnboundKey::new(&CHACHA20_POLY1305, k)
+/// The expanded `ring` key for a data key.
+pub fn aead_key(k: &DataKey) -> Option<LessSafeKey> {
+    UnboundKey::new(k.cipher.algorithm(), &k.bytes)
         .ok()
         .map(LessSafeKey::new)
 }
 
-/// Finishes a handshake into keys.
-pub fn finish(mut hs: HandshakeState) -> Result<Keys, snow::Error> {
+/// Finishes a handshake into keys for `cipher`.
+pub fn finish(mut hs: HandshakeState, cipher: DataCipher) -> Result<Keys, snow::Error> {
     if !hs.is_handshake_finished() {
         return Err(snow::Error::State(
             snow::error::StateProblem::HandshakeNotFinished,
@@ -145,9 +147,13 @@ pub fn finish(mut hs: HandshakeState) -> Result<Keys, snow::Error> {
         mac.finalize_fixed().into()
     };
     let (seal, open) = if initiator { (&k1, &k2) } else { (&k2, &k1) };
+    let data = |bytes: &[u8; 32]| DataKey {
+        cipher,
+        bytes: *bytes,
+    };
     Ok(Keys {
-        seal: *seal,
-        open: *open,
+        seal: data(seal),
+        open: data(open),
         mac_send: derive(seal),
         mac_recv: derive(open),
     })
@@ -176,7 +182,8 @@ mod tests {
             let n3 = i.write_message(b"cert-a", &mut m3).unwrap();
             let got = r.read_message(&m3[..n3], &mut p).unwrap();
             assert_eq!(&p[..got], b"cert-a");
-            let (ki, kr) = (finish(i).unwrap(), finish(r).unwrap());
+            let aes = DataCipher::Aes256Gcm;
+            let (ki, kr) = (finish(i, aes).unwrap(), finish(r, aes).unwrap());
             assert_eq!(ki.mac_send, kr.mac_recv);
             let mut buf = b"hello".to_vec();
             let tag = aead_key(&ki.seal)

@@ -2,11 +2,13 @@
 //! nonce and the replay window. Gateways never hold one; they relay what it produces.
 //!
 //! Data on a secure path is `[type][label][nonce u64][body]`: with `encrypt` the body is the
-//! IP packet sealed with ChaCha20-Poly1305 under the handshake's keys and the explicit nonce
-//! (as Noise's stateless transport would, so loss and reordering cost nothing); with `auth`
+//! IP packet sealed with the negotiated cipher (`cipher`) under the handshake's keys and the
+//! explicit nonce (as Noise's stateless transport would, so loss and reordering cost
+//! nothing); with `auth`
 //! it is the IP packet in the clear followed by a 16-byte keyed BLAKE2b MAC over nonce and
 //! packet.
 
+use super::cipher::DataCipher;
 use super::keycache::{KeyCache, Use};
 use super::noise::{aead_nonce, Keys, TAG_LEN};
 use super::replay::ReplayWindow;
@@ -21,8 +23,9 @@ use snow::HandshakeState;
 pub const NONCE_LEN: usize = 8;
 /// Bytes of the MAC in `auth` mode.
 pub const MAC_LEN: usize = 16;
-/// A sender stops at this nonce, far below where ChaCha20-Poly1305 would wear out; the
-/// path then goes down and is set up again with fresh keys.
+/// A sender stops at this nonce, far below where ChaCha20-Poly1305 would wear out (or at its
+/// cipher's [`DataCipher::block_limit`], if sooner); the path then goes down and is set up
+/// again with fresh keys.
 pub const NONCE_LIMIT: u64 = 1 << 60;
 
 /// Where the handshake stands.
@@ -44,6 +47,10 @@ pub(crate) struct Secure {
     /// Name the peer's certificate must hold.
     pub(crate) peer_name: String,
     next_nonce: u64,
+    /// What this end's key has sealed, against its cipher's block limit.
+    sealed_blocks: u64,
+    /// The data cipher: ChaCha20-Poly1305 until the handshake agrees on another.
+    pub(crate) cipher: DataCipher,
     replay: ReplayWindow,
     /// The initiator has heard from the responder since its confirm: stop resending it.
     pub(crate) confirmed: bool,
@@ -76,6 +83,8 @@ impl Secure {
             message,
             peer_name,
             next_nonce: 0,
+            sealed_blocks: 0,
+            cipher: DataCipher::ChaCha20Poly1305,
             replay: ReplayWindow::new(),
             confirmed: false,
             confirms: 0,
@@ -100,7 +109,7 @@ impl Secure {
         path: usize,
     ) -> Result<(), DropReason> {
         let nonce = self.next_nonce;
-        let Some(keys) = self.keys() else {
+        let Stage::Established(keys) = &self.stage else {
             return Err(DropReason::PathNotUp);
         };
         if nonce >= NONCE_LIMIT {
@@ -109,6 +118,12 @@ impl Secure {
         out.extend_from_slice(&nonce.to_be_bytes());
         match self.mode {
             Protection::Encrypt => {
+                // The packet's 16-byte blocks, rounded up, and one for the packet itself.
+                let blocks = self.sealed_blocks + packet.len() as u64 / 16 + 2;
+                if blocks > keys.seal.cipher.block_limit() {
+                    return Err(DropReason::NonceExhausted);
+                }
+                self.sealed_blocks = blocks;
                 let start = out.len();
                 out.extend_from_slice(packet);
                 let body = out.get_mut(start..).ok_or(DropReason::Oversized)?;
@@ -212,7 +227,7 @@ mod tests {
     use super::*;
     use crate::security::noise;
 
-    fn pair(mode: Protection) -> (Secure, Secure) {
+    fn pair(mode: Protection, cipher: DataCipher) -> (Secure, Secure) {
         let mut i = noise::start(true, &[1; 32], 1, 9, [3; 32]).unwrap();
         let mut r = noise::start(false, &[2; 32], 1, 9, [4; 32]).unwrap();
         let (mut a, mut b) = ([0u8; 512], [0u8; 512]);
@@ -229,7 +244,7 @@ mod tests {
                 Vec::new(),
                 String::new(),
             );
-            s.stage = Stage::Established(Box::new(noise::finish(hs).unwrap()));
+            s.stage = Stage::Established(Box::new(noise::finish(hs, cipher).unwrap()));
             s
         };
         (mk(i), mk(r))
@@ -237,8 +252,13 @@ mod tests {
 
     #[test]
     fn both_modes_round_trip_and_refuse_replays_and_tampering() {
-        for mode in [Protection::Encrypt, Protection::Auth] {
-            let (mut a, mut b) = pair(mode);
+        let modes = [
+            (Protection::Encrypt, DataCipher::ChaCha20Poly1305),
+            (Protection::Encrypt, DataCipher::Aes256Gcm),
+            (Protection::Auth, DataCipher::ChaCha20Poly1305),
+        ];
+        for (mode, cipher) in modes {
+            let (mut a, mut b) = pair(mode, cipher);
             // One cache for both ends and one path index: each must still use its own key.
             let c = &mut KeyCache::default();
             let mut wire = Vec::new();
@@ -257,5 +277,19 @@ mod tests {
             let in_clear = wire.windows(12).any(|w| w == b"inner packet");
             assert_eq!(in_clear, mode == Protection::Auth, "{mode:?}");
         }
+    }
+
+    #[test]
+    fn an_aes_key_stops_at_its_block_limit_and_chacha_has_none() {
+        let c = &mut KeyCache::default();
+        let packet = [0u8; 1400]; // 87 whole blocks, one partial, one for the packet
+        let (mut a, _) = pair(Protection::Encrypt, DataCipher::Aes256Gcm);
+        a.sealed_blocks = DataCipher::Aes256Gcm.block_limit() - 89;
+        a.seal(&packet, &mut Vec::new(), c, 0).unwrap();
+        let more = a.seal(&packet, &mut Vec::new(), c, 0);
+        assert_eq!(more, Err(DropReason::NonceExhausted));
+        let (mut x, _) = pair(Protection::Encrypt, DataCipher::ChaCha20Poly1305);
+        x.sealed_blocks = DataCipher::Aes256Gcm.block_limit();
+        x.seal(&packet, &mut Vec::new(), c, 1).unwrap();
     }
 }

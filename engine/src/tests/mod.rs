@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+mod ciphers;
 mod congestion;
 mod invariants;
 mod legacy;

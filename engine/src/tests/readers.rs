@@ -27,7 +27,8 @@ fn certify(cfg: &mut Config, middlebox: &str, key: [u8; 32]) {
     cfg.security.chain = Some(HexBytes(chain.encode()));
 }
 
-/// alice → fw (a gateway running a filter that drops UDP port 2000) → bob.
+/// alice → fw (a gateway running a filter that drops UDP port 2000) → bob, on ChaCha20-Poly1305
+/// (what nodes without AES hardware agree on).
 fn through_fw(alice_certifies: bool) -> Net {
     let mut alice = secure("alice", &[("fw", 2)], &["alice.udp"]);
     if alice_certifies {
@@ -42,6 +43,16 @@ fn through_fw(alice_certifies: bool) -> Net {
     Net::new(vec![alice, fw, secure("bob", &[("fw", 2)], &["bob.udp"])])
 }
 
+/// The data cipher of each of fw's relay halves, as its status shows them.
+fn fw_ciphers(net: &Net) -> Vec<Option<&'static str>> {
+    net.nodes[1]
+        .status()
+        .paths
+        .iter()
+        .map(|p| p.cipher)
+        .collect()
+}
+
 fn send(net: &mut Net, handle: IpAddr) {
     let src: IpAddr = net.nodes[0].cfg.handles.tun_v4.into();
     net.input(0, Input::TunPacket(&udp_to(src, handle, b"for fw's eyes")));
@@ -53,20 +64,32 @@ fn filter(net: &Net) -> crate::middlebox::FilterStats {
 
 #[test]
 fn a_certified_middlebox_opens_and_judges_an_uncertified_one_sees_ciphertext() {
-    let mut net = through_fw(true);
-    let handle = answered_v4(&net.lookup(0, "bob.udp_fw.udp").expect("path up"));
-    let delivered = net.tun[2].len();
-    send(&mut net, handle);
-    let s = filter(&net);
-    assert_eq!((s.opened, s.sealed, s.dropped), (1, 0, 1), "{s}");
-    assert_eq!(s.by_port.get(&(17, 2000)), Some(&1));
-    assert_eq!(net.tun[2].len(), delivered, "fw stopped it");
-    // The grant never reached bob, and nothing on the wire shows the payload.
-    assert_eq!(net.nodes[2].drops.get(&DropReason::UnusedGrant), None);
-    assert!(!net
-        .wire
-        .iter()
-        .any(|(_, _, d)| d.windows(6).any(|w| w == b"fw's e")));
+    for aes in [false, true] {
+        let mut net = through_fw(true);
+        // With AES-256-GCM the grant carries the cipher, and fw opens with it.
+        for node in &mut net.nodes {
+            node.cfg.security.hardware_aes = aes;
+        }
+        let handle = answered_v4(&net.lookup(0, "bob.udp_fw.udp").expect("path up"));
+        let delivered = net.tun[2].len();
+        send(&mut net, handle);
+        let s = filter(&net);
+        assert_eq!((s.opened, s.sealed, s.dropped), (1, 0, 1), "aes {aes}: {s}");
+        assert_eq!(s.by_port.get(&(17, 2000)), Some(&1));
+        assert_eq!(net.tun[2].len(), delivered, "fw stopped it");
+        let cipher = if aes {
+            "aes-256-gcm"
+        } else {
+            "chacha20-poly1305"
+        };
+        assert_eq!(fw_ciphers(&net), [Some(cipher); 2]);
+        // The grant never reached bob, and nothing on the wire shows the payload.
+        assert_eq!(net.nodes[2].drops.get(&DropReason::UnusedGrant), None);
+        assert!(!net
+            .wire
+            .iter()
+            .any(|(_, _, d)| d.windows(6).any(|w| w == b"fw's e")));
+    }
 
     let mut net = through_fw(false);
     let handle = answered_v4(&net.lookup(0, "bob.udp_fw.udp").expect("path up"));
