@@ -6,6 +6,8 @@
 //!   datagram out; a sealed datagram in, the opened and rewritten packet out to apps. The
 //!   whole engine step is timed, as in `data_path` (header, labels, address rewriting,
 //!   buffers recycled), not the cipher alone.
+//! * `secure/aes/send/N`, `secure/aes/receive/N`: the same on a path whose ends agreed on
+//!   AES-256-GCM (what machines with AES in hardware use).
 //! * `secure/auth/send/N`, `secure/auth/receive/N`: the same with `auth` (packet in the
 //!   clear, keyed BLAKE2s MAC).
 //! * `boringtun/encapsulate/N`, `boringtun/decapsulate/N`: `Tunn::encapsulate` and
@@ -28,7 +30,7 @@ use ocala_benches::{
     dns_answer, dns_query_packet, overlay_addr, receive, secure_node_config, send, send_into,
     udp_packet, wireguard_pair, Net, Pair, TestCa,
 };
-use ocala_engine::config::Protection;
+use ocala_engine::config::{CipherPolicy, Protection};
 use ocala_engine::{Config, Event};
 use std::hint::black_box;
 use std::net::Ipv4Addr;
@@ -41,8 +43,16 @@ const SIZES: [usize; 2] = [128, 1200];
 const SIZE: usize = 1200;
 
 /// Send and receive through a warm `mode` path from alice to bob.
-fn ocala_packets(c: &mut Criterion, mode: Protection, prefix: &str) {
-    let mut pair = Pair::secure(mode);
+fn ocala_packets(c: &mut Criterion, mode: Protection, cipher: CipherPolicy, prefix: &str) {
+    let mut pair = Pair::secure_with(mode, cipher);
+    if mode == Protection::Encrypt {
+        let want = match cipher {
+            CipherPolicy::Aes256Gcm => "aes-256-gcm",
+            _ => "chacha20-poly1305",
+        };
+        let path = pair.net.nodes[Pair::ALICE].engine.status().paths;
+        assert_eq!(path[0].cipher, Some(want), "the ends agreed on {want}");
+    }
     let packet = pair.packet_to_bob(SIZE);
     let alice_addr = pair.net.nodes[Pair::ALICE].addr;
     // Warm both ways through the network, so pools and tables are at their working size.
@@ -107,11 +117,15 @@ fn ocala_packets(c: &mut Criterion, mode: Protection, prefix: &str) {
 }
 
 fn ocala_encrypt(c: &mut Criterion) {
-    ocala_packets(c, Protection::Encrypt, "");
+    ocala_packets(c, Protection::Encrypt, CipherPolicy::Auto, "");
+}
+
+fn ocala_aes(c: &mut Criterion) {
+    ocala_packets(c, Protection::Encrypt, CipherPolicy::Aes256Gcm, "aes/");
 }
 
 fn ocala_auth(c: &mut Criterion) {
-    ocala_packets(c, Protection::Auth, "auth/");
+    ocala_packets(c, Protection::Auth, CipherPolicy::Auto, "auth/");
 }
 
 fn wireguard(c: &mut Criterion) {
@@ -240,5 +254,12 @@ fn handshake(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, ocala_encrypt, wireguard, ocala_auth, handshake);
+criterion_group!(
+    benches,
+    ocala_encrypt,
+    ocala_aes,
+    wireguard,
+    ocala_auth,
+    handshake
+);
 criterion_main!(benches);

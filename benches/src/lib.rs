@@ -15,7 +15,7 @@
 //! between them, the path to `bob.i3` (or `bob.shortcut.i3`, direct) up. The free functions [`send`], [`send_into`], [`receive`] and
 //! [`drain_recycle`] drive a single engine one step without allocating, for benchmark loops.
 
-use ocala_engine::config::{HexBytes, OverlayConfig, Protection};
+use ocala_engine::config::{CipherPolicy, HexBytes, OverlayConfig, Protection};
 use ocala_engine::dns::message::{build_address_query, id_of, parse_address_answer};
 use ocala_engine::security::noise::public_key;
 use ocala_engine::security::{CaKey, CertSpec, IdentityKey};
@@ -603,12 +603,19 @@ impl Pair {
     /// protection ([`secure_node_config`]), and `bob.udp` looked up from alice's apps until
     /// its secure path is up (handshake done, certificates checked both ways).
     pub fn secure(mode: Protection) -> Pair {
+        Pair::secure_with(mode, CipherPolicy::Auto)
+    }
+
+    /// Like [`Pair::secure`], both ends offering the data ciphers `cipher` allows (with
+    /// `Auto` ChaCha20-Poly1305 only: the engine alone assumes no AES hardware).
+    pub fn secure_with(mode: Protection, cipher: CipherPolicy) -> Pair {
         let (a, b) = (overlay_addr(1), overlay_addr(2));
         let ca = TestCa::new(0xca);
-        Pair::with_configs(
-            secure_node_config("alice", &[("bob", b)], mode, &ca, 1),
-            secure_node_config("bob", &[("alice", a)], mode, &ca, 2),
-        )
+        let mut alice = secure_node_config("alice", &[("bob", b)], mode, &ca, 1);
+        let mut bob = secure_node_config("bob", &[("alice", a)], mode, &ca, 2);
+        alice.security.cipher = cipher;
+        bob.security.cipher = cipher;
+        Pair::with_configs(alice, bob)
     }
 
     /// Alice (10.0.0.1) and bob (10.0.0.2) with these configs, and `bob.udp` looked up.
