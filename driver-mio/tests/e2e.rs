@@ -455,6 +455,23 @@ fn real_programs_over_ocala() {
         .unwrap_or_default();
     assert_eq!(relayed_path["protection"], "encrypt", "{alice_paths:#}");
     assert_eq!(relayed_path["role"], "initiator");
+    // Both ends run on this CPU: AES-256-GCM where it has AES, carry-less multiplication
+    // and AVX (as the kernel lists them), ChaCha20-Poly1305 otherwise.
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags: Vec<&str> = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    let aes = ["aes", "pclmulqdq", "avx"]
+        .iter()
+        .all(|f| flags.contains(f));
+    let cipher = if aes {
+        "aes-256-gcm"
+    } else {
+        "chacha20-poly1305"
+    };
+    assert_eq!(relayed_path["cipher"], cipher, "{alice_paths:#}");
 
     // Garbage at ocalad's UDP port and malformed DNS queries: counted, and service goes on.
     let spray = r#"
