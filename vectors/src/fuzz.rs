@@ -161,7 +161,7 @@ pub fn tun_offload(data: &[u8]) {
     let mut c = Coalescer::default();
     let mut write = |h: &[u8], p: &[u8]| writes.push((h.to_vec(), p.to_vec()));
     for p in &cut {
-        c.push(p, &mut write);
+        c.push(p, false, &mut write);
     }
     c.flush(&mut write);
     let mut out = 0;

@@ -115,7 +115,9 @@ impl Egress {
         };
         if tun.offload() {
             for p in &batch.tun {
-                self.coalescer.push(p, &mut |h, p| write_tun(tun, h, p));
+                let authentic = p.authentic();
+                self.coalescer
+                    .push(p, authentic, &mut |h, p| write_tun(tun, h, p));
             }
             self.coalescer.flush(&mut |h, p| write_tun(tun, h, p));
         } else {

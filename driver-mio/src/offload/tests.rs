@@ -82,6 +82,11 @@ fn split_all(hdr: &VnetHdr, packet: &mut [u8]) -> Result<Vec<Vec<u8>>, SplitErro
 }
 
 fn coalesce_all(packets: &[Vec<u8>]) -> (Vec<(VnetHdr, Vec<u8>)>, Coalescer) {
+    coalesce_all_as(packets, false)
+}
+
+/// Like `coalesce_all`, every packet opened on a secure path when `authentic`.
+fn coalesce_all_as(packets: &[Vec<u8>], authentic: bool) -> (Vec<(VnetHdr, Vec<u8>)>, Coalescer) {
     let mut c = Coalescer::default();
     let mut writes = Vec::new();
     let mut write = |h: &[u8], p: &[u8]| {
@@ -91,7 +96,7 @@ fn coalesce_all(packets: &[Vec<u8>]) -> (Vec<(VnetHdr, Vec<u8>)>, Coalescer) {
         writes.push((hdr, packet.to_vec()));
     };
     for p in packets {
-        c.push(p, &mut write);
+        c.push(p, authentic, &mut write);
     }
     c.flush(&mut write);
     (writes, c)
@@ -208,6 +213,29 @@ fn gaps_corruption_and_control_flags_end_a_run() {
 }
 
 #[test]
+fn authentic_segments_join_without_their_checksums_summed_again() {
+    let seg = |seq: u32| tcp_packet(false, 1, seq, tcp::ACK, &[7; 100]);
+    // A wrong checksum in the middle segment: the sum is what tells it apart.
+    let mut odd = seg(1100);
+    *odd.last_mut().unwrap() ^= 1;
+    let packets = vec![seg(1000), odd, seg(1200)];
+    let shapes = |authentic| -> Vec<(u8, usize)> {
+        let (writes, _) = coalesce_all_as(&packets, authentic);
+        writes.iter().map(|(h, p)| (h.gso_type, p.len())).collect()
+    };
+    assert_eq!(
+        shapes(false),
+        [(0, 140), (0, 140), (0, 140)],
+        "summed: none joins"
+    );
+    assert_eq!(
+        shapes(true),
+        [(vnet::GSO_TCPV4, 340)],
+        "opened on a secure path: one write"
+    );
+}
+
+#[test]
 fn a_short_segment_closes_the_run() {
     let packets = vec![
         tcp_packet(false, 1, 0, tcp::ACK, &[1; 100]),
@@ -301,7 +329,7 @@ fn arbitrary_bytes_never_panic_either_way() {
                 if let Ok(packets) = split(&hdr, &mut read, &mut scratch) {
                     assert!(packets.iter(&read, &scratch).all(|p| p.len() <= read.len()));
                 }
-                c.push(&b, &mut sink);
+                c.push(&b, false, &mut sink);
             }
         }
     }

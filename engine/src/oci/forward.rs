@@ -412,6 +412,9 @@ impl Engine {
         let opened = match self.paths.get_mut(key).and_then(|p| p.secure.as_mut()) {
             Some(s) => {
                 let r = s.open(inner, buf.tail_vec(), &mut self.key_cache, key);
+                if r.is_ok() {
+                    buf.mark_authentic();
+                }
                 if r.is_ok() && buf.is_empty() {
                     // The responder's acknowledgement of our confirm, which is not sent again.
                     s.confirmed = true;

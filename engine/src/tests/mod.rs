@@ -60,6 +60,8 @@ pub(crate) struct Net {
     now: Instant,
     /// Packets each node wrote to its TUN.
     tun: Vec<Vec<Vec<u8>>>,
+    /// For each of those, whether the engine marked it authentic.
+    authentic: Vec<Vec<bool>>,
     events: Vec<Vec<Event>>,
     /// Datagrams sent to addresses that are not nodes.
     strays: Vec<(SocketAddr, Vec<u8>)>,
@@ -90,6 +92,7 @@ impl Net {
             nodes,
             now: Instant::ZERO,
             tun: vec![Vec::new(); n],
+            authentic: vec![Vec::new(); n],
             events: vec![Vec::new(); n],
             strays: Vec::new(),
             wire: Vec::new(),
@@ -114,7 +117,10 @@ impl Net {
             loop {
                 match self.nodes[node].poll_output() {
                     Output::Timeout(_) => break,
-                    Output::WriteTun(p) => self.tun[node].push(p.to_vec()),
+                    Output::WriteTun(p) => {
+                        self.authentic[node].push(p.authentic());
+                        self.tun[node].push(p.to_vec());
+                    }
                     Output::Transmit {
                         to, payload, ecn, ..
                     } => datagrams.push((to, payload.to_vec(), ecn)),

@@ -72,6 +72,25 @@ fn secure_by_default_and_the_wire_shows_no_payload() {
 }
 
 #[test]
+fn packets_opened_on_a_secure_path_are_marked_authentic_and_no_others() {
+    let mut net = secure_pair();
+    net.nodes[1].cfg.security.accept_plain = true;
+    let secure = answered_v4(&net.lookup(0, "bob.udp").expect("path up"));
+    let plain = answered_v4(&net.lookup(0, "bob.udp_plain.oci").expect("path up"));
+    send_secret(&mut net, secure);
+    send_secret(&mut net, plain);
+    assert_eq!(
+        net.authentic[1],
+        [true, false],
+        "bob: the secure path's packet only"
+    );
+    assert!(
+        net.authentic[0].iter().all(|a| !a),
+        "alice's DNS answers: not from a path"
+    );
+}
+
+#[test]
 fn tampered_and_replayed_packets_are_dropped_and_counted() {
     let mut net = secure_pair();
     let handle = answered_v4(&net.lookup(0, "bob.udp").unwrap());
