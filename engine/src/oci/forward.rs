@@ -413,14 +413,15 @@ impl Engine {
             Some(s) => {
                 let r = s.open(inner, buf.tail_vec(), &mut self.key_cache, key);
                 if r.is_ok() {
+                    if buf.is_empty() {
+                        // The responder's acknowledgement of our confirm, which is not sent
+                        // again.
+                        s.confirmed = true;
+                        s.message = Vec::new();
+                        self.heard_on_path(key);
+                        return self.pool.give(buf);
+                    }
                     buf.mark_authentic();
-                }
-                if r.is_ok() && buf.is_empty() {
-                    // The responder's acknowledgement of our confirm, which is not sent again.
-                    s.confirmed = true;
-                    s.message = Vec::new();
-                    self.heard_on_path(key);
-                    return self.pool.give(buf);
                 }
                 r
             }

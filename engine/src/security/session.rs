@@ -119,7 +119,9 @@ impl Secure {
         match self.mode {
             Protection::Encrypt => {
                 // The packet's 16-byte blocks, rounded up, and one for the packet itself.
-                let blocks = self.sealed_blocks + packet.len() as u64 / 16 + 2;
+                let blocks = self
+                    .sealed_blocks
+                    .saturating_add(packet.len() as u64 / 16 + 2);
                 if blocks > keys.seal.cipher.block_limit() {
                     return Err(DropReason::NonceExhausted);
                 }
