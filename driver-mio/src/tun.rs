@@ -136,9 +136,10 @@ impl Tun {
         (&self.file).read(buf)
     }
 
-    /// Writes one header and packet to local apps, in one system call.
-    pub fn send(&self, header: &[u8], packet: &[u8]) -> io::Result<usize> {
-        (&self.file).write_vectored(&[IoSlice::new(header), IoSlice::new(packet)])
+    /// Writes one header and packet to local apps, in one system call: `parts` are the
+    /// header and the packet's pieces, in order (the kernel takes one packet per write).
+    pub fn send(&self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&self.file).write_vectored(parts)
     }
 }
 

@@ -151,35 +151,29 @@ pub fn tun_offload(data: &[u8]) {
     let Some((hdr, packet)) = VnetHdr::parse(&mut read) else {
         return;
     };
-    let mut scratch = vec![0u8; 2 * 65_536];
-    let Ok(packets) = segment::split(&hdr, packet, &mut scratch) else {
+    let mut cut: Vec<Vec<u8>> = Vec::new();
+    let limit = packet.len();
+    if segment::split(&hdr, packet, &mut |p| cut.push(p.to_vec())).is_err() {
         return;
-    };
-    let cut: Vec<Vec<u8>> = packets.iter(packet, &scratch).map(<[u8]>::to_vec).collect();
-    assert!(cut.iter().all(|p| p.len() <= packet.len()));
-    let mut writes: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    let mut c = Coalescer::default();
-    let mut write = |h: &[u8], p: &[u8]| writes.push((h.to_vec(), p.to_vec()));
-    for p in &cut {
-        c.push(p, false, &mut write);
     }
-    c.flush(&mut write);
+    assert!(cut.iter().all(|p| p.len() <= limit));
+    let mut writes: Vec<Vec<u8>> = Vec::new();
+    Coalescer::default().write(&cut, |_| false, &mut |parts| {
+        writes.push(parts.iter().flat_map(|p| p.iter().copied()).collect());
+    });
     let mut out = 0;
-    let mut again = vec![0u8; 2 * 65_536];
-    for (h, mut p) in writes {
-        let mut whole = h.clone();
-        whole.extend_from_slice(&p);
-        let (wh, _) = VnetHdr::parse(&mut whole).expect("a whole header");
+    for mut whole in writes {
+        let (wh, p) = VnetHdr::parse(&mut whole).expect("a whole header");
         if wh == VnetHdr::default() {
             out += 1;
             continue;
         }
-        let segs = segment::split(&wh, &mut p, &mut again).expect("a joined write cuts again");
-        for s in segs.iter(&p, &again) {
+        segment::split(&wh, p, &mut |s| {
             let l = Layout::of(s, None).expect("a joined segment is TCP");
             assert!(l.checksums_hold(s), "a joined segment's checksums hold");
             out += 1;
-        }
+        })
+        .expect("a joined write cuts again");
     }
     assert_eq!(out, cut.len(), "packets in, packets out");
 }

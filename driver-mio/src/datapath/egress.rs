@@ -8,6 +8,7 @@ use crate::offload::vnet;
 use crate::socket::OverlaySocket;
 use crate::tun::Tun;
 use ocala_engine::{Ecn, Engine, OverlayId, Packet};
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -114,17 +115,15 @@ impl Egress {
             return;
         };
         if tun.offload() {
-            for p in &batch.tun {
-                let authentic = p.authentic();
-                self.coalescer
-                    .push(p, authentic, &mut |h, p| write_tun(tun, h, p));
-            }
-            self.coalescer.flush(&mut |h, p| write_tun(tun, h, p));
+            self.coalescer
+                .write(&batch.tun, Packet::authentic, &mut |parts| {
+                    write_tun(tun, parts)
+                });
         } else {
             // Without offloads the kernel was not asked to take super-packets.
             for p in &batch.tun {
                 self.stats.tun_writes += 1;
-                write_tun(tun, &[0; vnet::LEN], p);
+                write_tun(tun, &[IoSlice::new(&[0; vnet::LEN]), IoSlice::new(p)]);
             }
         }
     }
@@ -191,8 +190,8 @@ impl Egress {
     }
 }
 
-fn write_tun(tun: &Tun, header: &[u8], packet: &[u8]) {
-    if let Err(e) = tun.send(header, packet) {
+fn write_tun(tun: &Tun, parts: &[IoSlice<'_>]) {
+    if let Err(e) = tun.send(parts) {
         tracing::debug!("writing TUN: {e}");
     }
 }

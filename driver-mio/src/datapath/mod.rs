@@ -4,9 +4,10 @@
 //! as GSO allows; packets it delivers are joined per TCP flow before they are written
 //! ([`egress`]), on a second thread where `daemon.threads = 2` ([`writer`]).
 //!
-//! The engine takes each batch whole (`Engine::handle_batch`, payloads borrowed from the
-//! read buffers); the daemon then takes all its outputs (`poll_output`) and only then makes
-//! the system calls.
+//! The engine takes a receive's datagrams as one batch (`Engine::handle_batch`, payloads
+//! borrowed from the read buffers) and a super-packet's segments one by one as they are cut
+//! in place in the TUN's read buffer; the daemon then takes all the outputs of the read
+//! (`poll_output`) and only then makes the system calls.
 
 mod egress;
 #[cfg(test)]
@@ -27,8 +28,6 @@ use writer::Writer;
 
 /// Largest TUN read: a header and a 64 KiB super-packet.
 const TUN_READ: usize = vnet::LEN + 65_536;
-/// Room for a super-packet's segments side by side, each with its own headers.
-const SCRATCH: usize = 2 * 65_536;
 
 /// What the data path did and what the kernel offered, for `ocala status`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -86,7 +85,6 @@ pub struct Datapath {
     sockets: Arc<[OverlaySocket]>,
     rx: RecvBufs,
     tun_buf: Vec<u8>,
-    scratch: Vec<u8>,
     /// The outputs of the batch under way.
     out: Batch,
     sink: Sink,
@@ -117,7 +115,6 @@ impl Datapath {
             sockets,
             rx: RecvBufs::default(),
             tun_buf: vec![0; TUN_READ],
-            scratch: vec![0; SCRATCH],
             out: Batch::default(),
             sink,
             stats,
@@ -150,13 +147,15 @@ impl Datapath {
             self.stats.bad_tun_reads += 1;
             return Ok(0);
         };
-        match segment::split(&hdr, packet, &mut self.scratch) {
-            Ok(packets) => {
-                let batch = packets.iter(packet, &self.scratch).map(Input::TunPacket);
-                // Only a clock running backwards fails here, and the clock is monotonic.
-                let _ = engine.handle_batch(now, batch);
-                self.stats.tun_packets_in += packets.count() as u64;
-                Ok(packets.count())
+        // Each segment goes in alone: the next one is cut over the tail of this one.
+        let mut feed = |p: &[u8]| {
+            // Only a clock running backwards fails here, and the clock is monotonic.
+            let _ = engine.handle_batch(now, [Input::TunPacket(p)]);
+        };
+        match segment::split(&hdr, packet, &mut feed) {
+            Ok(count) => {
+                self.stats.tun_packets_in += count as u64;
+                Ok(count)
             }
             Err(e) => {
                 self.stats.bad_tun_reads += 1;

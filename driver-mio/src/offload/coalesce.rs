@@ -6,31 +6,42 @@
 //! Only what the kernel's own GRO would join is joined: same flow and headers, consecutive
 //! sequence numbers, only ACK (and PSH, which ends a run) set, equal sizes but a shorter
 //! last one, valid checksums (a join gets a fresh checksum, so a corrupt segment must not
-//! slip in), at most 64 KiB. Segments the engine opened on a secure path are not summed
+//! slip in), at most 64 KiB and 64 segments. The joined write is vectored: one copy of the
+//! first segment's headers, then every payload where the engine left it. Segments the engine opened on a secure path are not summed
 //! again ([`ocala_engine::Packet::authentic`]): the path's tag or MAC already proved them
 //! what the peer's ocala sent, with the checksums it completed, and summing every payload
 //! byte cost about 5 % of a receiving daemon's CPU.
 
 use super::tcp::{self, Layout};
 use super::vnet::{self, VnetHdr};
+use arrayvec::ArrayVec;
+use std::io::IoSlice;
+use std::ops::Deref;
 
 /// Flows joined at once; a batch rarely holds more, and the oldest is written when it does.
 const MAX_FLOWS: usize = 8;
 /// Largest IP packet a super-packet may become.
 const MAX_TOTAL: usize = 65_535;
+/// Segments joined into one write at most: with 1200-byte segments 64 KiB comes first.
+const MAX_SEGMENTS: usize = 64;
+/// Longest headers of a joinable segment: IPv4 and TCP, each with 40 bytes of options.
+const MAX_HEADERS: usize = 120;
 /// Header of a packet written as it came.
 const PLAIN: [u8; vnet::LEN] = [0; vnet::LEN];
 
-/// One run of segments being joined.
+/// One run of segments being joined: the packets stay where they are (in the batch), and a
+/// joined write is their payloads behind one copy of the first one's headers.
 struct Run {
-    /// `vnet::LEN` bytes of room for the header, then the first segment's packet and every
-    /// later segment's payload.
-    buf: Vec<u8>,
+    /// Indices of the run's packets in the batch, in order.
+    segments: ArrayVec<usize, MAX_SEGMENTS>,
     layout: Layout,
     next_seq: u32,
     /// Payload size of the first segment: every later one but the last has it too.
     mss: usize,
-    segments: usize,
+    /// IP length of the joined packet so far.
+    total: usize,
+    /// A segment with PSH joined: the joined packet carries it.
+    psh: bool,
     /// A short or PSH segment ended the run.
     closed: bool,
 }
@@ -44,11 +55,11 @@ pub struct CoalesceStats {
     pub joined: u64,
 }
 
-/// Joins TCP segments on their way to the TUN. `write` gets a header and a packet.
+/// Joins TCP segments on their way to the TUN without copying their payloads: `write` gets
+/// the parts of one write (a `virtio_net_hdr` first) for one vectored write.
 #[derive(Default)]
 pub struct Coalescer {
     runs: Vec<Run>,
-    spare: Vec<Vec<u8>>,
     pub stats: CoalesceStats,
 }
 
@@ -66,6 +77,7 @@ fn joinable(packet: &[u8], authentic: bool) -> Option<Layout> {
     let ok = ip_len == packet.len()
         && only_ack
         && packet.len() > l.payload
+        && l.payload <= MAX_HEADERS
         && (!l.v6 || l.l4 == 40)
         && (authentic || l.checksums_hold(packet));
     ok.then_some(l)
@@ -96,129 +108,167 @@ fn same_headers(l: &Layout, a: &[u8], b: &[u8]) -> bool {
         && eq(t + 18..l.payload)
 }
 
-impl Run {
-    fn packet(&self) -> &[u8] {
-        self.buf.get(vnet::LEN..).unwrap_or(&[])
-    }
+/// The bytes of packet `i` of the batch; none past its end.
+fn at<P: Deref<Target = [u8]>>(packets: &[P], i: usize) -> &[u8] {
+    packets.get(i).map_or(&[], |p| &**p)
+}
 
-    fn accepts(&self, l: &Layout, packet: &[u8]) -> bool {
+impl Run {
+    fn accepts(&self, first: &[u8], l: &Layout, packet: &[u8]) -> bool {
         let len = packet.len() - l.payload;
         !self.closed
+            && !self.segments.is_full()
             && *l == self.layout
             && tcp::get32(packet, l.l4 + 4) == self.next_seq
             && len <= self.mss
-            && self.packet().len() + len <= MAX_TOTAL
-            && same_headers(l, self.packet(), packet)
+            && self.total + len <= MAX_TOTAL
+            && same_headers(l, first, packet)
     }
 
-    fn append(&mut self, l: &Layout, packet: &[u8]) {
-        let payload = packet.get(l.payload..).unwrap_or(&[]);
-        self.buf.extend_from_slice(payload);
-        self.next_seq = self.next_seq.wrapping_add(payload.len() as u32);
-        self.segments += 1;
+    fn append(&mut self, i: usize, l: &Layout, packet: &[u8]) {
+        let len = packet.len() - l.payload;
+        self.segments.push(i);
+        self.next_seq = self.next_seq.wrapping_add(len as u32);
+        self.total += len;
         let psh = packet.get(l.l4 + 13).is_some_and(|f| f & tcp::PSH != 0);
-        if psh {
-            if let Some(f) = self.buf.get_mut(vnet::LEN + l.l4 + 13) {
-                *f |= tcp::PSH;
-            }
-        }
-        self.closed = psh || payload.len() < self.mss;
+        self.psh |= psh;
+        self.closed = psh || len < self.mss;
     }
 }
 
 impl Coalescer {
-    /// Takes one packet bound for the TUN: joins it to its flow's run, or writes what must go
-    /// before it and then it. An `authentic` packet (opened on a secure path) joins without
-    /// its checksums being summed again.
-    pub fn push(&mut self, packet: &[u8], authentic: bool, write: &mut impl FnMut(&[u8], &[u8])) {
+    /// Writes the packets of one batch, in order within each flow: segments that may join
+    /// are joined, the rest written as they came. `authentic` says whether a packet was
+    /// opened on a secure path; those join without their checksums being summed again.
+    pub fn write<P: Deref<Target = [u8]>>(
+        &mut self,
+        packets: &[P],
+        authentic: impl Fn(&P) -> bool,
+        write: &mut impl FnMut(&[IoSlice<'_>]),
+    ) {
+        for (i, p) in packets.iter().enumerate() {
+            self.push(packets, i, authentic(p), write);
+        }
+        while !self.runs.is_empty() {
+            self.write_run(packets, 0, write);
+        }
+    }
+
+    /// Takes packet `i`: joins it to its flow's run, or writes what must go before it and
+    /// then it.
+    fn push<P: Deref<Target = [u8]>>(
+        &mut self,
+        packets: &[P],
+        i: usize,
+        authentic: bool,
+        write: &mut impl FnMut(&[IoSlice<'_>]),
+    ) {
+        let packet = at(packets, i);
         let Some(l) = joinable(packet, authentic) else {
             // A TCP packet that cannot join (SYN, FIN, pure ACK, ...) must not overtake its
             // flow's run.
             if let Some(l) = Layout::of(packet, None) {
-                if let Some(i) = self.run_of(&l, packet) {
-                    self.write_run(i, write);
+                if let Some(r) = self.run_of(packets, &l, packet) {
+                    self.write_run(packets, r, write);
                 }
             }
             self.stats.writes += 1;
-            write(&PLAIN, packet);
+            write(&[IoSlice::new(&PLAIN), IoSlice::new(packet)]);
             return;
         };
-        match self.run_of(&l, packet) {
-            Some(i) if self.runs[i].accepts(&l, packet) => self.runs[i].append(&l, packet),
-            Some(i) => {
-                self.write_run(i, write);
-                self.start(l, packet);
+        match self.run_of(packets, &l, packet) {
+            Some(r) => {
+                let run = &mut self.runs[r];
+                let first = at(packets, run.segments[0]);
+                if run.accepts(first, &l, packet) {
+                    run.append(i, &l, packet);
+                } else {
+                    self.write_run(packets, r, write);
+                    self.start(i, l, packet);
+                }
             }
             None => {
                 if self.runs.len() == MAX_FLOWS {
-                    self.write_run(0, write);
+                    self.write_run(packets, 0, write);
                 }
-                self.start(l, packet);
+                self.start(i, l, packet);
             }
         }
     }
 
-    /// Writes every open run; called at the end of a batch.
-    pub fn flush(&mut self, write: &mut impl FnMut(&[u8], &[u8])) {
-        while !self.runs.is_empty() {
-            self.write_run(0, write);
-        }
-    }
-
-    fn run_of(&self, l: &Layout, packet: &[u8]) -> Option<usize> {
+    fn run_of<P: Deref<Target = [u8]>>(
+        &self,
+        packets: &[P],
+        l: &Layout,
+        packet: &[u8],
+    ) -> Option<usize> {
         self.runs
             .iter()
-            .position(|r| r.layout.v6 == l.v6 && same_flow(l, r.packet(), packet))
+            .position(|r| r.layout.v6 == l.v6 && same_flow(l, at(packets, r.segments[0]), packet))
     }
 
-    fn start(&mut self, l: Layout, packet: &[u8]) {
-        let mut buf = self
-            .spare
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(vnet::LEN + MAX_TOTAL));
-        buf.clear();
-        buf.extend_from_slice(&PLAIN);
-        buf.extend_from_slice(packet);
-        let len = packet.len() - l.payload;
-        let flags = packet.get(l.l4 + 13).copied().unwrap_or(0);
+    fn start(&mut self, i: usize, l: Layout, packet: &[u8]) {
+        let mut segments = ArrayVec::new();
+        segments.push(i);
+        let psh = packet.get(l.l4 + 13).is_some_and(|f| f & tcp::PSH != 0);
         self.runs.push(Run {
-            buf,
+            segments,
             layout: l,
-            next_seq: tcp::get32(packet, l.l4 + 4).wrapping_add(len as u32),
-            mss: len,
-            segments: 1,
-            closed: flags & tcp::PSH != 0,
+            next_seq: tcp::get32(packet, l.l4 + 4).wrapping_add((packet.len() - l.payload) as u32),
+            mss: packet.len() - l.payload,
+            total: packet.len(),
+            psh,
+            closed: psh,
         });
     }
 
-    fn write_run(&mut self, i: usize, write: &mut impl FnMut(&[u8], &[u8])) {
-        let mut run = self.runs.remove(i);
-        let l = run.layout;
+    /// Writes run `r`: a lone segment as it came; joined ones as one super-packet, the first
+    /// segment's headers (with the joined length, PSH if any had it, and the pseudo-header
+    /// sum for the kernel to complete) and then every segment's payload where it lies.
+    fn write_run<P: Deref<Target = [u8]>>(
+        &mut self,
+        packets: &[P],
+        r: usize,
+        write: &mut impl FnMut(&[IoSlice<'_>]),
+    ) {
+        let run = self.runs.remove(r);
+        let first = at(packets, run.segments[0]);
         self.stats.writes += 1;
-        if run.segments > 1 {
-            self.stats.joined += run.segments as u64;
-            let (head, packet) = run.buf.split_at_mut(vnet::LEN);
-            let total = packet.len();
-            l.set_ip(packet, total, None);
-            // A partial checksum: the pseudo-header's sum, which the kernel completes.
-            let partial = ocala_engine::wire::checksum::fold(l.pseudo(packet, total - l.l4));
-            tcp::put16(packet, l.l4 + 16, partial);
-            let hdr = VnetHdr {
-                flags: vnet::NEEDS_CSUM,
-                gso_type: if l.v6 {
-                    vnet::GSO_TCPV6
-                } else {
-                    vnet::GSO_TCPV4
-                },
-                hdr_len: l.payload as u16,
-                gso_size: run.mss as u16,
-                csum_start: l.l4 as u16,
-                csum_offset: 16,
-            };
-            head.copy_from_slice(&hdr.encode());
+        if run.segments.len() == 1 {
+            write(&[IoSlice::new(&PLAIN), IoSlice::new(first)]);
+            return;
         }
-        let (head, packet) = run.buf.split_at(vnet::LEN);
-        write(head, packet);
-        self.spare.push(run.buf);
+        self.stats.joined += run.segments.len() as u64;
+        let l = run.layout;
+        let mut head = [0u8; vnet::LEN + MAX_HEADERS];
+        let (hdr, headers) = head.split_at_mut(vnet::LEN);
+        let headers = &mut headers[..l.payload];
+        headers.copy_from_slice(&first[..l.payload]);
+        l.set_ip(headers, run.total, None);
+        if run.psh {
+            headers[l.l4 + 13] |= tcp::PSH;
+        }
+        // A partial checksum: the pseudo-header's sum, which the kernel completes.
+        let partial = ocala_engine::wire::checksum::fold(l.pseudo(headers, run.total - l.l4));
+        tcp::put16(headers, l.l4 + 16, partial);
+        let gso = VnetHdr {
+            flags: vnet::NEEDS_CSUM,
+            gso_type: if l.v6 {
+                vnet::GSO_TCPV6
+            } else {
+                vnet::GSO_TCPV4
+            },
+            hdr_len: l.payload as u16,
+            gso_size: run.mss as u16,
+            csum_start: l.l4 as u16,
+            csum_offset: 16,
+        };
+        hdr.copy_from_slice(&gso.encode());
+        let mut parts: ArrayVec<IoSlice<'_>, { MAX_SEGMENTS + 1 }> = ArrayVec::new();
+        parts.push(IoSlice::new(&head[..vnet::LEN + l.payload]));
+        for &s in &run.segments {
+            parts.push(IoSlice::new(at(packets, s).get(l.payload..).unwrap_or(&[])));
+        }
+        write(&parts);
     }
 }

@@ -17,8 +17,10 @@ pub enum SplitError {
     UnknownGso(u8),
     /// A TCP super-packet that is not TCP over IPv4/IPv6 as its header says.
     NotTcp,
-    /// Segment size zero, or segments larger than the scratch buffer.
+    /// Segment size zero.
     BadSegmentSize,
+    /// Headers longer than any TCP packet's (`MAX_HEADERS`).
+    HeadersTooLong,
 }
 
 impl std::fmt::Display for SplitError {
@@ -28,64 +30,30 @@ impl std::fmt::Display for SplitError {
             SplitError::UnknownGso(t) => write!(f, "unknown segmentation type {t}"),
             SplitError::NotTcp => write!(f, "TCP segmentation of a packet that is not TCP"),
             SplitError::BadSegmentSize => write!(f, "bad segment size"),
+            SplitError::HeadersTooLong => write!(f, "headers longer than {MAX_HEADERS} bytes"),
         }
     }
 }
 
-/// Where the packets of one TUN read are, once [`split`] is done.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Packets {
-    /// The read held one packet; it is the read itself.
-    Whole,
-    /// The read was a super-packet, now `count` segments in the scratch buffer, one every
-    /// `stride` bytes; all are `stride` long but the last, which is `last` long.
-    Segments {
-        stride: usize,
-        count: usize,
-        last: usize,
-    },
-}
-
-impl Packets {
-    /// How many packets.
-    pub fn count(&self) -> usize {
-        match self {
-            Packets::Whole => 1,
-            Packets::Segments { count, .. } => *count,
-        }
-    }
-
-    /// The packets, from the read (`packet`) or the scratch buffer [`split`] filled.
-    pub fn iter<'a>(
-        &self,
-        packet: &'a [u8],
-        scratch: &'a [u8],
-    ) -> impl Iterator<Item = &'a [u8]> + use<'a> {
-        let (stride, count, last, whole) = match *self {
-            Packets::Whole => (0, 0, 0, Some(packet)),
-            Packets::Segments {
-                stride,
-                count,
-                last,
-            } => (stride, count, last, None),
-        };
-        let segments = (0..count).map(move |i| {
-            let len = if i + 1 == count { last } else { stride };
-            scratch.get(i * stride..i * stride + len).unwrap_or(&[])
-        });
-        whole.into_iter().chain(segments)
-    }
-}
-
-/// Turns one TUN read into packets the engine can carry: completes a partial checksum in
-/// place, or cuts a TSO super-packet into segments laid out in `scratch`.
-pub fn split(hdr: &VnetHdr, packet: &mut [u8], scratch: &mut [u8]) -> Result<Packets, SplitError> {
+/// Turns one TUN read into packets the engine can carry and hands each to `each`, in order:
+/// completes a partial checksum in place, or cuts a TSO super-packet into segments. How many
+/// packets `each` got; none when the read is refused.
+///
+/// Segments are cut in place, without a copy of the payload: segment `i` is built where its
+/// payload already lies, its headers written over the last bytes of segment `i - 1`, which
+/// `each` has taken (the engine copies what it keeps) by then.
+pub fn split(
+    hdr: &VnetHdr,
+    packet: &mut [u8],
+    each: &mut impl FnMut(&[u8]),
+) -> Result<usize, SplitError> {
     match hdr.gso_type & !vnet::GSO_ECN {
         vnet::GSO_NONE => {
             if hdr.flags & vnet::NEEDS_CSUM != 0 {
                 complete_checksum(hdr, packet)?;
             }
-            Ok(Packets::Whole)
+            each(packet);
+            Ok(1)
         }
         t @ (vnet::GSO_TCPV4 | vnet::GSO_TCPV6) => {
             let hint = (hdr.flags & vnet::NEEDS_CSUM != 0).then_some(usize::from(hdr.csum_start));
@@ -93,7 +61,7 @@ pub fn split(hdr: &VnetHdr, packet: &mut [u8], scratch: &mut [u8]) -> Result<Pac
             if layout.v6 != (t == vnet::GSO_TCPV6) {
                 return Err(SplitError::NotTcp);
             }
-            segments(&layout, usize::from(hdr.gso_size), packet, scratch)
+            segments(&layout, usize::from(hdr.gso_size), packet, each)
         }
         other => Err(SplitError::UnknownGso(other)),
     }
@@ -116,36 +84,38 @@ fn complete_checksum(hdr: &VnetHdr, packet: &mut [u8]) -> Result<(), SplitError>
     Ok(())
 }
 
+/// Longest IP and TCP headers a super-packet may have: each segment gets a copy.
+const MAX_HEADERS: usize = 256;
+
 /// Cuts the super-packet's payload at `mss` and gives each piece the headers it would have
 /// had from the kernel's own TSO: consecutive sequence numbers and IPv4 IDs, FIN and PSH only
 /// on the last segment, CWR only on the first.
 fn segments(
     layout: &Layout,
     mss: usize,
-    packet: &[u8],
-    scratch: &mut [u8],
-) -> Result<Packets, SplitError> {
+    packet: &mut [u8],
+    each: &mut impl FnMut(&[u8]),
+) -> Result<usize, SplitError> {
     let head = layout.payload;
-    let (headers, payload) = packet.split_at(head);
-    let count = payload.len().div_ceil(mss.max(1)).max(1);
-    let stride = head + mss;
-    if mss == 0 || count * stride > scratch.len() {
+    if mss == 0 {
         return Err(SplitError::BadSegmentSize);
     }
-    let seq = tcp::get32(packet, layout.l4 + 4);
-    let id = tcp::get16(packet, 4);
-    let flags = packet[layout.l4 + 13];
-    let mut last = 0;
-    for (i, out) in scratch.chunks_mut(stride).take(count).enumerate() {
-        let chunk = payload
-            .get(i * mss..((i + 1) * mss).min(payload.len()))
-            .unwrap_or(&[]);
-        let total = head + chunk.len();
-        let out = &mut out[..total];
-        out[..head].copy_from_slice(headers);
-        out[head..].copy_from_slice(chunk);
+    let mut headers = [0u8; MAX_HEADERS];
+    let pristine = headers.get_mut(..head).ok_or(SplitError::HeadersTooLong)?;
+    pristine.copy_from_slice(&packet[..head]);
+    let payload = packet.len() - head;
+    let count = payload.div_ceil(mss).max(1);
+    let seq = tcp::get32(pristine, layout.l4 + 4);
+    let id = tcp::get16(pristine, 4);
+    let flags = pristine[layout.l4 + 13];
+    for i in 0..count {
+        let start = i * mss;
+        let len = mss.min(payload - start.min(payload));
+        let total = head + len;
+        let out = &mut packet[start..start + total];
+        out[..head].copy_from_slice(pristine);
         layout.set_ip(out, total, (!layout.v6).then(|| id.wrapping_add(i as u16)));
-        tcp::put32(out, layout.l4 + 4, seq.wrapping_add((i * mss) as u32));
+        tcp::put32(out, layout.l4 + 4, seq.wrapping_add(start as u32));
         let mut f = flags;
         if i > 0 {
             f &= !tcp::CWR;
@@ -155,11 +125,7 @@ fn segments(
         }
         out[layout.l4 + 13] = f;
         layout.set_tcp_checksum(out);
-        last = total;
+        each(out);
     }
-    Ok(Packets::Segments {
-        stride,
-        count,
-        last,
-    })
+    Ok(count)
 }

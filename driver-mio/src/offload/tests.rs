@@ -56,13 +56,18 @@ fn tcp_packet(v6: bool, sport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<
 
 /// What a TUN with TSO hands over for `payload` sent at once: one packet, a GSO header.
 fn super_packet(v6: bool, payload: &[u8], flags: u8) -> (VnetHdr, Vec<u8>) {
+    super_packet_cut_at(v6, payload, flags, MSS)
+}
+
+/// A super-packet whose segments are to carry `mss` bytes each.
+fn super_packet_cut_at(v6: bool, payload: &[u8], flags: u8, mss: usize) -> (VnetHdr, Vec<u8>) {
     let p = tcp_packet(v6, 40000, 1000, flags, payload);
     let l4 = if v6 { 40 } else { 20 };
     let hdr = VnetHdr {
         flags: vnet::NEEDS_CSUM,
         gso_type: if v6 { vnet::GSO_TCPV6 } else { vnet::GSO_TCPV4 },
         hdr_len: (l4 + 20) as u16,
-        gso_size: MSS as u16,
+        gso_size: mss as u16,
         csum_start: l4 as u16,
         csum_offset: 16,
     };
@@ -74,10 +79,9 @@ fn payload(len: usize) -> Vec<u8> {
 }
 
 fn split_all(hdr: &VnetHdr, packet: &mut [u8]) -> Result<Vec<Vec<u8>>, SplitError> {
-    let mut scratch = vec![0u8; 2 * 65_536];
-    let packets = split(hdr, packet, &mut scratch)?;
-    let out: Vec<Vec<u8>> = packets.iter(packet, &scratch).map(<[u8]>::to_vec).collect();
-    assert_eq!(packets.count(), out.len());
+    let mut out = Vec::new();
+    let count = split(hdr, packet, &mut |p| out.push(p.to_vec()))?;
+    assert_eq!(count, out.len());
     Ok(out)
 }
 
@@ -89,31 +93,28 @@ fn coalesce_all(packets: &[Vec<u8>]) -> (Vec<(VnetHdr, Vec<u8>)>, Coalescer) {
 fn coalesce_all_as(packets: &[Vec<u8>], authentic: bool) -> (Vec<(VnetHdr, Vec<u8>)>, Coalescer) {
     let mut c = Coalescer::default();
     let mut writes = Vec::new();
-    let mut write = |h: &[u8], p: &[u8]| {
-        let mut whole = h.to_vec();
-        whole.extend_from_slice(p);
+    c.write(packets, |_| authentic, &mut |parts| {
+        let mut whole: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
         let (hdr, packet) = VnetHdr::parse(&mut whole).unwrap();
         writes.push((hdr, packet.to_vec()));
-    };
-    for p in packets {
-        c.push(p, authentic, &mut write);
-    }
-    c.flush(&mut write);
+    });
     (writes, c)
 }
 
 #[test]
 fn a_super_packet_splits_into_valid_consecutive_segments() {
-    for v6 in [false, true] {
+    // Segments are cut in place, each one's headers over the tail of the one before: also
+    // when a segment's payload is shorter than its headers.
+    for (v6, mss) in [(false, MSS), (true, MSS), (false, 7), (true, 30)] {
         let data = payload(10_000);
-        let (hdr, mut p) = super_packet(v6, &data, tcp::ACK | tcp::PSH | tcp::CWR);
+        let (hdr, mut p) = super_packet_cut_at(v6, &data, tcp::ACK | tcp::PSH | tcp::CWR, mss);
         let segs = split_all(&hdr, &mut p).unwrap();
-        assert_eq!(segs.len(), 10_000usize.div_ceil(MSS));
+        assert_eq!(segs.len(), 10_000usize.div_ceil(mss));
         let mut joined = Vec::new();
         for (i, s) in segs.iter().enumerate() {
             let l = Layout::of(s, None).unwrap();
             assert!(l.checksums_hold(s), "segment {i} checksum");
-            assert_eq!(tcp::get32(s, l.l4 + 4), 1000 + (i * MSS) as u32);
+            assert_eq!(tcp::get32(s, l.l4 + 4), 1000 + (i * mss) as u32);
             let flags = s[l.l4 + 13];
             let last = i + 1 == segs.len();
             assert_eq!(flags & tcp::PSH != 0, last, "PSH only on the last");
@@ -121,7 +122,7 @@ fn a_super_packet_splits_into_valid_consecutive_segments() {
             if !v6 {
                 assert_eq!(tcp::get16(s, 4), 0x1234 + i as u16, "IPv4 IDs count up");
             }
-            assert!(s.len() <= l.payload + MSS);
+            assert!(s.len() <= l.payload + mss);
             joined.extend_from_slice(&s[l.payload..]);
         }
         assert_eq!(joined, data);
@@ -236,6 +237,27 @@ fn authentic_segments_join_without_their_checksums_summed_again() {
 }
 
 #[test]
+fn a_run_holds_at_most_64_segments() {
+    let packets: Vec<_> = (0..100)
+        .map(|i| tcp_packet(false, 1, i * 100, tcp::ACK, &[i as u8; 100]))
+        .collect();
+    let (writes, c) = coalesce_all(&packets);
+    let shapes: Vec<(u8, usize)> = writes.iter().map(|(h, p)| (h.gso_type, p.len())).collect();
+    assert_eq!(
+        shapes,
+        [(vnet::GSO_TCPV4, 40 + 6400), (vnet::GSO_TCPV4, 40 + 3600)]
+    );
+    assert_eq!(c.stats.joined, 100);
+    let (_, second) = &writes[1];
+    assert_eq!(
+        tcp::get32(second, 24),
+        6400,
+        "the second write goes on where the first ended"
+    );
+    assert_eq!(&second[40..140], &[64; 100], "with segment 64's payload");
+}
+
+#[test]
 fn a_short_segment_closes_the_run() {
     let packets = vec![
         tcp_packet(false, 1, 0, tcp::ACK, &[1; 100]),
@@ -299,6 +321,18 @@ fn partial_checksums_are_completed_and_bad_headers_refused() {
         split_all(&wrong_family, &mut good.clone()),
         Err(SplitError::NotTcp)
     );
+    // IPv6 whose TCP header the kernel says starts 300 bytes in: more headers than any
+    // segment may carry.
+    let mut long = vec![0u8; 400];
+    long[0] = 0x60;
+    long[300 + 12] = 0x50;
+    let deep = VnetHdr {
+        gso_type: vnet::GSO_TCPV6,
+        gso_size: 100,
+        csum_start: 300,
+        ..hdr
+    };
+    assert_eq!(split_all(&deep, &mut long), Err(SplitError::HeadersTooLong));
     let mut cut = good[..30].to_vec();
     let tso = VnetHdr {
         gso_type: vnet::GSO_TCPV4,
@@ -316,22 +350,24 @@ fn arbitrary_bytes_never_panic_either_way() {
     let (hdr, p) = super_packet(false, &payload(3000), tcp::ACK);
     let seeds = [p.clone(), tcp_packet(true, 1, 0, tcp::ACK, &[1; 40])];
     let mut c = Coalescer::default();
-    let mut sink = |_: &[u8], _: &[u8]| {};
-    let mut scratch = vec![0u8; 2 * 65_536];
     for s in &seeds {
         for cut in 0..s.len().min(120) {
+            let mut batch = Vec::new();
             for flip in [None, Some(0usize), Some(9), Some(20 + 12), Some(cut / 2)] {
                 let mut b = s[..cut].to_vec();
                 if let Some(i) = flip.filter(|i| *i < b.len()) {
                     b[i] ^= 0xa5;
                 }
                 let mut read = b.clone();
-                if let Ok(packets) = split(&hdr, &mut read, &mut scratch) {
-                    assert!(packets.iter(&read, &scratch).all(|p| p.len() <= read.len()));
-                }
-                c.push(&b, false, &mut sink);
+                let _ = split(&hdr, &mut read, &mut |p| assert!(p.len() <= b.len()));
+                batch.push(b);
             }
+            let mut written = 0;
+            c.write(&batch, |_| false, &mut |parts| {
+                written += parts.iter().map(|p| p.len()).sum::<usize>();
+            });
+            let held: usize = batch.iter().map(|b| vnet::LEN + b.len()).sum();
+            assert!(written <= held, "no more bytes out than in, with headers");
         }
     }
-    c.flush(&mut sink);
 }
