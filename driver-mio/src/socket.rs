@@ -1,14 +1,17 @@
 //! An overlay's UDP socket, batched: `recvmmsg` with UDP GRO in, `sendmsg` with UDP GSO
-//! (`UDP_SEGMENT`) out, through `quinn-udp`, which also finds out at start (and again on the
-//! first refusal) what the kernel offers. One system call then moves up to 64 datagrams each
-//! way instead of one.
+//! (`UDP_SEGMENT`) out. One system call then moves up to 64 datagrams each way instead of
+//! one. `quinn-udp` receives, sends single datagrams and finds out at start what the kernel
+//! offers; trains of datagrams leave through a `sendmsg` of our own ([`OverlaySocket::send_train`]),
+//! because quinn-udp sends one contiguous buffer and a train is many: its own `iovec` per
+//! datagram spares copying them side by side first.
 
 use mio::net::UdpSocket;
 use ocala_engine::Ecn;
 use quinn_udp::{EcnCodepoint, RecvMeta, Transmit, UdpSocketState};
-use std::io::{self, IoSliceMut};
-use std::net::SocketAddr;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Datagrams a receive batch holds without GRO (`recvmmsg`'s message count).
@@ -20,11 +23,49 @@ const MESSAGE_LEN: usize = 65_536;
 /// out, and each overflow loses a whole train.
 const SOCKET_BUFFER: libc::c_int = 4 << 20;
 
+/// Datagrams one train may hold: the kernel's `UDP_MAX_SEGMENTS`.
+pub const MAX_TRAIN: usize = 64;
+
 /// A bound overlay socket and what its kernel offers.
 pub struct OverlaySocket {
     socket: UdpSocket,
     state: UdpSocketState,
     offload: bool,
+    /// The kernel refused a train (`EIO` or `EINVAL`: a device without checksum offload on
+    /// the way out, an old kernel): from then on datagrams leave one by one.
+    trains_refused: AtomicBool,
+}
+
+/// Room for a train's control messages, aligned for `cmsghdr`: the segment size and the
+/// ECN field.
+#[repr(C, align(8))]
+struct Control([u8; 64]);
+
+/// Writes one control message of `value` at `cmsg` (nothing when it is null) and returns
+/// where the next one goes (null when the buffer is full).
+///
+/// # Safety
+/// `cmsg` is null or came from `CMSG_FIRSTHDR`/`CMSG_NXTHDR` on `msg`, whose control buffer
+/// has room for a message of `T`.
+unsafe fn push<T>(
+    msg: &libc::msghdr,
+    cmsg: *mut libc::cmsghdr,
+    level: libc::c_int,
+    kind: libc::c_int,
+    value: T,
+) -> *mut libc::cmsghdr {
+    if cmsg.is_null() {
+        return cmsg;
+    }
+    let size = size_of::<T>() as libc::c_uint;
+    // SAFETY: the caller's promise: cmsg points at room for a header and a T.
+    unsafe {
+        (*cmsg).cmsg_level = level;
+        (*cmsg).cmsg_type = kind;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<T>(), value);
+        libc::CMSG_NXTHDR(msg, cmsg)
+    }
 }
 
 /// Receive buffers, shared by every socket of a daemon.
@@ -135,6 +176,7 @@ impl OverlaySocket {
             socket,
             state,
             offload,
+            trains_refused: AtomicBool::new(false),
         })
     }
 
@@ -145,8 +187,8 @@ impl OverlaySocket {
 
     /// Datagrams one send may carry (1 without GSO).
     pub fn gso_segments(&self) -> usize {
-        if self.offload {
-            self.state.max_gso_segments()
+        if self.offload && !self.trains_refused.load(Ordering::Relaxed) {
+            self.state.max_gso_segments().min(MAX_TRAIN)
         } else {
             1
         }
@@ -169,15 +211,8 @@ impl OverlaySocket {
             .recv((&self.socket).into(), &mut slices, &mut bufs.meta)
     }
 
-    /// Sends `contents` to `to` with ECN field `ecn`; with `segment` set, as datagrams of
-    /// that size (the last may be shorter) in one system call.
-    pub fn send(
-        &self,
-        to: SocketAddr,
-        contents: &[u8],
-        segment: Option<usize>,
-        ecn: Ecn,
-    ) -> io::Result<()> {
+    /// Sends one datagram to `to` with ECN field `ecn`.
+    pub fn send(&self, to: SocketAddr, datagram: &[u8], ecn: Ecn) -> io::Result<()> {
         let t = Transmit {
             destination: to,
             ecn: match ecn {
@@ -186,11 +221,104 @@ impl OverlaySocket {
                 Ecn::Ect1 => Some(EcnCodepoint::Ect1),
                 Ecn::Ce => Some(EcnCodepoint::Ce),
             },
-            contents,
-            segment_size: segment,
+            contents: datagram,
+            segment_size: None,
             src_ip: None,
         };
         self.state.try_send((&self.socket).into(), &t)
+    }
+
+    /// Sends `datagrams` to `to` with ECN field `ecn`, each straight from its buffer: all
+    /// of the first one's size but the last, which may be shorter, and at most
+    /// [`Self::gso_segments`] of them. More than one leave as one train (`UDP_SEGMENT`) in
+    /// one system call. If the kernel refuses the train, they leave one by one, and so do
+    /// later trains.
+    pub fn send_train(
+        &self,
+        to: SocketAddr,
+        datagrams: &[IoSlice<'_>],
+        ecn: Ecn,
+    ) -> io::Result<()> {
+        let (first, segment) = match datagrams {
+            [] => return Ok(()),
+            [one] => return self.send(to, one, ecn),
+            [first, ..] => (first, first.len()),
+        };
+        if self.gso_segments() < datagrams.len() || u16::try_from(segment).is_err() {
+            return self.send_each(to, datagrams, ecn);
+        }
+        match self.sendmsg_train(to, datagrams, segment as u16, ecn) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
+                if !self.trains_refused.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        "the kernel refused a train of {} datagrams of {} bytes ({e}): \
+                         datagrams leave one by one from now on",
+                        datagrams.len(),
+                        first.len()
+                    );
+                }
+                self.send_each(to, datagrams, ecn)
+            }
+            r => r,
+        }
+    }
+
+    fn send_each(&self, to: SocketAddr, datagrams: &[IoSlice<'_>], ecn: Ecn) -> io::Result<()> {
+        datagrams.iter().try_for_each(|d| self.send(to, d, ecn))
+    }
+
+    /// One `sendmsg`: the datagrams as its `iovec`s, `UDP_SEGMENT` and the ECN field as
+    /// control messages.
+    fn sendmsg_train(
+        &self,
+        to: SocketAddr,
+        datagrams: &[IoSlice<'_>],
+        segment: u16,
+        ecn: Ecn,
+    ) -> io::Result<()> {
+        let addr = socket2::SockAddr::from(to);
+        let mut control = Control([0; 64]);
+        // SAFETY: an all-zero msghdr is a valid empty one.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = addr.as_ptr().cast_mut().cast();
+        msg.msg_namelen = addr.len();
+        // IoSlice is guaranteed ABI-compatible with iovec on Unix; sendmsg only reads them.
+        msg.msg_iov = datagrams.as_ptr().cast_mut().cast();
+        msg.msg_iovlen = datagrams.len();
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = control.0.len();
+        // IPv4 (or IPv4-mapped) destinations take the IPv4 header's TOS byte.
+        let v4 = match to.ip() {
+            IpAddr::V4(_) => true,
+            IpAddr::V6(a) => a.to_ipv4_mapped().is_some(),
+        };
+        let (level, kind) = if v4 {
+            (libc::IPPROTO_IP, libc::IP_TOS)
+        } else {
+            (libc::IPPROTO_IPV6, libc::IPV6_TCLASS)
+        };
+        // SAFETY: msg_control points at the 64-byte, cmsghdr-aligned buffer, and msg_controllen
+        // says so; `push` writes only where CMSG_NXTHDR (which checks msg_controllen) put it.
+        // The two messages (a u16 and an int) take 40 bytes with their headers. Every pointer
+        // given to sendmsg lives until it returns, and sendmsg only reads through them.
+        unsafe {
+            let first = libc::CMSG_FIRSTHDR(&msg);
+            let next = push(&msg, first, libc::SOL_UDP, libc::UDP_SEGMENT, segment);
+            if next.is_null() {
+                return Err(io::ErrorKind::InvalidInput.into());
+            }
+            push(&msg, next, level, kind, libc::c_int::from(ecn.bits()));
+            msg.msg_controllen = (libc::CMSG_SPACE(2) + libc::CMSG_SPACE(4)) as usize;
+            loop {
+                if libc::sendmsg(self.socket.as_raw_fd(), &msg, 0) >= 0 {
+                    return Ok(());
+                }
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
     }
 }
 
@@ -236,29 +364,63 @@ mod tests {
             for ecn in [Ecn::Ect0, Ecn::NotEct, Ecn::Ce, Ecn::Ect1] {
                 // Two datagrams in one GSO send where the kernel offers it, arriving as one
                 // GRO train: both carry the field.
-                let segment = (from.gso_segments() > 1).then_some(100);
-                from.send(to, &[7; 200], segment, ecn).expect("sent");
-                let want = match segment {
-                    Some(_) => vec![(100, ecn); 2],
-                    None => vec![(200, ecn)],
-                };
-                let mut got = Vec::new();
-                while got.len() < want.len() {
-                    match sink.recv(&mut bufs) {
-                        Ok(n) => got.extend((0..n).flat_map(|m| {
-                            let ecn = bufs.ecn(m);
-                            bufs.datagrams(m)
-                                .map(move |(_, d)| (d.len(), ecn))
-                                .collect::<Vec<_>>()
-                        })),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            std::thread::sleep(Duration::from_millis(1))
-                        }
-                        Err(e) => panic!("{e}"),
-                    }
-                }
-                assert_eq!(got, want, "{local}: {ecn:?}");
+                let parts = [IoSlice::new(&[7; 100]), IoSlice::new(&[8; 100])];
+                from.send_train(to, &parts, ecn).expect("sent");
+                let got = receive(&sink, &mut bufs, 2);
+                assert_eq!(
+                    got,
+                    [(vec![7; 100], ecn), (vec![8; 100], ecn)],
+                    "{local}: {ecn:?}"
+                );
             }
         }
+    }
+
+    /// The next `count` datagrams to arrive at `sink`, with their ECN fields.
+    fn receive(sink: &OverlaySocket, bufs: &mut RecvBufs, count: usize) -> Vec<(Vec<u8>, Ecn)> {
+        let mut got = Vec::new();
+        while got.len() < count {
+            match sink.recv(bufs) {
+                Ok(n) => {
+                    for m in 0..n {
+                        let ecn = bufs.ecn(m);
+                        got.extend(bufs.datagrams(m).map(|(_, d)| (d.to_vec(), ecn)));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn a_train_leaves_from_many_buffers_and_one_the_kernel_refuses_leaves_one_by_one() {
+        let local: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let from = OverlaySocket::bind(local, true).expect("a socket");
+        let sink = OverlaySocket::bind(local, true).expect("a socket");
+        let to = sink.socket.local_addr().expect("its address");
+        let mut bufs = RecvBufs::default();
+        let sizes = [300, 300, 300, 120];
+        let data: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| vec![i as u8 + 1; n])
+            .collect();
+        let parts: Vec<IoSlice<'_>> = data.iter().map(|d| IoSlice::new(d)).collect();
+        let want: Vec<(Vec<u8>, Ecn)> = data.iter().map(|d| (d.clone(), Ecn::Ect0)).collect();
+        assert!(from.gso_segments() > 1, "loopback takes trains");
+        from.send_train(to, &parts, Ecn::Ect0).expect("sent");
+        assert_eq!(receive(&sink, &mut bufs, 4), want);
+
+        // UDP GSO needs the UDP checksum: a socket told not to compute one has its trains
+        // refused with EINVAL.
+        setsockopt(&from.socket, libc::SOL_SOCKET, libc::SO_NO_CHECK, 1).expect("SO_NO_CHECK");
+        from.send_train(to, &parts, Ecn::Ect0)
+            .expect("sent one by one");
+        assert_eq!(receive(&sink, &mut bufs, 4), want);
+        assert_eq!(from.gso_segments(), 1, "later trains leave one by one too");
     }
 }

@@ -5,8 +5,9 @@
 
 use crate::offload::coalesce::Coalescer;
 use crate::offload::vnet;
-use crate::socket::OverlaySocket;
+use crate::socket::{OverlaySocket, MAX_TRAIN};
 use crate::tun::Tun;
+use arrayvec::ArrayVec;
 use ocala_engine::{Ecn, Engine, OverlayId, Packet};
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -77,7 +78,6 @@ pub struct EgressStats {
 pub struct Egress {
     tun: Option<Arc<Tun>>,
     sockets: Arc<[OverlaySocket]>,
-    gso_buf: Vec<u8>,
     coalescer: Coalescer,
     stats: EgressStats,
 }
@@ -87,7 +87,6 @@ impl Egress {
         Egress {
             tun,
             sockets,
-            gso_buf: Vec::with_capacity(GSO_BYTES),
             coalescer: Coalescer::default(),
             stats: EgressStats::default(),
         }
@@ -157,7 +156,8 @@ impl Egress {
         end
     }
 
-    /// Sends one run, all to one peer and all but the last of one size.
+    /// Sends one run, all to one peer and all but the last of one size, straight from the
+    /// engine's buffers.
     fn send_run(&mut self, run: &[Pending]) {
         let Some(first) = run.first() else {
             return;
@@ -165,20 +165,12 @@ impl Egress {
         let Some(sock) = self.sockets.get(first.overlay) else {
             return;
         };
-        let result = if run.len() == 1 {
-            sock.send(first.to, &first.payload, None, first.ecn)
-        } else {
-            self.gso_buf.clear();
-            for p in run {
-                self.gso_buf.extend_from_slice(&p.payload);
-            }
-            sock.send(
-                first.to,
-                &self.gso_buf,
-                Some(first.payload.len()),
-                first.ecn,
-            )
-        };
+        let datagrams: ArrayVec<IoSlice<'_>, MAX_TRAIN> = run
+            .iter()
+            .map(|p| IoSlice::new(&p.payload))
+            .take(MAX_TRAIN)
+            .collect();
+        let result = sock.send_train(first.to, &datagrams, first.ecn);
         self.stats.udp_sends += 1;
         match result {
             Ok(()) => self.stats.udp_datagrams_out += run.len() as u64,
