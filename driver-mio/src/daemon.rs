@@ -184,6 +184,19 @@ impl Daemon {
                 "no"
             }
         );
+        let poll = Poll::new()?;
+        let (tun, legacy_nat, userspace) = if userspace {
+            let u = crate::userspace::Userspace::start(&cfg, poll.registry(), clock.now())?;
+            (None, None, Some(u))
+        } else {
+            let (tun, nat) = kernel_side(&cfg)?;
+            poll.registry()
+                .register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;
+            (Some(tun), nat, None)
+        };
+        // A TUN with offloads takes packets whose checksum is partial: peers on secure paths
+        // may then leave theirs so.
+        cfg.engine.security.partial_checksums = tun.as_ref().is_some_and(Tun::offload);
         let mut engine = Engine::new(cfg.engine.clone(), seed()?, clock.now())
             .map_err(|e| io::Error::other(format!("{}: {}", e.key, e.message)))?;
         let store = (!cfg.daemon.state_file.as_os_str().is_empty()).then(|| {
@@ -201,16 +214,6 @@ impl Daemon {
             }
             store
         });
-        let poll = Poll::new()?;
-        let (tun, legacy_nat, userspace) = if userspace {
-            let u = crate::userspace::Userspace::start(&cfg, poll.registry(), clock.now())?;
-            (None, None, Some(u))
-        } else {
-            let (tun, nat) = kernel_side(&cfg)?;
-            poll.registry()
-                .register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;
-            (Some(tun), nat, None)
-        };
         let mut sockets = Vec::new();
         for (i, o) in cfg.engine.overlays.iter().enumerate() {
             let addr = SocketAddr::new(cfg.daemon.bind, o.port);

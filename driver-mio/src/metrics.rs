@@ -288,6 +288,7 @@ mod tests {
                 state: state.into(),
                 protection: protection.into(),
                 cipher: None,
+                partial_checksums: false,
                 label: 1,
                 peer_label: 2,
             });

@@ -29,7 +29,8 @@ pub fn to_json(s: &Status) -> Value {
         })).collect::<Vec<_>>(),
         "paths": s.paths.iter().map(|p| json!({
             "name": p.name, "role": p.role, "state": p.state, "protection": p.protection,
-            "cipher": p.cipher, "label": p.label, "peer_label": p.peer_label,
+            "cipher": p.cipher, "partial_checksums": p.partial_checksums,
+            "label": p.label, "peer_label": p.peer_label,
         })).collect::<Vec<_>>(),
         "tunnels": s.tunnels.iter().map(|t| json!({
             "overlay": t.overlay, "remote": t.remote, "paths": t.paths,
@@ -84,9 +85,12 @@ pub fn to_table(v: &Value) -> String {
     }
     out.push_str("PATHS\n");
     for p in rows("paths") {
-        let protection = match p["cipher"].as_str() {
-            Some(c) => format!("{} ({c})", text(&p["protection"])),
-            None => text(&p["protection"]),
+        let partial = p["partial_checksums"] == true;
+        let protection = match (p["cipher"].as_str(), partial) {
+            (Some(c), true) => format!("{} ({c}, partial checksums)", text(&p["protection"])),
+            (Some(c), false) => format!("{} ({c})", text(&p["protection"])),
+            (None, true) => format!("{} (partial checksums)", text(&p["protection"])),
+            (None, false) => text(&p["protection"]),
         };
         out.push_str(&format!(
             "  {:<32} {:<18} {:<8} {}\n",
@@ -189,6 +193,7 @@ mod tests {
                 state: "up".into(),
                 protection: "encrypt".into(),
                 cipher: Some("aes-256-gcm"),
+                partial_checksums: true,
                 label: 0x10_0000,
                 peer_label: 0x20_0000,
             }],
@@ -210,7 +215,11 @@ mod tests {
         assert_eq!(v["paths"][0]["protection"], "encrypt");
         assert_eq!(v["paths"][0]["cipher"], "aes-256-gcm");
         let t = to_table(&v);
-        assert!(t.contains("encrypt (aes-256-gcm)"), "{t}");
+        assert_eq!(v["paths"][0]["partial_checksums"], true);
+        assert!(
+            t.contains("encrypt (aes-256-gcm, partial checksums)"),
+            "{t}"
+        );
         assert!(
             t.contains("bob.udp") && t.contains("198.18.0.3") && t.contains("unknown label"),
             "{t}"

@@ -472,6 +472,14 @@ fn real_programs_over_ocala() {
         "chacha20-poly1305"
     };
     assert_eq!(relayed_path["cipher"], cipher, "{alice_paths:#}");
+    // bob's TUN takes partial checksums where it has offloads, and alice hears so when she
+    // offers handshake parameters (AES-256-GCM, or partial checksums of her own).
+    let offload = |n| status_json(&t, n)["datapath"]["tun_offload"] == true;
+    assert_eq!(
+        relayed_path["partial_checksums"],
+        offload("bob") && (offload("alice") || aes),
+        "{alice_paths:#}"
+    );
 
     // Garbage at ocalad's UDP port and malformed DNS queries: counted, and service goes on.
     let spray = r#"

@@ -2,6 +2,7 @@
 
 use crate::packet::Packet;
 use crate::time::Instant;
+use crate::wire::checksum::PartialChecksum;
 use crate::wire::ecn::Ecn;
 use crate::wire::WireError;
 use std::fmt;
@@ -23,6 +24,13 @@ pub enum Input<'a> {
     Timeout,
     /// An IP packet written by local apps to the TUN (DNS to the sentinel address too).
     TunPacket(&'a [u8]),
+    /// A TUN packet whose transport checksum the kernel left partial (checksum offload). The
+    /// engine completes it, or — on a secure path to a peer that takes them — sends it
+    /// partial for the receiving kernel to trust (`Packet::partial_checksum`).
+    TunPartial {
+        packet: &'a [u8],
+        checksum: PartialChecksum,
+    },
     /// A UDP datagram that arrived on an overlay's socket.
     Datagram {
         /// Which overlay socket it arrived on.
@@ -184,6 +192,9 @@ pub struct PathStatus {
     /// The data cipher of an encrypted path's keys (`aes-256-gcm`, `chacha20-poly1305`),
     /// once it is up; on a middlebox's relay half, of the keys it was granted.
     pub cipher: Option<&'static str>,
+    /// The peer takes packets whose checksum was left partial: TCP and UDP from this node's
+    /// TUN cross the path without their payload summed ([`crate::PartialChecksum`]).
+    pub partial_checksums: bool,
     pub label: u32,
     pub peer_label: u32,
 }

@@ -88,6 +88,11 @@ pub struct SecurityConfig {
     /// set it (the engine never looks at the CPU); config files say `cipher` instead.
     #[serde(skip)]
     pub hardware_aes: bool,
+    /// Whether this node's driver writes packets with partial checksums to its TUN (ocalad
+    /// with TUN offloads): secure paths' peers may then send them so
+    /// ([`crate::Packet::partial_checksum`]). Drivers set it; config files cannot.
+    #[serde(skip)]
+    pub partial_checksums: bool,
 }
 
 /// `security.cipher`: the data ciphers a node offers. ChaCha20-Poly1305 is always offered;
@@ -121,6 +126,7 @@ impl Default for SecurityConfig {
             rekey_after_secs: 120,
             cipher: CipherPolicy::Auto,
             hardware_aes: false,
+            partial_checksums: false,
         }
     }
 }

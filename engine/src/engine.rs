@@ -276,7 +276,8 @@ impl Engine {
     fn dispatch(&mut self, input: Input<'_>) {
         match input {
             Input::Timeout => {}
-            Input::TunPacket(packet) => self.on_tun_packet(packet),
+            Input::TunPacket(packet) => self.on_tun_packet(packet, None),
+            Input::TunPartial { packet, checksum } => self.on_tun_packet(packet, Some(checksum)),
             Input::Datagram {
                 overlay,
                 from,

@@ -34,6 +34,7 @@ pub use engine::Engine;
 pub use invariants::TablesChecked;
 pub use packet::{Packet, PacketPool, HEADROOM};
 pub use time::Instant;
+pub use wire::checksum::PartialChecksum;
 pub use wire::ecn::Ecn;
 mod invariants;
 #[cfg(test)]

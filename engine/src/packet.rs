@@ -2,6 +2,7 @@
 //! engine hands out comes from a free list, and drivers give buffers back with
 //! [`crate::Engine::recycle`] once they have written them out.
 
+use crate::wire::checksum::PartialChecksum;
 use std::ops::{Deref, DerefMut};
 
 /// Room left in front of a packet so overlay modules can prepend their encapsulation
@@ -18,6 +19,8 @@ pub struct Packet {
     start: usize,
     /// Opened on a secure path ([`Packet::authentic`]).
     authentic: bool,
+    /// Its transport checksum is left partial ([`Packet::partial_checksum`]).
+    partial: Option<PartialChecksum>,
 }
 
 impl Packet {
@@ -27,6 +30,7 @@ impl Packet {
             buf: Vec::with_capacity(HEADROOM + bytes.len()),
             start: HEADROOM,
             authentic: false,
+            partial: None,
         };
         p.buf.resize(HEADROOM, 0);
         p.buf.extend_from_slice(bytes);
@@ -40,20 +44,33 @@ impl Packet {
             buf: bytes,
             start: 0,
             authentic: false,
+            partial: None,
         }
     }
 
     /// Whether this packet for local apps came over a secure path (`encrypt` or `auth`) and
     /// passed its check: its bytes are what the peer's ocala sent, which completed every
-    /// checksum before sealing. A driver may then skip checking the inner checksums again
-    /// (ocalad does, when it joins TCP segments for its TUN); a corrupted packet cannot get
-    /// this far.
+    /// checksum before sealing, or left one partial and said so ([`Self::partial_checksum`]).
+    /// A driver may then skip checking the inner checksums again (ocalad does, when it joins
+    /// TCP segments for its TUN); a corrupted packet cannot get this far.
     pub fn authentic(&self) -> bool {
         self.authentic
     }
 
     pub(crate) fn mark_authentic(&mut self) {
         self.authentic = true;
+    }
+
+    /// Where this packet for local apps has a transport checksum that holds only the
+    /// pseudo-header's sum: the peer left it partial, as its kernel did, and the driver must
+    /// hand it to the kernel as partial (a TUN's `NEEDS_CSUM`). Only on authentic packets,
+    /// and only where the driver said it can ([`crate::config::SecurityConfig::partial_checksums`]).
+    pub fn partial_checksum(&self) -> Option<PartialChecksum> {
+        self.partial
+    }
+
+    pub(crate) fn mark_partial(&mut self, at: PartialChecksum) {
+        self.partial = Some(at);
     }
 
     /// Makes room for `n` more bytes in front and returns them, if the headroom allows.
@@ -103,6 +120,7 @@ impl Packet {
         self.buf.resize(HEADROOM, 0);
         self.start = HEADROOM;
         self.authentic = false;
+        self.partial = None;
     }
 }
 
@@ -140,6 +158,7 @@ impl PacketPool {
                     buf: Vec::with_capacity(BUFFER_CAPACITY),
                     start: HEADROOM,
                     authentic: false,
+                    partial: None,
                 };
                 p.reset();
                 p

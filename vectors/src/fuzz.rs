@@ -142,23 +142,31 @@ pub fn ip_packet(data: &[u8]) {
 }
 
 /// A TUN read (a `virtio_net_hdr` and a packet) through the daemon's software offloads:
-/// cutting never yields a packet longer than the read, and joining loses and invents
-/// nothing — every super-packet the coalescer writes cuts again, without error, into
-/// segments with valid checksums, as many as went in.
+/// cutting never yields a packet longer than the read or a partial checksum outside its
+/// packet, and joining loses and invents nothing — every super-packet the coalescer writes
+/// cuts again, without error, into segments with valid checksums once completed, as many as
+/// went in.
 pub fn tun_offload(data: &[u8]) {
-    use ocala_mio::offload::{coalesce::Coalescer, segment, tcp::Layout, vnet::VnetHdr};
+    use ocala_mio::offload::coalesce::{Coalescer, Delivered};
+    use ocala_mio::offload::{segment, tcp::Layout, vnet::VnetHdr};
     let mut read = data.to_vec();
     let Some((hdr, packet)) = VnetHdr::parse(&mut read) else {
         return;
     };
     let mut cut: Vec<Vec<u8>> = Vec::new();
     let limit = packet.len();
-    if segment::split(&hdr, packet, &mut |p| cut.push(p.to_vec())).is_err() {
+    let each = &mut |p: &[u8], partial: Option<ocala_engine::PartialChecksum>| {
+        let mut p = p.to_vec();
+        // Completed, as the engine does for a peer that takes no partial checksums.
+        assert!(partial.is_none_or(|c| c.complete(&mut p)));
+        cut.push(p);
+    };
+    if segment::split(&hdr, packet, each).is_err() {
         return;
     }
     assert!(cut.iter().all(|p| p.len() <= limit));
     let mut writes: Vec<Vec<u8>> = Vec::new();
-    Coalescer::default().write(&cut, |_| false, &mut |parts| {
+    Coalescer::default().write(&cut, |_| Delivered::default(), &mut |parts| {
         writes.push(parts.iter().flat_map(|p| p.iter().copied()).collect());
     });
     let mut out = 0;
@@ -168,9 +176,11 @@ pub fn tun_offload(data: &[u8]) {
             out += 1;
             continue;
         }
-        segment::split(&wh, p, &mut |s| {
-            let l = Layout::of(s, None).expect("a joined segment is TCP");
-            assert!(l.checksums_hold(s), "a joined segment's checksums hold");
+        segment::split(&wh, p, &mut |s, partial| {
+            let mut s = s.to_vec();
+            assert!(partial.is_some_and(|c| c.complete(&mut s)));
+            let l = Layout::of(&s, None).expect("a joined segment is TCP");
+            assert!(l.checksums_hold(&s), "a joined segment's checksums hold");
             out += 1;
         })
         .expect("a joined write cuts again");

@@ -3,7 +3,7 @@
 //! into one super-packet). It owns no engine state, so it can run on its own thread
 //! ([`super::writer`]) while the engine works on the next batch.
 
-use crate::offload::coalesce::Coalescer;
+use crate::offload::coalesce::{Coalescer, Delivered};
 use crate::offload::vnet;
 use crate::socket::{OverlaySocket, MAX_TRAIN};
 use crate::tun::Tun;
@@ -114,10 +114,12 @@ impl Egress {
             return;
         };
         if tun.offload() {
+            let about = |p: &Packet| Delivered {
+                authentic: p.authentic(),
+                partial: p.partial_checksum(),
+            };
             self.coalescer
-                .write(&batch.tun, Packet::authentic, &mut |parts| {
-                    write_tun(tun, parts)
-                });
+                .write(&batch.tun, about, &mut |parts| write_tun(tun, parts));
         } else {
             // Without offloads the kernel was not asked to take super-packets.
             for p in &batch.tun {

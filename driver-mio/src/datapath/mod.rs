@@ -19,7 +19,7 @@ use crate::offload::vnet::{self, VnetHdr};
 use crate::socket::{OverlaySocket, RecvBufs};
 use crate::tun::Tun;
 use egress::{Batch, Egress, EgressStats};
-use ocala_engine::{Ecn, Engine, Input, Instant, OverlayId, Packet};
+use ocala_engine::{Ecn, Engine, Input, Instant, OverlayId, Packet, PartialChecksum};
 use serde_json::{json, Value};
 use std::io;
 use std::net::SocketAddr;
@@ -159,9 +159,13 @@ impl Datapath {
             return Ok(0);
         };
         // Each segment goes in alone: the next one is cut over the tail of this one.
-        let mut feed = |p: &[u8]| {
+        let mut feed = |packet: &[u8], partial: Option<PartialChecksum>| {
+            let input = match partial {
+                Some(checksum) => Input::TunPartial { packet, checksum },
+                None => Input::TunPacket(packet),
+            };
             // Only a clock running backwards fails here, and the clock is monotonic.
-            let _ = engine.handle_batch(now, [Input::TunPacket(p)]);
+            let _ = engine.handle_batch(now, [input]);
         };
         match segment::split(&hdr, packet, &mut feed) {
             Ok(count) => {

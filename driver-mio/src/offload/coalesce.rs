@@ -15,6 +15,7 @@
 use super::tcp::{self, Layout};
 use super::vnet::{self, VnetHdr};
 use arrayvec::ArrayVec;
+use ocala_engine::PartialChecksum;
 use std::io::IoSlice;
 use std::ops::Deref;
 
@@ -34,6 +35,8 @@ const PLAIN: [u8; vnet::LEN] = [0; vnet::LEN];
 struct Run {
     /// Indices of the run's packets in the batch, in order.
     segments: ArrayVec<usize, MAX_SEGMENTS>,
+    /// What the engine said of the first: how it is written if none joins it.
+    first: Delivered,
     layout: Layout,
     next_seq: u32,
     /// Payload size of the first segment: every later one but the last has it too.
@@ -44,6 +47,31 @@ struct Run {
     psh: bool,
     /// A short or PSH segment ended the run.
     closed: bool,
+}
+
+/// What the engine said about a packet it delivers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    /// Opened on a secure path ([`ocala_engine::Packet::authentic`]).
+    pub authentic: bool,
+    /// Its checksum is partial ([`ocala_engine::Packet::partial_checksum`]): it is written
+    /// so, for the kernel to trust (and complete if it forwards the packet).
+    pub partial: Option<PartialChecksum>,
+}
+
+impl Delivered {
+    fn header(self) -> [u8; vnet::LEN] {
+        match self.partial {
+            None => PLAIN,
+            Some(c) => VnetHdr {
+                flags: vnet::NEEDS_CSUM,
+                csum_start: c.start,
+                csum_offset: c.offset,
+                ..VnetHdr::default()
+            }
+            .encode(),
+        }
+    }
 }
 
 /// What the coalescer did, for `ocala status`.
@@ -64,8 +92,8 @@ pub struct Coalescer {
 }
 
 /// Whether `packet` is a TCP data segment that may join a run, and its layout. Its
-/// checksums are checked unless it is `authentic`.
-fn joinable(packet: &[u8], authentic: bool) -> Option<Layout> {
+/// checksums are checked unless it is authentic (a partial one always is).
+fn joinable(packet: &[u8], about: Delivered) -> Option<Layout> {
     let l = Layout::of(packet, None)?;
     let ip_len = if l.v6 {
         usize::from(tcp::get16(packet, 4)) + 40
@@ -79,7 +107,7 @@ fn joinable(packet: &[u8], authentic: bool) -> Option<Layout> {
         && packet.len() > l.payload
         && l.payload <= MAX_HEADERS
         && (!l.v6 || l.l4 == 40)
-        && (authentic || l.checksums_hold(packet));
+        && (about.authentic || about.partial.is_some() || l.checksums_hold(packet));
     ok.then_some(l)
 }
 
@@ -138,16 +166,17 @@ impl Run {
 
 impl Coalescer {
     /// Writes the packets of one batch, in order within each flow: segments that may join
-    /// are joined, the rest written as they came. `authentic` says whether a packet was
-    /// opened on a secure path; those join without their checksums being summed again.
+    /// are joined, the rest written as they came. `about` says what the engine said of each:
+    /// authentic ones join without their checksums being summed again, partial ones are
+    /// written partial.
     pub fn write<P: Deref<Target = [u8]>>(
         &mut self,
         packets: &[P],
-        authentic: impl Fn(&P) -> bool,
+        about: impl Fn(&P) -> Delivered,
         write: &mut impl FnMut(&[IoSlice<'_>]),
     ) {
         for (i, p) in packets.iter().enumerate() {
-            self.push(packets, i, authentic(p), write);
+            self.push(packets, i, about(p), write);
         }
         while !self.runs.is_empty() {
             self.write_run(packets, 0, write);
@@ -160,11 +189,11 @@ impl Coalescer {
         &mut self,
         packets: &[P],
         i: usize,
-        authentic: bool,
+        about: Delivered,
         write: &mut impl FnMut(&[IoSlice<'_>]),
     ) {
         let packet = at(packets, i);
-        let Some(l) = joinable(packet, authentic) else {
+        let Some(l) = joinable(packet, about) else {
             // A TCP packet that cannot join (SYN, FIN, pure ACK, ...) must not overtake its
             // flow's run.
             if let Some(l) = Layout::of(packet, None) {
@@ -173,7 +202,7 @@ impl Coalescer {
                 }
             }
             self.stats.writes += 1;
-            write(&[IoSlice::new(&PLAIN), IoSlice::new(packet)]);
+            write(&[IoSlice::new(&about.header()), IoSlice::new(packet)]);
             return;
         };
         match self.run_of(packets, &l, packet) {
@@ -184,14 +213,14 @@ impl Coalescer {
                     run.append(i, &l, packet);
                 } else {
                     self.write_run(packets, r, write);
-                    self.start(i, l, packet);
+                    self.start(i, about, l, packet);
                 }
             }
             None => {
                 if self.runs.len() == MAX_FLOWS {
                     self.write_run(packets, 0, write);
                 }
-                self.start(i, l, packet);
+                self.start(i, about, l, packet);
             }
         }
     }
@@ -207,12 +236,13 @@ impl Coalescer {
             .position(|r| r.layout.v6 == l.v6 && same_flow(l, at(packets, r.segments[0]), packet))
     }
 
-    fn start(&mut self, i: usize, l: Layout, packet: &[u8]) {
+    fn start(&mut self, i: usize, first: Delivered, l: Layout, packet: &[u8]) {
         let mut segments = ArrayVec::new();
         segments.push(i);
         let psh = packet.get(l.l4 + 13).is_some_and(|f| f & tcp::PSH != 0);
         self.runs.push(Run {
             segments,
+            first,
             layout: l,
             next_seq: tcp::get32(packet, l.l4 + 4).wrapping_add((packet.len() - l.payload) as u32),
             mss: packet.len() - l.payload,
@@ -235,7 +265,7 @@ impl Coalescer {
         let first = at(packets, run.segments[0]);
         self.stats.writes += 1;
         if run.segments.len() == 1 {
-            write(&[IoSlice::new(&PLAIN), IoSlice::new(first)]);
+            write(&[IoSlice::new(&run.first.header()), IoSlice::new(first)]);
             return;
         }
         self.stats.joined += run.segments.len() as u64;
@@ -244,7 +274,7 @@ impl Coalescer {
         let (hdr, headers) = head.split_at_mut(vnet::LEN);
         let headers = &mut headers[..l.payload];
         headers.copy_from_slice(&first[..l.payload]);
-        l.set_ip(headers, run.total, None);
+        l.set_ip(headers, run.total);
         if run.psh {
             headers[l.l4 + 13] |= tcp::PSH;
         }

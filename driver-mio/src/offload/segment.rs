@@ -1,11 +1,15 @@
 //! TUN → engine: one read from a TUN with offloads on may be a TCP super-packet of up to
 //! 64 KiB (TSO) or a packet whose checksum the kernel left partial. The engine carries IP
 //! packets that fit a path, so the daemon cuts super-packets into segments here, each a
-//! complete packet with its own headers and checksums — the software half of the offload.
+//! packet with its own headers — the software half of the offload. Transport checksums stay
+//! partial, as the kernel left them: the engine completes them where it must and leaves them
+//! so on secure paths to peers that take them ([`ocala_engine::PartialChecksum`]), which
+//! spares summing every payload byte here.
 
 use super::tcp::{self, Layout};
 use super::vnet::{self, VnetHdr};
 use ocala_engine::wire::checksum;
+use ocala_engine::PartialChecksum;
 
 /// Why a TUN read could not be turned into packets. The kernel writes these headers, so any
 /// of them means a kernel this code does not understand; the read is dropped and counted.
@@ -35,9 +39,9 @@ impl std::fmt::Display for SplitError {
     }
 }
 
-/// Turns one TUN read into packets the engine can carry and hands each to `each`, in order:
-/// completes a partial checksum in place, or cuts a TSO super-packet into segments. How many
-/// packets `each` got; none when the read is refused.
+/// Turns one TUN read into packets the engine can carry and hands each to `each`, in order,
+/// with where its checksum is partial: the packet itself, or the segments of a TSO
+/// super-packet. How many packets `each` got; none when the read is refused.
 ///
 /// Segments are cut in place, without a copy of the payload: segment `i` is built where its
 /// payload already lies, its headers written over the last bytes of segment `i - 1`, which
@@ -45,14 +49,18 @@ impl std::fmt::Display for SplitError {
 pub fn split(
     hdr: &VnetHdr,
     packet: &mut [u8],
-    each: &mut impl FnMut(&[u8]),
+    each: &mut impl FnMut(&[u8], Option<PartialChecksum>),
 ) -> Result<usize, SplitError> {
     match hdr.gso_type & !vnet::GSO_ECN {
         vnet::GSO_NONE => {
-            if hdr.flags & vnet::NEEDS_CSUM != 0 {
-                complete_checksum(hdr, packet)?;
+            let partial = (hdr.flags & vnet::NEEDS_CSUM != 0).then_some(PartialChecksum {
+                start: hdr.csum_start,
+                offset: hdr.csum_offset,
+            });
+            if partial.is_some_and(|c| !c.fits(packet.len())) {
+                return Err(SplitError::ChecksumOutside);
             }
-            each(packet);
+            each(packet, partial);
             Ok(1)
         }
         t @ (vnet::GSO_TCPV4 | vnet::GSO_TCPV6) => {
@@ -67,34 +75,18 @@ pub fn split(
     }
 }
 
-/// Fills in a checksum the kernel left partial: the field holds the pseudo-header sum, the
-/// rest is summed from `csum_start` to the end.
-fn complete_checksum(hdr: &VnetHdr, packet: &mut [u8]) -> Result<(), SplitError> {
-    let start = usize::from(hdr.csum_start);
-    let field = start + usize::from(hdr.csum_offset);
-    if field + 2 > packet.len() {
-        return Err(SplitError::ChecksumOutside);
-    }
-    let mut c = checksum::finish(checksum::sum(&packet[start..]));
-    // UDP's offset: a zero checksum means "none" there, so an all-ones result is sent.
-    if c == 0 && hdr.csum_offset == 6 {
-        c = 0xffff;
-    }
-    tcp::put16(packet, field, c);
-    Ok(())
-}
-
 /// Longest IP and TCP headers a super-packet may have: each segment gets a copy.
 const MAX_HEADERS: usize = 256;
 
 /// Cuts the super-packet's payload at `mss` and gives each piece the headers it would have
 /// had from the kernel's own TSO: consecutive sequence numbers and IPv4 IDs, FIN and PSH only
-/// on the last segment, CWR only on the first.
+/// on the last segment, CWR only on the first, and a partial TCP checksum (its own length's
+/// pseudo-header sum).
 fn segments(
     layout: &Layout,
     mss: usize,
     packet: &mut [u8],
-    each: &mut impl FnMut(&[u8]),
+    each: &mut impl FnMut(&[u8], Option<PartialChecksum>),
 ) -> Result<usize, SplitError> {
     let head = layout.payload;
     if mss == 0 {
@@ -108,13 +100,37 @@ fn segments(
     let seq = tcp::get32(pristine, layout.l4 + 4);
     let id = tcp::get16(pristine, 4);
     let flags = pristine[layout.l4 + 13];
+    // Both fit in u16: the headers are at most MAX_HEADERS long.
+    let at = PartialChecksum {
+        start: layout.l4 as u16,
+        offset: 16,
+    };
+    // What every segment's sums share, summed once: the pseudo-header without its length,
+    // and the IPv4 header without its length, ID and checksum.
+    let pseudo = layout.pseudo(pristine, 0);
+    let mut ip = [0u8; MAX_HEADERS];
+    let ip = &mut ip[..layout.l4];
+    ip.copy_from_slice(&pristine[..layout.l4]);
+    if !layout.v6 {
+        ip[2..6].fill(0);
+        ip[10..12].fill(0);
+    }
+    let ip = checksum::sum(ip);
     for i in 0..count {
         let start = i * mss;
         let len = mss.min(payload - start.min(payload));
         let total = head + len;
         let out = &mut packet[start..start + total];
         out[..head].copy_from_slice(pristine);
-        layout.set_ip(out, total, (!layout.v6).then(|| id.wrapping_add(i as u16)));
+        if layout.v6 {
+            tcp::put16(out, 4, (total - 40) as u16);
+        } else {
+            let id = id.wrapping_add(i as u16);
+            tcp::put16(out, 2, total as u16);
+            tcp::put16(out, 4, id);
+            let sum = checksum::add(ip, total as u64 + u64::from(id));
+            tcp::put16(out, 10, checksum::finish(sum));
+        }
         tcp::put32(out, layout.l4 + 4, seq.wrapping_add(start as u32));
         let mut f = flags;
         if i > 0 {
@@ -124,8 +140,9 @@ fn segments(
             f &= !(tcp::FIN | tcp::PSH);
         }
         out[layout.l4 + 13] = f;
-        layout.set_tcp_checksum(out);
-        each(out);
+        let partial = checksum::fold(checksum::add(pseudo, (total - layout.l4) as u64));
+        tcp::put16(out, layout.l4 + 16, partial);
+        each(out, Some(at));
     }
     Ok(count)
 }

@@ -57,29 +57,17 @@ impl Layout {
         }
     }
 
-    /// Sets the IP length fields for a packet of `total` bytes and, for IPv4, the ID and the
-    /// header checksum. `packet` holds at least the headers.
-    pub fn set_ip(&self, packet: &mut [u8], total: usize, id: Option<u16>) {
+    /// Sets the IP length fields for a packet of `total` bytes and, for IPv4, the header
+    /// checksum. `packet` holds at least the headers.
+    pub fn set_ip(&self, packet: &mut [u8], total: usize) {
         if self.v6 {
             put16(packet, 4, (total - 40) as u16);
             return;
         }
         put16(packet, 2, total as u16);
-        if let Some(id) = id {
-            put16(packet, 4, id);
-        }
         put16(packet, 10, 0);
         let c = checksum::internet_checksum(packet.get(..self.l4).unwrap_or(&[]));
         put16(packet, 10, c);
-    }
-
-    /// Computes and stores the full TCP checksum of `packet` (headers and payload).
-    pub fn set_tcp_checksum(&self, packet: &mut [u8]) {
-        let at = self.l4 + 16;
-        put16(packet, at, 0);
-        let seg = packet.get(self.l4..).unwrap_or(&[]);
-        let c = checksum::add(self.pseudo(packet, seg.len()), checksum::sum(seg));
-        put16(packet, at, checksum::finish(c));
     }
 
     /// Whether the TCP checksum (and for IPv4 the header checksum) of `packet` holds.

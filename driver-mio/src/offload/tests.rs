@@ -1,12 +1,24 @@
 //! Splitting and joining against each other: what the kernel's TSO would hand over, cut and
 //! joined again, must come back as the same stream with valid checksums.
 
-use super::coalesce::Coalescer;
+use super::coalesce::{Coalescer, Delivered};
 use super::segment::{split, SplitError};
 use super::tcp::{self, Layout};
 use super::vnet::{self, VnetHdr};
 
+use ocala_engine::wire::checksum;
+use ocala_engine::PartialChecksum;
+
 const MSS: usize = 1360;
+
+/// Computes and stores the full TCP checksum of `packet` (headers and payload).
+fn set_tcp_checksum(layout: &Layout, packet: &mut [u8]) {
+    let at = layout.l4 + 16;
+    tcp::put16(packet, at, 0);
+    let seg = &packet[layout.l4..];
+    let c = checksum::add(layout.pseudo(packet, seg.len()), checksum::sum(seg));
+    tcp::put16(packet, at, checksum::finish(c));
+}
 
 /// A TCP packet with valid checksums from 10.0.0.1:40000 (or fd00::1) to port 5201.
 fn tcp_packet(v6: bool, sport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
@@ -49,8 +61,8 @@ fn tcp_packet(v6: bool, sport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<
     let layout = Layout::of(&p, None).unwrap();
     assert_eq!(layout.l4, l4);
     let total = p.len();
-    layout.set_ip(&mut p, total, None);
-    layout.set_tcp_checksum(&mut p);
+    layout.set_ip(&mut p, total);
+    set_tcp_checksum(&layout, &mut p);
     p
 }
 
@@ -78,11 +90,32 @@ fn payload(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
 }
 
-fn split_all(hdr: &VnetHdr, packet: &mut [u8]) -> Result<Vec<Vec<u8>>, SplitError> {
+/// Packets as `split` hands them on, each with where its checksum is partial.
+type Cut = Vec<(Vec<u8>, Option<PartialChecksum>)>;
+
+/// The packets `split` hands on.
+fn split_raw(hdr: &VnetHdr, packet: &mut [u8]) -> Result<Cut, SplitError> {
     let mut out = Vec::new();
-    let count = split(hdr, packet, &mut |p| out.push(p.to_vec()))?;
+    let count = split(hdr, packet, &mut |p, partial| {
+        out.push((p.to_vec(), partial))
+    })?;
     assert_eq!(count, out.len());
     Ok(out)
+}
+
+/// The packets `split` hands on, their checksums completed as the engine completes them for
+/// a peer that takes no partial ones.
+fn split_all(hdr: &VnetHdr, packet: &mut [u8]) -> Result<Vec<Vec<u8>>, SplitError> {
+    let raw = split_raw(hdr, packet)?;
+    Ok(raw
+        .into_iter()
+        .map(|(mut p, partial)| {
+            if let Some(c) = partial {
+                assert!(c.complete(&mut p));
+            }
+            p
+        })
+        .collect())
 }
 
 fn coalesce_all(packets: &[Vec<u8>]) -> (Vec<(VnetHdr, Vec<u8>)>, Coalescer) {
@@ -91,9 +124,20 @@ fn coalesce_all(packets: &[Vec<u8>]) -> (Vec<(VnetHdr, Vec<u8>)>, Coalescer) {
 
 /// Like `coalesce_all`, every packet opened on a secure path when `authentic`.
 fn coalesce_all_as(packets: &[Vec<u8>], authentic: bool) -> (Vec<(VnetHdr, Vec<u8>)>, Coalescer) {
+    coalesce_about(packets, |_| Delivered {
+        authentic,
+        partial: None,
+    })
+}
+
+/// Joins `packets` as the engine delivers them, with what it said of each.
+fn coalesce_about(
+    packets: &[Vec<u8>],
+    about: impl Fn(&Vec<u8>) -> Delivered,
+) -> (Vec<(VnetHdr, Vec<u8>)>, Coalescer) {
     let mut c = Coalescer::default();
     let mut writes = Vec::new();
-    c.write(packets, |_| authentic, &mut |parts| {
+    c.write(packets, about, &mut |parts| {
         let mut whole: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
         let (hdr, packet) = VnetHdr::parse(&mut whole).unwrap();
         writes.push((hdr, packet.to_vec()));
@@ -108,6 +152,15 @@ fn a_super_packet_splits_into_valid_consecutive_segments() {
     for (v6, mss) in [(false, MSS), (true, MSS), (false, 7), (true, 30)] {
         let data = payload(10_000);
         let (hdr, mut p) = super_packet_cut_at(v6, &data, tcp::ACK | tcp::PSH | tcp::CWR, mss);
+        let raw = split_raw(&hdr, &mut p.clone()).unwrap();
+        let at = PartialChecksum {
+            start: if v6 { 40 } else { 20 },
+            offset: 16,
+        };
+        assert!(
+            raw.iter().all(|(_, partial)| *partial == Some(at)),
+            "checksums are left partial, for the engine"
+        );
         let segs = split_all(&hdr, &mut p).unwrap();
         assert_eq!(segs.len(), 10_000usize.div_ceil(mss));
         let mut joined = Vec::new();
@@ -237,6 +290,54 @@ fn authentic_segments_join_without_their_checksums_summed_again() {
 }
 
 #[test]
+fn partial_segments_join_and_a_lone_one_is_written_partial() {
+    let at = PartialChecksum {
+        start: 20,
+        offset: 16,
+    };
+    // What the engine delivers when the peer left checksums partial: the field holds the
+    // pseudo-header sum, which no check would pass.
+    let partial = |seq: u32, payload: &[u8]| {
+        let mut p = tcp_packet(false, 1, seq, tcp::ACK, payload);
+        let l = Layout::of(&p, None).unwrap();
+        let sum = checksum::fold(l.pseudo(&p, p.len() - 20));
+        tcp::put16(&mut p, 36, sum);
+        p
+    };
+    let packets = vec![
+        partial(1000, &[1; 100]),
+        partial(1100, &[2; 100]),
+        partial(1200, &[3; 40]),
+    ];
+    let about = |_: &Vec<u8>| Delivered {
+        authentic: true,
+        partial: Some(at),
+    };
+    let (writes, _) = coalesce_about(&packets, about);
+    assert_eq!(writes.len(), 1, "joined without a sum");
+    let (hdr, mut joined) = writes.into_iter().next().unwrap();
+    assert_eq!(
+        (hdr.gso_type, hdr.flags),
+        (vnet::GSO_TCPV4, vnet::NEEDS_CSUM)
+    );
+    assert_eq!(split_all(&hdr, &mut joined).unwrap().len(), 3);
+
+    let (writes, _) = coalesce_about(&packets[..1], about);
+    let (hdr, packet) = &writes[0];
+    assert_eq!(
+        *hdr,
+        VnetHdr {
+            flags: vnet::NEEDS_CSUM,
+            csum_start: 20,
+            csum_offset: 16,
+            ..VnetHdr::default()
+        },
+        "alone, it is written partial for the kernel to trust"
+    );
+    assert_eq!(packet, &packets[0]);
+}
+
+#[test]
 fn a_run_holds_at_most_64_segments() {
     let packets: Vec<_> = (0..100)
         .map(|i| tcp_packet(false, 1, i * 100, tcp::ACK, &[i as u8; 100]))
@@ -284,6 +385,15 @@ fn partial_checksums_are_completed_and_bad_headers_refused() {
         csum_offset: 16,
         ..VnetHdr::default()
     };
+    let at = PartialChecksum {
+        start: 20,
+        offset: 16,
+    };
+    assert_eq!(
+        split_raw(&hdr, &mut p.clone()).unwrap(),
+        vec![(p.clone(), Some(at))],
+        "handed on as the kernel left it"
+    );
     assert_eq!(split_all(&hdr, &mut p).unwrap(), vec![good.clone()]);
 
     let outside = VnetHdr {
@@ -359,11 +469,14 @@ fn arbitrary_bytes_never_panic_either_way() {
                     b[i] ^= 0xa5;
                 }
                 let mut read = b.clone();
-                let _ = split(&hdr, &mut read, &mut |p| assert!(p.len() <= b.len()));
+                let _ = split(&hdr, &mut read, &mut |p, partial| {
+                    assert!(p.len() <= b.len());
+                    assert!(partial.is_none_or(|c| c.fits(p.len())));
+                });
                 batch.push(b);
             }
             let mut written = 0;
-            c.write(&batch, |_| false, &mut |parts| {
+            c.write(&batch, |_| Delivered::default(), &mut |parts| {
                 written += parts.iter().map(|p| p.len()).sum::<usize>();
             });
             let held: usize = batch.iter().map(|b| vnet::LEN + b.len()).sum();

@@ -10,11 +10,13 @@ use crate::oci::paths::{Role, State};
 use crate::packet::Packet;
 use crate::security::noise::TAG_LEN;
 use crate::security::session::NONCE_LEN;
+use crate::wire::checksum::PartialChecksum;
 use crate::wire::ecn::{ecn_of, set_ecn, Ecn};
 use crate::wire::ip::{IpView, PROTO_UDP};
 use crate::wire::message::{self, Close, CloseReason, Message, DATA_HEADER_LEN};
-use crate::wire::rewrite::{rewrite_addresses, write_icmp_too_big};
+use crate::wire::rewrite::{rewrite_addresses, rewrite_addresses_partial, write_icmp_too_big};
 use crate::wire::transport::UdpView;
+use crate::wire::WireError;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -45,8 +47,9 @@ struct Data<'a> {
 }
 
 impl Engine {
-    /// An IP packet written by a local app.
-    pub(crate) fn on_tun_packet(&mut self, packet: &[u8]) {
+    /// An IP packet written by a local app, its transport checksum `partial` where the
+    /// kernel left it so.
+    pub(crate) fn on_tun_packet(&mut self, packet: &[u8], partial: Option<PartialChecksum>) {
         self.counters.tun_in += 1;
         if packet.len() > self.cfg.limits.max_packet {
             return self.drop_input(DropReason::Oversized);
@@ -55,6 +58,9 @@ impl Engine {
             Ok(ip) => ip,
             Err(e) => return self.drop_input(DropReason::TunMalformed(e)),
         };
+        if partial.is_some_and(|c| !c.fits(packet.len())) {
+            return self.drop_input(DropReason::TunMalformed(WireError::Truncated));
+        }
         let dst = ip.dst();
         if self.is_sentinel(dst) {
             return self.on_sentinel_packet(&ip);
@@ -109,7 +115,7 @@ impl Engine {
             return;
         };
         if p.state == State::Up {
-            self.send_on_path(path, packet);
+            self.send_on_path(path, packet, partial);
             return;
         }
         if p.pending.len() >= self.cfg.limits.pending_packets {
@@ -117,6 +123,10 @@ impl Engine {
         }
         let mut buf = self.pool.take();
         buf.extend_from_slice(packet);
+        if let Some(c) = partial {
+            // Rare (the path is coming up): the copy waits complete.
+            c.complete(&mut buf);
+        }
         if let Some(p) = self.paths.get_mut(path) {
             p.pending.push_back(buf);
         }
@@ -155,8 +165,14 @@ impl Engine {
     }
 
     /// Wraps an app's packet in a data header — sealed or MACed on a secure path — and
-    /// sends it over the path's tunnel.
-    pub(crate) fn send_on_path(&mut self, key: usize, packet: &[u8]) {
+    /// sends it over the path's tunnel. A `partial` checksum is completed on the copy, or
+    /// left partial where the secure path's peer takes that.
+    pub(crate) fn send_on_path(
+        &mut self,
+        key: usize,
+        packet: &[u8],
+        partial: Option<PartialChecksum>,
+    ) {
         let Some(p) = self.paths.get_mut(key) else {
             return;
         };
@@ -173,9 +189,13 @@ impl Engine {
         let sealed = match p.secure.as_mut() {
             None => {
                 buf.extend_from_slice(packet);
+                if let Some(c) = partial {
+                    let at = buf.len() - packet.len();
+                    c.complete(&mut buf[at..]);
+                }
                 Ok(())
             }
-            Some(s) => s.seal(packet, buf.tail_vec(), &mut self.key_cache, key),
+            Some(s) => s.seal(packet, partial, buf.tail_vec(), &mut self.key_cache, key),
         };
         match sealed {
             // The outer header starts with the inner one's ECN field (RFC 6040's normal mode).
@@ -219,7 +239,7 @@ impl Engine {
         };
         let mut pending = std::mem::take(&mut p.pending);
         while let Some(pkt) = pending.pop_front() {
-            self.send_on_path(key, &pkt);
+            self.send_on_path(key, &pkt, None);
             self.pool.give(pkt);
         }
         if let Some(p) = self.paths.get_mut(key) {
@@ -423,16 +443,30 @@ impl Engine {
                     }
                     buf.mark_authentic();
                 }
-                r
+                r.map(|o| o.partial)
             }
             None => {
                 buf.extend_from_slice(inner);
-                Ok(())
+                Ok(false)
             }
         };
         match opened {
-            Ok(()) => {
+            Ok(partial) => {
                 self.heard_on_path(key);
+                if partial {
+                    match PartialChecksum::of(&buf) {
+                        // What this node's driver cannot hand on partial is completed here.
+                        Some(c) if self.cfg.security.partial_checksums => buf.mark_partial(c),
+                        Some(c) => {
+                            c.complete(&mut buf);
+                        }
+                        None => {
+                            self.pool.give(buf);
+                            return self
+                                .drop_input(DropReason::InnerMalformed(WireError::BadHeader));
+                        }
+                    }
+                }
                 self.deliver(key, handle, buf, outer)
             }
             Err(reason) => {
@@ -494,7 +528,11 @@ impl Engine {
             self.pool.give(buf);
             return self.drop_input(DropReason::NoLegacyRoute);
         };
-        if let Err(e) = rewrite_addresses(&mut buf, from, to) {
+        let rewritten = match buf.partial_checksum() {
+            Some(_) => rewrite_addresses_partial(&mut buf, from, to),
+            None => rewrite_addresses(&mut buf, from, to),
+        };
+        if let Err(e) = rewritten {
             self.pool.give(buf);
             return self.drop_input(DropReason::InnerMalformed(e));
         }

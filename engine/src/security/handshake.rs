@@ -4,9 +4,9 @@
 //! the path's keys to the middleboxes either end certified. Gateways take no part; they relay.
 
 use super::chain::CHAIN_MAGIC;
-use super::cipher::{self, Offer};
 use super::grant::{self, ReadKeys};
 use super::noise::{self, MAX_HANDSHAKE};
+use super::parameters::{Answer, Offer};
 use super::session::{Secure, Stage};
 use super::{Certificate, Chain, TrustBundle};
 use crate::config::{ConfigError, Protection, SecurityConfig};
@@ -203,10 +203,10 @@ impl Engine {
         seed
     }
 
-    /// The data ciphers this node offers.
+    /// The data ciphers this node offers, and whether it takes partial checksums.
     fn offer(&self) -> Offer {
         let s = &self.cfg.security;
-        Offer::of(s.cipher, s.hardware_aes)
+        Offer::of(s.cipher, s.hardware_aes, s.partial_checksums)
     }
 
     /// Initiator: the handshake state and the first message, which rides in the setup with
@@ -276,9 +276,9 @@ impl Engine {
             .read_message(handshake, &mut scratch)
             .map_err(|_| refused("malformed handshake"))?;
         let theirs = Offer::read(scratch.get(..n).unwrap_or(&[])).map_err(refused)?;
-        let choice = theirs.map(|theirs| self.offer().choose(theirs));
-        let payload = match choice {
-            Some(c) => cipher::with_choice(c, &id.certificate),
+        let answer = theirs.map(|theirs| self.offer().answer(theirs));
+        let payload = match answer {
+            Some(a) => a.with_certificate(&id.certificate),
             None => id.certificate.clone(),
         };
         let mut msg = vec![0u8; MAX_HANDSHAKE];
@@ -287,8 +287,9 @@ impl Engine {
             .map_err(|e| refused(e.to_string()))?;
         msg.truncate(n);
         let mut secure = Secure::new(mode, hs, msg, peer);
-        if let Some(c) = choice {
-            secure.cipher = c;
+        if let (Some(a), Some(theirs)) = (answer, theirs) {
+            secure.cipher = a.cipher;
+            secure.peer_partial = theirs.partial;
         }
         Ok(Box::new(secure))
     }
@@ -354,8 +355,9 @@ impl Engine {
         let remote = hs.get_remote_static().unwrap_or(&[]).to_vec();
         let mut presented = payload.get(..n).unwrap_or(&[]);
         if !policy {
-            let (chosen, rest) = cipher::read_choice(self.offer(), presented).map_err(refused)?;
-            secure.cipher = chosen;
+            let (answer, rest) = Answer::read(self.offer(), presented).map_err(refused)?;
+            secure.cipher = answer.cipher;
+            secure.peer_partial = answer.partial;
             presented = rest;
         }
         let readers = self.check_peer(presented, &remote, &secure.peer_name, policy)?;

@@ -86,6 +86,7 @@ pub mod grant;
 pub(crate) mod handshake;
 pub(crate) mod keycache;
 pub mod noise;
+pub(crate) mod parameters;
 pub mod replay;
 pub(crate) mod session;
 

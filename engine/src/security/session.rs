@@ -7,6 +7,13 @@
 //! nothing); with `auth`
 //! it is the IP packet in the clear followed by a 16-byte keyed BLAKE2b MAC over nonce and
 //! packet.
+//!
+//! Nonces stay below 2⁶⁰, so the nonce's top four bits are flags about the packet, covered
+//! by the tag or MAC like the rest of the nonce (a flipped flag is a forgery). The top bit,
+//! [`PARTIAL`], says its transport checksum was left partial
+//! ([`super::parameters`]): sent only to a peer that said it takes such packets. Each packet's
+//! counter is the nonce without its flags, unique and checked against replays as before;
+//! unknown flags are forgeries.
 
 use super::cipher::DataCipher;
 use super::keycache::{KeyCache, Use};
@@ -15,6 +22,7 @@ use super::replay::ReplayWindow;
 use crate::api::DropReason;
 use crate::config::Protection;
 use crate::packet::Packet;
+use crate::wire::checksum::PartialChecksum;
 use blake2::digest::{FixedOutput, KeyInit, Mac};
 use ring::aead::Aad;
 use snow::HandshakeState;
@@ -27,6 +35,8 @@ pub const MAC_LEN: usize = 16;
 /// cipher's [`DataCipher::block_limit`], if sooner); the path then goes down and is set up
 /// again with fresh keys.
 pub const NONCE_LIMIT: u64 = 1 << 60;
+/// Nonce flag: the packet's transport checksum holds only the pseudo-header's sum.
+pub const PARTIAL: u64 = 1 << 63;
 
 /// Where the handshake stands.
 pub(crate) enum Stage {
@@ -61,6 +71,8 @@ pub(crate) struct Secure {
     pub(crate) tampered: u32,
     /// Middleboxes either end certified to read this path (from the checked chains).
     pub(crate) readers: Vec<super::handshake::Reader>,
+    /// The peer takes packets with partial checksums (its handshake said so).
+    pub(crate) peer_partial: bool,
 }
 
 impl std::fmt::Debug for Secure {
@@ -90,6 +102,7 @@ impl Secure {
             confirms: 0,
             tampered: 0,
             readers: Vec::new(),
+            peer_partial: false,
         }
     }
 
@@ -100,35 +113,46 @@ impl Secure {
         }
     }
 
-    /// Appends nonce and protected packet to `out` (which holds the data header).
+    /// Appends nonce and protected packet to `out` (which holds the data header). A packet
+    /// whose checksum is `partial` goes as it is, flagged, where the peer takes that and the
+    /// checksum is where the receiver will look for it; otherwise its copy is completed
+    /// before sealing.
     pub(crate) fn seal(
         &mut self,
         packet: &[u8],
+        partial: Option<PartialChecksum>,
         out: &mut Vec<u8>,
         cache: &mut KeyCache,
         path: usize,
     ) -> Result<(), DropReason> {
-        let nonce = self.next_nonce;
+        let counter = self.next_nonce;
         let Stage::Established(keys) = &self.stage else {
             return Err(DropReason::PathNotUp);
         };
-        if nonce >= NONCE_LIMIT {
+        if counter >= NONCE_LIMIT {
             return Err(DropReason::NonceExhausted);
         }
+        let pass = partial.filter(|c| self.peer_partial && PartialChecksum::of(packet) == Some(*c));
+        let nonce = counter | if pass.is_some() { PARTIAL } else { 0 };
+        if self.mode == Protection::Encrypt {
+            // The packet's 16-byte blocks, rounded up, and one for the packet itself.
+            let blocks = self
+                .sealed_blocks
+                .saturating_add(packet.len() as u64 / 16 + 2);
+            if blocks > keys.seal.cipher.block_limit() {
+                return Err(DropReason::NonceExhausted);
+            }
+            self.sealed_blocks = blocks;
+        }
         out.extend_from_slice(&nonce.to_be_bytes());
+        let start = out.len();
+        out.extend_from_slice(packet);
+        let body = out.get_mut(start..).ok_or(DropReason::Oversized)?;
+        if let (Some(c), None) = (partial, pass) {
+            c.complete(body);
+        }
         match self.mode {
             Protection::Encrypt => {
-                // The packet's 16-byte blocks, rounded up, and one for the packet itself.
-                let blocks = self
-                    .sealed_blocks
-                    .saturating_add(packet.len() as u64 / 16 + 2);
-                if blocks > keys.seal.cipher.block_limit() {
-                    return Err(DropReason::NonceExhausted);
-                }
-                self.sealed_blocks = blocks;
-                let start = out.len();
-                out.extend_from_slice(packet);
-                let body = out.get_mut(start..).ok_or(DropReason::Oversized)?;
                 let tag = cache
                     .get(path, Use::Seal, &keys.seal)
                     .ok_or(DropReason::Oversized)?
@@ -137,12 +161,11 @@ impl Secure {
                 out.extend_from_slice(tag.as_ref());
             }
             Protection::Auth | Protection::Plain => {
-                out.extend_from_slice(packet);
-                let m = keyed(&keys.mac_send, nonce, packet).ok_or(DropReason::Oversized)?;
+                let m = keyed(&keys.mac_send, nonce, body).ok_or(DropReason::Oversized)?;
                 out.extend_from_slice(&m.finalize_fixed());
             }
         }
-        self.next_nonce = nonce + 1;
+        self.next_nonce = counter + 1;
         Ok(())
     }
 
@@ -154,7 +177,7 @@ impl Secure {
         out: &mut Vec<u8>,
         cache: &mut KeyCache,
         path: usize,
-    ) -> Result<(), DropReason> {
+    ) -> Result<Opened, DropReason> {
         let Some(keys) = self.keys() else {
             return Err(DropReason::PathNotUp);
         };
@@ -162,7 +185,11 @@ impl Secure {
             .split_at_checked(NONCE_LEN)
             .ok_or(DropReason::Forged)?;
         let nonce = u64::from_be_bytes(nonce.try_into().map_err(|_| DropReason::Forged)?);
-        if self.replay.check(nonce).is_err() {
+        let counter = nonce & (NONCE_LIMIT - 1);
+        if nonce & !(NONCE_LIMIT - 1) & !PARTIAL != 0 {
+            return Err(DropReason::Forged);
+        }
+        if self.replay.check(counter).is_err() {
             return Err(DropReason::Replayed);
         }
         match self.mode {
@@ -190,8 +217,20 @@ impl Secure {
                 out.extend_from_slice(packet);
             }
         }
-        self.replay.update(nonce).map_err(|_| DropReason::Replayed)
+        self.replay
+            .update(counter)
+            .map_err(|_| DropReason::Replayed)?;
+        Ok(Opened {
+            partial: nonce & PARTIAL != 0,
+        })
     }
+}
+
+/// What the nonce of an opened packet said about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Opened {
+    /// Its transport checksum holds only the pseudo-header's sum.
+    pub(crate) partial: bool,
 }
 
 /// Opens an `encrypt` data payload (nonce and sealed packet) with a key a middlebox was
@@ -264,14 +303,14 @@ mod tests {
             // One cache for both ends and one path index: each must still use its own key.
             let c = &mut KeyCache::default();
             let mut wire = Vec::new();
-            a.seal(b"inner packet", &mut wire, c, 0).unwrap();
+            a.seal(b"inner packet", None, &mut wire, c, 0).unwrap();
             let mut out = Vec::new();
             b.open(&wire, &mut out, c, 0).unwrap();
             assert_eq!(out, b"inner packet");
             out.clear();
             assert_eq!(b.open(&wire, &mut out, c, 0), Err(DropReason::Replayed));
             let mut second = Vec::new();
-            a.seal(b"inner packet", &mut second, c, 0).unwrap();
+            a.seal(b"inner packet", None, &mut second, c, 0).unwrap();
             second[10] ^= 1;
             assert_eq!(b.open(&second, &mut out, c, 0), Err(DropReason::Forged));
             assert!(out.is_empty(), "nothing delivered from a forgery");
@@ -282,16 +321,59 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_checksum_goes_flagged_only_to_a_peer_that_takes_it_and_the_flag_is_sealed() {
+        use crate::wire::ip::PROTO_TCP;
+        use crate::wire::testutil::{build_ip, tcp_segment, with_partial_checksum};
+        let (src, dst) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        let full = build_ip(
+            src,
+            dst,
+            PROTO_TCP,
+            &tcp_segment(40000, 80, 9, 0x18, b"bytes"),
+        );
+        let (partial, at) = with_partial_checksum(&full);
+        assert_ne!(partial, full);
+        for mode in [Protection::Encrypt, Protection::Auth] {
+            for takes in [false, true] {
+                let (mut a, mut b) = pair(mode, DataCipher::ChaCha20Poly1305);
+                a.peer_partial = takes;
+                let c = &mut KeyCache::default();
+                let mut wire = Vec::new();
+                a.seal(&partial, Some(at), &mut wire, c, 0).unwrap();
+                assert_eq!(wire[0] & 0x80 != 0, takes, "the nonce's top bit: {mode:?}");
+                let mut out = Vec::new();
+                let opened = b.open(&wire, &mut out, c, 0).unwrap();
+                assert_eq!(opened.partial, takes);
+                let want = if takes { &partial } else { &full };
+                assert_eq!(
+                    &out, want,
+                    "passed as it is, or completed: {mode:?} {takes}"
+                );
+                assert_eq!(b.open(&wire, &mut out, c, 0), Err(DropReason::Replayed));
+
+                // The flag is covered by the tag or MAC, and unknown flags are refused.
+                for bit in [0x80, 0x40] {
+                    let mut next = Vec::new();
+                    a.seal(&partial, Some(at), &mut next, c, 0).unwrap();
+                    next[0] ^= bit;
+                    out.clear();
+                    assert_eq!(b.open(&next, &mut out, c, 0), Err(DropReason::Forged));
+                }
+            }
+        }
+    }
+
+    #[test]
     fn an_aes_key_stops_at_its_block_limit_and_chacha_has_none() {
         let c = &mut KeyCache::default();
         let packet = [0u8; 1400]; // 87 whole blocks, one partial, one for the packet
         let (mut a, _) = pair(Protection::Encrypt, DataCipher::Aes256Gcm);
         a.sealed_blocks = DataCipher::Aes256Gcm.block_limit() - 89;
-        a.seal(&packet, &mut Vec::new(), c, 0).unwrap();
-        let more = a.seal(&packet, &mut Vec::new(), c, 0);
+        a.seal(&packet, None, &mut Vec::new(), c, 0).unwrap();
+        let more = a.seal(&packet, None, &mut Vec::new(), c, 0);
         assert_eq!(more, Err(DropReason::NonceExhausted));
         let (mut x, _) = pair(Protection::Encrypt, DataCipher::ChaCha20Poly1305);
         x.sealed_blocks = DataCipher::Aes256Gcm.block_limit();
-        x.seal(&packet, &mut Vec::new(), c, 1).unwrap();
+        x.seal(&packet, None, &mut Vec::new(), c, 1).unwrap();
     }
 }

@@ -18,6 +18,7 @@ mod congestion;
 mod invariants;
 mod legacy;
 mod negotiation;
+mod partial;
 mod readers;
 mod secure;
 mod trace;
@@ -62,6 +63,8 @@ pub(crate) struct Net {
     tun: Vec<Vec<Vec<u8>>>,
     /// For each of those, whether the engine marked it authentic.
     authentic: Vec<Vec<bool>>,
+    /// For each of those, where the engine said its checksum is partial.
+    partial: Vec<Vec<Option<crate::wire::checksum::PartialChecksum>>>,
     events: Vec<Vec<Event>>,
     /// Datagrams sent to addresses that are not nodes.
     strays: Vec<(SocketAddr, Vec<u8>)>,
@@ -93,6 +96,7 @@ impl Net {
             now: Instant::ZERO,
             tun: vec![Vec::new(); n],
             authentic: vec![Vec::new(); n],
+            partial: vec![Vec::new(); n],
             events: vec![Vec::new(); n],
             strays: Vec::new(),
             wire: Vec::new(),
@@ -119,6 +123,7 @@ impl Net {
                     Output::Timeout(_) => break,
                     Output::WriteTun(p) => {
                         self.authentic[node].push(p.authentic());
+                        self.partial[node].push(p.partial_checksum());
                         self.tun[node].push(p.to_vec());
                     }
                     Output::Transmit {

@@ -300,15 +300,20 @@ fn replies_leave_on_the_path_their_request_came_in_on() {
     }
 }
 
-#[test]
-fn a_refusal_after_accept_travels_back_through_the_gateway() {
+/// alice, gateway gw and carol, all with certificates.
+pub(super) fn secure_through_gateway() -> Net {
     let mut gw = secure("gw", &[("alice", 1), ("carol", 3)], &["gw.udp"]);
     gw.gateway = true;
-    let mut net = Net::new(vec![
+    Net::new(vec![
         secure("alice", &[("gw", 2)], &["alice.udp"]),
         gw,
         secure("carol", &[("gw", 2)], &["carol.udp"]),
-    ]);
+    ])
+}
+
+#[test]
+fn a_refusal_after_accept_travels_back_through_the_gateway() {
+    let mut net = secure_through_gateway();
     net.nodes[2].credentials.allow = vec![regex::Regex::new("^bob\\.").unwrap()];
     answered_v4(
         &net.lookup(0, "carol.udp_gw.udp")

@@ -10,6 +10,7 @@
 //! Pieces must start at even offsets of the checksummed data: an odd trailing byte is padded
 //! with zero as if it ended the data.
 
+use super::ip::{IpView, PROTO_TCP, PROTO_UDP};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Unfolded one's-complement sum of `data` as big-endian 16-bit words.
@@ -95,6 +96,59 @@ pub fn verify(data: &[u8]) -> bool {
     fold(sum(data)) == 0xFFFF
 }
 
+/// A transport checksum left partial by the sender's kernel (checksum offload, a TUN's
+/// `NEEDS_CSUM`): the field at `start + offset` holds only the pseudo-header's sum, folded
+/// and not complemented, and the bytes from `start` to the end are still to be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartialChecksum {
+    /// Where the summed bytes start: the transport header.
+    pub start: u16,
+    /// Where the field is, from `start`: 16 for TCP, 6 for UDP.
+    pub offset: u16,
+}
+
+impl PartialChecksum {
+    /// UDP's field: a sum of zero means "no checksum" there, so all ones is sent instead.
+    const UDP_OFFSET: u16 = 6;
+
+    /// Where the transport checksum of the IP packet `packet` is, if it has one the kernel
+    /// can leave partial: TCP's or UDP's, in a packet that is not a fragment.
+    pub fn of(packet: &[u8]) -> Option<PartialChecksum> {
+        let ip = IpView::parse(packet).ok()?;
+        let offset = match ip.protocol() {
+            PROTO_TCP => 16,
+            PROTO_UDP => Self::UDP_OFFSET,
+            _ => return None,
+        };
+        let c = PartialChecksum {
+            start: u16::try_from(ip.header_len()).ok()?,
+            offset,
+        };
+        (!ip.is_fragment() && c.fits(packet.len())).then_some(c)
+    }
+
+    /// Whether the field lies inside a packet of `len` bytes.
+    pub fn fits(self, len: usize) -> bool {
+        usize::from(self.start) + usize::from(self.offset) + 2 <= len
+    }
+
+    /// Completes the checksum of `packet` in place; a field outside it is left alone
+    /// (`false`).
+    pub fn complete(self, packet: &mut [u8]) -> bool {
+        let start = usize::from(self.start);
+        let field = start + usize::from(self.offset);
+        if !self.fits(packet.len()) {
+            return false;
+        }
+        let mut c = finish(sum(&packet[start..]));
+        if c == 0 && self.offset == Self::UDP_OFFSET {
+            c = 0xFFFF;
+        }
+        packet[field..field + 2].copy_from_slice(&c.to_be_bytes());
+        true
+    }
+}
+
 /// Unfolded sum of the IPv4 pseudo-header used by TCP and UDP (RFC 793, RFC 768).
 pub fn pseudo_header_v4(src: Ipv4Addr, dst: Ipv4Addr, protocol: u8, len: u16) -> u64 {
     let s = u64::from(u32::from(src)) + u64::from(u32::from(dst));
@@ -172,6 +226,47 @@ mod tests {
             s = (s & 0xFFFF) + (s >> 16);
         }
         !(s as u16)
+    }
+
+    #[test]
+    fn a_partial_checksum_completes_to_the_full_one_and_stays_inside_the_packet() {
+        use crate::wire::testutil::{tcp_segment, udp_segment};
+        for seg in [
+            tcp_segment(4000, 80, 7, 0x18, b"odd length!"),
+            udp_segment(53, 9, b""),
+        ] {
+            // An IPv4 packet around the segment, its checksum what the kernel leaves partial.
+            let (src, dst) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+            let offset: u16 = if seg.len() == 8 { 6 } else { 16 };
+            let field = 20 + usize::from(offset);
+            let mut packet = vec![0u8; 20];
+            packet.extend_from_slice(&seg);
+            packet[field..field + 2].fill(0);
+            let pseudo =
+                pseudo_header_v4(src, dst, if offset == 6 { 17 } else { 6 }, seg.len() as u16);
+            let full = finish(add(pseudo, sum(&packet[20..])));
+            packet[field..field + 2].copy_from_slice(&fold(pseudo).to_be_bytes());
+            let at = PartialChecksum { start: 20, offset };
+            assert!(at.complete(&mut packet));
+            let want = if full == 0 && offset == 6 {
+                0xFFFF
+            } else {
+                full
+            };
+            assert_eq!(packet[field..field + 2], want.to_be_bytes());
+        }
+        let mut short = vec![0u8; 37];
+        let tcp = PartialChecksum {
+            start: 20,
+            offset: 16,
+        };
+        assert!(!tcp.fits(short.len()) && !tcp.complete(&mut short));
+        assert_eq!(short, [0; 37], "left alone");
+        let far = PartialChecksum {
+            start: u16::MAX,
+            offset: u16::MAX,
+        };
+        assert!(!far.complete(&mut short));
     }
 
     #[test]

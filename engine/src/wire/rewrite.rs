@@ -118,6 +118,26 @@ pub fn rewrite_addresses(
     new_src: IpAddr,
     new_dst: IpAddr,
 ) -> Result<(), WireError> {
+    rewrite(packet, new_src, new_dst, false)
+}
+
+/// [`rewrite_addresses`] for a packet whose TCP or UDP checksum is partial
+/// ([`super::checksum::PartialChecksum`]): the field holds the pseudo-header's sum, not its
+/// complement, so the addresses' change is added where a full checksum would subtract it.
+pub fn rewrite_addresses_partial(
+    packet: &mut [u8],
+    new_src: IpAddr,
+    new_dst: IpAddr,
+) -> Result<(), WireError> {
+    rewrite(packet, new_src, new_dst, true)
+}
+
+fn rewrite(
+    packet: &mut [u8],
+    new_src: IpAddr,
+    new_dst: IpAddr,
+    partial: bool,
+) -> Result<(), WireError> {
     let view = IpView::parse(packet)?;
     let version = view.version();
     let header_len = view.header_len();
@@ -174,24 +194,30 @@ pub fn rewrite_addresses(
         }
     }
     delta.merge(addrs);
-    update_pseudo_checksum(seg, version, protocol, delta)?;
+    update_pseudo_checksum(seg, version, protocol, delta, partial)?;
     Ok(())
 }
 
 /// Applies `delta` — the pseudo-header's address change and any changes inside the covered
 /// bytes — to the transport checksum of `seg`. Returns the change made to `seg`'s own
 /// bytes, for a checksum that encloses it. A checksum field outside `seg` is `Truncated`.
+/// A `partial` field (a sum, not its complement) changes the other way.
 fn update_pseudo_checksum(
     seg: &mut [u8],
     version: u8,
     protocol: u8,
     delta: Delta,
+    partial: bool,
 ) -> Result<Delta, WireError> {
     let mut changed = Delta::default();
     let Some(off) = pseudo_checksum_offset(version, protocol) else {
         return Ok(changed);
     };
     let ck = u16_at(seg, off)?;
+    if partial {
+        put_u16(seg, off, !delta.apply(!ck))?;
+        return Ok(changed);
+    }
     if protocol == PROTO_UDP && ck == 0 {
         return Ok(changed);
     }
@@ -243,7 +269,7 @@ fn rewrite_quoted(quote: &mut [u8], outer_version: u8, new: &AddrPair) -> Delta 
         let seg_len = present.saturating_sub(header_len);
         if let Ok(seg) = slice_mut(quote, header_len, seg_len) {
             // A quote cut before the transport checksum simply has none to fix.
-            if let Ok(d) = update_pseudo_checksum(seg, version, protocol, addrs) {
+            if let Ok(d) = update_pseudo_checksum(seg, version, protocol, addrs, false) {
                 changed.merge(d);
             }
         }
@@ -277,6 +303,34 @@ mod tests {
 
     const V4: [&str; 4] = ["10.1.2.3", "192.168.77.1", "198.18.0.5", "255.255.255.255"];
     const V6: [&str; 4] = ["2001:db8::1", "fd00:abcd::42", "fe80::ffff:ffff", "::"];
+
+    #[test]
+    fn a_partial_checksum_rewritten_completes_to_the_full_one_rewritten() {
+        use crate::wire::testutil::with_partial_checksum;
+        let v4 = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        let v4_new = (IpAddr::from([198, 18, 0, 9]), IpAddr::from([100, 64, 0, 1]));
+        let v6 = (
+            IpAddr::from(Ipv6Addr::LOCALHOST),
+            IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, 2]),
+        );
+        let v6_new = (
+            IpAddr::from([0xfc00, 1, 0, 0, 0, 0, 0, 9]),
+            IpAddr::from(Ipv6Addr::LOCALHOST),
+        );
+        for ((src, dst), (nsrc, ndst)) in [(v4, v4_new), (v6, v6_new)] {
+            for (proto, seg) in [
+                (PROTO_TCP, tcp_segment(1, 2, 3, 0x10, b"odd payload")),
+                (PROTO_UDP, udp_segment(1, 2, b"payload")),
+            ] {
+                let mut full = build_ip(src, dst, proto, &seg);
+                let (mut partial, at) = with_partial_checksum(&full);
+                rewrite_addresses(&mut full, nsrc, ndst).unwrap();
+                rewrite_addresses_partial(&mut partial, nsrc, ndst).unwrap();
+                assert!(at.complete(&mut partial));
+                assert_eq!(partial, full, "{src} {proto}");
+            }
+        }
+    }
 
     #[test]
     fn tcp_udp_echo_both_families() {

@@ -194,3 +194,27 @@ pub(crate) fn recompute_all(packet: &[u8]) -> Vec<u8> {
     fix_transport_checksum(src, dst, proto, &mut p[hl..]);
     p
 }
+
+/// `packet` (complete, from [`build_ip`], TCP or UDP) as a kernel with checksum offload hands
+/// it over: its transport checksum holding only the pseudo-header's sum, and where that is.
+pub(crate) fn with_partial_checksum(
+    packet: &[u8],
+) -> (Vec<u8>, crate::wire::checksum::PartialChecksum) {
+    let at = crate::wire::checksum::PartialChecksum::of(packet).expect("TCP or UDP");
+    let (start, field) = (usize::from(at.start), usize::from(at.start + at.offset));
+    let mut p = packet.to_vec();
+    let v6 = p[0] >> 4 == 6;
+    let (src, dst, proto) = if v6 {
+        let s: [u8; 16] = p[8..24].try_into().unwrap();
+        let d: [u8; 16] = p[24..40].try_into().unwrap();
+        (IpAddr::from(s), IpAddr::from(d), p[6])
+    } else {
+        let s: [u8; 4] = p[12..16].try_into().unwrap();
+        let d: [u8; 4] = p[16..20].try_into().unwrap();
+        (IpAddr::from(s), IpAddr::from(d), p[9])
+    };
+    // The sum, not its complement: what naive_checksum gives, complemented back.
+    let sum = !naive_checksum(&[&pseudo(src, dst, proto, p.len() - start)]);
+    p[field..field + 2].copy_from_slice(&sum.to_be_bytes());
+    (p, at)
+}
