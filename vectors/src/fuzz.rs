@@ -367,6 +367,14 @@ pub fn engine_inputs(data: &[u8]) {
         let (chunk, next) = tail.split_at(n);
         rest = next;
         let input = match op % 5 {
+            // Some app packets come with a checksum the kernel left partial, anywhere.
+            0 if op & 0x80 != 0 => Input::TunPartial {
+                packet: chunk,
+                checksum: ocala_engine::PartialChecksum {
+                    start: u16::from(*len & 0x3f),
+                    offset: u16::from(op & 0x1e),
+                },
+            },
             0 => Input::TunPacket(chunk),
             1 => {
                 packet.clear();
