@@ -274,21 +274,23 @@ impl Engine {
     }
 
     fn dispatch(&mut self, input: Input<'_>) {
-        match input {
-            Input::Timeout => {}
-            Input::TunPacket(packet) => self.on_tun_packet(packet, None),
-            Input::TunPartial { packet, checksum } => self.on_tun_packet(packet, Some(checksum)),
+        // Both kinds of TUN packet share one call, which the compiler then inlines.
+        let (packet, partial) = match input {
+            Input::Timeout => return,
+            Input::TunPacket(packet) => (packet, None),
+            Input::TunPartial { packet, checksum } => (packet, Some(checksum)),
             Input::Datagram {
                 overlay,
                 from,
                 payload,
                 queued,
                 ecn,
-            } => self.on_datagram(overlay, from, payload, Arrival { queued, ecn }),
-            Input::Resolved { id, result } => self.on_resolved(id, result),
-            Input::Command(cmd) => self.on_command(cmd),
-            Input::NetworkChanged => self.on_network_changed(),
-        }
+            } => return self.on_datagram(overlay, from, payload, Arrival { queued, ecn }),
+            Input::Resolved { id, result } => return self.on_resolved(id, result),
+            Input::Command(cmd) => return self.on_command(cmd),
+            Input::NetworkChanged => return self.on_network_changed(),
+        };
+        self.on_tun_packet(packet, partial);
     }
 
     /// The next thing to do; `Output::Timeout` when there is nothing until that instant.
