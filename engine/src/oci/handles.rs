@@ -10,6 +10,7 @@ use crate::keyed::{Keyed, KeyedMap};
 use crate::time::Instant;
 use crate::wire::message::Sources;
 use slab::Slab;
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -192,6 +193,10 @@ pub(crate) struct Handles {
     by_name: BTreeMap<String, usize>,
     /// Lookups only (never iterated), so a hash map keeps the data path fast.
     by_addr: KeyedMap<IpAddr, usize>,
+    /// The address looked up last and its handle: a bulk flow asks for the same one packet
+    /// after packet, and comparing it costs less than hashing it. Forgotten when a handle is
+    /// released (a new one only takes free addresses, never one remembered here).
+    last: Cell<Option<(IpAddr, usize)>>,
     v4: AddressPool,
     v6: AddressPool,
     max: usize,
@@ -236,6 +241,7 @@ impl Handles {
             slab: Slab::new(),
             by_name: BTreeMap::new(),
             by_addr: KeyedMap::with_hasher(Keyed::derive(seed, "handles by address")),
+            last: Cell::new(None),
             v4: AddressPool::new(cfg.pool_v4, &reserved),
             v6: AddressPool::new(cfg.pool_v6, &reserved),
             max,
@@ -256,7 +262,14 @@ impl Handles {
     }
 
     pub(crate) fn by_addr(&self, ip: IpAddr) -> Option<usize> {
-        self.by_addr.get(&ip).copied()
+        if let Some((last, key)) = self.last.get() {
+            if last == ip {
+                return Some(key);
+            }
+        }
+        let key = self.by_addr.get(&ip).copied()?;
+        self.last.set(Some((ip, key)));
+        Some(key)
     }
 
     pub(crate) fn get(&self, key: usize) -> Option<&Handle> {
@@ -353,6 +366,7 @@ impl Handles {
         let h = self.slab.try_remove(key)?;
         self.version += 1;
         self.by_name.remove(&h.name);
+        self.last.set(None);
         self.by_addr.remove(&IpAddr::V4(h.v4));
         self.by_addr.remove(&IpAddr::V6(h.v6));
         self.v4.give_back(IpAddr::V4(h.v4));
@@ -409,6 +423,22 @@ mod tests {
             .unwrap();
         assert_eq!((again, new), (a, false));
         assert_eq!(h.by_addr("10.99.0.3".parse().unwrap()), Some(a));
+    }
+
+    #[test]
+    fn the_last_lookup_is_remembered_until_the_handles_change() {
+        let mut h = small(29);
+        let (a, _) = h.bind("bob.udp", Instant::ZERO, Sources::default()).unwrap();
+        let (v4, v6) = h.get(a).map(|x| (x.v4, x.v6)).unwrap();
+        let addr = IpAddr::V4(v4);
+        assert_eq!(h.by_addr(addr), Some(a));
+        assert_eq!(h.by_addr(addr), Some(a), "again, from the last lookup");
+        h.release(a);
+        assert_eq!(h.by_addr(addr), None, "released: forgotten");
+        // Another name gets the addresses, in the slot bob's handle had.
+        let b = h.bind_exact("carol.udp", v4, v6, Instant::ZERO).unwrap();
+        assert_eq!(h.by_addr(addr), Some(b));
+        assert_eq!(h.get(b).map(|x| x.name.as_str()), Some("carol.udp"));
     }
 
     #[test]
