@@ -108,10 +108,17 @@ impl Engine {
         }
     }
 
-    /// A retransmitted setup: repeat the accept (with the same handshake answer) if one was sent.
+    /// A retransmitted setup: repeat the accept (with the same handshake answer) if one was
+    /// sent and the initiator may have missed it — not on a secure path whose confirm came,
+    /// which the initiator could only send once it had the accept.
     fn repeat_accept(&mut self, key: usize, tunnel: usize, receiver_label: u32) {
         let Some(p) = self.paths.get(key) else { return };
-        if !matches!(p.state, State::Up | State::AwaitConfirm) {
+        let missed = match p.state {
+            State::AwaitConfirm => true,
+            State::Up => p.secure.is_none(),
+            _ => false,
+        };
+        if !missed {
             return;
         }
         let answer = p.answer.clone();
@@ -377,6 +384,8 @@ impl Engine {
             p.role = Role::Responder {
                 handle: Some(handle),
             };
+            // The accept is never repeated now (`repeat_accept`): its bytes can go.
+            p.answer = Vec::new();
         }
         self.path_accepted(key);
         self.acknowledge(key);

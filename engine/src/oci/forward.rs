@@ -237,13 +237,11 @@ impl Engine {
         let Some(p) = self.paths.get_mut(key) else {
             return;
         };
-        let mut pending = std::mem::take(&mut p.pending);
-        while let Some(pkt) = pending.pop_front() {
+        // The queue is not needed again once the path is up, so its room is let go with it.
+        let pending = std::mem::take(&mut p.pending);
+        for pkt in pending {
             self.send_on_path(key, &pkt, None);
             self.pool.give(pkt);
-        }
-        if let Some(p) = self.paths.get_mut(key) {
-            p.pending = pending;
         }
     }
 

@@ -428,7 +428,9 @@ mod tests {
     #[test]
     fn the_last_lookup_is_remembered_until_the_handles_change() {
         let mut h = small(29);
-        let (a, _) = h.bind("bob.udp", Instant::ZERO, Sources::default()).unwrap();
+        let (a, _) = h
+            .bind("bob.udp", Instant::ZERO, Sources::default())
+            .unwrap();
         let (v4, v6) = h.get(a).map(|x| (x.v4, x.v6)).unwrap();
         let addr = IpAddr::V4(v4);
         assert_eq!(h.by_addr(addr), Some(a));

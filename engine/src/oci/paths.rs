@@ -84,8 +84,9 @@ pub(crate) struct Path {
     pub(crate) state: State,
     /// Human name of the far end, for events.
     pub(crate) name: String,
-    /// What to send while connecting (initiators and relays' downstream halves).
-    pub(crate) setup: Option<SetupSpec>,
+    /// What to send while connecting (initiators and relays' downstream halves). Boxed: it
+    /// goes once the path is up, and inline it would make every path's slot 112 bytes larger.
+    pub(crate) setup: Option<Box<SetupSpec>>,
     pub(crate) started: Instant,
     /// When the latest retransmission timer is due; earlier timers for the path are stale.
     pub(crate) retransmit_at: Instant,

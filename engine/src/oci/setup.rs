@@ -296,7 +296,7 @@ impl Engine {
                 role,
                 state,
                 name,
-                setup,
+                setup: setup.map(Box::new),
                 started: self.now,
                 retransmit_at: self.now,
                 replaces: None,

@@ -300,6 +300,42 @@ fn replies_leave_on_the_path_their_request_came_in_on() {
     }
 }
 
+#[test]
+fn a_setup_repeated_after_the_confirm_gets_no_second_accept() {
+    let mut net = secure_pair();
+    answered_v4(&net.lookup(0, "bob.udp").expect("path up"));
+    let setup = net
+        .wire
+        .iter()
+        .find(|(from, _, d)| *from == 0 && matches!(Message::parse(d), Ok(Message::Setup(_))))
+        .map(|(_, _, d)| d.clone())
+        .expect("alice's setup");
+    let before = net.wire.len();
+    net.input(
+        1,
+        Input::Datagram {
+            overlay: UDP,
+            from: addr(1),
+            payload: &setup,
+            queued: std::time::Duration::ZERO,
+            ecn: crate::Ecn::NotEct,
+        },
+    );
+    let accepts = net.wire[before..]
+        .iter()
+        .filter(|(from, _, d)| *from == 1 && matches!(Message::parse(d), Ok(Message::Accept(_))))
+        .count();
+    assert_eq!(accepts, 0, "alice had the accept: she confirmed it");
+    assert!(
+        net.nodes[1].paths.iter().all(|(_, p)| p.answer.is_empty()),
+        "and bob let it go"
+    );
+    // The path still carries data both ways.
+    let handle = answered_v4(&net.lookup(0, "bob.udp").expect("still up"));
+    send_secret(&mut net, handle);
+    assert!(net.tun[1].last().unwrap().ends_with(b"the secret payload"));
+}
+
 /// alice, gateway gw and carol, all with certificates.
 pub(super) fn secure_through_gateway() -> Net {
     let mut gw = secure("gw", &[("alice", 1), ("carol", 3)], &["gw.udp"]);
