@@ -4,7 +4,8 @@
 //! ```json
 //! { "handles":  [ { "name": "bob.udp", "v4": "198.18.0.3", "v6": "fd6f:6361:6c61::3", "path": "up (...)" } ],
 //!   "paths":    [ { "name": "bob.udp", "role": "initiator", "state": "up", "protection": "encrypt",
-//!                   "cipher": "aes-256-gcm" (or null), "label": 1048576, "peer_label": 2097152 } ],
+//!                   "cipher": "aes-256-gcm" (or null), "partial_checksums": true,
+//!                   "label": 1048576, "peer_label": 2097152 } ],
 //!   "tunnels":  [ { "overlay": "udp", "remote": "bob at 10.0.0.2:4789", "paths": 1 } ],
 //!   "relayed":  0,
 //!   "middlebox": "5 control, 25 readable (icmp x15, udp/7 x10), 10 opened, 15 sealed, 10 dropped",  (or null)
