@@ -109,16 +109,11 @@ impl Engine {
     }
 
     /// A retransmitted setup: repeat the accept (with the same handshake answer) if one was
-    /// sent and the initiator may have missed it — not on a secure path whose confirm came,
-    /// which the initiator could only send once it had the accept.
+    /// sent and the initiator may have missed it — not once its confirm came, which it could
+    /// only send with the accept in hand.
     fn repeat_accept(&mut self, key: usize, tunnel: usize, receiver_label: u32) {
         let Some(p) = self.paths.get(key) else { return };
-        let missed = match p.state {
-            State::AwaitConfirm => true,
-            State::Up => p.secure.is_none(),
-            _ => false,
-        };
-        if !missed {
+        if !matches!(p.state, State::Up | State::AwaitConfirm) || p.confirmed {
             return;
         }
         let answer = p.answer.clone();
@@ -326,7 +321,7 @@ impl Engine {
         };
         let Some(p) = self.paths.get(key) else { return };
         match (p.role, p.state) {
-            (Role::Relay { twin, .. }, _) => self.relay_confirm(twin, c),
+            (Role::Relay { twin, .. }, _) => self.relay_confirm(key, twin, c),
             // A repeated confirm: our acknowledgement was lost, send it again.
             (Role::Responder { .. }, State::Up) => self.acknowledge(key),
             (Role::Responder { .. }, State::AwaitConfirm) => {
@@ -384,7 +379,7 @@ impl Engine {
             p.role = Role::Responder {
                 handle: Some(handle),
             };
-            // The accept is never repeated now (`repeat_accept`): its bytes can go.
+            p.confirmed = true;
             p.answer = Vec::new();
         }
         self.path_accepted(key);

@@ -147,12 +147,16 @@ impl Engine {
         self.send_control(tunnel, &msg);
     }
 
-    /// Passes the initiator's confirm on to the next hop.
-    pub(crate) fn relay_confirm(&mut self, twin: usize, c: &Confirm<'_>) {
+    /// Passes the initiator's confirm, which arrived on relay half `up`, on to the next hop.
+    pub(crate) fn relay_confirm(&mut self, up: usize, twin: usize, c: &Confirm<'_>) {
         let Some(t) = self.paths.get(twin).filter(|t| t.state == State::Up) else {
             return self.drop_input(DropReason::PathNotUp);
         };
         let (tunnel, peer, path_id) = (t.tunnel, t.peer_label, t.path_id);
+        if let Some(u) = self.paths.get_mut(up) {
+            u.confirmed = true;
+            u.answer = Vec::new();
+        }
         let msg = Message::Confirm(Confirm {
             receiver_label: peer,
             path_id,

@@ -96,6 +96,9 @@ pub(crate) struct Path {
     /// The handshake bytes of the Accept this node sent (as responder, or relayed as a
     /// gateway), sent again unchanged if the setup is retransmitted.
     pub(crate) answer: Vec<u8>,
+    /// The initiator's confirm came (to this end, or through this relay half): it had the
+    /// Accept, which is not repeated any more and whose bytes are gone.
+    pub(crate) confirmed: bool,
     /// Superseded by a rekeyed successor: kept briefly for packets in flight, then closed
     /// without telling anyone it went down.
     pub(crate) retiring: bool,

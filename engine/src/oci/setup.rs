@@ -301,6 +301,7 @@ impl Engine {
                 retransmit_at: self.now,
                 replaces: None,
                 answer: Vec::new(),
+                confirmed: false,
                 retiring: false,
                 pending: VecDeque::new(),
                 queries: Vec::new(),

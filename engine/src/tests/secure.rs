@@ -336,6 +336,26 @@ fn a_setup_repeated_after_the_confirm_gets_no_second_accept() {
     assert!(net.tun[1].last().unwrap().ends_with(b"the secret payload"));
 }
 
+#[test]
+fn a_gateway_lets_the_accept_go_once_the_confirm_passes() {
+    let mut net = secure_through_gateway();
+    answered_v4(&net.lookup(0, "carol.udp_gw.udp").expect("path up"));
+    let halves: Vec<(bool, usize)> = net.nodes[1]
+        .paths
+        .iter()
+        .map(|(_, p)| (p.confirmed, p.answer.len()))
+        .collect();
+    assert_eq!(halves.len(), 2, "{halves:?}");
+    assert!(
+        halves.iter().all(|(_, held)| *held == 0) && halves.iter().any(|(c, _)| *c),
+        "{halves:?}"
+    );
+    assert!(net.nodes[2]
+        .paths
+        .iter()
+        .all(|(_, p)| p.confirmed && p.answer.is_empty()));
+}
+
 /// alice, gateway gw and carol, all with certificates.
 pub(super) fn secure_through_gateway() -> Net {
     let mut gw = secure("gw", &[("alice", 1), ("carol", 3)], &["gw.udp"]);
