@@ -70,15 +70,6 @@ impl DatapathStats {
     }
 }
 
-/// Datagrams one send may carry on every socket.
-fn gso_segments(sockets: &[OverlaySocket]) -> usize {
-    sockets
-        .iter()
-        .map(OverlaySocket::gso_segments)
-        .min()
-        .unwrap_or(1)
-}
-
 /// Who writes the batches out.
 enum Sink {
     /// The engine thread, after each batch.
@@ -108,7 +99,6 @@ impl Datapath {
         let sockets: Arc<[OverlaySocket]> = sockets.into();
         let stats = DatapathStats {
             tun_offload: tun.as_deref().is_some_and(Tun::offload),
-            udp_gso: gso_segments(&sockets),
             udp_gro: !sockets.is_empty() && sockets.iter().all(|s| s.gro()),
             threads: threads.clamp(1, 2),
             ..DatapathStats::default()
@@ -139,8 +129,13 @@ impl Datapath {
         DatapathStats {
             sent,
             handed_off,
-            // Read again: a socket whose trains the kernel refused sends one by one now.
-            udp_gso: gso_segments(&self.sockets),
+            // Read at each call: a socket whose trains the kernel refused sends one by one.
+            udp_gso: self
+                .sockets
+                .iter()
+                .map(OverlaySocket::gso_segments)
+                .min()
+                .unwrap_or(1),
             ..self.stats
         }
     }

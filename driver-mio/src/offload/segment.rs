@@ -108,28 +108,29 @@ fn segments(
     // What every segment's sums share, summed once: the pseudo-header without its length,
     // and the IPv4 header without its length, ID and checksum.
     let pseudo = layout.pseudo(pristine, 0);
-    let mut ip = [0u8; MAX_HEADERS];
-    let ip = &mut ip[..layout.l4];
-    ip.copy_from_slice(&pristine[..layout.l4]);
-    if !layout.v6 {
-        ip[2..6].fill(0);
-        ip[10..12].fill(0);
-    }
-    let ip = checksum::sum(ip);
+    let ip = (!layout.v6).then(|| {
+        let mut h = [0u8; MAX_HEADERS];
+        let h = &mut h[..layout.l4];
+        h.copy_from_slice(&pristine[..layout.l4]);
+        h[2..6].fill(0);
+        h[10..12].fill(0);
+        checksum::sum(h)
+    });
     for i in 0..count {
         let start = i * mss;
         let len = mss.min(payload - start.min(payload));
         let total = head + len;
         let out = &mut packet[start..start + total];
         out[..head].copy_from_slice(pristine);
-        if layout.v6 {
-            tcp::put16(out, 4, (total - 40) as u16);
-        } else {
-            let id = id.wrapping_add(i as u16);
-            tcp::put16(out, 2, total as u16);
-            tcp::put16(out, 4, id);
-            let sum = checksum::add(ip, total as u64 + u64::from(id));
-            tcp::put16(out, 10, checksum::finish(sum));
+        match ip {
+            None => tcp::put16(out, 4, (total - 40) as u16),
+            Some(ip) => {
+                let id = id.wrapping_add(i as u16);
+                tcp::put16(out, 2, total as u16);
+                tcp::put16(out, 4, id);
+                let sum = checksum::add(ip, total as u64 + u64::from(id));
+                tcp::put16(out, 10, checksum::finish(sum));
+            }
         }
         tcp::put32(out, layout.l4 + 4, seq.wrapping_add(start as u32));
         let mut f = flags;
