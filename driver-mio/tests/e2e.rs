@@ -160,6 +160,16 @@ fn capture(
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// What `host`'s status says of its path called `name` (null when it has none).
+fn path_status(t: &Topology, host: &str, name: &str) -> serde_json::Value {
+    let paths = status_json(t, host)["paths"].clone();
+    let path = paths
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == name))
+        .cloned();
+    path.unwrap_or_default()
+}
+
 fn status_json(t: &Topology, host: &str) -> serde_json::Value {
     let s = t
         .ocala(host, &["status", "--json"])
@@ -302,6 +312,16 @@ fn real_programs_over_ocala() {
 
     // A plain path when the name asks for one (bob accepts them; gw, by default, does not).
     assert_eq!(curl(&t, "http://bob.udp_plain.oci:8000/", 10), "200");
+    // Its TCP went in the partial form, checksums left to bob's kernel, where both ends'
+    // TUNs have offloads.
+    let offload = |n| status_json(&t, n)["datapath"]["tun_offload"] == true;
+    let plain_path = path_status(&t, "alice", "bob.udp_plain.oci");
+    assert_eq!(plain_path["protection"], "plain", "{plain_path:#}");
+    assert_eq!(
+        plain_path["partial_checksums"],
+        offload("alice") && offload("bob"),
+        "{plain_path:#}"
+    );
     let refused = t.must(
         "alice",
         &["dig", "+tries=1", "@198.18.0.2", "gw.udp_plain.oci"],
@@ -447,13 +467,8 @@ fn real_programs_over_ocala() {
         gw_status.contains("relay (upstream)") && gw_status.contains("relay (downstream)"),
         "{gw_status}"
     );
-    let alice_paths = status_json(&t, "alice")["paths"].clone();
-    let relayed_path = alice_paths
-        .as_array()
-        .and_then(|a| a.iter().find(|p| p["name"] == "bob.udp_gw.udp"))
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(relayed_path["protection"], "encrypt", "{alice_paths:#}");
+    let relayed_path = path_status(&t, "alice", "bob.udp_gw.udp");
+    assert_eq!(relayed_path["protection"], "encrypt", "{relayed_path:#}");
     assert_eq!(relayed_path["role"], "initiator");
     // Both ends run on this CPU: AES-256-GCM where it has AES, carry-less multiplication
     // and AVX (as the kernel lists them), ChaCha20-Poly1305 otherwise.
@@ -471,14 +486,13 @@ fn real_programs_over_ocala() {
     } else {
         "chacha20-poly1305"
     };
-    assert_eq!(relayed_path["cipher"], cipher, "{alice_paths:#}");
+    assert_eq!(relayed_path["cipher"], cipher, "{relayed_path:#}");
     // bob's TUN takes partial checksums where it has offloads, and alice hears so when she
     // offers handshake parameters (AES-256-GCM, or partial checksums of her own).
-    let offload = |n| status_json(&t, n)["datapath"]["tun_offload"] == true;
     assert_eq!(
         relayed_path["partial_checksums"],
         offload("bob") && (offload("alice") || aes),
-        "{alice_paths:#}"
+        "{relayed_path:#}"
     );
 
     // Garbage at ocalad's UDP port and malformed DNS queries: counted, and service goes on.

@@ -323,7 +323,8 @@ pub enum DropReason {
     AuthFailed,
     /// A setup the node's policy refuses (plain paths, names not allowed, no certificate).
     Refused,
-    /// A handshake message for a path that is not waiting for one.
+    /// A handshake message for a path that is not waiting for one, or a plain path's answer
+    /// this node did not ask for or cannot read.
     UnexpectedHandshake,
     /// A key grant that reached the path's end: the middlebox it is sealed to was not on
     /// the path (an end point certified it for paths that do not pass it).

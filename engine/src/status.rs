@@ -83,7 +83,8 @@ impl Engine {
                 state: state_text(p),
                 protection: protection_text(p),
                 cipher: cipher_of(p),
-                partial_checksums: p.secure.as_ref().is_some_and(|s| s.peer_partial),
+                partial_checksums: p.partial.send
+                    || p.secure.as_ref().is_some_and(|s| s.peer_partial),
                 label: p.label,
                 peer_label: p.peer_label,
             })

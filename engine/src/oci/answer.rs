@@ -10,10 +10,11 @@ use crate::engine::Engine;
 use crate::legacy::Egress;
 use crate::ocd::Peer;
 use crate::oci::handles::handle_name;
-use crate::oci::paths::{Role, State};
+use crate::oci::paths::{PartialForm, Path, Role, State};
 use crate::oci::setup::Failure;
 use crate::security::handshake::{protection_of, HandshakeError, COOKIE_BIT};
 use crate::security::noise::MAX_HANDSHAKE;
+use crate::security::parameters::{plain_answer, PARTIAL_BIT};
 use crate::security::session::Secure;
 use crate::wire::message::{
     Accept, Confirm, CookieReply, Families, Message, Reject, RejectReason, Setup, COOKIE_LEN,
@@ -27,6 +28,16 @@ const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 const COOKIE_PERIOD_SECS: u64 = 60;
 
 type Refusal = (DropReason, Failure);
+
+/// The handshake field of the accept a path's far end sends, and sends again: a secure path's
+/// answer as kept, or a plain path's answer to an initiator that takes partial checksums
+/// (rebuilt rather than kept, so that plain paths hold no bytes for it).
+fn answer_of(p: &Path) -> Vec<u8> {
+    match p.partial.send {
+        true => plain_answer(p.partial.receive),
+        false => p.answer.clone(),
+    }
+}
 
 impl Engine {
     /// A setup from a peer: answer it as the destination, relay it as a gateway, or refuse.
@@ -116,7 +127,7 @@ impl Engine {
         if !matches!(p.state, State::Up | State::AwaitConfirm) || p.confirmed {
             return;
         }
-        let answer = p.answer.clone();
+        let answer = answer_of(p);
         let msg = Message::Accept(Accept {
             sender_label: p.label,
             receiver_label,
@@ -206,10 +217,20 @@ impl Engine {
         );
         let label = self.paths.get(key).map_or(0, |p| p.label);
         let families = legacy.map_or(Families::BOTH, |l| l.families());
+        // A plain path's initiator that takes partial checksums gets them, and the accept
+        // answers whether this end takes them too.
+        let partial = match secure {
+            None if s.options & PARTIAL_BIT != 0 => PartialForm {
+                send: true,
+                receive: self.cfg.security.partial_checksums,
+            },
+            _ => PartialForm::default(),
+        };
         if let Some(p) = self.paths.get_mut(key) {
             p.legacy = legacy;
             p.families = families;
             p.sources = s.sources;
+            p.partial = partial;
         }
         // The path keeps the answer to repeat it (`repeat_accept`); the session needs no copy.
         let answer = secure
@@ -228,6 +249,11 @@ impl Engine {
             }
             None => self.path_accepted(key),
         }
+        let Some(p) = self.paths.get_mut(key) else {
+            return Ok(());
+        };
+        p.answer = answer;
+        let answer = answer_of(p);
         let msg = Message::Accept(Accept {
             sender_label: label,
             receiver_label: s.sender_label,
@@ -235,9 +261,6 @@ impl Engine {
             handshake: &answer,
             families,
         });
-        if let Some(p) = self.paths.get_mut(key) {
-            p.answer = answer.clone();
-        }
         self.send_control(tunnel, &msg);
         Ok(())
     }

@@ -176,7 +176,7 @@ impl Engine {
         let Some(p) = self.paths.get_mut(key) else {
             return;
         };
-        let (tunnel, peer) = (p.tunnel, p.peer_label);
+        let (tunnel, peer, partial_form) = (p.tunnel, p.peer_label, p.partial.send);
         let mut buf = self.pool.take();
         if p.secure.is_some() {
             // The sealed body follows the header and the nonce; the tag follows it.
@@ -189,11 +189,16 @@ impl Engine {
         let sealed = match p.secure.as_mut() {
             None => {
                 buf.extend_from_slice(packet);
-                if let Some(c) = partial {
-                    let at = buf.len() - packet.len();
-                    c.complete(&mut buf[at..]);
+                let at = buf.len() - packet.len();
+                match partial_form {
+                    true => in_partial_form(&mut buf[at..], partial),
+                    false => {
+                        if let Some(c) = partial {
+                            c.complete(&mut buf[at..]);
+                        }
+                        Ok(())
+                    }
                 }
-                Ok(())
             }
             Some(s) => s.seal(packet, partial, buf.tail_vec(), &mut self.key_cache, key),
         };
@@ -445,7 +450,9 @@ impl Engine {
             }
             None => {
                 buf.extend_from_slice(inner);
-                Ok(false)
+                // A plain path in the partial form: every TCP and UDP packet is.
+                let form = self.paths.get(key).is_some_and(|p| p.partial.receive);
+                Ok(form && PartialChecksum::of(&buf).is_some())
             }
         };
         match opened {
@@ -536,5 +543,24 @@ impl Engine {
         }
         self.counters.tun_out += 1;
         self.out.push_back(crate::api::Output::WriteTun(buf));
+    }
+}
+
+/// `packet`, written by a local app (its checksum `partial` where the kernel left it so), in
+/// the partial form a plain path carries to a peer that takes it (`security::parameters`):
+/// a TCP or UDP checksum left partial where the receiver will look for it, or checked and
+/// left partial; anything else complete. A checksum that does not verify is the app's
+/// packet's fault, and the packet goes no further.
+fn in_partial_form(packet: &mut [u8], partial: Option<PartialChecksum>) -> Result<(), DropReason> {
+    let standard = PartialChecksum::of(packet);
+    if let Some(c) = partial {
+        if Some(c) == standard {
+            return Ok(());
+        }
+        c.complete(packet);
+    }
+    match standard {
+        Some(c) => c.leave_partial(packet).map_err(DropReason::TunMalformed),
+        None => Ok(()),
     }
 }

@@ -121,6 +121,18 @@ pub(crate) struct Path {
     /// On a relay half at a middlebox the path's initiator granted: the key that opens the
     /// data arriving on this half, so the middlebox can judge the packet inside.
     pub(crate) read: Option<Box<crate::security::cipher::DataKey>>,
+    /// On a plain path's end, which directions carry TCP and UDP packets in the partial form.
+    pub(crate) partial: PartialForm,
+}
+
+/// Which directions of a plain path carry TCP and UDP packets with their checksums in the
+/// partial form, as the ends agreed at setup (`security::parameters`, plain paths).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PartialForm {
+    /// The peer takes it: this end leaves or puts its packets so.
+    pub(crate) send: bool,
+    /// This end takes it: the peer's packets arrive so.
+    pub(crate) receive: bool,
 }
 
 impl Path {

@@ -8,8 +8,9 @@ use crate::config::Protection;
 use crate::dns::names::{parse_name, OverlayName, Security};
 use crate::engine::Engine;
 use crate::ocd::{Peer, TunnelRef};
-use crate::oci::paths::{Path, Role, SetupSpec, State};
+use crate::oci::paths::{PartialForm, Path, Role, SetupSpec, State};
 use crate::security::handshake::{bits_of, HandshakeError, COOKIE_BIT};
+use crate::security::parameters::{read_plain_answer, PARTIAL_BIT};
 use crate::timers::Timer;
 use crate::wire::message::{
     Accept, Close, CloseReason, Confirm, CookieReply, Message, Reject, RejectReason, Setup, Sources,
@@ -56,6 +57,15 @@ fn rto(base_ms: u64, attempts: u32) -> Duration {
 }
 
 impl Engine {
+    /// [`PARTIAL_BIT`] for a plain path's setup from a node whose driver takes partial
+    /// checksums: its peer, if it understands, sends them so (`security::parameters`).
+    fn plain_partial_bit(&self, mode: Protection) -> u8 {
+        match mode {
+            Protection::Plain if self.cfg.security.partial_checksums => PARTIAL_BIT,
+            _ => 0,
+        }
+    }
+
     /// The protection a name asks for: its `.oci` option, else this node's default.
     pub(crate) fn protection_of_name(&self, name: &OverlayName) -> Protection {
         match name.security {
@@ -232,7 +242,7 @@ impl Engine {
             remaining: remaining_hops(&parsed),
             return_name,
             hop_count: 0,
-            options: bits_of(mode),
+            options: bits_of(mode) | self.plain_partial_bit(mode),
             handshake: secure
                 .as_ref()
                 .map(|s| s.message.clone())
@@ -311,6 +321,7 @@ impl Engine {
                 lan_client: None,
                 sources: Sources::default(),
                 read: None,
+                partial: PartialForm::default(),
             },
             random,
         );
@@ -609,7 +620,20 @@ impl Engine {
                 return self.fail_setup(key, f);
             }
         } else if !a.handshake.is_empty() {
-            return self.drop_input(crate::api::DropReason::UnexpectedHandshake);
+            // A plain path's answer, if this node asked for one.
+            let offered = p
+                .setup
+                .as_ref()
+                .is_some_and(|s| s.options & PARTIAL_BIT != 0);
+            match read_plain_answer(a.handshake) {
+                Ok(takes) if offered => {
+                    p.partial = PartialForm {
+                        send: takes,
+                        receive: true,
+                    }
+                }
+                _ => return self.drop_input(crate::api::DropReason::UnexpectedHandshake),
+            }
         }
         self.paths.set_peer(key, a.sender_label);
         self.paths.set_state(key, State::Up);

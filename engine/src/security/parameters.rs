@@ -28,6 +28,22 @@
 //!         type 2: empty: this node takes partial checksums
 //! ```
 //!
+//! # Plain paths
+//!
+//! A plain path has no tag to protect its packets, and no nonce to flag one; what it has is
+//! each hop's UDP checksum, which covers the whole data message. So plain paths settle the
+//! question once per path instead of per packet: an initiator that takes partial checksums
+//! sets [`PARTIAL_BIT`] in its setup's options, and a responder that understands answers
+//! with parameters in the accept's handshake field, otherwise empty on a plain path (type 2
+//! present when it takes them too; [`plain_answer`]). From then on every TCP and UDP packet
+//! ([`crate::PartialChecksum::of`]) goes towards an end that takes them in *partial form*,
+//! the pseudo-header's sum in its field: left so by the sender's kernel, or checked and put
+//! so by the sending engine ([`crate::PartialChecksum::leave_partial`]), so that a corrupt
+//! packet is dropped where it enters, as its receiver would have. Gateways relay the
+//! option, the answer and the packets unchanged, so ones that predate this do too; a
+//! responder that predates it ignores the bit and answers nothing, and both directions stay
+//! complete.
+//!
 //! A node that offers only ChaCha20-Poly1305 and takes no partial checksums sends no
 //! parameters at all, and a responder answers only when offered parameters: handshakes stay
 //! byte for byte what nodes without this negotiation send and expect, and such nodes keep
@@ -96,7 +112,7 @@ impl Offer {
             false => &[DataCipher::ChaCha20Poly1305 as u8],
         };
         match self.aes || self.partial {
-            true => parameters(ids, self.partial),
+            true => parameters(Some(ids), self.partial),
             false => Vec::new(),
         }
     }
@@ -106,8 +122,9 @@ impl Offer {
     /// know are ignored.
     pub(crate) fn read(payload: &[u8]) -> Result<Option<Offer>, &'static str> {
         let (params, _) = split(payload)?;
-        Ok(params.map(|p| Offer {
-            aes: p.ids.contains(&(DataCipher::Aes256Gcm as u8)),
+        let Some(p) = params else { return Ok(None) };
+        Ok(Some(Offer {
+            aes: p.ciphers()?.contains(&(DataCipher::Aes256Gcm as u8)),
             partial: p.partial,
         }))
     }
@@ -116,7 +133,7 @@ impl Offer {
 impl Answer {
     /// The accept's payload: the answer in front of the certificate.
     pub(crate) fn with_certificate(self, certificate: &[u8]) -> Vec<u8> {
-        let mut out = parameters(&[self.cipher as u8], self.partial);
+        let mut out = parameters(Some(&[self.cipher as u8]), self.partial);
         out.extend_from_slice(certificate);
         out
     }
@@ -134,7 +151,7 @@ impl Answer {
             };
             return Ok((plain, rest));
         };
-        match params.ids {
+        match params.ciphers()? {
             [id] => match DataCipher::from_id(*id).filter(|c| ours.has(*c)) {
                 Some(cipher) => Ok((
                     Answer {
@@ -150,19 +167,42 @@ impl Answer {
     }
 }
 
+/// Setup option bit of a plain path: the initiator takes partial checksums, and its packets
+/// come in the partial form if the responder answers.
+pub(crate) const PARTIAL_BIT: u8 = 0x08;
+
 const MAGIC: [u8; 3] = *b"OCP";
 /// Parameter type: data ciphers.
 const CIPHERS: u8 = 1;
 /// Parameter type: takes partial checksums.
 const PARTIAL_CHECKSUMS: u8 = 2;
 
-fn parameters(ids: &[u8], partial: bool) -> Vec<u8> {
+/// A plain path's answer in the accept's handshake field, to an initiator whose setup
+/// carried [`PARTIAL_BIT`]: the responder sends the partial form, and says whether it takes
+/// it.
+pub(crate) fn plain_answer(partial: bool) -> Vec<u8> {
+    parameters(None, partial)
+}
+
+/// Reads a plain path's answer: whether the responder takes the partial form. Anything but
+/// parameters without ciphers is refused.
+pub(crate) fn read_plain_answer(payload: &[u8]) -> Result<bool, &'static str> {
+    match split(payload)? {
+        (Some(p), []) if p.ids.is_none() => Ok(p.partial),
+        _ => Err("not a plain path's answer"),
+    }
+}
+
+fn parameters(ids: Option<&[u8]>, partial: bool) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     // Both lengths are of a handful of ids, far below 255.
-    out.push(2 + ids.len() as u8 + if partial { 2 } else { 0 });
-    out.push(CIPHERS);
-    out.push(ids.len() as u8);
-    out.extend_from_slice(ids);
+    let ciphers = ids.map_or(0, |ids| 2 + ids.len() as u8);
+    out.push(ciphers + if partial { 2 } else { 0 });
+    if let Some(ids) = ids {
+        out.push(CIPHERS);
+        out.push(ids.len() as u8);
+        out.extend_from_slice(ids);
+    }
     if partial {
         out.extend_from_slice(&[PARTIAL_CHECKSUMS, 0]);
     }
@@ -171,8 +211,15 @@ fn parameters(ids: &[u8], partial: bool) -> Vec<u8> {
 
 /// The parameters a payload starts with.
 struct Parameters<'a> {
-    ids: &'a [u8],
+    ids: Option<&'a [u8]>,
     partial: bool,
+}
+
+impl Parameters<'_> {
+    /// The data ciphers, which a secure path's parameters must name.
+    fn ciphers(&self) -> Result<&[u8], &'static str> {
+        self.ids.ok_or("handshake parameters without data ciphers")
+    }
 }
 
 /// Splits a payload into its parameters (if it starts with them) and the rest.
@@ -194,7 +241,6 @@ fn split(payload: &[u8]) -> Result<(Option<Parameters<'_>>, &[u8]), &'static str
         }
         params = after;
     }
-    let ids = ids.ok_or("handshake parameters without data ciphers")?;
     Ok((Some(Parameters { ids, partial }), rest))
 }
 
@@ -296,6 +342,21 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_plain_answer_round_trips_and_is_no_secure_one() {
+        assert_eq!(plain_answer(false), b"OCP\x00");
+        assert_eq!(plain_answer(true), b"OCP\x02\x02\x00");
+        for takes in [false, true] {
+            assert_eq!(read_plain_answer(&plain_answer(takes)), Ok(takes));
+            assert!(Offer::read(&plain_answer(takes)).is_err());
+            assert!(Answer::read(BOTH, &plain_answer(takes)).is_err());
+        }
+        // Nothing, cut short, followed by more, naming a cipher, not parameters at all.
+        let bad: [&[u8]; 5] = [b"", b"OCP", b"OCP\x00more", b"OCP\x03\x01\x01\x01", b"cert"];
+        let refused = bad.map(|b| read_plain_answer(b).is_err());
+        assert_eq!(refused, [true; 5]);
+    }
+
     proptest::proptest! {
         #[test]
         fn any_certificate_round_trips_behind_an_answer_and_any_bytes_read_safely(
@@ -308,7 +369,7 @@ mod tests {
             let accept = a.with_certificate(&rest);
             proptest::prop_assert_eq!(Answer::read(BOTH, &accept), Ok((a, &rest[..])));
             // Whatever a peer sends is an answer or an error, never a panic.
-            let _ = (Offer::read(&rest), Answer::read(CHACHA, &rest));
+            let _ = (Offer::read(&rest), Answer::read(CHACHA, &rest), read_plain_answer(&rest));
         }
     }
 }

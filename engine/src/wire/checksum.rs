@@ -4,14 +4,15 @@
 //! can be added together cheaply and folded once at the end. Because 2^16 ≡ 1 modulo
 //! 0xFFFF, adding wider words and folding later gives the same one's-complement result as
 //! adding 16-bit words one by one, and one's-complement sums are byte-order independent up
-//! to a final byte swap — which lets [`sum`] add a payload's native 32-bit words into
-//! independent 64-bit accumulators, a loop the compiler vectorises.
+//! to a final byte swap — which lets [`sum`] add a payload's native 32-bit words into four
+//! independent 64-bit accumulators, a loop without a carry chain.
 //!
 //! Pieces must start at even offsets of the checksummed data: an odd trailing byte is padded
 //! with zero as if it ended the data.
 
 use super::ip::{IpView, PROTO_TCP, PROTO_UDP};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use super::WireError;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Unfolded one's-complement sum of `data` as big-endian 16-bit words.
 ///
@@ -147,6 +148,39 @@ impl PartialChecksum {
         packet[field..field + 2].copy_from_slice(&c.to_be_bytes());
         true
     }
+
+    /// Checks the complete checksum of `packet`, this field's IP packet, and leaves it
+    /// partial: the pseudo-header's sum in the field, as a kernel with offloads writes it.
+    /// What a plain path carries to a peer that takes partial checksums, where every TCP and
+    /// UDP packet travels so. A UDP checksum of zero ("none", over IPv4) is not checked.
+    /// `BadChecksum` when it does not verify, or another error when the IP header does not
+    /// parse; the packet is then unchanged.
+    pub fn leave_partial(self, packet: &mut [u8]) -> Result<(), WireError> {
+        let ip = IpView::parse(packet)?;
+        let start = usize::from(self.start);
+        let field = start + usize::from(self.offset);
+        let transport = packet.get(start..).ok_or(WireError::Truncated)?;
+        let stored = transport
+            .get(usize::from(self.offset)..usize::from(self.offset) + 2)
+            .ok_or(WireError::Truncated)?;
+        let pseudo = match (ip.src(), ip.dst()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let len = u16::try_from(transport.len()).map_err(|_| WireError::TooLarge)?;
+                pseudo_header_v4(s, d, ip.protocol(), len)
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let len = u32::try_from(transport.len()).map_err(|_| WireError::TooLarge)?;
+                pseudo_header_v6(&s, &d, ip.protocol(), len)
+            }
+            _ => return Err(WireError::FamilyMismatch),
+        };
+        let none = self.offset == Self::UDP_OFFSET && stored == [0, 0] && ip.version() == 4;
+        if !none && fold(add(pseudo, sum(transport))) != 0xFFFF {
+            return Err(WireError::BadChecksum);
+        }
+        packet[field..field + 2].copy_from_slice(&fold(pseudo).to_be_bytes());
+        Ok(())
+    }
 }
 
 /// Unfolded sum of the IPv4 pseudo-header used by TCP and UDP (RFC 793, RFC 768).
@@ -267,6 +301,45 @@ mod tests {
             offset: u16::MAX,
         };
         assert!(!far.complete(&mut short));
+    }
+
+    #[test]
+    fn leave_partial_checks_the_checksum_and_writes_what_a_kernel_leaves() {
+        use crate::wire::testutil::{build_ip, tcp_segment, udp_segment, with_partial_checksum};
+        let v4: [IpAddr; 2] = [[10, 0, 0, 1].into(), [10, 0, 0, 2].into()];
+        let v6: [IpAddr; 2] = [
+            "fd00::1".parse().expect("v6"),
+            "fd00::2".parse().expect("v6"),
+        ];
+        for [src, dst] in [v4, v6] {
+            for (proto, seg) in [
+                (PROTO_TCP, tcp_segment(4000, 80, 7, 0x18, b"odd length!")),
+                (PROTO_UDP, udp_segment(53, 9, b"some bytes")),
+            ] {
+                let full = build_ip(src, dst, proto, &seg);
+                let at = PartialChecksum::of(&full).expect("a transport checksum");
+                let mut packet = full.clone();
+                assert_eq!(at.leave_partial(&mut packet), Ok(()));
+                assert_eq!(packet, with_partial_checksum(&full).0, "{src} {proto}");
+                assert!(at.complete(&mut packet));
+                assert_eq!(packet, full, "completes to what it was");
+                let mut bad = full.clone();
+                *bad.last_mut().expect("a payload") ^= 1;
+                let before = bad.clone();
+                assert_eq!(at.leave_partial(&mut bad), Err(WireError::BadChecksum));
+                assert_eq!(bad, before, "left alone");
+            }
+        }
+        // UDP over IPv4 without a checksum has nothing to check, and completes to a real one.
+        let mut none = udp_segment(53, 9, b"unchecked");
+        none[6..8].fill(0);
+        let packet = build_ip(v4[0], v4[1], PROTO_UDP, &none);
+        let at = PartialChecksum::of(&packet).expect("UDP");
+        let mut partial = packet.clone();
+        assert_eq!(at.leave_partial(&mut partial), Ok(()));
+        assert!(at.complete(&mut partial));
+        let checked = build_ip(v4[0], v4[1], PROTO_UDP, &udp_segment(53, 9, b"unchecked"));
+        assert_eq!(partial, checked);
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub enum WireError {
     FamilyMismatch,
     /// The output would not fit its length field.
     TooLarge,
+    /// A transport checksum that does not verify.
+    BadChecksum,
 }
 
 impl fmt::Display for WireError {
@@ -57,6 +59,7 @@ impl fmt::Display for WireError {
             WireError::BadName => f.write_str("bad name"),
             WireError::FamilyMismatch => f.write_str("address family mismatch"),
             WireError::TooLarge => f.write_str("too large"),
+            WireError::BadChecksum => f.write_str("bad checksum"),
         }
     }
 }
