@@ -94,6 +94,7 @@ fn kernel_side(cfg: &Loaded) -> io::Result<(Tun, Option<crate::legacy_nat::Legac
         cfg.daemon.mtu,
         &cfg.engine.handles,
         cfg.daemon.offload,
+        crate::datapath::segments_per_send(cfg.daemon.mtu),
     )?;
     let lan = cfg
         .engine
@@ -279,7 +280,11 @@ impl Daemon {
         let d = datapath.stats();
         tracing::info!(
             "data path: TUN offloads {}, UDP GSO {}, UDP GRO {}, {} thread(s)",
-            if d.tun_offload { "on" } else { "off" },
+            match (d.tun_offload, d.tun_segments) {
+                (true, Some(n)) => format!("on ({n} segments at most)"),
+                (true, None) => "on".into(),
+                (false, _) => "off".into(),
+            },
             if d.udp_gso > 1 {
                 format!("on ({} segments)", d.udp_gso)
             } else {

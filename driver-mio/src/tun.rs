@@ -23,6 +23,7 @@ pub struct Tun {
     file: File,
     name: String,
     offload: bool,
+    segments: Option<u32>,
 }
 
 /// Runs `ip` with these arguments; the error says which command failed and why.
@@ -84,6 +85,22 @@ fn create(name: &str) -> io::Result<(File, String)> {
     Ok((file, String::from_utf8_lossy(&given).into_owned()))
 }
 
+/// Asks the kernel to build TCP super-packets of at most `segments` segments on `dev`
+/// (`gso_max_segs`): `segments` full-size datagrams are what one GSO send carries, so a
+/// super-packet then leaves in one send and arrives as one GRO train, where the kernel's
+/// default (up to 64 KiB) needed a second send for the last few segments of each. Only a
+/// matter of speed: a kernel or `ip` without the setting gets a warning and the default.
+fn limit_segments(dev: &str, segments: u32) -> Option<u32> {
+    let limit = segments.to_string();
+    match ip(&["link", "set", "dev", dev, "gso_max_segs", &limit]) {
+        Ok(()) => Some(segments),
+        Err(e) => {
+            tracing::warn!("super-packets keep the kernel's size: {e}");
+            None
+        }
+    }
+}
+
 /// Asks for checksum and TCP segmentation offloads; `false` when the kernel refuses.
 fn enable_offloads(file: &File) -> bool {
     let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
@@ -99,8 +116,15 @@ fn enable_offloads(file: &File) -> bool {
 
 impl Tun {
     /// Opens `name` and gives it the node's addresses and `mtu`; asks for offloads when
-    /// `offload` is set and reports whether the kernel granted them ([`Tun::offload`]).
-    pub fn open(name: &str, mtu: u16, handles: &HandleConfig, offload: bool) -> io::Result<Tun> {
+    /// `offload` is set and reports whether the kernel granted them ([`Tun::offload`]), and
+    /// then for super-packets of at most `segments` segments ([`Tun::segments`]).
+    pub fn open(
+        name: &str,
+        mtu: u16,
+        handles: &HandleConfig,
+        offload: bool,
+        segments: u32,
+    ) -> io::Result<Tun> {
         let (file, dev) = create(name).map_err(|e| {
             io::Error::new(
                 e.kind(),
@@ -114,10 +138,12 @@ impl Tun {
         ip(&["addr", "add", &v4, "dev", &dev])?;
         ip(&["-6", "addr", "add", &v6, "dev", &dev, "nodad"])?;
         ip(&["link", "set", "dev", &dev, "up"])?;
+        let segments = offload.then(|| limit_segments(&dev, segments)).flatten();
         Ok(Tun {
             file,
             name: dev,
             offload,
+            segments,
         })
     }
 
@@ -129,6 +155,11 @@ impl Tun {
     /// Whether the kernel hands over TCP super-packets and partial checksums.
     pub fn offload(&self) -> bool {
         self.offload
+    }
+
+    /// The most segments the kernel puts in one super-packet, where it took the limit.
+    pub fn segments(&self) -> Option<u32> {
+        self.segments
     }
 
     /// Reads one header and packet; `WouldBlock` when none is waiting.

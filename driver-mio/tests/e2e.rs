@@ -389,6 +389,11 @@ fn real_programs_over_ocala() {
     );
     let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0);
     assert_eq!(a["tun_offload"], true, "{a:#}");
+    // Her kernel builds super-packets of at most what one GSO send carries: 45 segments at
+    // the default MTU of 1400.
+    assert_eq!(a["tun_segments"], 45, "{a:#}");
+    let link = t.must("alice", &["ip", "-d", "link", "show", "dev", "ocala0"]);
+    assert!(link.contains("gso_max_segs 45 "), "{link}");
     assert!(n(&a, "tun_packets_in") > n(&a, "tun_reads"), "{a:#}");
     assert!(n(&a, "udp_datagrams_out") > n(&a, "udp_sends"), "{a:#}");
     assert!(n(&b, "udp_datagrams_in") > n(&b, "udp_receives"), "{b:#}");

@@ -8,6 +8,7 @@ use crate::offload::vnet;
 use crate::socket::{OverlaySocket, MAX_TRAIN};
 use crate::tun::Tun;
 use arrayvec::ArrayVec;
+use ocala_engine::security::MAX_DATA_OVERHEAD;
 use ocala_engine::{Ecn, Engine, OverlayId, Packet};
 use std::io::IoSlice;
 use std::net::SocketAddr;
@@ -15,6 +16,15 @@ use std::sync::Arc;
 
 /// Largest UDP payload one GSO send may carry.
 const GSO_BYTES: usize = 65_000;
+
+/// How many full-size data messages — a packet of `mtu` bytes, sealed, behind its data
+/// header — one GSO send carries: what a TUN super-packet should hold at most, so that it
+/// leaves in one send ([`crate::tun::Tun::segments`]).
+pub fn segments_per_send(mtu: u16) -> u32 {
+    let datagram = usize::from(mtu) + MAX_DATA_OVERHEAD;
+    let segments = (GSO_BYTES / datagram).clamp(1, MAX_TRAIN);
+    segments as u32
+}
 
 /// A datagram the engine asked to send.
 pub struct Pending {
@@ -187,5 +197,27 @@ impl Egress {
 fn write_tun(tun: &Tun, parts: &[IoSlice<'_>]) {
     if let Err(e) = tun.send(parts) {
         tracing::debug!("writing TUN: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_super_packet_of_full_size_segments_leaves_in_one_send() {
+        // 1400-byte packets, sealed, are 1429-byte datagrams: 45 fit in 65000 bytes.
+        assert_eq!(segments_per_send(1400), 45);
+        for mtu in 1280..=9000 {
+            let (n, datagram) = (segments_per_send(mtu) as usize, usize::from(mtu) + 29);
+            assert!(n * datagram <= GSO_BYTES, "{mtu}");
+            assert!((n + 1) * datagram > GSO_BYTES || n == MAX_TRAIN, "{mtu}");
+        }
+        assert_eq!(
+            segments_per_send(576),
+            MAX_TRAIN as u32,
+            "the train's limit"
+        );
+        assert_eq!(segments_per_send(u16::MAX), 1, "one, even when none fits");
     }
 }

@@ -18,6 +18,7 @@ use crate::offload::segment;
 use crate::offload::vnet::{self, VnetHdr};
 use crate::socket::{OverlaySocket, RecvBufs};
 use crate::tun::Tun;
+pub use egress::segments_per_send;
 use egress::{Batch, Egress, EgressStats};
 use ocala_engine::{Ecn, Engine, Input, Instant, OverlayId, Packet, PartialChecksum};
 use serde_json::{json, Value};
@@ -33,6 +34,8 @@ const TUN_READ: usize = vnet::LEN + 65_536;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DatapathStats {
     pub tun_offload: bool,
+    /// The most segments in a TUN super-packet, where the kernel took the limit.
+    pub tun_segments: Option<u32>,
     pub udp_gso: usize,
     pub udp_gro: bool,
     /// Threads that make the data path's system calls (1, or 2 with the writer).
@@ -52,6 +55,7 @@ impl DatapathStats {
     pub fn to_json(&self) -> Value {
         json!({
             "tun_offload": self.tun_offload,
+            "tun_segments": self.tun_segments,
             "udp_gso_segments": self.udp_gso,
             "udp_gro": self.udp_gro,
             "threads": self.threads,
@@ -99,6 +103,7 @@ impl Datapath {
         let sockets: Arc<[OverlaySocket]> = sockets.into();
         let stats = DatapathStats {
             tun_offload: tun.as_deref().is_some_and(Tun::offload),
+            tun_segments: tun.as_deref().and_then(Tun::segments),
             udp_gro: !sockets.is_empty() && sockets.iter().all(|s| s.gro()),
             threads: threads.clamp(1, 2),
             ..DatapathStats::default()

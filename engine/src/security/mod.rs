@@ -94,6 +94,16 @@ pub use cert::{CaKey, CertError, CertSpec, Certificate, IdentityKey, TrustBundle
 pub use chain::{Chain, Delegation, DelegationSpec};
 pub use replay::{ReplayError, ReplayWindow};
 
+/// The most bytes a data message adds to the packet it carries: its header and, on a secure
+/// path, the nonce and the tag or MAC. Drivers size their sends by it.
+pub const MAX_DATA_OVERHEAD: usize = crate::wire::message::DATA_HEADER_LEN
+    + session::NONCE_LEN
+    + if noise::TAG_LEN > session::MAC_LEN {
+        noise::TAG_LEN
+    } else {
+        session::MAC_LEN
+    };
+
 /// A bounds-checked cursor over untrusted bytes. Every read either returns the bytes or a
 /// `Malformed` reason naming the field, so decoders never index out of range.
 pub(crate) struct Reader<'a> {
