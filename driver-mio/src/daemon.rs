@@ -195,8 +195,8 @@ impl Daemon {
                 .register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;
             (Some(tun), nat, None)
         };
-        // A TUN with offloads takes packets whose checksum is partial: peers on secure paths
-        // may then leave theirs so.
+        // A TUN with offloads takes packets whose checksum is partial: peers may then leave
+        // theirs so.
         cfg.engine.security.partial_checksums = tun.as_ref().is_some_and(Tun::offload);
         let mut engine = Engine::new(cfg.engine.clone(), seed()?, clock.now())
             .map_err(|e| io::Error::other(format!("{}: {}", e.key, e.message)))?;

@@ -192,8 +192,9 @@ pub struct PathStatus {
     /// The data cipher of an encrypted path's keys (`aes-256-gcm`, `chacha20-poly1305`),
     /// once it is up; on a middlebox's relay half, of the keys it was granted.
     pub cipher: Option<&'static str>,
-    /// The peer takes packets whose checksum was left partial: TCP and UDP from this node's
-    /// TUN cross the path without their payload summed ([`crate::PartialChecksum`]).
+    /// The peer takes packets whose checksum was left partial: TCP and UDP that this node's
+    /// kernel left partial cross the path so, without their payload summed
+    /// ([`crate::PartialChecksum`]).
     pub partial_checksums: bool,
     pub label: u32,
     pub peer_label: u32,

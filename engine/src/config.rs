@@ -89,8 +89,9 @@ pub struct SecurityConfig {
     #[serde(skip)]
     pub hardware_aes: bool,
     /// Whether this node's driver writes packets with partial checksums to its TUN (ocalad
-    /// with TUN offloads): secure paths' peers may then send them so
-    /// ([`crate::Packet::partial_checksum`]). Drivers set it; config files cannot.
+    /// with TUN offloads): its peers may then send them so, flagged on secure paths and as
+    /// the partial form on plain ones ([`crate::Packet::partial_checksum`]). Drivers set
+    /// it; config files cannot.
     #[serde(skip)]
     pub partial_checksums: bool,
 }

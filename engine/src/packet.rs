@@ -63,8 +63,9 @@ impl Packet {
 
     /// Where this packet for local apps has a transport checksum that holds only the
     /// pseudo-header's sum: the peer left it partial, as its kernel did, and the driver must
-    /// hand it to the kernel as partial (a TUN's `NEEDS_CSUM`). Only on authentic packets,
-    /// and only where the driver said it can ([`crate::config::SecurityConfig::partial_checksums`]).
+    /// hand it to the kernel as partial (a TUN's `NEEDS_CSUM`). Only on packets a secure
+    /// path's peer flagged so, or from a plain path in the partial form, and only where the
+    /// driver said it can ([`crate::config::SecurityConfig::partial_checksums`]).
     pub fn partial_checksum(&self) -> Option<PartialChecksum> {
         self.partial
     }

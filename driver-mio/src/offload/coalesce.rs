@@ -7,10 +7,13 @@
 //! sequence numbers, only ACK (and PSH, which ends a run) set, equal sizes but a shorter
 //! last one, valid checksums (a join gets a fresh checksum, so a corrupt segment must not
 //! slip in), at most 64 KiB and 64 segments. The joined write is vectored: one copy of the
-//! first segment's headers, then every payload where the engine left it. Segments the engine opened on a secure path are not summed
-//! again ([`ocala_engine::Packet::authentic`]): the path's tag or MAC already proved them
-//! what the peer's ocala sent, with the checksums it completed, and summing every payload
-//! byte cost about 5 % of a receiving daemon's CPU.
+//! first segment's headers, then every payload where the engine left it. Segments the engine
+//! opened on a secure path are not summed again ([`ocala_engine::Packet::authentic`]): the
+//! path's tag or MAC already proved them what the peer's ocala sent, with the checksums it
+//! completed, and summing every payload byte cost about 5 % of a receiving daemon's CPU.
+//! Nor are partial ones ([`ocala_engine::Packet::partial_checksum`]), which have no sum to
+//! check: flagged on a secure path, or from a plain path in the partial form, whose sender
+//! checked any checksum its kernel had completed and whose hops' UDP checksums covered it.
 
 use super::tcp::{self, Layout};
 use super::vnet::{self, VnetHdr};
@@ -92,7 +95,7 @@ pub struct Coalescer {
 }
 
 /// Whether `packet` is a TCP data segment that may join a run, and its layout. Its
-/// checksums are checked unless it is authentic (a partial one always is).
+/// checksums are checked unless it is authentic or partial (nothing to check).
 fn joinable(packet: &[u8], about: Delivered) -> Option<Layout> {
     let l = Layout::of(packet, None)?;
     let ip_len = if l.v6 {

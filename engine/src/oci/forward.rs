@@ -446,25 +446,32 @@ impl Engine {
                     }
                     buf.mark_authentic();
                 }
-                r.map(|o| o.partial)
+                r.map(|o| match o.partial {
+                    true => Form::Flagged,
+                    false => Form::Complete,
+                })
             }
             None => {
                 buf.extend_from_slice(inner);
-                // A plain path in the partial form: every TCP and UDP packet is.
-                let form = self.paths.get(key).is_some_and(|p| p.partial.receive);
-                Ok(form && PartialChecksum::of(&buf).is_some())
+                match self.paths.get(key).is_some_and(|p| p.partial.receive) {
+                    true => Ok(Form::OfPath),
+                    false => Ok(Form::Complete),
+                }
             }
         };
         match opened {
-            Ok(partial) => {
+            Ok(form) => {
                 self.heard_on_path(key);
-                if partial {
+                if form != Form::Complete {
                     match PartialChecksum::of(&buf) {
                         // What this node's driver cannot hand on partial is completed here.
                         Some(c) if self.cfg.security.partial_checksums => buf.mark_partial(c),
                         Some(c) => {
                             c.complete(&mut buf);
                         }
+                        // On a plain path in the partial form, what is not TCP or UDP is
+                        // as it was sent.
+                        None if form == Form::OfPath => {}
                         None => {
                             self.pool.give(buf);
                             return self
@@ -544,6 +551,17 @@ impl Engine {
         self.counters.tun_out += 1;
         self.out.push_back(crate::api::Output::WriteTun(buf));
     }
+}
+
+/// How the transport checksum of a packet that arrived on an end path stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// Complete, as ever.
+    Complete,
+    /// Partial, as the secure path's sender flagged it: it must have a TCP or UDP checksum.
+    Flagged,
+    /// Partial if it has a TCP or UDP checksum: a plain path in the partial form.
+    OfPath,
 }
 
 /// `packet`, written by a local app (its checksum `partial` where the kernel left it so), in

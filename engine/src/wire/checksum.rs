@@ -113,7 +113,8 @@ impl PartialChecksum {
     const UDP_OFFSET: u16 = 6;
 
     /// Where the transport checksum of the IP packet `packet` is, if it has one the kernel
-    /// can leave partial: TCP's or UDP's, in a packet that is not a fragment.
+    /// can leave partial: TCP's or UDP's, in a packet that is not a fragment, nor an IPv6
+    /// packet still on its way through a routing header's waypoints.
     pub fn of(packet: &[u8]) -> Option<PartialChecksum> {
         let ip = IpView::parse(packet).ok()?;
         let offset = match ip.protocol() {
@@ -125,7 +126,9 @@ impl PartialChecksum {
             start: u16::try_from(ip.header_len()).ok()?,
             offset,
         };
-        (!ip.is_fragment() && c.fits(packet.len())).then_some(c)
+        // Behind a routing header with segments left, the sum covers an address this
+        // header does not hold: such packets are left as they are.
+        (!ip.is_fragment() && !ip.routing_pending() && c.fits(packet.len())).then_some(c)
     }
 
     /// Whether the field lies inside a packet of `len` bytes.
@@ -152,14 +155,18 @@ impl PartialChecksum {
     /// Checks the complete checksum of `packet`, this field's IP packet, and leaves it
     /// partial: the pseudo-header's sum in the field, as a kernel with offloads writes it.
     /// What a plain path carries to a peer that takes partial checksums, where every TCP and
-    /// UDP packet travels so. A UDP checksum of zero ("none", over IPv4) is not checked.
-    /// `BadChecksum` when it does not verify, or another error when the IP header does not
-    /// parse; the packet is then unchanged.
+    /// UDP packet travels so. A UDP checksum of zero ("none": optional over IPv4, and over
+    /// IPv6 what tunnels such as VXLAN may send) is not checked, and becomes a real one at the
+    /// receiving kernel. `BadChecksum` when it does not verify, or another error when the IP
+    /// header does not parse; the packet is then unchanged. Bytes past the IP header's
+    /// total length are padding, outside the sum as at the receiving kernel.
     pub fn leave_partial(self, packet: &mut [u8]) -> Result<(), WireError> {
         let ip = IpView::parse(packet)?;
         let start = usize::from(self.start);
         let field = start + usize::from(self.offset);
-        let transport = packet.get(start..).ok_or(WireError::Truncated)?;
+        let transport = packet
+            .get(start..ip.total_len())
+            .ok_or(WireError::Truncated)?;
         let stored = transport
             .get(usize::from(self.offset)..usize::from(self.offset) + 2)
             .ok_or(WireError::Truncated)?;
@@ -174,7 +181,7 @@ impl PartialChecksum {
             }
             _ => return Err(WireError::FamilyMismatch),
         };
-        let none = self.offset == Self::UDP_OFFSET && stored == [0, 0] && ip.version() == 4;
+        let none = self.offset == Self::UDP_OFFSET && stored == [0, 0];
         if !none && fold(add(pseudo, sum(transport))) != 0xFFFF {
             return Err(WireError::BadChecksum);
         }
@@ -330,16 +337,22 @@ mod tests {
                 assert_eq!(bad, before, "left alone");
             }
         }
-        // UDP over IPv4 without a checksum has nothing to check, and completes to a real one.
-        let mut none = udp_segment(53, 9, b"unchecked");
-        none[6..8].fill(0);
-        let packet = build_ip(v4[0], v4[1], PROTO_UDP, &none);
-        let at = PartialChecksum::of(&packet).expect("UDP");
-        let mut partial = packet.clone();
-        assert_eq!(at.leave_partial(&mut partial), Ok(()));
-        assert!(at.complete(&mut partial));
-        let checked = build_ip(v4[0], v4[1], PROTO_UDP, &udp_segment(53, 9, b"unchecked"));
-        assert_eq!(partial, checked);
+        for [src, dst] in [v4, v6] {
+            let checked = build_ip(src, dst, PROTO_UDP, &udp_segment(53, 9, b"unchecked"));
+            let at = PartialChecksum::of(&checked).expect("UDP");
+            let field = usize::from(at.start + at.offset);
+            // UDP without a checksum has nothing to check, and completes to a real one.
+            let mut partial = checked.clone();
+            partial[field..field + 2].fill(0);
+            assert_eq!(at.leave_partial(&mut partial), Ok(()));
+            assert!(at.complete(&mut partial));
+            assert_eq!(partial, checked, "{src}");
+            // Link padding after the packet is outside the sum.
+            let mut padded = checked.clone();
+            padded.extend_from_slice(&[0xAB; 3]);
+            assert_eq!(at.leave_partial(&mut padded), Ok(()));
+            assert_eq!(padded[..checked.len()], with_partial_checksum(&checked).0);
+        }
     }
 
     #[test]

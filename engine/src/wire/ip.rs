@@ -371,6 +371,10 @@ mod tests {
             let v = IpView::parse(&q).unwrap();
             assert_eq!(v.routing_pending(), pending);
             assert_eq!(v.protocol(), PROTO_UDP);
+            // Its sum covers the final destination, held in the routing header: not left
+            // partial while waypoints remain.
+            let partial = crate::wire::checksum::PartialChecksum::of(&q);
+            assert_eq!(partial.is_none(), pending);
         }
     }
 
