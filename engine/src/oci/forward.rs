@@ -14,7 +14,7 @@ use crate::wire::checksum::PartialChecksum;
 use crate::wire::ecn::{ecn_of, set_ecn, Ecn};
 use crate::wire::ip::{IpView, PROTO_UDP};
 use crate::wire::message::{self, Close, CloseReason, Message, DATA_HEADER_LEN};
-use crate::wire::rewrite::{rewrite_addresses, rewrite_addresses_partial, write_icmp_too_big};
+use crate::wire::rewrite::{rewrite_parsed, write_icmp_too_big};
 use crate::wire::transport::UdpView;
 use crate::wire::WireError;
 use std::net::{IpAddr, SocketAddr};
@@ -494,8 +494,9 @@ impl Engine {
     /// field combines with the packet's own as RFC 6040 says: a CE mark is carried in, or
     /// the packet dropped if its sender's transport is not ECN-capable.
     fn deliver(&mut self, key: usize, handle: usize, mut buf: Packet, outer: Ecn) {
-        let src = match IpView::parse(&buf) {
-            Ok(ip) => ip.src(),
+        // Parsed once: rewriting below takes the header as it is now.
+        let header = match IpView::parse(&buf) {
+            Ok(ip) => ip.header(),
             Err(e) => {
                 self.pool.give(buf);
                 return self.drop_input(DropReason::InnerMalformed(e));
@@ -525,6 +526,7 @@ impl Engine {
             return self.pool.give(buf);
         };
         h.last_used = now;
+        let src = header.src;
         let from = h.addr_like(src);
         // A legacy client gateway's path goes to its LAN client (of the family the client
         // wrote in, so of this packet's, unless the peer breaks the path's rules); an egress
@@ -540,10 +542,8 @@ impl Engine {
             self.pool.give(buf);
             return self.drop_input(DropReason::NoLegacyRoute);
         };
-        let rewritten = match buf.partial_checksum() {
-            Some(_) => rewrite_addresses_partial(&mut buf, from, to),
-            None => rewrite_addresses(&mut buf, from, to),
-        };
+        let partial = buf.partial_checksum().is_some();
+        let rewritten = rewrite_parsed(&mut buf, header, from, to, partial);
         if let Err(e) = rewritten {
             self.pool.give(buf);
             return self.drop_input(DropReason::InnerMalformed(e));

@@ -19,14 +19,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 /// The result can be folded with [`fold`] or added to other sums.
 #[inline]
 pub fn sum(data: &[u8]) -> u64 {
-    // Payloads: whole 16-byte blocks in vectorisable lanes. Headers and addresses, and the
+    // Payloads: whole 16-byte blocks in independent lanes. Headers and addresses, and the
     // tail, a big-endian word at a time (cheaper for a few bytes).
-    let bulk = if data.len() >= 64 {
-        data.len() / 16 * 16
-    } else {
-        0
-    };
-    let (blocks, rest) = data.split_at(bulk);
+    if data.len() < 64 {
+        return sum_words(data);
+    }
+    let (blocks, rest) = data.split_at(data.len() / 16 * 16);
     add(sum_blocks(blocks), sum_words(rest))
 }
 
@@ -56,10 +54,10 @@ fn sum_words(data: &[u8]) -> u64 {
         w.copy_from_slice(c);
         acc = add(acc, u64::from_be_bytes(w));
     }
-    let rest = chunks.remainder();
+    // At most seven bytes: copied one by one, which costs less than a call to `memcpy`.
     let mut w = [0u8; 8];
-    if let Some(dst) = w.get_mut(..rest.len()) {
-        dst.copy_from_slice(rest);
+    for (d, s) in w.iter_mut().zip(chunks.remainder()) {
+        *d = *s;
     }
     add(acc, u64::from_be_bytes(w))
 }

@@ -27,6 +27,21 @@ const MAX_EXT_HEADERS: usize = 8;
 pub(crate) const IPV4_MIN_HEADER: usize = 20;
 pub(crate) const IPV6_HEADER: usize = 40;
 
+/// What [`IpView::parse`] learned of a packet's header, without borrowing the packet: for
+/// code that parsed it once and goes on to change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpHeader {
+    pub version: u8,
+    pub src: IpAddr,
+    pub protocol: u8,
+    pub header_len: usize,
+    pub total_len: usize,
+    /// See [`IpView::has_transport_header`].
+    pub has_transport: bool,
+    /// See [`IpView::routing_pending`].
+    pub routing_pending: bool,
+}
+
 /// A parsed IP packet borrowing its buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpView<'a> {
@@ -171,6 +186,19 @@ impl<'a> IpView<'a> {
     /// 4 or 6.
     pub fn version(&self) -> u8 {
         self.version
+    }
+
+    /// The header's facts, to keep once the packet is to change.
+    pub fn header(&self) -> IpHeader {
+        IpHeader {
+            version: self.version,
+            src: self.src(),
+            protocol: self.protocol,
+            header_len: self.header_len,
+            total_len: self.total_len,
+            has_transport: self.has_transport_header(),
+            routing_pending: self.routing_pending,
+        }
     }
 
     pub fn src(&self) -> IpAddr {

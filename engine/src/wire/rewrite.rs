@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use super::bytes::{put, put_u16, slice, slice_mut, u16_at, u8_at};
 use super::checksum::Delta;
-use super::ip::{IpView, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use super::ip::{IpHeader, IpView, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use super::transport::{is_error_type, ICMP_HEADER_LEN};
 use super::WireError;
 
@@ -118,33 +118,30 @@ pub fn rewrite_addresses(
     new_src: IpAddr,
     new_dst: IpAddr,
 ) -> Result<(), WireError> {
-    rewrite(packet, new_src, new_dst, false)
+    let header = IpView::parse(packet)?.header();
+    rewrite_parsed(packet, header, new_src, new_dst, false)
 }
 
-/// [`rewrite_addresses`] for a packet whose TCP or UDP checksum is partial
+/// [`rewrite_addresses`] for a packet already parsed into `header` (not changed since but
+/// for its ECN bits). With `partial`, its TCP or UDP checksum is partial
 /// ([`super::checksum::PartialChecksum`]): the field holds the pseudo-header's sum, not its
 /// complement, so the addresses' change is added where a full checksum would subtract it.
-pub fn rewrite_addresses_partial(
+pub fn rewrite_parsed(
     packet: &mut [u8],
-    new_src: IpAddr,
-    new_dst: IpAddr,
-) -> Result<(), WireError> {
-    rewrite(packet, new_src, new_dst, true)
-}
-
-fn rewrite(
-    packet: &mut [u8],
+    header: IpHeader,
     new_src: IpAddr,
     new_dst: IpAddr,
     partial: bool,
 ) -> Result<(), WireError> {
-    let view = IpView::parse(packet)?;
-    let version = view.version();
-    let header_len = view.header_len();
-    let total_len = view.total_len();
-    let protocol = view.protocol();
-    let has_transport = view.has_transport_header();
-    if view.routing_pending() {
+    let IpHeader {
+        version,
+        header_len,
+        total_len,
+        protocol,
+        has_transport,
+        ..
+    } = header;
+    if header.routing_pending {
         // The pseudo-header uses the final destination from the routing header, not the
         // field we would rewrite; such packets do not come from ordinary local apps.
         return Err(WireError::Unsupported);
@@ -325,7 +322,8 @@ mod tests {
                 let mut full = build_ip(src, dst, proto, &seg);
                 let (mut partial, at) = with_partial_checksum(&full);
                 rewrite_addresses(&mut full, nsrc, ndst).unwrap();
-                rewrite_addresses_partial(&mut partial, nsrc, ndst).unwrap();
+                let header = IpView::parse(&partial).unwrap().header();
+                rewrite_parsed(&mut partial, header, nsrc, ndst, true).unwrap();
                 assert!(at.complete(&mut partial));
                 assert_eq!(partial, full, "{src} {proto}");
             }
