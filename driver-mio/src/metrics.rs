@@ -210,6 +210,12 @@ pub fn render(s: &Status, d: &DatapathStats) -> String {
     t.sample("ocala_offload", &[("kind", "tun")], u8::from(d.tun_offload));
     t.sample("ocala_offload", &[("kind", "udp_gro")], u8::from(d.udp_gro));
     t.one(
+        "ocala_tun_segments",
+        "gauge",
+        "Most segments the kernel puts in a TUN super-packet (0: its own default).",
+        d.tun_segments.unwrap_or(0),
+    );
+    t.one(
         "ocala_udp_gso_segments",
         "gauge",
         "Datagrams one send may carry (1 without GSO).",
@@ -307,11 +313,13 @@ mod tests {
         let d = DatapathStats {
             threads: 2,
             handed_off: 12,
+            tun_segments: Some(45),
             ..Default::default()
         };
         let text = render(&s, &d);
         for line in [
             "ocala_data_threads 2",
+            "ocala_tun_segments 45",
             "ocala_writer_batches_total 12",
             "ocala_paths{state=\"up\",protection=\"encrypt\"} 2",
             "ocala_paths{state=\"connecting\",protection=\"plain\"} 1",

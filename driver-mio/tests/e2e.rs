@@ -450,6 +450,7 @@ fn real_programs_over_ocala() {
         get("ocala_setup_latency_seconds_count")
     );
     assert_eq!(get("ocala_offload{kind=\"tun\"}"), 1.0);
+    assert_eq!(get("ocala_tun_segments"), 45.0);
     assert_eq!(get("ocala_data_threads"), 1.0);
     assert!(get("ocala_handles") >= 2.0);
     let missing = t.exec(
