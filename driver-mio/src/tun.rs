@@ -220,6 +220,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_device_the_kernel_does_not_limit_keeps_its_default_size() {
+        // `ip` refuses (no such device): a warning and the kernel's own size, not an error.
+        assert_eq!(limit_segments("ocala-no-such", 45), None);
+    }
+
+    #[test]
     fn split_dns_routes_only_overlay_domains() {
         let cmds = split_dns_commands("ocala0", "198.18.0.2", &["udp".into(), ".corp".into()]);
         assert_eq!(cmds[0], ["dns", "ocala0", "198.18.0.2"]);
