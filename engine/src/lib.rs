@@ -12,6 +12,7 @@ pub mod config;
 pub mod dns;
 mod engine;
 mod keyed;
+mod last_lookup;
 pub mod legacy;
 pub mod middlebox;
 pub mod ocd;

@@ -7,10 +7,10 @@
 
 use crate::config::{ConfigError, HandleConfig, Prefix, Protection};
 use crate::keyed::{Keyed, KeyedMap};
+use crate::last_lookup::LastLookup;
 use crate::time::Instant;
 use crate::wire::message::Sources;
 use slab::Slab;
-use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -193,10 +193,9 @@ pub(crate) struct Handles {
     by_name: BTreeMap<String, usize>,
     /// Lookups only (never iterated), so a hash map keeps the data path fast.
     by_addr: KeyedMap<IpAddr, usize>,
-    /// The address looked up last and its handle: a bulk flow asks for the same one packet
-    /// after packet, and comparing it costs less than hashing it. Forgotten when a handle is
-    /// released (a new one only takes free addresses, never one remembered here).
-    last: Cell<Option<(IpAddr, usize)>>,
+    /// The address looked up last and its handle. Forgotten when a handle is released (a new
+    /// one only takes free addresses, never one remembered here).
+    last: LastLookup<IpAddr, usize>,
     v4: AddressPool,
     v6: AddressPool,
     max: usize,
@@ -241,7 +240,7 @@ impl Handles {
             slab: Slab::new(),
             by_name: BTreeMap::new(),
             by_addr: KeyedMap::with_hasher(Keyed::derive(seed, "handles by address")),
-            last: Cell::new(None),
+            last: LastLookup::default(),
             v4: AddressPool::new(cfg.pool_v4, &reserved),
             v6: AddressPool::new(cfg.pool_v6, &reserved),
             max,
@@ -262,14 +261,7 @@ impl Handles {
     }
 
     pub(crate) fn by_addr(&self, ip: IpAddr) -> Option<usize> {
-        if let Some((last, key)) = self.last.get() {
-            if last == ip {
-                return Some(key);
-            }
-        }
-        let key = self.by_addr.get(&ip).copied()?;
-        self.last.set(Some((ip, key)));
-        Some(key)
+        self.last.get(ip, || self.by_addr.get(&ip).copied())
     }
 
     pub(crate) fn get(&self, key: usize) -> Option<&Handle> {
@@ -366,7 +358,7 @@ impl Handles {
         let h = self.slab.try_remove(key)?;
         self.version += 1;
         self.by_name.remove(&h.name);
-        self.last.set(None);
+        self.last.forget();
         self.by_addr.remove(&IpAddr::V4(h.v4));
         self.by_addr.remove(&IpAddr::V6(h.v6));
         self.v4.give_back(IpAddr::V4(h.v4));

@@ -5,6 +5,7 @@
 //! no path uses it.
 
 use crate::api::OverlayId;
+use crate::last_lookup::LastLookup;
 use crate::ocd::TunnelRef;
 use slab::Slab;
 use std::collections::BTreeMap;
@@ -26,6 +27,9 @@ pub(crate) struct Tunnels {
     slab: Slab<Tunnel>,
     by_element: BTreeMap<(OverlayId, String), usize>,
     by_module: BTreeMap<(OverlayId, TunnelRef), usize>,
+    /// `by_module`'s last answer, asked for every datagram. Forgotten when a tunnel goes
+    /// (registering one only adds a descriptor no answer was for).
+    last: LastLookup<(OverlayId, TunnelRef), usize>,
     /// Bumped by every registration and removal (`Engine::check_tables_since`).
     version: u64,
 }
@@ -38,7 +42,8 @@ impl Tunnels {
     }
 
     pub(crate) fn by_module(&self, overlay: OverlayId, module_ref: TunnelRef) -> Option<usize> {
-        self.by_module.get(&(overlay, module_ref)).copied()
+        let key = (overlay, module_ref);
+        self.last.get(key, || self.by_module.get(&key).copied())
     }
 
     /// The tunnel for a module descriptor, registered now if new; `element` (if any) is
@@ -98,10 +103,42 @@ impl Tunnels {
             self.by_element.remove(&(t.overlay, e.clone()));
         }
         self.by_module.remove(&(t.overlay, t.module_ref));
+        self.last.forget();
         Some(t)
     }
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Tunnel)> {
         self.slab.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_module_descriptor_names_the_tunnel_it_has_now() {
+        let mut t = Tunnels::default();
+        let udp = OverlayId(0);
+        let first = t.register(udp, 5, None, true);
+        assert_eq!(t.by_module(udp, 5), Some(first));
+        assert_eq!(
+            t.by_module(udp, 5),
+            Some(first),
+            "again, from the last lookup"
+        );
+        assert_eq!(
+            t.by_module(OverlayId(1), 5),
+            None,
+            "another overlay's descriptor"
+        );
+        t.remove(first);
+        assert_eq!(t.by_module(udp, 5), None, "forgotten with the tunnel");
+        let other = t.register(udp, 6, None, true);
+        let again = t.register(udp, 5, None, true);
+        assert_eq!(
+            (t.by_module(udp, 6), t.by_module(udp, 5)),
+            (Some(other), Some(again))
+        );
     }
 }
