@@ -421,7 +421,7 @@ impl Engine {
 
     /// Tells the initiator its confirm arrived: an authenticated empty data packet.
     fn acknowledge(&mut self, key: usize) {
-        self.send_on_path(key, &[], None);
+        self.send_on_path(key, &[], None, None);
     }
 
     /// Whether unauthenticated state has reached half its bound: new setups must then show a

@@ -115,7 +115,8 @@ impl Engine {
             return;
         };
         if p.state == State::Up {
-            self.send_on_path(path, packet, partial);
+            let standard = PartialChecksum::at(&ip);
+            self.send_on_path(path, packet, partial, standard);
             return;
         }
         if p.pending.len() >= self.cfg.limits.pending_packets {
@@ -166,12 +167,15 @@ impl Engine {
 
     /// Wraps an app's packet in a data header — sealed or MACed on a secure path — and
     /// sends it over the path's tunnel. A `partial` checksum is completed on the copy, or
-    /// left partial where the secure path's peer takes that.
+    /// left partial where the peer takes that and it is at `standard`, where the packet's
+    /// receiver will look for it ([`PartialChecksum::of`], found where the packet was
+    /// parsed).
     pub(crate) fn send_on_path(
         &mut self,
         key: usize,
         packet: &[u8],
         partial: Option<PartialChecksum>,
+        standard: Option<PartialChecksum>,
     ) {
         let Some(p) = self.paths.get_mut(key) else {
             return;
@@ -191,7 +195,7 @@ impl Engine {
                 buf.extend_from_slice(packet);
                 let at = buf.len() - packet.len();
                 match partial_form {
-                    true => in_partial_form(&mut buf[at..], partial),
+                    true => in_partial_form(&mut buf[at..], partial, standard),
                     false => {
                         if let Some(c) = partial {
                             c.complete(&mut buf[at..]);
@@ -200,7 +204,10 @@ impl Engine {
                     }
                 }
             }
-            Some(s) => s.seal(packet, partial, buf.tail_vec(), &mut self.key_cache, key),
+            Some(s) => {
+                let out = buf.tail_vec();
+                s.seal(packet, partial, standard, out, &mut self.key_cache, key)
+            }
         };
         match sealed {
             // The outer header starts with the inner one's ECN field (RFC 6040's normal mode).
@@ -245,7 +252,7 @@ impl Engine {
         // The queue is not needed again once the path is up, so its room is let go with it.
         let pending = std::mem::take(&mut p.pending);
         for pkt in pending {
-            self.send_on_path(key, &pkt, None);
+            self.send_on_path(key, &pkt, None, PartialChecksum::of(&pkt));
             self.pool.give(pkt);
         }
     }
@@ -462,24 +469,7 @@ impl Engine {
         match opened {
             Ok(form) => {
                 self.heard_on_path(key);
-                if form != Form::Complete {
-                    match PartialChecksum::of(&buf) {
-                        // What this node's driver cannot hand on partial is completed here.
-                        Some(c) if self.cfg.security.partial_checksums => buf.mark_partial(c),
-                        Some(c) => {
-                            c.complete(&mut buf);
-                        }
-                        // On a plain path in the partial form, what is not TCP or UDP is
-                        // as it was sent.
-                        None if form == Form::OfPath => {}
-                        None => {
-                            self.pool.give(buf);
-                            return self
-                                .drop_input(DropReason::InnerMalformed(WireError::BadHeader));
-                        }
-                    }
-                }
-                self.deliver(key, handle, buf, outer)
+                self.deliver(key, handle, buf, outer, form)
             }
             Err(reason) => {
                 self.pool.give(buf);
@@ -492,16 +482,33 @@ impl Engine {
     /// node's own TUN address — or to the LAN client the path is for, or, from an egress
     /// handle, to its legacy server — then writes it to the TUN. The outer header's ECN
     /// field combines with the packet's own as RFC 6040 says: a CE mark is carried in, or
-    /// the packet dropped if its sender's transport is not ECN-capable.
-    fn deliver(&mut self, key: usize, handle: usize, mut buf: Packet, outer: Ecn) {
-        // Parsed once: rewriting below takes the header as it is now.
-        let header = match IpView::parse(&buf) {
-            Ok(ip) => ip.header(),
+    /// the packet dropped if its sender's transport is not ECN-capable. Its checksum stands
+    /// as `form` says.
+    fn deliver(&mut self, key: usize, handle: usize, mut buf: Packet, outer: Ecn, form: Form) {
+        // Parsed once: the checksum's place, and the header rewriting below takes as it is.
+        let (header, standard) = match IpView::parse(&buf) {
+            Ok(ip) => (ip.header(), PartialChecksum::at(&ip)),
             Err(e) => {
                 self.pool.give(buf);
                 return self.drop_input(DropReason::InnerMalformed(e));
             }
         };
+        if form != Form::Complete {
+            match standard {
+                // What this node's driver cannot hand on partial is completed here.
+                Some(c) if self.cfg.security.partial_checksums => buf.mark_partial(c),
+                Some(c) => {
+                    c.complete(&mut buf);
+                }
+                // On a plain path in the partial form, what is not TCP or UDP is as it was
+                // sent.
+                None if form == Form::OfPath => {}
+                None => {
+                    self.pool.give(buf);
+                    return self.drop_input(DropReason::InnerMalformed(WireError::BadHeader));
+                }
+            }
+        }
         // An outer header without ECN leaves the packet's own as it is.
         if outer != Ecn::NotEct {
             let inner = ecn_of(&buf).unwrap_or_default();
@@ -564,13 +571,17 @@ enum Form {
     OfPath,
 }
 
-/// `packet`, written by a local app (its checksum `partial` where the kernel left it so), in
+/// `packet`, written by a local app (its checksum `partial` where the kernel left it so, and
+/// `standard` where its receiver will look for one), in
 /// the partial form a plain path carries to a peer that takes it (`security::parameters`):
 /// a TCP or UDP checksum left partial where the receiver will look for it, or checked and
 /// left partial; anything else complete. A checksum that does not verify is the app's
 /// packet's fault, and the packet goes no further.
-fn in_partial_form(packet: &mut [u8], partial: Option<PartialChecksum>) -> Result<(), DropReason> {
-    let standard = PartialChecksum::of(packet);
+fn in_partial_form(
+    packet: &mut [u8],
+    partial: Option<PartialChecksum>,
+    standard: Option<PartialChecksum>,
+) -> Result<(), DropReason> {
     if let Some(c) = partial {
         if Some(c) == standard {
             return Ok(());

@@ -115,12 +115,14 @@ impl Secure {
 
     /// Appends nonce and protected packet to `out` (which holds the data header). A packet
     /// whose checksum is `partial` goes as it is, flagged, where the peer takes that and the
-    /// checksum is where the receiver will look for it; otherwise its copy is completed
-    /// before sealing.
+    /// checksum is at `standard`, where the receiver will look for it
+    /// ([`PartialChecksum::of`], which the caller found parsing the packet); otherwise its
+    /// copy is completed before sealing.
     pub(crate) fn seal(
         &mut self,
         packet: &[u8],
         partial: Option<PartialChecksum>,
+        standard: Option<PartialChecksum>,
         out: &mut Vec<u8>,
         cache: &mut KeyCache,
         path: usize,
@@ -132,7 +134,7 @@ impl Secure {
         if counter >= NONCE_LIMIT {
             return Err(DropReason::NonceExhausted);
         }
-        let pass = partial.filter(|c| self.peer_partial && PartialChecksum::of(packet) == Some(*c));
+        let pass = partial.filter(|c| self.peer_partial && standard == Some(*c));
         let nonce = counter | if pass.is_some() { PARTIAL } else { 0 };
         if self.mode == Protection::Encrypt {
             // The packet's 16-byte blocks, rounded up, and one for the packet itself.
@@ -303,14 +305,16 @@ mod tests {
             // One cache for both ends and one path index: each must still use its own key.
             let c = &mut KeyCache::default();
             let mut wire = Vec::new();
-            a.seal(b"inner packet", None, &mut wire, c, 0).unwrap();
+            a.seal(b"inner packet", None, None, &mut wire, c, 0)
+                .unwrap();
             let mut out = Vec::new();
             b.open(&wire, &mut out, c, 0).unwrap();
             assert_eq!(out, b"inner packet");
             out.clear();
             assert_eq!(b.open(&wire, &mut out, c, 0), Err(DropReason::Replayed));
             let mut second = Vec::new();
-            a.seal(b"inner packet", None, &mut second, c, 0).unwrap();
+            a.seal(b"inner packet", None, None, &mut second, c, 0)
+                .unwrap();
             second[10] ^= 1;
             assert_eq!(b.open(&second, &mut out, c, 0), Err(DropReason::Forged));
             assert!(out.is_empty(), "nothing delivered from a forgery");
@@ -339,7 +343,15 @@ mod tests {
                 a.peer_partial = takes;
                 let c = &mut KeyCache::default();
                 let mut wire = Vec::new();
-                a.seal(&partial, Some(at), &mut wire, c, 0).unwrap();
+                a.seal(
+                    &partial,
+                    Some(at),
+                    PartialChecksum::of(&partial),
+                    &mut wire,
+                    c,
+                    0,
+                )
+                .unwrap();
                 assert_eq!(wire[0] & 0x80 != 0, takes, "the nonce's top bit: {mode:?}");
                 let mut out = Vec::new();
                 let opened = b.open(&wire, &mut out, c, 0).unwrap();
@@ -354,7 +366,15 @@ mod tests {
                 // The flag is covered by the tag or MAC, and unknown flags are refused.
                 for bit in [0x80, 0x40] {
                     let mut next = Vec::new();
-                    a.seal(&partial, Some(at), &mut next, c, 0).unwrap();
+                    a.seal(
+                        &partial,
+                        Some(at),
+                        PartialChecksum::of(&partial),
+                        &mut next,
+                        c,
+                        0,
+                    )
+                    .unwrap();
                     next[0] ^= bit;
                     out.clear();
                     assert_eq!(b.open(&next, &mut out, c, 0), Err(DropReason::Forged));
@@ -369,11 +389,11 @@ mod tests {
         let packet = [0u8; 1400]; // 87 whole blocks, one partial, one for the packet
         let (mut a, _) = pair(Protection::Encrypt, DataCipher::Aes256Gcm);
         a.sealed_blocks = DataCipher::Aes256Gcm.block_limit() - 89;
-        a.seal(&packet, None, &mut Vec::new(), c, 0).unwrap();
-        let more = a.seal(&packet, None, &mut Vec::new(), c, 0);
+        a.seal(&packet, None, None, &mut Vec::new(), c, 0).unwrap();
+        let more = a.seal(&packet, None, None, &mut Vec::new(), c, 0);
         assert_eq!(more, Err(DropReason::NonceExhausted));
         let (mut x, _) = pair(Protection::Encrypt, DataCipher::ChaCha20Poly1305);
         x.sealed_blocks = DataCipher::Aes256Gcm.block_limit();
-        x.seal(&packet, None, &mut Vec::new(), c, 1).unwrap();
+        x.seal(&packet, None, None, &mut Vec::new(), c, 1).unwrap();
     }
 }

@@ -114,7 +114,11 @@ impl PartialChecksum {
     /// can leave partial: TCP's or UDP's, in a packet that is not a fragment, nor an IPv6
     /// packet still on its way through a routing header's waypoints.
     pub fn of(packet: &[u8]) -> Option<PartialChecksum> {
-        let ip = IpView::parse(packet).ok()?;
+        Self::at(&IpView::parse(packet).ok()?)
+    }
+
+    /// [`PartialChecksum::of`] the packet `ip` has already parsed.
+    pub fn at(ip: &IpView<'_>) -> Option<PartialChecksum> {
         let offset = match ip.protocol() {
             PROTO_TCP => 16,
             PROTO_UDP => Self::UDP_OFFSET,
@@ -126,7 +130,7 @@ impl PartialChecksum {
         };
         // Behind a routing header with segments left, the sum covers an address this
         // header does not hold: such packets are left as they are.
-        (!ip.is_fragment() && !ip.routing_pending() && c.fits(packet.len())).then_some(c)
+        (!ip.is_fragment() && !ip.routing_pending() && c.fits(ip.packet().len())).then_some(c)
     }
 
     /// Whether the field lies inside a packet of `len` bytes.
