@@ -73,10 +73,14 @@ pub fn add(a: u64, b: u64) -> u64 {
 /// Folds an unfolded sum to 16 bits (not complemented). A non-zero sum folds into
 /// `1..=0xFFFF`, which is why checksums computed here are never the "negative zero" 0xFFFF
 /// unless all data is zero.
-pub fn fold(mut s: u64) -> u16 {
-    while s > 0xFFFF {
-        s = (s & 0xFFFF) + (s >> 16);
-    }
+pub fn fold(s: u64) -> u16 {
+    // Without a loop: each step at least halves the width, and a step on a sum that already
+    // fits changes nothing. Below 2^33 after the first, 0x2FFFE after the second, 0x10001
+    // after the third, and within 16 bits after the fourth.
+    let s = (s & 0xFFFF_FFFF) + (s >> 32);
+    let s = (s & 0xFFFF) + (s >> 16);
+    let s = (s & 0xFFFF) + (s >> 16);
+    let s = (s & 0xFFFF) + (s >> 16);
     s as u16
 }
 
@@ -231,16 +235,16 @@ pub(crate) struct Delta {
 }
 
 impl Delta {
-    /// Records that `old` became `new` (both at an even offset of the covered data).
-    pub(crate) fn replace(&mut self, old: &[u8], new: &[u8]) {
-        self.old = add(self.old, sum(old));
-        self.new = add(self.new, sum(new));
+    /// Records that data summing to `old` became data summing to `new` (both unfolded sums
+    /// of data at an even offset of the covered data).
+    pub(crate) fn replace_sums(&mut self, old: u64, new: u64) {
+        self.old = add(self.old, old);
+        self.new = add(self.new, new);
     }
 
     /// Records that the 16-bit word `old` became `new` (a checksum field, say).
     pub(crate) fn replace_word(&mut self, old: u16, new: u16) {
-        self.old = add(self.old, u64::from(old));
-        self.new = add(self.new, u64::from(new));
+        self.replace_sums(u64::from(old), u64::from(new));
     }
 
     /// Merges another delta into this one.
@@ -425,7 +429,40 @@ mod tests {
         assert_eq!(update(0x1234, &[0xab, 0xcd], &[0xab, 0xcd]), 0x1234);
     }
 
+    /// Folding sixteen bits at a time until the sum fits, as RFC 1071 describes it.
+    fn textbook_fold(mut s: u64) -> u16 {
+        while s > 0xFFFF {
+            s = (s & 0xFFFF) + (s >> 16);
+        }
+        s as u16
+    }
+
+    #[test]
+    fn folding_without_a_loop_gives_the_textbook_fold_at_the_edges() {
+        for s in [
+            0,
+            1,
+            0xFFFF,
+            0x1_0000,
+            0x1_0001,
+            0x1_FFFE,
+            0x2_FFFE,
+            0xFFFF_FFFF,
+            0x1_FFFF_FFFE,
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 63,
+        ] {
+            assert_eq!(fold(s), textbook_fold(s), "{s:#x}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn folding_without_a_loop_gives_the_textbook_fold(s in any::<u64>()) {
+            prop_assert_eq!(fold(s), textbook_fold(s));
+        }
+
         #[test]
         fn fast_sum_matches_naive(data in proptest::collection::vec(any::<u8>(), 0..200)) {
             prop_assert_eq!(internet_checksum(&data), naive(&data));

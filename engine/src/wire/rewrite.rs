@@ -8,62 +8,95 @@
 
 use std::net::IpAddr;
 
-use super::bytes::{put, put_u16, slice, slice_mut, u16_at, u8_at};
-use super::checksum::Delta;
+use super::bytes::{put_u16, slice_mut, u16_at, u64_at, u8_at};
+use super::checksum::{add, Delta};
 use super::ip::{IpHeader, IpView, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
 use super::transport::{is_error_type, ICMP_HEADER_LEN};
 use super::WireError;
 
 pub use super::build::{write_icmp_too_big, write_udp_packet};
 
-/// Source and destination addresses laid out as they appear in the header (src then dst).
+/// Source and destination addresses as they appear in the header (source, then destination),
+/// held as big-endian 64-bit words: one for IPv4, four for IPv6. Those are words the internet
+/// checksum can add as they are, so a pair's share of a checksum is a few additions.
+#[derive(Clone, Copy)]
 struct AddrPair {
-    bytes: [u8; 32],
+    words: [u64; 4],
     len: usize,
 }
 
 impl AddrPair {
     fn new(version: u8, src: IpAddr, dst: IpAddr) -> Result<Self, WireError> {
-        let mut bytes = [0u8; 32];
-        let len = match (version, src, dst) {
+        match (version, src, dst) {
             (4, IpAddr::V4(s), IpAddr::V4(d)) => {
-                put(&mut bytes, 0, &s.octets())?;
-                put(&mut bytes, 4, &d.octets())?;
-                8
+                let word = u64::from(u32::from(s)) << 32 | u64::from(u32::from(d));
+                Ok(AddrPair {
+                    words: [word, 0, 0, 0],
+                    len: 1,
+                })
             }
             (6, IpAddr::V6(s), IpAddr::V6(d)) => {
-                put(&mut bytes, 0, &s.octets())?;
-                put(&mut bytes, 16, &d.octets())?;
-                32
+                let (s, d) = (u128::from(s), u128::from(d));
+                let halves = |a: u128| [(a >> 64) as u64, a as u64];
+                let ([s0, s1], [d0, d1]) = (halves(s), halves(d));
+                Ok(AddrPair {
+                    words: [s0, s1, d0, d1],
+                    len: 4,
+                })
             }
-            _ => return Err(WireError::FamilyMismatch),
-        };
-        Ok(AddrPair { bytes, len })
+            _ => Err(WireError::FamilyMismatch),
+        }
     }
 
     /// The pair currently in `packet` (whose IP header must be present).
     fn read(packet: &[u8], version: u8) -> Result<Self, WireError> {
-        let len = if version == 4 { 8 } else { 32 };
-        let mut bytes = [0u8; 32];
-        put(&mut bytes, 0, slice(packet, addr_offset(version), len)?)?;
-        Ok(AddrPair { bytes, len })
+        let (off, len) = (addr_offset(version), words_of(version));
+        let mut words = [0u64; 4];
+        for (i, w) in words.iter_mut().take(len).enumerate() {
+            *w = u64_at(packet, off + 8 * i)?;
+        }
+        Ok(AddrPair { words, len })
+    }
+
+    /// Puts the pair in `packet`'s header.
+    fn write(&self, packet: &mut [u8], version: u8) -> Result<(), WireError> {
+        let field = slice_mut(packet, addr_offset(version), self.len * 8)?;
+        for (bytes, w) in field.chunks_exact_mut(8).zip(self.words()) {
+            bytes.copy_from_slice(&w.to_be_bytes());
+        }
+        Ok(())
     }
 
     /// The same addresses with source and destination exchanged.
     fn swapped(&self) -> Self {
-        let mut bytes = [0u8; 32];
-        if let Some((src, dst)) = self.as_slice().split_at_checked(self.len / 2) {
-            // Both halves fit in `bytes` by construction; `put` keeps this total anyway.
-            let _ = put(&mut bytes, 0, dst).and_then(|()| put(&mut bytes, dst.len(), src));
-        }
+        let [w0, w1, w2, w3] = self.words;
+        let words = if self.len == 1 {
+            [w0.rotate_left(32), 0, 0, 0]
+        } else {
+            [w2, w3, w0, w1]
+        };
         AddrPair {
-            bytes,
+            words,
             len: self.len,
         }
     }
 
-    fn as_slice(&self) -> &[u8] {
-        self.bytes.get(..self.len).unwrap_or(&[])
+    fn words(&self) -> &[u64] {
+        self.words.get(..self.len).unwrap_or(&[])
+    }
+
+    /// The pair's unfolded one's-complement sum.
+    fn sum(&self) -> u64 {
+        self.words().iter().fold(0, |acc, w| add(acc, *w))
+    }
+}
+
+/// How many 64-bit words an address pair of IP `version` takes.
+fn words_of(version: u8) -> usize {
+    if version == 4 {
+        1
+    } else {
+        4
     }
 }
 
@@ -164,8 +197,8 @@ pub fn rewrite_parsed(
     // The addresses' change, summed once: the IPv4 header and the transport pseudo-header
     // both cover exactly these bytes.
     let mut addrs = Delta::default();
-    addrs.replace(old.as_slice(), new.as_slice());
-    put(packet, addr_offset(version), new.as_slice())?;
+    addrs.replace_sums(old.sum(), new.sum());
+    new.write(packet, version)?;
     if version == 4 {
         let ck = u16_at(packet, 10)?;
         put_u16(packet, 10, addrs.apply(ck))?;
@@ -248,11 +281,11 @@ fn rewrite_quoted(quote: &mut [u8], outer_version: u8, new: &AddrPair) -> Delta 
     let Ok(old) = AddrPair::read(quote, version) else {
         return changed;
     };
-    if put(quote, addr_offset(version), new.as_slice()).is_err() {
+    if new.write(quote, version).is_err() {
         return changed;
     }
     let mut addrs = Delta::default();
-    addrs.replace(old.as_slice(), new.as_slice());
+    addrs.replace_sums(old.sum(), new.sum());
     changed.merge(addrs);
     if version == 4 {
         if let Ok(ck) = u16_at(quote, 10) {
