@@ -66,7 +66,7 @@ fn writer(c: &mut Criterion) {
     for threads in [1u8, 2] {
         let from: SocketAddr = "127.0.0.1:0".parse().expect("an address");
         let socket = OverlaySocket::bind(from, true).expect("the overlay socket");
-        let mut dp = Datapath::new(None, vec![socket], threads).expect("the data path");
+        let mut dp = Datapath::new(None, vec![socket], threads, &[]).expect("the data path");
         group.bench_function(BenchmarkId::new("send_64x1200_encrypted", threads), |b| {
             b.iter(|| send_batch(engine, now, &packets, &mut dp, to));
         });

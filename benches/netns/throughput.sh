@@ -11,7 +11,9 @@
 #   daemon) · encrypted with daemon.offload = false (one packet per system call) ·
 #   encrypted with ChaCha20-Poly1305 (security.cipher; the other encrypted rows use the
 #   default, which picks AES-256-GCM where the CPU runs AES in hardware) ·
-#   boringtun-cli (userspace WireGuard, when it and wireguard-tools are installed).
+#   boringtun-cli (userspace WireGuard, when it and wireguard-tools are installed) ·
+#   plain, encrypted and boringtun again with each end's daemon pinned to a core of its own
+#   (daemon.cpus, taskset for boringtun), as if each end were a host of its own.
 # The kernel's default congestion control drives every row; the rows marked CUBIC use CUBIC
 # (the usual default, which answers loss and ECN) to show the receive queue's CoDel at work:
 # with it (the default), with ECN on, and with it off (limits.queue_target_us = 0).
@@ -104,7 +106,7 @@ measure "direct veth" 10.92.0.2
 for me in alice bob gw; do
     "$BIN/ocala" ca issue --ca "$DIR/ca" --name "$me.udp" --out "$DIR/$me-keys" >/dev/null
 done
-write_config() { # name gateway offload address-book threads
+write_config() { # name gateway offload address-book threads cpus
     cat >"$DIR/$1.toml" <<CONF
 gateway = $2
 
@@ -121,6 +123,7 @@ cipher = "$CIPHER"
 [daemon]
 offload = $3
 threads = $5
+cpus = [$6]
 control_socket = "$DIR/$1.sock"
 static_key_file = "$DIR/$1-keys/static.key"
 certificate_file = "$DIR/$1-keys/cert"
@@ -132,10 +135,14 @@ CONF
 }
 QUEUE_TARGET=500
 CIPHER=auto
+# With PIN=1 alice's daemon runs on CPU 0 and bob's on CPU 1 (the gateway's where it may).
+PIN=
 start_ocala() { # offload threads
-    write_config alice false "$1" 'bob = "10.92.0.2:4789", gw = "10.94.0.2:4789"' "$2"
-    write_config bob false "$1" 'alice = "10.92.0.1:4789", gw = "10.95.0.1:4789"' "$2"
-    write_config gw true "$1" 'alice = "10.94.0.1:4789", bob = "10.95.0.2:4789"' "$2"
+    local ca= cb=
+    [ -n "$PIN" ] && ca=0 cb=1
+    write_config alice false "$1" 'bob = "10.92.0.2:4789", gw = "10.94.0.2:4789"' "$2" "$ca"
+    write_config bob false "$1" 'alice = "10.92.0.1:4789", gw = "10.95.0.1:4789"' "$2" "$cb"
+    write_config gw true "$1" 'alice = "10.94.0.1:4789", bob = "10.95.0.2:4789"' "$2" ""
     daemons=()
     local ns me
     for me in alice bob gw; do
@@ -177,6 +184,13 @@ stop_ocala
 CIPHER=chacha20-poly1305 start_ocala true 1
 measure "ocala encrypted, ChaCha20" "$(handle bob.udp)"
 stop_ocala
+CORES=$(nproc)
+if [ "$CORES" -ge 2 ]; then
+    PIN=1 start_ocala true 1
+    measure "ocala plain, pinned" "$(handle bob.udp_plain.oci)"
+    measure "ocala encrypted, pinned" "$(handle bob.udp)"
+    stop_ocala
+fi
 
 if command -v boringtun-cli >/dev/null && command -v wg >/dev/null; then
     umask 077
@@ -201,6 +215,12 @@ if command -v boringtun-cli >/dev/null && command -v wg >/dev/null; then
     done
     measure "boringtun (userspace WireGuard)" 10.93.0.2
     CC=cubic measure "boringtun, CUBIC" 10.93.0.2
+    if [ "$CORES" -ge 2 ]; then
+        # Every thread of A's boringtun on CPU 0, of B's on CPU 1.
+        taskset -a -p -c 0 "${daemons[0]}" >/dev/null
+        taskset -a -p -c 1 "${daemons[1]}" >/dev/null
+        measure "boringtun, pinned" 10.93.0.2
+    fi
 else
     echo "(boringtun-cli or wg not installed: skipping the userspace WireGuard comparison)"
 fi

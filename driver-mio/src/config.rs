@@ -57,6 +57,12 @@ pub struct DaemonConfig {
     /// thread writes large batches out (sends and TUN writes) while the engine works on
     /// the next; 0 (the default) chooses 2 where the machine has 4 cores or more.
     pub threads: u8,
+    /// CPUs to pin the data path's threads to, in order: the engine thread (which also
+    /// serves DNS, the control socket and metrics) takes the first, the writer thread
+    /// (`threads = 2`) the second, or the first again. Empty (the default): the scheduler
+    /// places them. Worth it where ocalad shares few cores with busy applications, which the
+    /// scheduler otherwise now and then stacks on ocalad's core (`benches/README.md`).
+    pub cpus: Vec<usize>,
     /// Upstream resolvers for names that are not overlay names; empty means the
     /// `nameserver` lines of /etc/resolv.conf (minus our own sentinel addresses).
     pub upstream_dns: Vec<SocketAddr>,
@@ -121,6 +127,7 @@ impl Default for DaemonConfig {
             bind: IpAddr::from([0, 0, 0, 0]),
             offload: true,
             threads: 0,
+            cpus: Vec::new(),
             upstream_dns: Vec::new(),
             upstream_timeout_ms: 1500,
             upstream_attempts: 3,
@@ -193,6 +200,18 @@ pub fn parse(file: &str, text: &str) -> Result<Loaded, String> {
         return Err(format!(
             "{file}: daemon.threads: {} is not 0 (choose by cores), 1 or 2",
             d.threads
+        ));
+    }
+    if d.cpus.len() > 2 {
+        return Err(format!(
+            "{file}: daemon.cpus: {} CPUs given, at most 2 are used (the engine thread's, then the writer's)",
+            d.cpus.len()
+        ));
+    }
+    if let Some(cpu) = d.cpus.iter().find(|&&c| c >= crate::affinity::MAX_CPUS) {
+        return Err(format!(
+            "{file}: daemon.cpus: CPU {cpu} is beyond the {} a CPU set can name",
+            crate::affinity::MAX_CPUS
         ));
     }
     if d.upstream_attempts == 0 {
@@ -269,6 +288,18 @@ mod tests {
         assert!(e.contains("daemon.mtu"), "{e}");
         let e = parse("x.toml", "[daemon]\nthreads = 3\n").unwrap_err();
         assert!(e.starts_with("x.toml: daemon.threads: 3"), "{e}");
+        let e = parse("x.toml", "[daemon]\ncpus = [0, 1, 2]\n").unwrap_err();
+        assert!(e.starts_with("x.toml: daemon.cpus: 3 CPUs given"), "{e}");
+        let e = parse("x.toml", "[daemon]\ncpus = [0, 4096]\n").unwrap_err();
+        assert!(
+            e.starts_with("x.toml: daemon.cpus: CPU 4096 is beyond"),
+            "{e}"
+        );
+        let e = parse("x.toml", "[daemon]\ncpus = [-1]\n").unwrap_err();
+        assert!(
+            e.contains("cpus = [-1]") && e.contains("expected usize"),
+            "{e}"
+        );
         let e = parse(
             "x.toml",
             "[[overlays]]\nname = \"udp\"\nmodule = \"nope\"\nlocal_name = \"a\"\n",
@@ -296,6 +327,7 @@ mod tests {
             gateway = true
             [daemon]
             tun_name = "oc1"
+            cpus = [1, 0]
             upstream_dns = ["10.0.0.254:53"]
             [[overlays]]
             name = "udp"
@@ -315,6 +347,7 @@ mod tests {
             ocala_engine::config::CipherPolicy::ChaCha20Poly1305
         );
         assert_eq!(l.daemon.tun_name, "oc1");
+        assert_eq!(l.daemon.cpus, [1, 0]);
         assert_eq!(l.engine.overlays[0].address_book.len(), 1);
     }
 

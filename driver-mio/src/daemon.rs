@@ -276,10 +276,10 @@ impl Daemon {
                 None
             }
         };
-        let datapath = Datapath::new(tun, sockets, cfg.daemon.data_threads())?;
+        let datapath = Datapath::new(tun, sockets, cfg.daemon.data_threads(), &cfg.daemon.cpus)?;
         let d = datapath.stats();
         tracing::info!(
-            "data path: TUN offloads {}, UDP GSO {}, UDP GRO {}, {} thread(s)",
+            "data path: TUN offloads {}, UDP GSO {}, UDP GRO {}, {}",
             match (d.tun_offload, d.tun_segments) {
                 (true, Some(n)) => format!("on ({n} segments at most)"),
                 (true, None) => "on".into(),
@@ -291,7 +291,14 @@ impl Daemon {
                 "off".into()
             },
             if d.udp_gro { "on" } else { "off" },
-            d.threads,
+            crate::datapath::placement(
+                d.threads.into(),
+                &d.cpus
+                    .iter()
+                    .flatten()
+                    .map(|&c| c as u64)
+                    .collect::<Vec<_>>()
+            ),
         );
         let metrics = match cfg.daemon.metrics_listen {
             Some(addr) => {

@@ -2,6 +2,7 @@
 //! with mio and real time; `ocala` talks to it over a Unix control socket. Every syscall the
 //! engine needs — TUN, UDP, the resolver, timers, signals, files, routes — is made here.
 
+pub mod affinity;
 pub mod ca;
 pub mod cli;
 pub mod clock;

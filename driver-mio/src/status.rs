@@ -14,7 +14,7 @@
 //!                 "cookie_replies": 0, "rekeys": 0, "ecn_marked": 0, "setups_timed": 1 },
 //!   "overlays": [ { "overlay": "udp", "datagrams_in": 12, "bytes_in": 1460, "datagrams_out": 12, "bytes_out": 1502 } ],
 //!   "datapath": { "tun_offload": true, "tun_segments": 45 (or null), "udp_gso_segments": 64, "udp_gro": true,
-//!                 "threads": 1, "tun_reads": 4, "tun_packets_in": 90, "tun_writes": 3, "tun_joined": 88, "bad_tun_reads": 0,
+//!                 "threads": 1, "cpus": [] (or the engine thread's CPU, then the writer's), "tun_reads": 4, "tun_packets_in": 90, "tun_writes": 3, "tun_joined": 88, "bad_tun_reads": 0,
 //!                 "udp_receives": 2, "udp_datagrams_in": 91, "udp_sends": 3, "udp_datagrams_out": 92,
 //!                 "udp_send_errors": 0, "batches_handed_off": 0 } }
 //! ```
@@ -124,16 +124,19 @@ pub fn to_table(v: &Value) -> String {
     }
     if let Some(d) = v.get("datapath").filter(|d| d.is_object()) {
         let on = |k: &str| if d[k] == true { "on" } else { "off" };
+        let cpus: Vec<u64> = d["cpus"]
+            .as_array()
+            .map_or(Vec::new(), |a| a.iter().filter_map(Value::as_u64).collect());
         let segments = match d["tun_segments"].as_u64() {
             Some(n) => format!(" ({n} segments at most)"),
             None => String::new(),
         };
         out.push_str(&format!(
-            "DATAPATH       TUN offloads {}{segments}, UDP GSO {} segment(s), UDP GRO {}, {} thread(s)\n",
+            "DATAPATH       TUN offloads {}{segments}, UDP GSO {} segment(s), UDP GRO {}, {}\n",
             on("tun_offload"),
             text(&d["udp_gso_segments"]),
             on("udp_gro"),
-            text(&d["threads"]),
+            crate::datapath::placement(d["threads"].as_u64().unwrap_or(0), &cpus),
         ));
         out.push_str(&format!(
             "  TUN   {} reads -> {} packets, {} bad; {} writes carrying {} joined packets\n",
@@ -241,6 +244,7 @@ mod tests {
             tun_segments: Some(45),
             udp_gso: 64,
             threads: 2,
+            cpus: [Some(1), Some(0)],
             handed_off: 7,
             tun_reads: 4,
             tun_packets_in: 90,
@@ -249,10 +253,15 @@ mod tests {
         .to_json();
         let t = to_table(&v);
         assert!(
-            t.contains("TUN offloads on (45 segments at most), UDP GSO 64 segment(s), UDP GRO off, 2 thread(s)")
+            t.contains("TUN offloads on (45 segments at most), UDP GSO 64 segment(s), UDP GRO off, 2 thread(s) on CPUs 1, 0")
                 && t.contains("4 reads -> 90 packets")
                 && t.contains("7 batches written by the writer thread"),
             "{t}"
         );
+        assert_eq!(v["datapath"]["cpus"], json!([1, 0]));
+        v["datapath"]["cpus"] = json!([]);
+        assert!(to_table(&v).contains("UDP GRO off, 2 thread(s)\n"));
+        v["datapath"]["cpus"] = json!([3]);
+        assert!(to_table(&v).contains("UDP GRO off, 2 thread(s) on CPU 3\n"));
     }
 }

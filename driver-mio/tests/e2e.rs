@@ -66,6 +66,11 @@ fn resolvectl(t: &Topology, args: &[&str]) -> String {
     text(&t.exec("gw", &cmd))
 }
 
+/// The highest CPU this machine has (0 on one core).
+fn last_cpu() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get() - 1)
+}
+
 fn topology() -> Topology {
     support::require_root();
     let mut t = Topology::new("ocx", &["alice", "gw", "bob"]);
@@ -94,11 +99,12 @@ fn topology() -> Topology {
     );
     assert!(link.contains("DNS Domain: ~udp ~corp"), "{link}");
     let bob = config("bob", &[("alice", "10.91.0.1"), ("gw", "10.91.2.2")], false);
-    // gw and bob write their large batches on a second thread; alice on the engine's.
+    // gw and bob write their large batches on a second thread; alice on the engine's. bob
+    // pins his engine thread to his last CPU and his writer to his first.
     t.start(
         "bob",
         &format!("{bob}\n[security]\naccept_plain = true\n"),
-        "threads = 2\n",
+        &format!("threads = 2\ncpus = [{}, 0]\n", last_cpu()),
     );
     t.serve(
         "bob",
@@ -408,6 +414,27 @@ fn real_programs_over_ocala() {
     assert!(n(&b, "batches_handed_off") > 10, "{b:#}");
     assert!(n(&g, "batches_handed_off") > 10, "{g:#}");
     assert_eq!(n(&a, "batches_handed_off"), 0, "{a:#}");
+    // bob's threads ran where `daemon.cpus` put them, and alice's where the scheduler chose.
+    assert_eq!(b["cpus"], serde_json::json!([last_cpu(), 0]), "{b:#}");
+    assert_eq!(a["cpus"], serde_json::json!([]), "{a:#}");
+    let pid = t.daemon_pid("bob").expect("bob's daemon");
+    let allowed = |tid: &str| {
+        let status =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap_or_default();
+        let line = status.lines().find(|l| l.starts_with("Cpus_allowed_list:"));
+        line.map(|l| l["Cpus_allowed_list:".len()..].trim().to_string())
+    };
+    let writer = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("bob's threads")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|tid| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .is_ok_and(|c| c.trim() == "ocalad-writer")
+        })
+        .expect("bob's writer thread");
+    assert_eq!(allowed(&pid.to_string()), Some(last_cpu().to_string()));
+    assert_eq!(allowed(&writer), Some("0".to_string()));
 
     // The same over IPv6 (TSO6, and IPv6 segments joined at bob), on the direct path.
     let iperf6 = t.exec(

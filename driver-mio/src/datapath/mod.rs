@@ -14,6 +14,7 @@ mod egress;
 mod tests;
 mod writer;
 
+use crate::affinity;
 use crate::offload::segment;
 use crate::offload::vnet::{self, VnetHdr};
 use crate::socket::{OverlaySocket, RecvBufs};
@@ -40,6 +41,8 @@ pub struct DatapathStats {
     pub udp_gro: bool,
     /// Threads that make the data path's system calls (1, or 2 with the writer).
     pub threads: u8,
+    /// The CPU each of those threads is pinned to (`daemon.cpus`), the engine thread's first.
+    pub cpus: [Option<usize>; 2],
     pub tun_reads: u64,
     pub tun_packets_in: u64,
     pub bad_tun_reads: u64,
@@ -59,6 +62,7 @@ impl DatapathStats {
             "udp_gso_segments": self.udp_gso,
             "udp_gro": self.udp_gro,
             "threads": self.threads,
+            "cpus": self.cpus.iter().flatten().collect::<Vec<_>>(),
             "tun_reads": self.tun_reads,
             "tun_packets_in": self.tun_packets_in,
             "tun_writes": self.sent.tun_writes,
@@ -72,6 +76,29 @@ impl DatapathStats {
             "batches_handed_off": self.handed_off,
         })
     }
+}
+
+/// "2 thread(s) on CPUs 1, 0": how many threads the data path has and where they are pinned
+/// (the engine thread's CPU first), for the log and `ocala status`.
+pub fn placement(threads: u64, cpus: &[u64]) -> String {
+    let list = cpus
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    match cpus.len() {
+        0 => format!("{threads} thread(s)"),
+        1 => format!("{threads} thread(s) on CPU {list}"),
+        _ => format!("{threads} thread(s) on CPUs {list}"),
+    }
+}
+
+/// A refused `daemon.cpus`, with the thread and the CPU.
+fn pinning(thread: &str, cpu: usize, e: io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!("daemon.cpus: pinning the {thread} thread to CPU {cpu}: {e}"),
+    )
 }
 
 /// Who writes the batches out.
@@ -97,20 +124,38 @@ pub struct Datapath {
 
 impl Datapath {
     /// The data path on `tun` and `sockets`; with `threads = 2` a writer thread makes the
-    /// sends and TUN writes of large batches.
-    pub fn new(tun: Option<Tun>, sockets: Vec<OverlaySocket>, threads: u8) -> io::Result<Self> {
+    /// sends and TUN writes of large batches. Called on the engine thread, which it pins to
+    /// the first of `cpus`, and the writer to the second (or the first), if any are given.
+    pub fn new(
+        tun: Option<Tun>,
+        sockets: Vec<OverlaySocket>,
+        threads: u8,
+        cpus: &[usize],
+    ) -> io::Result<Self> {
+        let threads = threads.clamp(1, 2);
+        let engine_cpu = cpus.first().copied();
+        let writer_cpu = (threads == 2).then(|| cpus.get(1).or(cpus.first()).copied());
+        let writer_cpu = writer_cpu.flatten();
+        if let Some(cpu) = engine_cpu {
+            affinity::pin_current(cpu).map_err(|e| pinning("engine", cpu, e))?;
+        }
         let tun = tun.map(Arc::new);
         let sockets: Arc<[OverlaySocket]> = sockets.into();
         let stats = DatapathStats {
             tun_offload: tun.as_deref().is_some_and(Tun::offload),
             tun_segments: tun.as_deref().and_then(Tun::segments),
             udp_gro: !sockets.is_empty() && sockets.iter().all(|s| s.gro()),
-            threads: threads.clamp(1, 2),
+            threads,
+            cpus: [engine_cpu, writer_cpu],
             ..DatapathStats::default()
         };
         let egress = Egress::new(tun.clone(), Arc::clone(&sockets));
-        let sink = if threads >= 2 {
-            Sink::Writer(Writer::spawn(egress)?)
+        let sink = if threads == 2 {
+            let writer = Writer::spawn(egress)?;
+            if let Some(cpu) = writer_cpu {
+                writer.pin(cpu).map_err(|e| pinning("writer", cpu, e))?;
+            }
+            Sink::Writer(writer)
         } else {
             Sink::Here(egress)
         };

@@ -68,7 +68,7 @@ fn sends_in_order(threads: u8) {
     let receiver = receive(sink, total);
     let from: SocketAddr = "127.0.0.1:0".parse().expect("an address");
     let socket = OverlaySocket::bind(from, true).expect("the overlay socket");
-    let mut dp = Datapath::new(None, vec![socket], threads).expect("the data path");
+    let mut dp = Datapath::new(None, vec![socket], threads, &[]).expect("the data path");
     let mut engine = Engine::new(Config::default(), [7; 32], Instant::ZERO).expect("an engine");
 
     let mut seq = 0u32;
@@ -116,4 +116,37 @@ fn the_engine_thread_sends_in_order() {
 #[test]
 fn the_writer_thread_sends_in_order_with_the_engine_threads_own_writes() {
     sends_in_order(2);
+}
+
+#[test]
+fn a_cpu_the_kernel_refuses_stops_the_start_and_names_the_key() {
+    // On a thread of its own: a pin that succeeded would outlast the test.
+    std::thread::spawn(|| {
+        let missing = std::thread::available_parallelism().map_or(1, |n| n.get()) + 64;
+        let from: SocketAddr = "127.0.0.1:0".parse().expect("an address");
+        let socket = OverlaySocket::bind(from, true).expect("the overlay socket");
+        let Err(e) = Datapath::new(None, vec![socket], 2, &[missing]) else {
+            panic!("CPU {missing} was taken");
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "daemon.cpus: pinning the engine thread to CPU {missing}:"
+            )),
+            "{text}"
+        );
+        let socket = OverlaySocket::bind(from, true).expect("the overlay socket");
+        let Err(e) = Datapath::new(None, vec![socket], 2, &[0, missing]) else {
+            panic!("CPU {missing} was taken");
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "daemon.cpus: pinning the writer thread to CPU {missing}:"
+            )),
+            "{text}"
+        );
+    })
+    .join()
+    .expect("the checks");
 }

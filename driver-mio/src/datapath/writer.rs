@@ -69,6 +69,14 @@ impl Writer {
         })
     }
 
+    /// Pins the writer thread to `cpu` (`daemon.cpus`).
+    pub fn pin(&self, cpu: usize) -> std::io::Result<()> {
+        match &self.thread {
+            Some(t) => crate::affinity::pin(t, cpu),
+            None => Ok(()),
+        }
+    }
+
     /// Writes `batch` out, here or on the writer thread, and leaves it empty for the next.
     pub fn submit(&mut self, batch: &mut Batch, engine: &mut Engine) {
         self.reclaim(engine);
