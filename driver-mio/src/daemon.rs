@@ -7,7 +7,7 @@ use crate::clock::Clock;
 use crate::config::{resolv_conf_servers, Loaded};
 use crate::control::{Clients, Progress};
 use crate::datapath::Datapath;
-use crate::socket::OverlaySocket;
+use crate::socket::{OverlaySocket, MAX_TRAIN};
 use crate::tun::Tun;
 use crate::upstream::Upstream;
 use crate::{state, status};
@@ -435,25 +435,37 @@ impl Daemon {
         Ok(())
     }
 
-    /// Reads the TUN: each read (up to 64 KiB of TCP segments) is fed whole to the engine,
-    /// and what the engine does with it leaves as one batch.
+    /// Reads the TUN until it is empty or the budget is spent. Each read is fed whole to the
+    /// engine. A super-packet (up to 64 KiB of TCP segments) is a batch of its own and leaves
+    /// at once; what single-packet reads bring (a TCP flow's ACKs, a UDP flow's datagrams)
+    /// is gathered over the reads that find packets waiting, up to a train's worth, so it
+    /// leaves in as few sends as GSO allows rather than one send a packet.
     fn read_tun(&mut self) {
         let mut taken = 0;
-        while taken < READ_BUDGET {
+        let more = loop {
+            if taken >= READ_BUDGET {
+                break true;
+            }
             let now = self.clock.now();
             match self.datapath.read_tun(&mut self.engine, now) {
                 Ok(packets) => {
                     taken += packets.max(1);
-                    self.drain();
+                    self.collect();
+                    if packets > 1 || self.datapath.queued() >= MAX_TRAIN {
+                        self.datapath.flush(&mut self.engine);
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
                 Err(e) => {
                     tracing::warn!("reading TUN: {e}");
-                    return;
+                    break false;
                 }
             }
+        };
+        self.datapath.flush(&mut self.engine);
+        if more {
+            self.hot.push(TUN);
         }
-        self.hot.push(TUN);
     }
 
     /// Reads overlay `index` a batch at a time; each message (a datagram, or a GRO train of
@@ -558,8 +570,15 @@ impl Daemon {
         }
     }
 
-    /// Carries out everything the engine asked for.
+    /// Carries out everything the engine asked for, its datagrams and TUN writes included.
     fn drain(&mut self) {
+        self.collect();
+        self.datapath.flush(&mut self.engine);
+    }
+
+    /// Carries out everything the engine asked for, but leaves its datagrams and TUN writes
+    /// queued in the data path's batch, for a later [`Datapath::flush`].
+    fn collect(&mut self) {
         loop {
             match self.engine.poll_output() {
                 Output::Timeout(at) => {
@@ -567,7 +586,6 @@ impl Daemon {
                     // Upstream answers, and queries that failed at once, go back in before
                     // the loop sleeps, so apps hear of them now.
                     let Some((id, result)) = self.resolved.pop() else {
-                        self.datapath.flush(&mut self.engine);
                         break;
                     };
                     let now = self.clock.now();

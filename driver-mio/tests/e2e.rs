@@ -461,6 +461,37 @@ fn real_programs_over_ocala() {
         "bob joined IPv6 segments: {b6:#}"
     );
     assert_eq!(n(&b6, "bad_tun_reads") + n(&a6, "bad_tun_reads"), 0);
+
+    // Single packets that wait in the TUN leave together: twenty echo requests queued while
+    // alice's daemon is stopped are read one by one once it runs again, and go out in one
+    // GSO train (sent one by one, they took twenty sends).
+    let before = status_json(&t, "alice")["datapath"].clone();
+    let pid = t.daemon_pid("alice").expect("alice's daemon").to_string();
+    support::must(&["kill", "-STOP", &pid]);
+    let pings = std::process::Command::new("ip")
+        .args(["netns", "exec", &t.host("alice").ns])
+        .args(["ping", "-c", "20", "-i", "0.01", "-W", "5", "-q", &handle])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ping starts");
+    // All twenty are sent (into the TUN's queue) within 0.2 s.
+    std::thread::sleep(Duration::from_millis(600));
+    support::must(&["kill", "-CONT", &pid]);
+    let pinged =
+        String::from_utf8_lossy(&pings.wait_with_output().expect("ping ends").stdout).into_owned();
+    assert!(pinged.contains("20 received"), "{pinged}");
+    let after = status_json(&t, "alice")["datapath"].clone();
+    let (reads, sends, out) = (
+        grew(&after, &before, "tun_reads"),
+        grew(&after, &before, "udp_sends"),
+        grew(&after, &before, "udp_datagrams_out"),
+    );
+    assert!(reads >= 20 && out >= 20, "{before:#}\n{after:#}");
+    assert!(
+        sends <= 4,
+        "{sends} sends for {out} datagrams: {before:#}\n{after:#}"
+    );
+
     // Prometheus scrapes alice: the text format parses, and it carries the same facts.
     let scrape = text(&t.exec("alice", &["curl", "-sf", "http://127.0.0.1:9465/metrics"]));
     let m = parse_metrics(&scrape);

@@ -256,6 +256,11 @@ impl Datapath {
         count
     }
 
+    /// Datagrams and packets queued for the next [`Self::flush`].
+    pub fn queued(&self) -> usize {
+        self.out.len()
+    }
+
     /// Queues a datagram the engine sent; it leaves at [`Self::flush`].
     pub fn transmit(&mut self, overlay: OverlayId, to: SocketAddr, payload: Packet, ecn: Ecn) {
         self.out.transmit(overlay, to, payload, ecn);
