@@ -74,9 +74,9 @@ pub fn add(a: u64, b: u64) -> u64 {
 /// `1..=0xFFFF`, which is why checksums computed here are never the "negative zero" 0xFFFF
 /// unless all data is zero.
 pub fn fold(s: u64) -> u16 {
-    // Without a loop: each step at least halves the width, and a step on a sum that already
-    // fits changes nothing. Below 2^33 after the first, 0x2FFFE after the second, 0x10001
-    // after the third, and within 16 bits after the fourth.
+    // Without a loop: each step adds the high part to the low one, and a step on a sum that
+    // already fits changes nothing. At most 2^33 - 2 after the first, 0x2FFFE after the
+    // second, 0x10000 after the third, and within 16 bits after the fourth.
     let s = (s & 0xFFFF_FFFF) + (s >> 32);
     let s = (s & 0xFFFF) + (s >> 16);
     let s = (s & 0xFFFF) + (s >> 16);
@@ -222,8 +222,12 @@ pub fn update(old_checksum: u16, old: &[u8], new: &[u8]) -> u16 {
 /// [`update`] with the old and new contents given as unfolded sums, so that several changed
 /// regions can be accumulated and applied at once.
 pub fn update_sums(old_checksum: u16, old_sum: u64, new_sum: u64) -> u16 {
-    // ~HC + ~m + m', with each term a 16-bit one's-complement value.
-    let acc = u64::from(!old_checksum) + u64::from(!fold(old_sum)) + new_sum;
+    // ~HC + ~m + m', with each term a 16-bit one's-complement value; `new_sum` may take all
+    // 64 bits, so it is added with its carry.
+    let acc = add(
+        u64::from(!old_checksum) + u64::from(!fold(old_sum)),
+        new_sum,
+    );
     !fold(acc)
 }
 

@@ -332,6 +332,20 @@ mod tests {
     }
 
     const V4: [&str; 4] = ["10.1.2.3", "192.168.77.1", "198.18.0.5", "255.255.255.255"];
+
+    #[test]
+    fn new_addresses_of_all_ones_do_not_overflow_the_sum() {
+        // Two all-ones IPv4 addresses are the largest word a checksum adds, u64::MAX.
+        let ones4 = a("255.255.255.255");
+        let ones6 = a("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+        for (proto, seg) in [
+            (PROTO_TCP, tcp_segment(1, 2, 3, 0x10, b"payload")),
+            (PROTO_UDP, udp_segment(1, 2, b"payload")),
+        ] {
+            check(a(V4[0]), a(V4[1]), ones4, ones4, proto, &seg);
+            check(a(V6[0]), a(V6[1]), ones6, ones6, proto, &seg);
+        }
+    }
     const V6: [&str; 4] = ["2001:db8::1", "fd00:abcd::42", "fe80::ffff:ffff", "::"];
 
     #[test]
