@@ -30,8 +30,8 @@ fn only(cpu: usize) -> io::Result<libc::cpu_set_t> {
     }
 }
 
-/// Pins the calling thread to `cpu`. The kernel refuses a CPU that is offline or outside
-/// the CPUs this process may use (a cgroup's cpuset, `taskset`), with `EINVAL`.
+/// Pins the calling thread to `cpu`. The kernel refuses a CPU that is offline or outside the
+/// cpuset of the process's cgroup, with `EINVAL`.
 pub fn pin_current(cpu: usize) -> io::Result<()> {
     let set = only(cpu)?;
     // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the calling thread.
@@ -56,23 +56,35 @@ pub fn pin<T>(handle: &JoinHandle<T>, cpu: usize) -> io::Result<()> {
     }
 }
 
+/// The CPUs the calling thread may run on now, in order: what a refused pin is told to
+/// choose from.
+pub fn allowed() -> io::Result<Vec<usize>> {
+    // SAFETY: all zeros is a valid cpu_set_t, which the kernel fills; pid 0 is the calling
+    // thread.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        set
+    };
+    // SAFETY: every index is below CPU_SETSIZE.
+    Ok((0..MAX_CPUS)
+        .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The CPUs the calling thread may run on.
     fn allowed() -> Vec<usize> {
-        // SAFETY: as in `pin_current`; the kernel fills `set`.
-        let set = unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            let rc = libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set);
-            assert_eq!(rc, 0, "{}", io::Error::last_os_error());
-            set
-        };
-        // SAFETY: every index is below CPU_SETSIZE.
-        (0..MAX_CPUS)
-            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
-            .collect()
+        super::allowed().expect("the calling thread's CPUs")
+    }
+
+    /// A CPU the kernel refuses: the last one a set can name, which no machine here has.
+    fn refused() -> usize {
+        MAX_CPUS - 1
     }
 
     #[test]
@@ -99,9 +111,8 @@ mod tests {
     fn a_cpu_the_process_may_not_use_is_refused() {
         let refused = std::thread::spawn(|| {
             let before = allowed();
-            // One past the last allowed CPU: none of this machine's, or outside the set.
-            let missing = before.last().map_or(0, |c| c + 1);
-            let err = pin_current(missing).unwrap_err();
+            assert!(!before.contains(&refused()), "{before:?}");
+            let err = pin_current(refused()).unwrap_err();
             (before, allowed(), err.raw_os_error())
         });
         let (before, after, errno) = refused.join().unwrap();

@@ -59,8 +59,8 @@ pub struct DaemonConfig {
     pub threads: u8,
     /// CPUs to pin the data path's threads to, in order: the engine thread (which also
     /// serves DNS, the control socket and metrics) takes the first, the writer thread
-    /// (`threads = 2`) the second, or the first again. Empty (the default): the scheduler
-    /// places them. Worth it where ocalad shares few cores with busy applications, which the
+    /// (`threads = 2`) the second, or the first again; with one thread a second CPU is not
+    /// used (`ocala status` shows what was). Empty (the default): the scheduler places them. Worth it where ocalad shares few cores with busy applications, which the
     /// scheduler otherwise now and then stacks on ocalad's core (`benches/README.md`).
     pub cpus: Vec<usize>,
     /// Upstream resolvers for names that are not overlay names; empty means the

@@ -81,11 +81,7 @@ impl DatapathStats {
 /// "2 thread(s) on CPUs 1, 0": how many threads the data path has and where they are pinned
 /// (the engine thread's CPU first), for the log and `ocala status`.
 pub fn placement(threads: u64, cpus: &[u64]) -> String {
-    let list = cpus
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
+    let list = placement_list(cpus.iter().copied());
     match cpus.len() {
         0 => format!("{threads} thread(s)"),
         1 => format!("{threads} thread(s) on CPU {list}"),
@@ -93,12 +89,24 @@ pub fn placement(threads: u64, cpus: &[u64]) -> String {
     }
 }
 
-/// A refused `daemon.cpus`, with the thread and the CPU.
+/// A refused `daemon.cpus`, with the thread, the CPU and those it could have had.
 fn pinning(thread: &str, cpu: usize, e: io::Error) -> io::Error {
+    let choice = match affinity::allowed() {
+        Ok(cpus) => format!(
+            " (this process may run on CPUs {})",
+            placement_list(cpus.iter().map(|&c| c as u64))
+        ),
+        Err(_) => String::new(),
+    };
     io::Error::new(
         e.kind(),
-        format!("daemon.cpus: pinning the {thread} thread to CPU {cpu}: {e}"),
+        format!("daemon.cpus: pinning the {thread} thread to CPU {cpu}: {e}{choice}"),
     )
+}
+
+/// "0, 1, 3": CPUs as the log and the status list them.
+fn placement_list(cpus: impl Iterator<Item = u64>) -> String {
+    cpus.map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// Who writes the batches out.
