@@ -142,7 +142,11 @@ impl Datapath {
     ) -> io::Result<Self> {
         let threads = threads.clamp(1, 2);
         let engine_cpu = cpus.first().copied();
-        let writer_cpu = cpus.get(1).or(cpus.first()).copied().filter(|_| threads == 2);
+        let writer_cpu = cpus
+            .get(1)
+            .or(cpus.first())
+            .copied()
+            .filter(|_| threads == 2);
         if let Some(cpu) = engine_cpu {
             affinity::pin_current(cpu).map_err(|e| pinning("engine", cpu, e))?;
         }
