@@ -5,10 +5,13 @@
 
 use ocala_engine::config::{Config, OverlayConfig, Protection};
 use ocala_engine::dns::message::parse_query;
+use ocala_engine::wire::checksum;
 use ocala_engine::wire::ip::IpView;
 use ocala_engine::wire::message::Message;
-use ocala_engine::wire::rewrite::write_udp_packet;
+use ocala_engine::wire::rewrite::{rewrite_addresses, write_udp_packet};
+use ocala_engine::PartialChecksum;
 use ocala_engine::{Engine, Input, Instant, Output, OverlayId};
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -133,11 +136,44 @@ pub fn dns_query(data: &[u8]) {
     }
 }
 
-/// IP packets from the TUN: the view's fields stay inside the buffer.
+/// IP packets from the TUN or from a peer: the view's fields stay inside the buffer, and
+/// rewriting their addresses keeps the packet whole or leaves it untouched.
 pub fn ip_packet(data: &[u8]) {
-    if let Ok(ip) = IpView::parse(data) {
-        assert!(ip.payload().len() <= data.len());
-        let _ = (ip.src(), ip.dst(), ip.protocol(), ip.is_fragment());
+    let Ok(ip) = IpView::parse(data) else {
+        return;
+    };
+    assert!(ip.payload().len() <= data.len());
+    let _ = (ip.src(), ip.dst(), ip.protocol(), ip.is_fragment());
+    // Rewritten as a path's receiving end rewrites it, to the addresses exchanged, to all
+    // zeros and to all ones (the largest words a checksum adds): a refused rewrite leaves
+    // the packet as it was; a done one puts the new addresses in and keeps a valid IPv4
+    // header checksum and a valid TCP or UDP checksum valid.
+    let (src, dst) = (ip.src(), ip.dst());
+    let (zeros, ones) = match src {
+        IpAddr::V4(_) => (IpAddr::from([0u8; 4]), IpAddr::from([255u8; 4])),
+        IpAddr::V6(_) => (IpAddr::from([0u8; 16]), IpAddr::from([255u8; 16])),
+    };
+    let transport_holds =
+        |p: &[u8]| PartialChecksum::of(p).map(|c| c.leave_partial(&mut p.to_vec()).is_ok());
+    let header_holds = |p: &[u8]| {
+        let v4 = IpView::parse(p).ok().filter(|ip| ip.version() == 4);
+        v4.map(|ip| checksum::verify(&p[..ip.header_len()]))
+    };
+    for (new_src, new_dst) in [(dst, src), (zeros, zeros), (ones, ones)] {
+        let mut p = data.to_vec();
+        match rewrite_addresses(&mut p, new_src, new_dst) {
+            Err(_) => assert_eq!(p, data, "a refused rewrite changed the packet"),
+            Ok(()) => {
+                let ip = IpView::parse(&p).expect("a rewritten packet parses");
+                assert_eq!((ip.src(), ip.dst()), (new_src, new_dst));
+                if header_holds(data) == Some(true) {
+                    assert_eq!(header_holds(&p), Some(true), "IPv4 header checksum");
+                }
+                if transport_holds(data) == Some(true) {
+                    assert_eq!(transport_holds(&p), Some(true), "transport checksum");
+                }
+            }
+        }
     }
 }
 
