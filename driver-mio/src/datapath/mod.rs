@@ -147,6 +147,9 @@ impl Datapath {
             .or(cpus.first())
             .copied()
             .filter(|_| threads == 2);
+        if let (Some(cpu), 1) = (cpus.get(1), threads) {
+            tracing::warn!("daemon.cpus: CPU {cpu} is not used: the data path has one thread");
+        }
         if let Some(cpu) = engine_cpu {
             affinity::pin_current(cpu).map_err(|e| pinning("engine", cpu, e))?;
         }
