@@ -291,14 +291,7 @@ impl Daemon {
                 "off".into()
             },
             if d.udp_gro { "on" } else { "off" },
-            crate::datapath::placement(
-                d.threads.into(),
-                &d.cpus
-                    .iter()
-                    .flatten()
-                    .map(|&c| c as u64)
-                    .collect::<Vec<_>>()
-            ),
+            d.where_threads_run(),
         );
         let metrics = match cfg.daemon.metrics_listen {
             Some(addr) => {

@@ -54,6 +54,12 @@ pub struct DatapathStats {
 }
 
 impl DatapathStats {
+    /// [`placement`] of these threads, for the daemon's log.
+    pub fn where_threads_run(&self) -> String {
+        let cpus: Vec<u64> = self.cpus.iter().flatten().map(|&c| c as u64).collect();
+        placement(self.threads.into(), &cpus)
+    }
+
     /// The `datapath` object of `ocala status --json`.
     pub fn to_json(&self) -> Value {
         json!({
