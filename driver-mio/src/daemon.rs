@@ -38,10 +38,17 @@ const TRACE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Metrics clients' tokens, above the control clients'.
 const METRICS_BASE: usize = 1 << 21;
 
-/// Packets taken from one source per turn before the others get theirs. A TUN read may bring
-/// 48 and an overlay receive a few hundred, so the budget counts packets, not reads: with it
-/// an echo reply waits behind at most about 350 KB of bulk data (under 1 ms at 5 Gbit/s).
-const READ_BUDGET: usize = 256;
+/// Packets taken from one source per turn before the others get theirs. The budget counts
+/// packets, not reads, and no read brings more than one big batch: a TUN super-packet (up to
+/// 45 segments) or a GRO train (up to 64 datagrams; see [`Datapath::receive`]). So a turn on
+/// a busy source is about two of them, 128 KiB, a fifth of a millisecond at 5 Gbit/s, and
+/// what the other sources bring waits no longer: echo replies, and a TCP flow's
+/// acknowledgements. Those matter beyond their own wait: the sender's TCP paces by how its
+/// acknowledgements arrive, and ones held back through a long turn arrive in bursts that BBR
+/// answers with a larger window, so a longer queue. On the netns rig, encrypted at about
+/// 5.5 Gbit/s, a budget of 256 (about six batches) gave a mean loaded RTT of 2.34 ms and
+/// this one 1.48 ms over the same seven paired runs (benches/README.md).
+const READ_BUDGET: usize = 64;
 /// Largest netlink message read.
 const BUF_LEN: usize = 65_536;
 
@@ -466,7 +473,7 @@ impl Daemon {
     fn read_overlay(&mut self, index: usize) {
         let mut taken = 0;
         while taken < READ_BUDGET {
-            match self.datapath.receive(index) {
+            match self.datapath.receive(index, READ_BUDGET - taken) {
                 Ok(0) => return,
                 Ok(messages) => {
                     for m in 0..messages {

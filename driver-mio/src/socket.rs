@@ -199,12 +199,20 @@ impl OverlaySocket {
         self.offload && self.state.gro_segments() > 1
     }
 
-    /// One `recvmmsg` into `bufs`: how many messages arrived (each may be a GRO train; see
+    /// One `recvmmsg` into `bufs` of no more messages than it takes to bring `datagrams`
+    /// (one at least): how many messages arrived (each may be a GRO train; see
     /// [`RecvBufs::datagrams`]); `WouldBlock` when none was waiting.
-    pub fn recv(&self, bufs: &mut RecvBufs) -> io::Result<usize> {
+    pub fn recv(&self, bufs: &mut RecvBufs, datagrams: usize) -> io::Result<usize> {
+        let per_message = if self.gro() {
+            self.state.gro_segments()
+        } else {
+            1
+        };
+        let messages = datagrams.div_ceil(per_message).max(1);
         let mut slices: arrayvec::ArrayVec<IoSliceMut<'_>, BATCH> = bufs
             .bufs
             .iter_mut()
+            .take(messages)
             .map(|b| IoSliceMut::new(b.as_mut_slice()))
             .collect();
         self.state
@@ -338,7 +346,7 @@ mod tests {
             .map(|_| {
                 sender.send_to(b"waits", to).expect("sent");
                 std::thread::sleep(Duration::from_millis(30));
-                assert_eq!(socket.recv(&mut bufs).expect("received"), 1);
+                assert_eq!(socket.recv(&mut bufs, BATCH).expect("received"), 1);
                 bufs.queued(0)
             })
             .collect();
@@ -350,6 +358,28 @@ mod tests {
             "{waits:?}"
         );
         assert_eq!(bufs.queued(1), Duration::ZERO, "no such message");
+    }
+
+    #[test]
+    fn a_receive_takes_no_more_messages_than_its_datagrams_need() {
+        let local: SocketAddr = ([127, 0, 0, 1], 0).into();
+        // Without GRO each datagram is a message of its own.
+        let sink = OverlaySocket::bind(local, false).expect("a socket");
+        let to = sink.socket.local_addr().expect("its address");
+        let sender = std::net::UdpSocket::bind(local).expect("a sender");
+        for i in 0..3u8 {
+            sender.send_to(&[i; 10], to).expect("sent");
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        let mut bufs = RecvBufs::default();
+        assert_eq!(sink.recv(&mut bufs, 2).expect("received"), 2);
+        assert_eq!(
+            sink.recv(&mut bufs, 0).expect("received"),
+            1,
+            "one at least"
+        );
+        let last: Vec<&[u8]> = bufs.datagrams(0).map(|(_, d)| d).collect();
+        assert_eq!(last, [&[2u8; 10][..]]);
     }
 
     #[test]
@@ -380,7 +410,7 @@ mod tests {
     fn receive(sink: &OverlaySocket, bufs: &mut RecvBufs, count: usize) -> Vec<(Vec<u8>, Ecn)> {
         let mut got = Vec::new();
         while got.len() < count {
-            match sink.recv(bufs) {
+            match sink.recv(bufs, count - got.len()) {
                 Ok(n) => {
                     for m in 0..n {
                         let ecn = bufs.ecn(m);

@@ -245,12 +245,13 @@ impl Datapath {
         }
     }
 
-    /// One batched receive on overlay `index`: how many messages to feed ([`Self::feed`]).
-    pub fn receive(&mut self, index: usize) -> io::Result<usize> {
+    /// One batched receive on overlay `index` of about `datagrams` datagrams, or of one
+    /// message at least: how many messages to feed ([`Self::feed`]).
+    pub fn receive(&mut self, index: usize, datagrams: usize) -> io::Result<usize> {
         let Some(sock) = self.sockets.get(index) else {
             return Ok(0);
         };
-        let n = sock.recv(&mut self.rx)?;
+        let n = sock.recv(&mut self.rx, datagrams)?;
         self.stats.udp_receives += 1;
         Ok(n)
     }
