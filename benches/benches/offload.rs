@@ -81,7 +81,7 @@ fn offload(c: &mut Criterion) {
         authentic: true,
         partial: None,
     };
-    let mut coalescer = Coalescer::default();
+    let mut coalescer = Coalescer::new(true);
     group.bench_function("coalesce_48", |b| {
         b.iter(|| {
             let mut writes = 0;

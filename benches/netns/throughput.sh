@@ -17,6 +17,8 @@
 # The kernel's default congestion control drives every row; the rows marked CUBIC use CUBIC
 # (the usual default, which answers loss and ECN) to show the receive queue's CoDel at work:
 # with it (the default), with ECN on, and with it off (limits.queue_target_us = 0).
+# A second table has UDP sent as QUIC stacks send it, trains of datagrams in one send
+# (UDP_SEGMENT), direct and through ocala plain and encrypted: what the receiver got.
 # Needs root, iproute2, iperf3, dig, python3. Everything it creates is removed on exit, also
 # on failure. SECS sets the length of each iperf3 run (default 5).
 set -euo pipefail
@@ -100,7 +102,48 @@ measure() { # name target
     rows+=("$name|$one|$four|$idle|$loaded|$cpu")
 }
 
+# UDP as QUIC stacks send it: each send a train of 40 datagrams of 1200 B (UDP_SEGMENT), the
+# receiver reading trains (UDP_GRO); the Mbit/s the receiver got.
+UDP_SEND='
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_UDP, 103, 1200)
+train, end = b"q" * 1200 * 40, time.time() + float(sys.argv[2])
+while time.time() < end:
+    try:
+        s.sendto(train, (sys.argv[1], 7000))
+    except OSError:
+        pass
+'
+UDP_RECV='
+import socket, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+s.setsockopt(socket.IPPROTO_UDP, 104, 1)
+s.bind(("::", 7000))
+s.settimeout(2)
+buf, total, first, last = bytearray(65536), 0, 0.0, 0.0
+try:
+    while True:
+        total += s.recv_into(buf)
+        last = time.time()
+        first = first or last
+except socket.timeout:
+    pass
+print("%.0f" % (total * 8 / (last - first) / 1e6 if last > first else 0))
+'
+udp_rows=()
+udp_measure() { # name target
+    ip netns exec "$B" python3 -c "$UDP_RECV" >"$DIR/udp" &
+    local receiver=$!
+    sleep 0.3
+    ip netns exec "$A" python3 -c "$UDP_SEND" "$2" "$SECS"
+    wait "$receiver"
+    udp_rows+=("$1|$(cat "$DIR/udp")")
+}
+
 measure "direct veth" 10.92.0.2
+udp_measure "direct veth" 10.92.0.2
 
 "$BIN/ocala" ca init "$DIR/ca" >/dev/null
 for me in alice bob gw; do
@@ -167,6 +210,8 @@ measure "ocala plain, one hop" "$(handle bob.udp_plain.oci)"
 measure "ocala encrypted, one hop" "$(handle bob.udp)"
 measure "ocala encrypted, via gateway" "$(handle bob.udp_gw.udp)"
 CC=cubic measure "ocala encrypted, CUBIC" "$(handle bob.udp)"
+udp_measure "ocala plain, one hop" "$(handle bob.udp_plain.oci)"
+udp_measure "ocala encrypted, one hop" "$(handle bob.udp)"
 ip netns exec "$A" sysctl -q net.ipv4.tcp_ecn=1
 CC=cubic measure "ocala encrypted, CUBIC + ECN" "$(handle bob.udp)"
 ip netns exec "$A" sysctl -q net.ipv4.tcp_ecn=2
@@ -232,4 +277,10 @@ for r in "${rows[@]}"; do
     IFS='|' read -r name one four idle loaded cpu <<<"$r"
     ratio=$(python3 -c "print('%.2f' % ($one / $direct))")
     printf '%-32s %9s %9s %8s %9s %11s %10s\n' "$name" "$one" "$four" "$ratio" "$idle" "$loaded" "$cpu"
+done
+echo
+printf '%-32s %9s\n' "UDP, 40-datagram trains" "Mbit/s"
+for r in "${udp_rows[@]}"; do
+    IFS='|' read -r name mbit <<<"$r"
+    printf '%-32s %9s\n' "$name" "$mbit"
 done

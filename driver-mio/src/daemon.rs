@@ -286,12 +286,13 @@ impl Daemon {
         let datapath = Datapath::new(tun, sockets, cfg.daemon.data_threads(), &cfg.daemon.cpus)?;
         let d = datapath.stats();
         tracing::info!(
-            "data path: TUN offloads {}, UDP GSO {}, UDP GRO {}, {}",
+            "data path: TUN offloads {}, TUN USO {}, UDP GSO {}, UDP GRO {}, {}",
             match (d.tun_offload, d.tun_segments) {
                 (true, Some(n)) => format!("on ({n} segments at most)"),
                 (true, None) => "on".into(),
                 (false, _) => "off".into(),
             },
+            if d.tun_uso { "on" } else { "off" },
             if d.udp_gso > 1 {
                 format!("on ({} segments)", d.udp_gso)
             } else {

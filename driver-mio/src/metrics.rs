@@ -208,6 +208,7 @@ pub fn render(s: &Status, d: &DatapathStats) -> String {
         "Whether the kernel granted an offload (1) or not (0).",
     );
     t.sample("ocala_offload", &[("kind", "tun")], u8::from(d.tun_offload));
+    t.sample("ocala_offload", &[("kind", "tun_uso")], u8::from(d.tun_uso));
     t.sample("ocala_offload", &[("kind", "udp_gro")], u8::from(d.udp_gro));
     t.one(
         "ocala_tun_segments",
@@ -311,6 +312,7 @@ mod tests {
                 .observe(std::time::Duration::from_millis(ms));
         }
         let d = DatapathStats {
+            tun_uso: true,
             threads: 2,
             handed_off: 12,
             tun_segments: Some(45),
@@ -320,6 +322,7 @@ mod tests {
         for line in [
             "ocala_data_threads 2",
             "ocala_tun_segments 45",
+            "ocala_offload{kind=\"tun_uso\"} 1",
             "ocala_writer_batches_total 12",
             "ocala_paths{state=\"up\",protection=\"encrypt\"} 2",
             "ocala_paths{state=\"connecting\",protection=\"plain\"} 1",

@@ -13,7 +13,7 @@
 //!   "counters": { "tun_in": 10, "tun_out": 9, "datagrams_in": 12, "datagrams_out": 12, "relayed": 0, "dns_answered": 2,
 //!                 "cookie_replies": 0, "rekeys": 0, "ecn_marked": 0, "setups_timed": 1 },
 //!   "overlays": [ { "overlay": "udp", "datagrams_in": 12, "bytes_in": 1460, "datagrams_out": 12, "bytes_out": 1502 } ],
-//!   "datapath": { "tun_offload": true, "tun_segments": 45 (or null), "udp_gso_segments": 64, "udp_gro": true,
+//!   "datapath": { "tun_offload": true, "tun_uso": true, "tun_segments": 45 (or null), "udp_gso_segments": 64, "udp_gro": true,
 //!                 "threads": 1, "cpus": [] (or the engine thread's CPU, then the writer's), "tun_reads": 4, "tun_packets_in": 90, "tun_writes": 3, "tun_joined": 88, "bad_tun_reads": 0,
 //!                 "udp_receives": 2, "udp_datagrams_in": 91, "udp_sends": 3, "udp_datagrams_out": 92,
 //!                 "udp_send_errors": 0, "batches_handed_off": 0 } }
@@ -132,8 +132,9 @@ pub fn to_table(v: &Value) -> String {
             None => String::new(),
         };
         out.push_str(&format!(
-            "DATAPATH       TUN offloads {}{segments}, UDP GSO {} segment(s), UDP GRO {}, {}\n",
+            "DATAPATH       TUN offloads {}{segments}, TUN USO {}, UDP GSO {} segment(s), UDP GRO {}, {}\n",
             on("tun_offload"),
+            on("tun_uso"),
             text(&d["udp_gso_segments"]),
             on("udp_gro"),
             crate::datapath::placement(d["threads"].as_u64().unwrap_or(0), &cpus),
@@ -241,6 +242,7 @@ mod tests {
         let mut v = to_json(&Status::default());
         v["datapath"] = crate::datapath::DatapathStats {
             tun_offload: true,
+            tun_uso: true,
             tun_segments: Some(45),
             udp_gso: 64,
             threads: 2,
@@ -253,7 +255,7 @@ mod tests {
         .to_json();
         let t = to_table(&v);
         assert!(
-            t.contains("TUN offloads on (45 segments at most), UDP GSO 64 segment(s), UDP GRO off, 2 thread(s) on CPUs 1, 0")
+            t.contains("TUN offloads on (45 segments at most), TUN USO on, UDP GSO 64 segment(s), UDP GRO off, 2 thread(s) on CPUs 1, 0")
                 && t.contains("4 reads -> 90 packets")
                 && t.contains("7 batches written by the writer thread"),
             "{t}"

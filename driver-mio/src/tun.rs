@@ -13,8 +13,9 @@ use std::process::Command;
 /// An open, configured TUN device. Closing it (drop) removes the device and its routes.
 ///
 /// Opened with `IFF_VNET_HDR`: every read and write starts with a [`VnetHdr`]. With offloads
-/// on (`TUNSETOFFLOAD`: checksum, TSO for IPv4 and IPv6) the kernel hands over TCP
-/// super-packets and partial checksums, which [`crate::offload`] turns into plain packets.
+/// on (`TUNSETOFFLOAD`: checksum, TSO for IPv4 and IPv6, and USO where the kernel has it) the
+/// kernel hands over TCP and UDP super-packets and partial checksums, which
+/// [`crate::offload`] turns into plain packets.
 /// The `tun-tap` crate fixes the device's flags when it creates it and has no way to ask for
 /// `IFF_VNET_HDR`, so the device is opened here with the same two ioctls it makes plus one.
 ///
@@ -23,6 +24,7 @@ pub struct Tun {
     file: File,
     name: String,
     offload: bool,
+    uso: bool,
     segments: Option<u32>,
 }
 
@@ -101,23 +103,33 @@ fn limit_segments(dev: &str, segments: u32) -> Option<u32> {
     }
 }
 
-/// Asks for checksum and TCP segmentation offloads; `false` when the kernel refuses.
-fn enable_offloads(file: &File) -> bool {
-    let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
-    // SAFETY: TUNSETOFFLOAD takes its argument by value.
-    unsafe {
-        libc::ioctl(
-            file.as_raw_fd(),
-            libc::TUNSETOFFLOAD,
-            flags as libc::c_ulong,
-        ) == 0
+/// Asks for checksum and TCP segmentation offloads, and UDP segmentation (USO) with them
+/// where the kernel has it (Linux 6.2 and later; an older one refuses the whole set, and
+/// then gets the rest alone). Whether each was granted: (checksum and TCP, UDP).
+fn enable_offloads(file: &File) -> (bool, bool) {
+    let set = |flags: libc::c_uint| {
+        // SAFETY: TUNSETOFFLOAD takes its argument by value.
+        unsafe {
+            libc::ioctl(
+                file.as_raw_fd(),
+                libc::TUNSETOFFLOAD,
+                flags as libc::c_ulong,
+            ) == 0
+        }
+    };
+    let tcp = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+    if set(tcp | libc::TUN_F_USO4 | libc::TUN_F_USO6) {
+        (true, true)
+    } else {
+        (set(tcp), false)
     }
 }
 
 impl Tun {
     /// Opens `name` and gives it the node's addresses and `mtu`; asks for offloads when
-    /// `offload` is set and reports whether the kernel granted them ([`Tun::offload`]), and
-    /// then for super-packets of at most `segments` segments ([`Tun::segments`]).
+    /// `offload` is set and reports whether the kernel granted them ([`Tun::offload`],
+    /// [`Tun::uso`]), and then for super-packets of at most `segments` segments
+    /// ([`Tun::segments`]).
     pub fn open(
         name: &str,
         mtu: u16,
@@ -131,7 +143,11 @@ impl Tun {
                 format!("opening TUN {name}: {e} (root and /dev/net/tun needed)"),
             )
         })?;
-        let offload = offload && enable_offloads(&file);
+        let (offload, uso) = if offload {
+            enable_offloads(&file)
+        } else {
+            (false, false)
+        };
         let v4 = format!("{}/{}", handles.tun_v4, handles.pool_v4.len);
         let v6 = format!("{}/{}", handles.tun_v6, handles.pool_v6.len);
         ip(&["link", "set", "dev", &dev, "mtu", &mtu.to_string()])?;
@@ -143,6 +159,7 @@ impl Tun {
             file,
             name: dev,
             offload,
+            uso,
             segments,
         })
     }
@@ -155,6 +172,11 @@ impl Tun {
     /// Whether the kernel hands over TCP super-packets and partial checksums.
     pub fn offload(&self) -> bool {
         self.offload
+    }
+
+    /// Whether the kernel also hands over, and takes, UDP super-packets (USO).
+    pub fn uso(&self) -> bool {
+        self.uso
     }
 
     /// The most segments the kernel puts in one super-packet, where it took the limit.

@@ -113,6 +113,8 @@ fn topology() -> Topology {
         &["python3", "-m", "http.server", "8000", "--bind", "::"],
     );
     t.serve("bob", &["iperf3", "-s"]);
+    // Answers each ten datagrams with what it got (the USO check).
+    t.serve("bob", &["python3", "-c", TRAIN_CHECK]);
     t.serve(
         "bob",
         &[
@@ -124,6 +126,20 @@ fn topology() -> Topology {
     std::thread::sleep(Duration::from_millis(500));
     t
 }
+
+/// A UDP server on port 7000 that takes datagrams ten at a time and tells the sender
+/// whether they were ten of 1000 bytes, the `i`th all `i`s.
+const TRAIN_CHECK: &str = "import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(('::', 7000))
+while True:
+    got = []
+    while len(got) < 10:
+        d, peer = s.recvfrom(65536)
+        got.append(d)
+    ok = all(d == bytes([i]) * 1000 for i, d in enumerate(got))
+    s.sendto(b'10 datagrams of 1000 bytes, in order' if ok else repr([len(d) for d in got]).encode(), peer)
+";
 
 /// Runs tshark on `ifaces` of `host` while `during` runs: one line per packet that passes
 /// `filter`, the interface and the ECN field.
@@ -494,6 +510,32 @@ fn real_programs_over_ocala() {
     assert!(
         sends <= 4,
         "{sends} sends for {out} datagrams: {before:#}\n{after:#}"
+    );
+
+    // UDP trains both ways (USO): an app's ten datagrams sent in one `UDP_SEGMENT` send come
+    // out of alice's TUN in one read, and reach bob's app through one TUN write, each
+    // datagram whole and in order.
+    assert_eq!(after["tun_uso"], true, "this kernel takes USO: {after:#}");
+    let b0 = status_json(&t, "bob")["datapath"].clone();
+    let train = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.setsockopt(socket.IPPROTO_UDP, 103, 1000)\ns.settimeout(5)\n\
+         s.sendto(b''.join(bytes([i]) * 1000 for i in range(10)), ('{handle}', 7000))\n\
+         print(s.recv(100).decode())\n"
+    );
+    let echo = text(&t.exec("alice", &["python3", "-c", &train]));
+    assert_eq!(echo.trim(), "10 datagrams of 1000 bytes, in order");
+    let (a1, b1) = (
+        status_json(&t, "alice")["datapath"].clone(),
+        status_json(&t, "bob")["datapath"].clone(),
+    );
+    assert!(
+        grew(&a1, &after, "tun_packets_in") - grew(&a1, &after, "tun_reads") >= 9,
+        "the train came in one read: {after:#}\n{a1:#}"
+    );
+    assert!(
+        grew(&b1, &b0, "tun_joined") >= 10,
+        "bob wrote the train joined: {b0:#}\n{b1:#}"
     );
 
     // Prometheus scrapes alice: the text format parses, and it carries the same facts.

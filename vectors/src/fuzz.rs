@@ -177,14 +177,16 @@ pub fn ip_packet(data: &[u8]) {
     }
 }
 
-/// A TUN read (a `virtio_net_hdr` and a packet) through the daemon's software offloads:
+/// A TUN read (a `virtio_net_hdr` and a packet: TCP or UDP super-packets, or one packet)
+/// through the daemon's software offloads:
 /// cutting never yields a packet longer than the read or a partial checksum outside its
 /// packet, and joining loses and invents nothing — every super-packet the coalescer writes
 /// cuts again, without error, into segments with valid checksums once completed, as many as
 /// went in.
 pub fn tun_offload(data: &[u8]) {
     use ocala_mio::offload::coalesce::{Coalescer, Delivered};
-    use ocala_mio::offload::{segment, tcp::Layout, vnet::VnetHdr};
+    use ocala_mio::offload::layout::{self, Layout};
+    use ocala_mio::offload::{segment, vnet::VnetHdr};
     let mut read = data.to_vec();
     let Some((hdr, packet)) = VnetHdr::parse(&mut read) else {
         return;
@@ -202,7 +204,7 @@ pub fn tun_offload(data: &[u8]) {
     }
     assert!(cut.iter().all(|p| p.len() <= limit));
     let mut writes: Vec<Vec<u8>> = Vec::new();
-    Coalescer::default().write(&cut, |_| Delivered::default(), &mut |parts| {
+    Coalescer::new(true).write(&cut, |_| Delivered::default(), &mut |parts| {
         writes.push(parts.iter().flat_map(|p| p.iter().copied()).collect());
     });
     let mut out = 0;
@@ -215,7 +217,9 @@ pub fn tun_offload(data: &[u8]) {
         segment::split(&wh, p, &mut |s, partial| {
             let mut s = s.to_vec();
             assert!(partial.is_some_and(|c| c.complete(&mut s)));
-            let l = Layout::of(&s, None).expect("a joined segment is TCP");
+            let l = layout::protocol(&s)
+                .and_then(|proto| Layout::of(&s, proto, None))
+                .expect("a joined segment is TCP or UDP");
             assert!(l.checksums_hold(&s), "a joined segment's checksums hold");
             out += 1;
         })

@@ -94,10 +94,11 @@ pub struct Egress {
 
 impl Egress {
     pub fn new(tun: Option<Arc<Tun>>, sockets: Arc<[OverlaySocket]>) -> Egress {
+        let coalescer = Coalescer::new(tun.as_deref().is_some_and(Tun::uso));
         Egress {
             tun,
             sockets,
-            coalescer: Coalescer::default(),
+            coalescer,
             stats: EgressStats::default(),
         }
     }
@@ -112,7 +113,8 @@ impl Egress {
     }
 
     /// Writes a batch out: every datagram, runs of equal size to one peer as one GSO send,
-    /// and every packet for local apps, joined per TCP flow when the TUN takes super-packets.
+    /// and every packet for local apps, joined per TCP (and UDP) flow when the TUN takes
+    /// super-packets.
     pub fn write(&mut self, batch: &Batch) {
         let mut i = 0;
         while i < batch.tx.len() {

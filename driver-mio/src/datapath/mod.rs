@@ -35,6 +35,8 @@ const TUN_READ: usize = vnet::LEN + 65_536;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DatapathStats {
     pub tun_offload: bool,
+    /// The TUN also takes and hands over UDP super-packets (USO).
+    pub tun_uso: bool,
     /// The most segments in a TUN super-packet, where the kernel took the limit.
     pub tun_segments: Option<u32>,
     pub udp_gso: usize,
@@ -64,6 +66,7 @@ impl DatapathStats {
     pub fn to_json(&self) -> Value {
         json!({
             "tun_offload": self.tun_offload,
+            "tun_uso": self.tun_uso,
             "tun_segments": self.tun_segments,
             "udp_gso_segments": self.udp_gso,
             "udp_gro": self.udp_gro,
@@ -163,6 +166,7 @@ impl Datapath {
         let sockets: Arc<[OverlaySocket]> = sockets.into();
         let stats = DatapathStats {
             tun_offload: tun.as_deref().is_some_and(Tun::offload),
+            tun_uso: tun.as_deref().is_some_and(Tun::uso),
             tun_segments: tun.as_deref().and_then(Tun::segments),
             udp_gro: !sockets.is_empty() && sockets.iter().all(|s| s.gro()),
             threads,

@@ -1,12 +1,15 @@
 //! Engine → TUN: the packets the engine delivers to local apps in one batch often are
-//! consecutive segments of one TCP flow. Joined into one super-packet with a `virtio_net_hdr`
-//! that says "TCP, cut at this size, checksum partial", the kernel takes them in one write
-//! and hands them to the local socket as one (the receive half of GRO, done in software).
+//! consecutive segments of one TCP flow, or datagrams of one UDP flow. Joined into one
+//! super-packet with a `virtio_net_hdr` that says "TCP (or UDP), cut at this size, checksum
+//! partial", the kernel takes them in one write and hands them to the local socket as one, or
+//! cuts them again on the way there (the receive half of GRO, done in software).
 //!
-//! Only what the kernel's own GRO would join is joined: same flow and headers, consecutive
-//! sequence numbers, only ACK (and PSH, which ends a run) set, equal sizes but a shorter
-//! last one, valid checksums (a join gets a fresh checksum, so a corrupt segment must not
-//! slip in), at most 64 KiB and 64 segments. The joined write is vectored: one copy of the
+//! Only what the kernel's own GRO would join is joined: same flow and headers, equal sizes
+//! but a shorter last one, valid checksums (a join gets a fresh checksum, so a corrupt
+//! segment must not slip in), at most 64 KiB and 64 segments; for TCP also consecutive
+//! sequence numbers and only ACK (and PSH, which ends a run) set. UDP datagrams are joined
+//! only where the TUN took UDP segmentation (USO, Linux 6.2), the kernel's sign that it
+//! understands such a write. The joined write is vectored: one copy of the
 //! first segment's headers, then every payload where the engine left it. Segments the engine
 //! opened on a secure path are not summed again ([`ocala_engine::Packet::authentic`]): the
 //! path's tag or MAC already proved them what the peer's ocala sent, with the checksums it
@@ -15,7 +18,7 @@
 //! check: flagged on a secure path, or from a plain path in the partial form, whose sender
 //! checked any checksum its kernel had completed and whose hops' UDP checksums covered it.
 
-use super::tcp::{self, Layout};
+use super::layout::{self, Layout};
 use super::vnet::{self, VnetHdr};
 use arrayvec::ArrayVec;
 use ocala_engine::PartialChecksum;
@@ -86,27 +89,39 @@ pub struct CoalesceStats {
     pub joined: u64,
 }
 
-/// Joins TCP segments on their way to the TUN without copying their payloads: `write` gets
-/// the parts of one write (a `virtio_net_hdr` first) for one vectored write.
+/// Joins TCP segments (and UDP datagrams, when told to) on their way to the TUN without
+/// copying their payloads: `write` gets the parts of one write (a `virtio_net_hdr` first)
+/// for one vectored write.
 #[derive(Default)]
 pub struct Coalescer {
     runs: Vec<Run>,
+    /// UDP datagrams are joined too (the TUN took USO).
+    udp: bool,
     pub stats: CoalesceStats,
 }
 
-/// Whether `packet` is a TCP data segment that may join a run, and its layout. Its
-/// checksums are checked unless it is authentic or partial (nothing to check).
-fn joinable(packet: &[u8], about: Delivered) -> Option<Layout> {
-    let l = Layout::of(packet, None)?;
+/// The layout of a TCP or UDP packet, whatever it holds.
+fn layout_of(packet: &[u8]) -> Option<Layout> {
+    Layout::of(packet, layout::protocol(packet)?, None)
+}
+
+/// Whether `packet` is a TCP data segment or a UDP datagram that may join a run, and its
+/// layout. Its checksums are checked unless it is authentic or partial (nothing to check).
+fn joinable(packet: &[u8], about: Delivered, udp: bool) -> Option<Layout> {
+    let l = layout_of(packet)?;
     let ip_len = if l.v6 {
-        usize::from(tcp::get16(packet, 4)) + 40
+        usize::from(layout::get16(packet, 4)) + 40
     } else {
-        usize::from(tcp::get16(packet, 2))
+        usize::from(layout::get16(packet, 2))
     };
-    let flags = *packet.get(l.l4 + 13)?;
-    let only_ack = flags & !tcp::PSH == tcp::ACK;
+    let kind_ok = if l.proto == layout::PROTO_TCP {
+        let flags = *packet.get(l.l4 + 13)?;
+        flags & !layout::PSH == layout::ACK
+    } else {
+        udp && usize::from(layout::get16(packet, l.l4 + 4)) == packet.len() - l.l4
+    };
     let ok = ip_len == packet.len()
-        && only_ack
+        && kind_ok
         && packet.len() > l.payload
         && l.payload <= MAX_HEADERS
         && (!l.v6 || l.l4 == 40)
@@ -122,7 +137,7 @@ fn same_flow(l: &Layout, a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Whether every header field but those that differ between segments of one send is equal:
-/// not the lengths, IPv4 ID and checksums, sequence number, PSH or TCP checksum.
+/// not the lengths, IPv4 ID and checksums, sequence number, PSH or transport checksum.
 fn same_headers(l: &Layout, a: &[u8], b: &[u8]) -> bool {
     let eq = |r: std::ops::Range<usize>| a.get(r.clone()) == b.get(r);
     let ip = if l.v6 {
@@ -131,7 +146,10 @@ fn same_headers(l: &Layout, a: &[u8], b: &[u8]) -> bool {
         eq(0..2) && eq(6..10) && eq(12..l.l4)
     };
     let t = l.l4;
-    let flags = |p: &[u8]| p.get(t + 13).map(|f| f & !tcp::PSH);
+    if l.proto == layout::PROTO_UDP {
+        return ip && eq(t..t + 4);
+    }
+    let flags = |p: &[u8]| p.get(t + 13).map(|f| f & !layout::PSH);
     ip && eq(t..t + 4)
         && eq(t + 8..t + 13)
         && flags(a) == flags(b)
@@ -150,7 +168,7 @@ impl Run {
         !self.closed
             && !self.segments.is_full()
             && *l == self.layout
-            && tcp::get32(packet, l.l4 + 4) == self.next_seq
+            && (l.proto == layout::PROTO_UDP || layout::get32(packet, l.l4 + 4) == self.next_seq)
             && len <= self.mss
             && self.total + len <= MAX_TOTAL
             && same_headers(l, first, packet)
@@ -161,13 +179,26 @@ impl Run {
         self.segments.push(i);
         self.next_seq = self.next_seq.wrapping_add(len as u32);
         self.total += len;
-        let psh = packet.get(l.l4 + 13).is_some_and(|f| f & tcp::PSH != 0);
+        let psh = has_psh(l, packet);
         self.psh |= psh;
         self.closed = psh || len < self.mss;
     }
 }
 
+/// Whether `packet` is a TCP segment with PSH set.
+fn has_psh(l: &Layout, packet: &[u8]) -> bool {
+    l.proto == layout::PROTO_TCP && packet.get(l.l4 + 13).is_some_and(|f| f & layout::PSH != 0)
+}
+
 impl Coalescer {
+    /// A coalescer that joins TCP segments, and UDP datagrams when `udp` is set.
+    pub fn new(udp: bool) -> Coalescer {
+        Coalescer {
+            udp,
+            ..Coalescer::default()
+        }
+    }
+
     /// Writes the packets of one batch, in order within each flow: segments that may join
     /// are joined, the rest written as they came. `about` says what the engine said of each:
     /// authentic ones join without their checksums being summed again, partial ones are
@@ -196,10 +227,10 @@ impl Coalescer {
         write: &mut impl FnMut(&[IoSlice<'_>]),
     ) {
         let packet = at(packets, i);
-        let Some(l) = joinable(packet, about) else {
-            // A TCP packet that cannot join (SYN, FIN, pure ACK, ...) must not overtake its
-            // flow's run.
-            if let Some(l) = Layout::of(packet, None) {
+        let Some(l) = joinable(packet, about, self.udp) else {
+            // A packet that cannot join (SYN, FIN, pure ACK, a datagram without a checksum,
+            // ...) must not overtake its flow's run.
+            if let Some(l) = layout_of(packet) {
                 if let Some(r) = self.run_of(packets, &l, packet) {
                     self.write_run(packets, r, write);
                 }
@@ -234,20 +265,22 @@ impl Coalescer {
         l: &Layout,
         packet: &[u8],
     ) -> Option<usize> {
-        self.runs
-            .iter()
-            .position(|r| r.layout.v6 == l.v6 && same_flow(l, at(packets, r.segments[0]), packet))
+        self.runs.iter().position(|r| {
+            (r.layout.v6, r.layout.proto) == (l.v6, l.proto)
+                && same_flow(l, at(packets, r.segments[0]), packet)
+        })
     }
 
     fn start(&mut self, i: usize, first: Delivered, l: Layout, packet: &[u8]) {
         let mut segments = ArrayVec::new();
         segments.push(i);
-        let psh = packet.get(l.l4 + 13).is_some_and(|f| f & tcp::PSH != 0);
+        let psh = has_psh(&l, packet);
         self.runs.push(Run {
             segments,
             first,
             layout: l,
-            next_seq: tcp::get32(packet, l.l4 + 4).wrapping_add((packet.len() - l.payload) as u32),
+            next_seq: layout::get32(packet, l.l4 + 4)
+                .wrapping_add((packet.len() - l.payload) as u32),
             mss: packet.len() - l.payload,
             total: packet.len(),
             psh,
@@ -257,7 +290,8 @@ impl Coalescer {
 
     /// Writes run `r`: a lone segment as it came; joined ones as one super-packet, the first
     /// segment's headers (with the joined length, PSH if any had it, and the pseudo-header
-    /// sum for the kernel to complete) and then every segment's payload where it lies.
+    /// sum for the kernel to complete) and then every segment's payload where it lies. The
+    /// kernel gives each piece of a UDP one its own length again when it cuts it.
     fn write_run<P: Deref<Target = [u8]>>(
         &mut self,
         packets: &[P],
@@ -279,22 +313,22 @@ impl Coalescer {
         headers.copy_from_slice(&first[..l.payload]);
         l.set_ip(headers, run.total);
         if run.psh {
-            headers[l.l4 + 13] |= tcp::PSH;
+            headers[l.l4 + 13] |= layout::PSH;
         }
         // A partial checksum: the pseudo-header's sum, which the kernel completes.
         let partial = ocala_engine::wire::checksum::fold(l.pseudo(headers, run.total - l.l4));
-        tcp::put16(headers, l.l4 + 16, partial);
+        layout::put16(headers, l.l4 + l.checksum_offset(), partial);
         let gso = VnetHdr {
             flags: vnet::NEEDS_CSUM,
-            gso_type: if l.v6 {
-                vnet::GSO_TCPV6
-            } else {
-                vnet::GSO_TCPV4
+            gso_type: match (l.proto, l.v6) {
+                (layout::PROTO_UDP, _) => vnet::GSO_UDP_L4,
+                (_, true) => vnet::GSO_TCPV6,
+                (_, false) => vnet::GSO_TCPV4,
             },
             hdr_len: l.payload as u16,
             gso_size: run.mss as u16,
             csum_start: l.l4 as u16,
-            csum_offset: 16,
+            csum_offset: l.checksum_offset() as u16,
         };
         hdr.copy_from_slice(&gso.encode());
         let mut parts: ArrayVec<IoSlice<'_>, { MAX_SEGMENTS + 1 }> = ArrayVec::new();

@@ -4,8 +4,8 @@
 //! engine can carry; [`coalesce`] joins what the engine delivers before it goes back.
 
 pub mod coalesce;
+pub mod layout;
 pub mod segment;
-pub mod tcp;
 pub mod vnet;
 
 #[cfg(test)]

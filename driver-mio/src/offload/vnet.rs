@@ -1,6 +1,6 @@
 //! The `virtio_net_hdr` that a TUN device opened with `IFF_VNET_HDR` puts in front of every
-//! packet: how the kernel says "this is one 64 KiB TCP segment, cut it at `gso_size`" and
-//! "the checksum is only partial", and how the daemon says the same back.
+//! packet: how the kernel says "this is one 64 KiB TCP segment (or UDP train), cut it at
+//! `gso_size`" and "the checksum is only partial", and how the daemon says the same back.
 
 /// Its size without the mergeable-buffers count (`TUNSETVNETHDRSZ` default).
 pub const LEN: usize = 10;
@@ -12,6 +12,8 @@ pub const NEEDS_CSUM: u8 = 1;
 pub const GSO_NONE: u8 = 0;
 pub const GSO_TCPV4: u8 = 1;
 pub const GSO_TCPV6: u8 = 4;
+/// UDP segmentation (USO), either IP version: datagrams of `gso_size` bytes of payload.
+pub const GSO_UDP_L4: u8 = 5;
 /// Set beside a type when the segments carry ECN's CWR.
 pub const GSO_ECN: u8 = 0x80;
 
