@@ -39,16 +39,17 @@ const TRACE_TIMEOUT: Duration = Duration::from_secs(60);
 const METRICS_BASE: usize = 1 << 21;
 
 /// Packets taken from one source per turn before the others get theirs. The budget counts
-/// packets, not reads, and no read brings more than one big batch: a TUN super-packet (up to
-/// 45 segments) or a GRO train (up to 64 datagrams; see [`Datapath::receive`]). So a turn on
-/// a busy source is about two of them, 128 KiB, a fifth of a millisecond at 5 Gbit/s, and
-/// what the other sources bring waits no longer: echo replies, and a TCP flow's
-/// acknowledgements. Those matter beyond their own wait: the sender's TCP paces by how its
-/// acknowledgements arrive, and ones held back through a long turn arrive in bursts that BBR
-/// answers with a larger window, so a longer queue. On the netns rig, encrypted at about
-/// 5.5 Gbit/s, a budget of 256 (about six batches) gave a mean loaded RTT of 2.34 ms and
-/// this one 1.48 ms over the same seven paired runs (benches/README.md).
-const READ_BUDGET: usize = 64;
+/// packets, not reads, and a socket receive asks for no more GRO trains than the budget's
+/// datagrams need ([`Datapath::receive`]). So a turn on a busy source is about three TUN
+/// super-packets (45 segments each) or GRO trains, 190 KiB, a third of a millisecond at
+/// 5 Gbit/s, and what the other sources bring waits no longer: echo replies, and a TCP
+/// flow's acknowledgements. Those matter beyond their own wait: the sender's TCP paces by
+/// how its acknowledgements arrive, and ones held back through a long turn arrive in bursts
+/// that BBR answers with a larger window, so a longer queue. Shorter turns cost system
+/// calls. On the netns rig (5 s paired runs, benches/README.md) this budget kept a loaded
+/// RTT of 1.42 ms encrypted and 1.13 ms plain, where 256 had 2.43 and 1.52 ms, and it
+/// moved more than both 256 and 64 (plain 8253 Mbit/s on average against 7558 and 7652).
+const READ_BUDGET: usize = 128;
 /// Largest netlink message read.
 const BUF_LEN: usize = 65_536;
 
