@@ -516,27 +516,37 @@ fn real_programs_over_ocala() {
     // out of alice's TUN in one read, and reach bob's app through one TUN write, each
     // datagram whole and in order.
     assert_eq!(after["tun_uso"], true, "this kernel takes USO: {after:#}");
-    let b0 = status_json(&t, "bob")["datapath"].clone();
-    let train = format!(
-        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-         s.setsockopt(socket.IPPROTO_UDP, 103, 1000)\ns.settimeout(5)\n\
-         s.sendto(b''.join(bytes([i]) * 1000 for i in range(10)), ('{handle}', 7000))\n\
-         print(s.recv(100).decode())\n"
-    );
-    let echo = text(&t.exec("alice", &["python3", "-c", &train]));
-    assert_eq!(echo.trim(), "10 datagrams of 1000 bytes, in order");
-    let (a1, b1) = (
-        status_json(&t, "alice")["datapath"].clone(),
-        status_json(&t, "bob")["datapath"].clone(),
-    );
-    assert!(
-        grew(&a1, &after, "tun_packets_in") - grew(&a1, &after, "tun_reads") >= 9,
-        "the train came in one read: {after:#}\n{a1:#}"
-    );
-    assert!(
-        grew(&b1, &b0, "tun_joined") >= 10,
-        "bob wrote the train joined: {b0:#}\n{b1:#}"
-    );
+    // IPv4 to bob's handle, then IPv6 to his name (its AAAA handle).
+    for (family, to) in [("AF_INET", handle.as_str()), ("AF_INET6", "bob.udp")] {
+        let (a0, b0) = (
+            status_json(&t, "alice")["datapath"].clone(),
+            status_json(&t, "bob")["datapath"].clone(),
+        );
+        let train = format!(
+            "import socket\ns = socket.socket(socket.{family}, socket.SOCK_DGRAM)\n\
+             s.setsockopt(socket.IPPROTO_UDP, 103, 1000)\ns.settimeout(5)\n\
+             s.sendto(b''.join(bytes([i]) * 1000 for i in range(10)), ('{to}', 7000))\n\
+             print(s.recv(100).decode())\n"
+        );
+        let echo = text(&t.exec("alice", &["python3", "-c", &train]));
+        assert_eq!(
+            echo.trim(),
+            "10 datagrams of 1000 bytes, in order",
+            "{family}"
+        );
+        let (a1, b1) = (
+            status_json(&t, "alice")["datapath"].clone(),
+            status_json(&t, "bob")["datapath"].clone(),
+        );
+        assert!(
+            grew(&a1, &a0, "tun_packets_in") - grew(&a1, &a0, "tun_reads") >= 9,
+            "{family}: the train came in one read: {a0:#}\n{a1:#}"
+        );
+        assert!(
+            grew(&b1, &b0, "tun_joined") >= 10,
+            "{family}: bob wrote the train joined: {b0:#}\n{b1:#}"
+        );
+    }
 
     // Prometheus scrapes alice: the text format parses, and it carries the same facts.
     let scrape = text(&t.exec("alice", &["curl", "-sf", "http://127.0.0.1:9465/metrics"]));
