@@ -129,11 +129,22 @@ fn joinable(packet: &[u8], about: Delivered, udp: bool) -> Option<Layout> {
     ok.then_some(l)
 }
 
+/// Whether two IP packets are of one IP version and between the same addresses, each the
+/// same way.
+fn same_hosts(a: &[u8], b: &[u8]) -> bool {
+    let version = |p: &[u8]| p.first().map(|v| v >> 4);
+    let addrs = match version(a) {
+        Some(4) => 12..20,
+        Some(6) => 8..40,
+        _ => return false,
+    };
+    version(a) == version(b) && a.get(addrs.clone()) == b.get(addrs)
+}
+
 /// Whether two packets with the same layout belong to the same flow.
 fn same_flow(l: &Layout, a: &[u8], b: &[u8]) -> bool {
-    let addrs = if l.v6 { 8..40 } else { 12..20 };
     let ports = l.l4..l.l4 + 4;
-    a.get(addrs.clone()) == b.get(addrs) && a.get(ports.clone()) == b.get(ports)
+    same_hosts(a, b) && a.get(ports.clone()) == b.get(ports)
 }
 
 /// Whether every header field but those that differ between segments of one send is equal:
@@ -228,11 +239,24 @@ impl Coalescer {
     ) {
         let packet = at(packets, i);
         let Some(l) = joinable(packet, about, self.udp) else {
-            // A packet that cannot join (SYN, FIN, pure ACK, a datagram without a checksum,
-            // ...) must not overtake its flow's run.
-            if let Some(l) = layout_of(packet) {
-                if let Some(r) = self.run_of(packets, &l, packet) {
-                    self.write_run(packets, r, write);
+            // A packet that cannot join (SYN, FIN, pure ACK, a datagram whose checksum fails,
+            // ...) must not overtake its flow's run; nor a fragment, or a packet behind
+            // IPv6 extension headers, whose ports cannot be read here: it may belong to any
+            // run between the same two hosts, and those go first.
+            match layout_of(packet) {
+                Some(l) => {
+                    if let Some(r) = self.run_of(packets, &l, packet) {
+                        self.write_run(packets, r, write);
+                    }
+                }
+                None => {
+                    while let Some(r) = self
+                        .runs
+                        .iter()
+                        .position(|r| same_hosts(at(packets, r.segments[0]), packet))
+                    {
+                        self.write_run(packets, r, write);
+                    }
                 }
             }
             self.stats.writes += 1;

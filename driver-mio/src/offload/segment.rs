@@ -24,7 +24,7 @@ pub enum SplitError {
     NotAsTyped,
     /// Segment size zero.
     BadSegmentSize,
-    /// Headers longer than any TCP packet's (`MAX_HEADERS`).
+    /// Headers longer than any TCP or UDP packet's (`MAX_HEADERS`).
     HeadersTooLong,
 }
 

@@ -231,9 +231,42 @@ fn split_segments_join_back_into_one_write_that_splits_the_same_way() {
         assert_eq!(whdr.gso_size as usize, MSS);
         assert_eq!(whdr.gso_type, hdr.gso_type);
         assert_eq!(whdr.flags, vnet::NEEDS_CSUM);
+        assert_read_as_the_kernel_reads_it(&whdr, &wpacket);
         // The kernel would cut the write exactly as the sender's TSO did.
         assert_eq!(split_all(&whdr, &mut wpacket).unwrap(), segs);
     }
+}
+
+/// What the kernel takes from a joined write's headers rather than computing again: the IP
+/// length fields (and UDP's), the IPv4 header checksum, and the partial checksum, which it
+/// adjusts for each piece's length. `split` recomputes them all, so checking that a joined
+/// write cuts back right does not check these.
+fn assert_read_as_the_kernel_reads_it(hdr: &VnetHdr, packet: &[u8]) {
+    let proto = layout::protocol(packet).unwrap();
+    let l = Layout::of(packet, proto, None).unwrap();
+    assert_eq!(usize::from(hdr.csum_start), l.l4);
+    assert_eq!(usize::from(hdr.csum_offset), l.checksum_offset());
+    if l.v6 {
+        assert_eq!(usize::from(layout::get16(packet, 4)) + 40, packet.len());
+    } else {
+        assert_eq!(usize::from(layout::get16(packet, 2)), packet.len());
+        assert!(
+            checksum::verify(&packet[..l.l4]),
+            "the IPv4 header checksum"
+        );
+    }
+    if proto == layout::PROTO_UDP {
+        assert_eq!(
+            usize::from(layout::get16(packet, l.l4 + 4)),
+            packet.len() - l.l4
+        );
+    }
+    let partial = layout::get16(packet, l.l4 + l.checksum_offset());
+    assert_eq!(
+        partial,
+        checksum::fold(l.pseudo(packet, packet.len() - l.l4)),
+        "the pseudo-header's sum, with the joined length"
+    );
 }
 
 #[test]
@@ -576,12 +609,7 @@ fn a_udp_super_packet_splits_into_datagrams_that_join_back_into_one_write() {
             (w.gso_type, w.gso_size, w.csum_offset, w.hdr_len),
             (vnet::GSO_UDP_L4, 1200, 6, head as u16)
         );
-        let l = Layout::of(&joined, layout::PROTO_UDP, None).unwrap();
-        assert_eq!(
-            usize::from(layout::get16(&joined, l.l4 + 4)),
-            joined.len() - l.l4,
-            "the joined datagram's own length"
-        );
+        assert_read_as_the_kernel_reads_it(&w, &joined);
         assert_eq!(split_all(&w, &mut joined).unwrap(), datagrams, "v6 {v6}");
     }
 }
@@ -637,4 +665,58 @@ fn udp_datagrams_join_only_where_the_tun_takes_them_and_only_like_the_kernel() {
         // for them.
         assert_eq!(coalesce_all_as(&batch, true).0.len(), 1);
     }
+}
+
+#[test]
+fn a_fragment_does_not_overtake_a_run_between_the_same_hosts() {
+    // An IPv4 UDP datagram too big for the path, in two fragments: neither shows ports, so
+    // either may belong to the pending run of its hosts, which must leave first.
+    let whole = udp_packet(false, 1, &payload(2000));
+    let fragment = |range: std::ops::Range<usize>, offset: u16, more: bool| {
+        let mut f = whole[..20].to_vec();
+        f.extend_from_slice(&whole[range]);
+        let flags = if more { 0x2000 } else { 0 };
+        layout::put16(&mut f, 6, flags | (offset / 8));
+        let total = f.len();
+        layout::put16(&mut f, 2, total as u16);
+        layout::put16(&mut f, 10, 0);
+        let c = checksum::internet_checksum(&f[..20]);
+        layout::put16(&mut f, 10, c);
+        f
+    };
+    let (first, last) = (
+        fragment(20..1500, 0, true),
+        fragment(1500..2028, 1480, false),
+    );
+    let other_hosts = {
+        let mut p = udp_packet(false, 1, &payload(1000));
+        p[19] = 9;
+        let (l, total) = (Layout::of(&p, layout::PROTO_UDP, None).unwrap(), p.len());
+        l.set_ip(&mut p, total);
+        layout::put16(&mut p, 26, 0);
+        let c = checksum::add(l.pseudo(&p, total - 20), checksum::sum(&p[20..]));
+        layout::put16(&mut p, 26, checksum::finish(c));
+        p
+    };
+    let run = |port| udp_packet(false, port, &payload(1000));
+    let batch = vec![
+        run(1),
+        other_hosts.clone(),
+        run(1),
+        first.clone(),
+        other_hosts.clone(),
+        last.clone(),
+    ];
+    let (writes, _) = coalesce_all(&batch);
+    let kinds: Vec<(u8, usize)> = writes.iter().map(|(h, p)| (h.gso_type, p.len())).collect();
+    assert_eq!(
+        kinds,
+        [
+            (vnet::GSO_UDP_L4, 2028),
+            (vnet::GSO_NONE, first.len()),
+            (vnet::GSO_NONE, last.len()),
+            (vnet::GSO_UDP_L4, 2028),
+        ],
+        "the run of 10.0.0.1 -> 10.0.0.2 before its fragments; the other hosts' run after"
+    );
 }
