@@ -18,7 +18,8 @@
 # (the usual default, which answers loss and ECN) to show the receive queue's CoDel at work:
 # with it (the default), with ECN on, and with it off (limits.queue_target_us = 0).
 # A second table has UDP sent as QUIC stacks send it, trains of datagrams in one send
-# (UDP_SEGMENT), direct and through ocala plain and encrypted: what the receiver got.
+# (UDP_SEGMENT), direct, through ocala plain and encrypted, and through boringtun: what the
+# receiver got.
 # Needs root, iproute2, iperf3, dig, python3. Everything it creates is removed on exit, also
 # on failure. SECS sets the length of each iperf3 run (default 5).
 set -euo pipefail
@@ -259,6 +260,7 @@ if command -v boringtun-cli >/dev/null && command -v wg >/dev/null; then
         ip -n "$ns" link set wgb mtu 1420 up
     done
     measure "boringtun (userspace WireGuard)" 10.93.0.2
+    udp_measure "boringtun (userspace WireGuard)" 10.93.0.2
     CC=cubic measure "boringtun, CUBIC" 10.93.0.2
     if [ "$CORES" -ge 2 ]; then
         # Every thread of A's boringtun on CPU 0, of B's on CPU 1.
