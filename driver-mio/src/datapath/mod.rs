@@ -2,7 +2,7 @@
 //! be a 64 KiB TCP super-packet, cut into segments for the engine; the datagrams the engine
 //! sends in reply to one read or one receive are queued and leave in as few `sendmsg` calls
 //! as GSO allows; packets it delivers are joined per TCP flow before they are written
-//! ([`egress`]), on a second thread where `daemon.threads = 2` ([`writer`]).
+//! (`egress.rs`), on a second thread where `daemon.threads = 2` (`writer.rs`).
 //!
 //! The engine takes a receive's datagrams as one batch (`Engine::handle_batch`, payloads
 //! borrowed from the read buffers) and a super-packet's segments one by one as they are cut
