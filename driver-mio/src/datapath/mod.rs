@@ -1,8 +1,8 @@
 //! The daemon's data path: the TUN and the overlay sockets, moved in batches. A TUN read may
-//! be a 64 KiB TCP super-packet, cut into segments for the engine; the datagrams the engine
-//! sends in reply to one read or one receive are queued and leave in as few `sendmsg` calls
-//! as GSO allows; packets it delivers are joined per TCP flow before they are written
-//! (`egress.rs`), on a second thread where `daemon.threads = 2` (`writer.rs`).
+//! be a 64 KiB TCP or UDP super-packet, cut into segments for the engine; the datagrams the
+//! engine sends in reply to one read or one receive are queued and leave in as few `sendmsg`
+//! calls as GSO allows; packets it delivers are joined per TCP (or UDP) flow before they are
+//! written (`egress.rs`), on a second thread where `daemon.threads = 2` (`writer.rs`).
 //!
 //! The engine takes a receive's datagrams as one batch (`Engine::handle_batch`, payloads
 //! borrowed from the read buffers) and a super-packet's segments one by one as they are cut
