@@ -335,7 +335,7 @@ impl Coalescer {
         let (hdr, headers) = head.split_at_mut(vnet::LEN);
         let headers = &mut headers[..l.payload];
         headers.copy_from_slice(&first[..l.payload]);
-        l.set_ip(headers, run.total);
+        l.set_lengths(headers, run.total);
         if run.psh {
             headers[l.l4 + 13] |= layout::PSH;
         }

@@ -97,7 +97,7 @@ impl Layout {
 
     /// Sets the IP length fields for a packet of `total` bytes and, for IPv4, the header
     /// checksum; for UDP also the datagram's length. `packet` holds at least the headers.
-    pub fn set_ip(&self, packet: &mut [u8], total: usize) {
+    pub fn set_lengths(&self, packet: &mut [u8], total: usize) {
         if self.proto == PROTO_UDP {
             put16(packet, self.l4 + 4, (total - self.l4) as u16);
         }

@@ -11,9 +11,9 @@ use ocala_engine::PartialChecksum;
 
 const MSS: usize = 1360;
 
-/// Computes and stores the full TCP checksum of `packet` (headers and payload).
-fn set_tcp_checksum(layout: &Layout, packet: &mut [u8]) {
-    let at = layout.l4 + 16;
+/// Computes and stores the full transport checksum of `packet` (headers and payload).
+fn set_checksum(layout: &Layout, packet: &mut [u8]) {
+    let at = layout.l4 + layout.checksum_offset();
     layout::put16(packet, at, 0);
     let seg = &packet[layout.l4..];
     let c = checksum::add(layout.pseudo(packet, seg.len()), checksum::sum(seg));
@@ -61,8 +61,8 @@ fn tcp_packet(v6: bool, sport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<
     let layout = Layout::of(&p, layout::PROTO_TCP, None).unwrap();
     assert_eq!(layout.l4, l4);
     let total = p.len();
-    layout.set_ip(&mut p, total);
-    set_tcp_checksum(&layout, &mut p);
+    layout.set_lengths(&mut p, total);
+    set_checksum(&layout, &mut p);
     p
 }
 
@@ -78,9 +78,8 @@ fn udp_packet(v6: bool, sport: u16, payload: &[u8]) -> Vec<u8> {
     p.extend_from_slice(payload);
     let l = Layout::of(&p, layout::PROTO_UDP, None).unwrap();
     let total = p.len();
-    l.set_ip(&mut p, total);
-    let c = checksum::add(l.pseudo(&p, total - l4), checksum::sum(&p[l4..]));
-    layout::put16(&mut p, l4 + 6, checksum::finish(c));
+    l.set_lengths(&mut p, total);
+    set_checksum(&l, &mut p);
     p
 }
 
@@ -692,10 +691,8 @@ fn a_fragment_does_not_overtake_a_run_between_the_same_hosts() {
         let mut p = udp_packet(false, 1, &payload(1000));
         p[19] = 9;
         let (l, total) = (Layout::of(&p, layout::PROTO_UDP, None).unwrap(), p.len());
-        l.set_ip(&mut p, total);
-        layout::put16(&mut p, 26, 0);
-        let c = checksum::add(l.pseudo(&p, total - 20), checksum::sum(&p[20..]));
-        layout::put16(&mut p, 26, checksum::finish(c));
+        l.set_lengths(&mut p, total);
+        set_checksum(&l, &mut p);
         p
     };
     let run = |port| udp_packet(false, port, &payload(1000));
