@@ -11,7 +11,7 @@ use crate::config::{Config, ConfigError};
 use crate::dns::intercept::Upstream;
 use crate::dns::rules::Rules;
 use crate::middlebox::Filter;
-use crate::ocd::{self, Overlay, OverlayEvent};
+use crate::ocd::{self, Datagram, Overlay, OverlayEvent, TunnelRef};
 use crate::oci::forward::Arrival;
 use crate::oci::handles::Handles;
 use crate::oci::paths::{Paths, MAX_PATHS};
@@ -391,17 +391,7 @@ impl Engine {
             };
             match event {
                 OverlayEvent::Transmit { to, payload } => {
-                    self.counters.datagrams_out += 1;
-                    if let Some(slot) = self.overlays.get_mut(usize::from(id.0)) {
-                        slot.traffic.datagrams_out += 1;
-                        slot.traffic.bytes_out += payload.len() as u64;
-                    }
-                    self.out.push_back(Output::Transmit {
-                        overlay: id,
-                        to,
-                        payload,
-                        ecn: self.ecn_out,
-                    });
+                    self.transmit(id, Datagram { to, payload }, self.ecn_out)
                 }
                 OverlayEvent::SetupDone(r) => self.on_tunnel_up(id, r),
                 OverlayEvent::SetupFailed(r, why) => self.on_tunnel_failed(id, r, &why),
@@ -422,6 +412,41 @@ impl Engine {
                     self.event(Event::OverlayNotice { overlay, text });
                 }
             }
+        }
+    }
+
+    /// Queues a datagram for overlay `id`'s socket, counted as its traffic.
+    pub(crate) fn transmit(&mut self, id: OverlayId, d: Datagram, ecn: Ecn) {
+        self.counters.datagrams_out += 1;
+        if let Some(slot) = self.overlays.get_mut(usize::from(id.0)) {
+            slot.traffic.datagrams_out += 1;
+            slot.traffic.bytes_out += d.payload.len() as u64;
+        }
+        self.out.push_back(Output::Transmit {
+            overlay: id,
+            to: d.to,
+            payload: d.payload,
+            ecn,
+        });
+    }
+
+    /// Sends `datagram` over module tunnel `r` of overlay `id` with `ecn`, or gives it back
+    /// to the pool if the tunnel cannot carry it.
+    pub(crate) fn send_on_tunnel(
+        &mut self,
+        id: OverlayId,
+        r: TunnelRef,
+        datagram: Packet,
+        ecn: Ecn,
+    ) {
+        let now = self.now;
+        let sent = match self.module(id) {
+            Some(m) => m.send(now, r, datagram),
+            None => Err(datagram),
+        };
+        match sent {
+            Ok(d) => self.transmit(id, d, ecn),
+            Err(buf) => self.pool.give(buf),
         }
     }
 

@@ -75,6 +75,7 @@ impl Packet {
     }
 
     /// Makes room for `n` more bytes in front and returns them, if the headroom allows.
+    /// They hold whatever the buffer held there before: the caller writes every one.
     pub fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
         let start = self.start.checked_sub(n)?;
         self.start = start;
@@ -115,9 +116,10 @@ impl Packet {
         &mut self.buf
     }
 
-    /// Empties the packet, keeping headroom and capacity.
+    /// Empties the packet, keeping headroom and capacity. The headroom is not zeroed again
+    /// (no data packet pays for that): [`Packet::prepend`] hands it out to be overwritten.
     fn reset(&mut self) {
-        self.buf.clear();
+        self.buf.truncate(HEADROOM);
         self.buf.resize(HEADROOM, 0);
         self.start = HEADROOM;
         self.authentic = false;

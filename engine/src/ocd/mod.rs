@@ -42,6 +42,22 @@ impl HopSpec {
     }
 }
 
+/// A datagram for the overlay's socket, addressed.
+#[derive(Debug)]
+pub struct Datagram {
+    pub to: SocketAddr,
+    pub payload: Packet,
+}
+
+impl From<Datagram> for OverlayEvent {
+    fn from(d: Datagram) -> OverlayEvent {
+        OverlayEvent::Transmit {
+            to: d.to,
+            payload: d.payload,
+        }
+    }
+}
+
 /// What a module tells OC-I.
 #[derive(Debug)]
 pub enum OverlayEvent {
@@ -152,8 +168,17 @@ pub trait Overlay {
     fn reply(&mut self, now: Instant, to: &Peer, datagram: Packet);
     /// Releases a tunnel no path uses any more (OC-I keeps the reference count).
     fn close(&mut self, tunnel: TunnelRef);
-    /// Sends one OCALA datagram over a tunnel. Gives the buffer back if the tunnel is gone.
-    fn send(&mut self, now: Instant, tunnel: TunnelRef, datagram: Packet) -> Result<(), Packet>;
+    /// Sends one OCALA datagram over a tunnel: the module adds its encapsulation and hands
+    /// it straight back, addressed, for OC-I to transmit (a data packet then passes one
+    /// queue, OC-I's outputs, not the module's events as well). Gives the buffer back if the
+    /// tunnel is gone or cannot carry it yet. It queues no events: OC-I drains them after
+    /// every other call (but `authenticated`), not after a send.
+    fn send(
+        &mut self,
+        now: Instant,
+        tunnel: TunnelRef,
+        datagram: Packet,
+    ) -> Result<Datagram, Packet>;
     /// Interprets a datagram from the overlay socket; what it sends on comes from `pool`.
     fn receive<'a>(
         &mut self,
@@ -190,7 +215,7 @@ pub trait Overlay {
     /// opened, or a packet carried a live path's label (all a plain path has). A module that
     /// judges liveness by what it hears counts this, and answers it checked itself, never
     /// a datagram merely from the peer's address, which anyone can forge. Others keep the
-    /// default.
+    /// default. Called for every data packet, so, like `send`, it queues no events.
     fn authenticated(&mut self, _now: Instant, _tunnel: TunnelRef) {}
 }
 

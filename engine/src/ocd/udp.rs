@@ -3,7 +3,7 @@
 //! host part done through the driver. Keepalives keep NAT bindings open and tell when a peer
 //! has gone silent.
 
-use super::{HopSpec, Overlay, OverlayEvent, Peer, Received, TunnelRef};
+use super::{Datagram, HopSpec, Overlay, OverlayEvent, Peer, Received, TunnelRef};
 use crate::config::OverlayConfig;
 use crate::keyed::Keyed;
 use crate::last_lookup::LastLookup;
@@ -244,16 +244,20 @@ impl Overlay for UdpOverlay {
         }
     }
 
-    fn send(&mut self, now: Instant, tunnel: TunnelRef, datagram: Packet) -> Result<(), Packet> {
+    fn send(
+        &mut self,
+        now: Instant,
+        tunnel: TunnelRef,
+        datagram: Packet,
+    ) -> Result<Datagram, Packet> {
         match self.tunnels.get_mut(tunnel as usize) {
             Some(t) => match t.remote {
                 Remote::Known(to) => {
                     t.last_tx = now;
-                    self.events.push_back(OverlayEvent::Transmit {
+                    Ok(Datagram {
                         to,
                         payload: datagram,
-                    });
-                    Ok(())
+                    })
                 }
                 Remote::Resolving { .. } => Err(datagram),
             },
@@ -460,6 +464,23 @@ mod tests {
         msg.encode(&mut bytes).unwrap();
         let mut pool = PacketPool::default();
         let _ = m.receive(now, BOB.parse().unwrap(), &bytes, &mut pool);
+    }
+
+    #[test]
+    fn a_send_hands_the_datagram_back_addressed_and_queues_nothing() {
+        let (mut m, t) = with_bob();
+        let sent = m.send(Instant::ZERO, t, Packet::from_slice(b"data"));
+        let d = sent.expect("the tunnel to bob is up");
+        assert_eq!(d.to, BOB.parse().unwrap());
+        assert_eq!(&*d.payload, b"data");
+        assert!(m.poll_event().is_none(), "OC-I does not drain after a send");
+        // A tunnel that is gone gives the buffer back.
+        m.close(t);
+        let back = m.send(Instant::ZERO, t, Packet::from_slice(b"late"));
+        assert_eq!(
+            back.map(|d| d.to).map_err(|p| p.to_vec()),
+            Err(b"late".to_vec())
+        );
     }
 
     #[test]

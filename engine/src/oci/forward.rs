@@ -232,16 +232,7 @@ impl Engine {
             return self.pool.give(buf);
         };
         let (overlay, r) = (t.overlay, t.module_ref);
-        let now = self.now;
-        match self.module(overlay) {
-            Some(m) => {
-                if let Err(buf) = m.send(now, r, buf) {
-                    self.pool.give(buf);
-                }
-            }
-            None => self.pool.give(buf),
-        }
-        self.drain_overlay_carrying(overlay, ecn);
+        self.send_on_tunnel(overlay, r, buf, ecn);
     }
 
     /// Sends what apps wrote while the path was coming up.

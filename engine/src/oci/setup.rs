@@ -12,6 +12,7 @@ use crate::oci::paths::{PartialForm, Path, Role, SetupSpec, State};
 use crate::security::handshake::{bits_of, HandshakeError, COOKIE_BIT};
 use crate::security::parameters::{read_plain_answer, PARTIAL_BIT};
 use crate::timers::Timer;
+use crate::wire::ecn::Ecn;
 use crate::wire::message::{
     Accept, Close, CloseReason, Confirm, CookieReply, Message, Reject, RejectReason, Setup, Sources,
 };
@@ -345,13 +346,7 @@ impl Engine {
             self.pool.give(buf);
             return;
         }
-        let now = self.now;
-        if let Some(m) = self.module(overlay) {
-            if let Err(buf) = m.send(now, r, buf) {
-                self.pool.give(buf);
-            }
-        }
-        self.drain_overlay(overlay);
+        self.send_on_tunnel(overlay, r, buf, Ecn::NotEct);
     }
 
     /// Sends a control message to a sender we keep no tunnel for (rate limited).

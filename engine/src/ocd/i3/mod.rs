@@ -30,7 +30,7 @@ use self::wire::{
     data_header_len, write_data_header, DataView, I3Packet, Stack, FLAG_DELIVERED, FLAG_SHORTCUT,
     KEY_LEN,
 };
-use super::{HopSpec, Overlay, OverlayDrop, OverlayEvent, Peer, Received, TunnelRef};
+use super::{Datagram, HopSpec, Overlay, OverlayDrop, OverlayEvent, Peer, Received, TunnelRef};
 use crate::config::{ConfigError, Limits, OverlayConfig};
 use crate::packet::{Packet, PacketPool};
 use crate::time::Instant;
@@ -336,8 +336,8 @@ impl I3Overlay {
         r
     }
 
-    /// Sends an OCALA datagram to an id, with `ret` as the id to answer at: to the server
-    /// responsible for it, or with `direct`, straight to the host behind it.
+    /// An OCALA datagram for an id, with `ret` as the id to answer at, addressed to the
+    /// server responsible for it, or with `direct`, straight to the host behind it.
     fn send_to_id(
         &mut self,
         to: &Id,
@@ -345,7 +345,7 @@ impl I3Overlay {
         flags: u8,
         direct: Option<SocketAddr>,
         mut datagram: Packet,
-    ) -> Result<(), Packet> {
+    ) -> Result<Datagram, Packet> {
         let (dest, flags) = match direct {
             Some(addr) => (addr, flags | FLAG_DELIVERED),
             None => match self.servers.responsible(to) {
@@ -364,11 +364,10 @@ impl I3Overlay {
                 datagram = p;
             }
         }
-        self.events.push_back(OverlayEvent::Transmit {
+        Ok(Datagram {
             to: dest,
             payload: datagram,
-        });
-        Ok(())
+        })
     }
 
     /// The host side of a delivered DATA packet.
@@ -558,7 +557,9 @@ impl Overlay for I3Overlay {
         };
         let ret = public.id;
         // Nowhere to send it is the same as a lost reply: the sender retries.
-        let _ = self.send_to_id(&to, &ret, 0, None, datagram);
+        if let Ok(d) = self.send_to_id(&to, &ret, 0, None, datagram) {
+            self.events.push_back(d.into());
+        }
     }
 
     fn close(&mut self, tunnel: TunnelRef) {
@@ -574,7 +575,12 @@ impl Overlay for I3Overlay {
         self.remove(t.private);
     }
 
-    fn send(&mut self, now: Instant, tunnel: TunnelRef, datagram: Packet) -> Result<(), Packet> {
+    fn send(
+        &mut self,
+        now: Instant,
+        tunnel: TunnelRef,
+        datagram: Packet,
+    ) -> Result<Datagram, Packet> {
         let every = self.refresh;
         let Some(t) = self.tunnels.get_mut(tunnel as usize) else {
             return Err(datagram);

@@ -21,7 +21,7 @@ pub mod wire;
 use self::links::{Change, Link};
 use self::routes::{choose, Hop, Measure, Metric};
 use self::wire::{DataHeader, Key, LinkReport, ReadError, RonPacket, DATA_HEADER_LEN, LOSS_DOWN};
-use super::{HopSpec, Overlay, OverlayDrop, OverlayEvent, Peer, Received, TunnelRef};
+use super::{Datagram, HopSpec, Overlay, OverlayDrop, OverlayEvent, Peer, Received, TunnelRef};
 use crate::config::{ConfigError, HexBytes, Limits, OverlayConfig};
 use crate::packet::{Packet, PacketPool};
 use crate::time::Instant;
@@ -417,8 +417,8 @@ impl RonOverlay {
         Some((*self.by_id.get(&id)?, tunnel, metric))
     }
 
-    /// Sends an OCALA message to member `dst` on the first hop of `route` (the direct link
-    /// while nothing is measured yet, unless that link is known to be down).
+    /// An OCALA message for member `dst`, addressed to the first hop of `route` (the direct
+    /// link while nothing is measured yet, unless that link is known to be down).
     fn send_data(
         &mut self,
         dst: usize,
@@ -426,7 +426,7 @@ impl RonOverlay {
         tunnels: (u16, u16),
         metric: Metric,
         mut datagram: Packet,
-    ) -> Result<(), Packet> {
+    ) -> Result<Datagram, Packet> {
         let first = match route {
             Some(Hop::Via(v)) => v,
             Some(Hop::Direct) => dst,
@@ -450,12 +450,10 @@ impl RonOverlay {
                 datagram = p;
             }
         }
-        let to = self.members[first].addr;
-        self.events.push_back(OverlayEvent::Transmit {
-            to,
+        Ok(Datagram {
+            to: self.members[first].addr,
             payload: datagram,
-        });
-        Ok(())
+        })
     }
 
     /// A DATA packet for another member: relayed once, between members only.
@@ -593,7 +591,9 @@ impl Overlay for RonOverlay {
             return;
         };
         let route = choose(metric, None, self.candidates(now, member).into_iter()).map(|(h, _)| h);
-        let _ = self.send_data(member, route, (0, remote), metric, datagram);
+        if let Ok(d) = self.send_data(member, route, (0, remote), metric, datagram) {
+            self.events.push_back(d.into());
+        }
     }
 
     fn close(&mut self, tunnel: TunnelRef) {
@@ -607,7 +607,12 @@ impl Overlay for RonOverlay {
         }
     }
 
-    fn send(&mut self, _now: Instant, tunnel: TunnelRef, datagram: Packet) -> Result<(), Packet> {
+    fn send(
+        &mut self,
+        _now: Instant,
+        tunnel: TunnelRef,
+        datagram: Packet,
+    ) -> Result<Datagram, Packet> {
         let Some(t) = self.tunnels.get(tunnel as usize) else {
             return Err(datagram);
         };
