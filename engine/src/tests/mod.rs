@@ -275,6 +275,46 @@ fn lookup_sets_up_path_and_packets_arrive_rewritten() {
         .any(|e| matches!(e, Event::PathAccepted { name, .. } if name == "alice.udp")));
 }
 
+/// With every keepalive lost on the way, what keeps the tunnels alive is data: each packet
+/// that carries a live path's label tells the module its peer was heard
+/// (`Overlay::authenticated`).
+#[test]
+fn data_alone_keeps_tunnels_alive_when_every_keepalive_is_lost() {
+    let run = |with_data: bool| {
+        let mut net = pair();
+        let at_alice = answered_v4(&net.lookup(0, "bob.udp").unwrap());
+        let alice_tun: IpAddr = net.nodes[0].cfg.handles.tun_v4.into();
+        net.input(0, Input::TunPacket(&udp_to(alice_tun, at_alice, b"hi")));
+        // Bob's handle for alice is where alice's packet came from.
+        let got = net.tun[1].last().expect("delivered to bob").clone();
+        let at_bob = IpAddr::from([got[12], got[13], got[14], got[15]]);
+        let bob_tun: IpAddr = net.nodes[1].cfg.handles.tun_v4.into();
+        net.tamper = Some(Box::new(|d: &mut Vec<u8>| {
+            if d.first() == Some(&crate::wire::message::KEEPALIVE_TYPE_BYTE) {
+                d[0] = 0xFF;
+            }
+        }));
+        for _ in 0..300 {
+            net.advance(Duration::from_secs(1));
+            if with_data {
+                net.input(0, Input::TunPacket(&udp_to(alice_tun, at_alice, b"a")));
+                net.input(1, Input::TunPacket(&udp_to(bob_tun, at_bob, b"b")));
+            }
+        }
+        [0, 1].map(|n| {
+            net.events[n]
+                .iter()
+                .any(|e| matches!(e, Event::PathDown { .. }))
+        })
+    };
+    assert_eq!(run(true), [false, false], "data kept both ends up");
+    assert_eq!(
+        run(false),
+        [true, true],
+        "without data both ends saw their peer go silent"
+    );
+}
+
 #[test]
 fn packets_too_big_for_the_path_get_icmp_back() {
     let mut net = pair();
