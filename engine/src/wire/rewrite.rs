@@ -6,7 +6,7 @@
 //! correct for the first fragment of a fragmented datagram, whose transport checksum covers
 //! bytes we never see.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::bytes::{put_u16, slice_mut, u16_at, u64_at, u8_at};
 use super::checksum::{add, Delta};
@@ -179,6 +179,37 @@ pub fn rewrite_parsed(
         // field we would rewrite; such packets do not come from ordinary local apps.
         return Err(WireError::Unsupported);
     }
+    if let (4, true, IpAddr::V4(src), IpAddr::V4(dst)) = (version, has_transport, new_src, new_dst)
+    {
+        let at = V4Transport {
+            header_len,
+            total_len,
+            protocol,
+        };
+        if at.rewrite(packet, src, dst, partial).is_some() {
+            return Ok(());
+        }
+    }
+    rewrite_general(packet, header, new_src, new_dst, partial)
+}
+
+/// [`rewrite_parsed`] for any packet: either family, ICMP errors and their quotes, and the
+/// errors.
+fn rewrite_general(
+    packet: &mut [u8],
+    header: IpHeader,
+    new_src: IpAddr,
+    new_dst: IpAddr,
+    partial: bool,
+) -> Result<(), WireError> {
+    let IpHeader {
+        version,
+        header_len,
+        total_len,
+        protocol,
+        has_transport,
+        ..
+    } = header;
     let new = AddrPair::new(version, new_src, new_dst)?;
     let old = AddrPair::read(packet, version)?;
 
@@ -226,6 +257,59 @@ pub fn rewrite_parsed(
     delta.merge(addrs);
     update_pseudo_checksum(seg, version, protocol, delta, partial)?;
     Ok(())
+}
+
+/// Where an IPv4 packet keeps what [`rewrite_parsed`] changes in the case every packet of a
+/// bulk flow takes: a TCP or UDP header (of a whole packet or a first fragment).
+struct V4Transport {
+    header_len: usize,
+    total_len: usize,
+    protocol: u8,
+}
+
+impl V4Transport {
+    /// [`rewrite_parsed`] in this case, as straight-line code on the address pair as one
+    /// word: the same arithmetic as the general case, so the same bytes, at a third of its
+    /// cost. `None`, with the packet untouched, when it is not this case (an ICMP message,
+    /// a header cut short, a checksum field past the end), for the general case to judge.
+    fn rewrite(
+        &self,
+        packet: &mut [u8],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+        partial: bool,
+    ) -> Option<()> {
+        let udp = match self.protocol {
+            PROTO_TCP => false,
+            PROTO_UDP => true,
+            _ => return None,
+        };
+        let field = self.header_len + if udp { 6 } else { 16 };
+        if self.total_len < field + 2 {
+            return None;
+        }
+        let old = u64_at(packet, 12).ok()?;
+        let (header_ck, ck) = (u16_at(packet, 10).ok()?, u16_at(packet, field).ok()?);
+        let new = (u64::from(u32::from(src)) << 32) | u64::from(u32::from(dst));
+        let mut addrs = Delta::default();
+        addrs.replace_sums(old, new);
+        let ck = match (partial, udp && ck == 0) {
+            (true, _) => !addrs.apply(!ck),
+            // A UDP datagram sent without a checksum keeps none.
+            (false, true) => 0,
+            // A computed UDP checksum of zero is sent as all ones (RFC 768).
+            (false, false) => match addrs.apply(ck) {
+                0 if udp => 0xFFFF,
+                c => c,
+            },
+        };
+        put_u16(packet, field, ck).ok()?;
+        put_u16(packet, 10, addrs.apply(header_ck)).ok()?;
+        slice_mut(packet, 12, 8)
+            .ok()?
+            .copy_from_slice(&new.to_be_bytes());
+        Some(())
+    }
 }
 
 /// Applies `delta` — the pseudo-header's address change and any changes inside the covered
@@ -667,6 +751,26 @@ mod tests {
         assert_eq!(recompute_all(&p), p);
     }
 
+    #[test]
+    fn the_ipv4_shortcut_sends_a_computed_zero_udp_checksum_as_all_ones() {
+        let (s, d) = (a(V4[0]), a(V4[1]));
+        let p = build_ip(s, d, PROTO_UDP, &udp_segment(3, 4, b"zero"));
+        let header = IpView::parse(&p).unwrap().header();
+        // The destination whose checksum computes to zero: RFC 768 sends it as 0xFFFF.
+        let nd = (0..=u16::MAX)
+            .map(|low| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | u32::from(low))))
+            .find(|&nd| {
+                let mut q = p.clone();
+                rewrite_general(&mut q, header, s, nd, false).unwrap();
+                q[26..28] == [0xFF, 0xFF]
+            })
+            .expect("one of 65536 destinations sums to zero");
+        let mut q = p.clone();
+        rewrite_parsed(&mut q, header, s, nd, false).unwrap();
+        assert_eq!(q[26..28], [0xFF, 0xFF]);
+        assert_eq!(recompute_all(&q), q);
+    }
+
     fn arb_pair(v6: bool) -> BoxedStrategy<(IpAddr, IpAddr)> {
         if v6 {
             (any::<u128>(), any::<u128>())
@@ -727,6 +831,39 @@ mod tests {
             rewrite_addresses(&mut p, ns, nd).unwrap();
             prop_assert_eq!(&p, &build_ip(ns, nd, proto, &seg));
             prop_assert_eq!(recompute_all(&p), p);
+        }
+
+        #[test]
+        fn the_ipv4_shortcut_writes_what_the_general_rewrite_writes(
+            mut data in proptest::collection::vec(any::<u8>(), 20..120),
+            udp in any::<bool>(),
+            ihl in 5u8..8,
+            cut in 0usize..40,
+            zero_checksum in any::<bool>(),
+            partial in any::<bool>(),
+            (x, y) in (any::<u32>(), any::<u32>()),
+        ) {
+            // An IPv4 header of any options, its total length at most the bytes there
+            // (and sometimes short of a transport header), random checksums.
+            data[0] = 0x40 | ihl;
+            // Whole packets or first fragments: later ones have no transport header.
+            data[6] &= 0x60;
+            data[7] = 0;
+            data[9] = if udp { PROTO_UDP } else { PROTO_TCP };
+            let total = data.len().saturating_sub(cut).max(usize::from(ihl) * 4);
+            data[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+            let field = usize::from(ihl) * 4 + if udp { 6 } else { 16 };
+            if zero_checksum && field + 2 <= data.len() {
+                data[field..field + 2].fill(0);
+            }
+            let Ok(view) = IpView::parse(&data) else { return Ok(()) };
+            let header = view.header();
+            let (ns, nd) = (IpAddr::V4(Ipv4Addr::from(x)), IpAddr::V4(Ipv4Addr::from(y)));
+            let (mut fast, mut general) = (data.clone(), data.clone());
+            let r1 = rewrite_parsed(&mut fast, header, ns, nd, partial);
+            let r2 = rewrite_general(&mut general, header, ns, nd, partial);
+            prop_assert_eq!(r1, r2);
+            prop_assert_eq!(fast, general);
         }
 
         #[test]
