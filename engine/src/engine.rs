@@ -294,19 +294,27 @@ impl Engine {
     }
 
     /// The next thing to do; `Output::Timeout` when there is nothing until that instant.
+    /// Inlined into the driver's loop (with [`Engine::recycle`]): it runs for every packet.
+    #[inline]
     pub fn poll_output(&mut self) -> Output {
-        if let Some(o) = self.out.pop_front() {
-            return o;
+        match self.out.pop_front() {
+            Some(o) => o,
+            None => Output::Timeout(self.next_deadline()),
         }
+    }
+
+    /// The earliest deadline of the engine's timers and its modules'.
+    fn next_deadline(&self) -> Instant {
         let mut next = self.timers.next();
         for slot in &self.overlays {
             next = next.min(slot.module.poll_timeout());
         }
-        Output::Timeout(next)
+        next
     }
 
     /// Gives a buffer from `WriteTun`, `Transmit` or `UpstreamDns` back for reuse, so the
     /// data path does not allocate once warm.
+    #[inline]
     pub fn recycle(&mut self, packet: Packet) {
         self.pool.give(packet);
     }

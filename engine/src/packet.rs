@@ -170,6 +170,7 @@ impl PacketPool {
     }
 
     /// Returns a buffer to the free list.
+    #[inline]
     pub fn give(&mut self, mut p: Packet) {
         if self.free.len() < POOL_MAX && p.buf.capacity() >= BUFFER_CAPACITY {
             p.reset();
