@@ -398,9 +398,7 @@ impl Engine {
                 return;
             };
             match event {
-                OverlayEvent::Transmit { to, payload } => {
-                    self.transmit(id, Datagram { to, payload }, self.ecn_out)
-                }
+                OverlayEvent::Transmit(d) => self.transmit(id, d, self.ecn_out),
                 OverlayEvent::SetupDone(r) => self.on_tunnel_up(id, r),
                 OverlayEvent::SetupFailed(r, why) => self.on_tunnel_failed(id, r, &why),
                 OverlayEvent::TunnelDead(r) => self.on_tunnel_dead(id, r),

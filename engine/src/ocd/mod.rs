@@ -49,20 +49,11 @@ pub struct Datagram {
     pub payload: Packet,
 }
 
-impl From<Datagram> for OverlayEvent {
-    fn from(d: Datagram) -> OverlayEvent {
-        OverlayEvent::Transmit {
-            to: d.to,
-            payload: d.payload,
-        }
-    }
-}
-
 /// What a module tells OC-I.
 #[derive(Debug)]
 pub enum OverlayEvent {
     /// Send a UDP datagram from this overlay's socket.
-    Transmit { to: SocketAddr, payload: Packet },
+    Transmit(Datagram),
     /// The tunnel can carry datagrams now.
     SetupDone(TunnelRef),
     /// The tunnel could not be set up.

@@ -153,7 +153,7 @@ impl UdpOverlay {
         let mut payload = Packet::from_slice(&[]);
         if msg.encode(payload.tail_vec()).is_ok() {
             self.events
-                .push_back(OverlayEvent::Transmit { to: addr, payload });
+                .push_back(OverlayEvent::Transmit(Datagram { to: addr, payload }));
         }
     }
 }
@@ -223,10 +223,10 @@ impl Overlay for UdpOverlay {
 
     fn reply(&mut self, _now: Instant, to: &Peer, datagram: Packet) {
         if let Some(to) = to.to_socket() {
-            self.events.push_back(OverlayEvent::Transmit {
+            self.events.push_back(OverlayEvent::Transmit(Datagram {
                 to,
                 payload: datagram,
-            });
+            }));
         }
     }
 
@@ -307,10 +307,10 @@ impl Overlay for UdpOverlay {
             });
             let mut out = Packet::from_slice(&[]);
             if reply.encode(out.tail_vec()).is_ok() {
-                self.events.push_back(OverlayEvent::Transmit {
+                self.events.push_back(OverlayEvent::Transmit(Datagram {
                     to: from,
                     payload: out,
-                });
+                }));
             }
         }
         Received::Consumed
@@ -445,7 +445,7 @@ mod tests {
             let mut probe = None;
             while let Some(e) = m.poll_event() {
                 match e {
-                    OverlayEvent::Transmit { payload, .. } => {
+                    OverlayEvent::Transmit(Datagram { payload, .. }) => {
                         if let Ok(Message::Keepalive(k)) = Message::parse(&payload) {
                             probe = Some(k);
                         }

@@ -100,7 +100,7 @@ mod tests {
     use super::super::I3Config;
     use super::*;
     use crate::config::{Limits, OverlayConfig};
-    use crate::ocd::{HopSpec, Overlay, Seeds};
+    use crate::ocd::{Datagram, HopSpec, Overlay, Seeds};
     use std::net::SocketAddr;
 
     fn alice() -> I3Overlay {
@@ -129,7 +129,7 @@ mod tests {
         let (mut requests, mut dead) = (0, Vec::new());
         while let Some(e) = m.poll_event() {
             match e {
-                OverlayEvent::Transmit { payload, .. } => {
+                OverlayEvent::Transmit(Datagram { payload, .. }) => {
                     if let Ok(I3Packet::Data { payload, .. }) = I3Packet::parse(&payload) {
                         if let Ok(Message::Keepalive(k)) = Message::parse(payload) {
                             requests += usize::from(k.reply_requested);
@@ -180,7 +180,7 @@ mod tests {
         assert_eq!(m.heard(now, r, &ka), Some(Received::Consumed));
         let mut answered = false;
         while let Some(e) = m.poll_event() {
-            if let OverlayEvent::Transmit { payload, .. } = e {
+            if let OverlayEvent::Transmit(Datagram { payload, .. }) = e {
                 if let Ok(I3Packet::Data { payload, .. }) = I3Packet::parse(&payload) {
                     answered |= matches!(Message::parse(payload), Ok(Message::Keepalive(k)) if k.is_reply && k.seq == 9);
                 }

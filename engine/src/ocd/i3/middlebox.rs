@@ -111,7 +111,7 @@ mod tests {
     use super::super::I3Config;
     use super::*;
     use crate::config::{Limits, OverlayConfig};
-    use crate::ocd::{Overlay, OverlayEvent};
+    use crate::ocd::{Datagram, Overlay, OverlayEvent};
     use crate::time::Instant;
     use std::net::SocketAddr;
 
@@ -143,7 +143,7 @@ mod tests {
     fn sent(m: &mut I3Overlay) -> Vec<(SocketAddr, Vec<u8>)> {
         let mut out = Vec::new();
         while let Some(e) = m.poll_event() {
-            if let OverlayEvent::Transmit { to, payload } = e {
+            if let OverlayEvent::Transmit(Datagram { to, payload }) = e {
                 out.push((to, payload.to_vec()));
             }
         }

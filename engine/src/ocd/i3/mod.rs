@@ -254,7 +254,7 @@ impl I3Overlay {
     /// Sends a datagram that is ready.
     fn transmit_buf(&mut self, to: SocketAddr, payload: Packet) {
         self.events
-            .push_back(OverlayEvent::Transmit { to, payload });
+            .push_back(OverlayEvent::Transmit(Datagram { to, payload }));
     }
 
     /// (Re)inserts one of our triggers at the server now responsible for its id.
@@ -558,7 +558,7 @@ impl Overlay for I3Overlay {
         let ret = public.id;
         // Nowhere to send it is the same as a lost reply: the sender retries.
         if let Ok(d) = self.send_to_id(&to, &ret, 0, None, datagram) {
-            self.events.push_back(d.into());
+            self.events.push_back(OverlayEvent::Transmit(d));
         }
     }
 

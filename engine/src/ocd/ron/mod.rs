@@ -222,7 +222,7 @@ impl RonOverlay {
         p.encode(&self.key, payload.tail_vec());
         self.control_bytes += payload.len() as u64;
         self.events
-            .push_back(OverlayEvent::Transmit { to, payload });
+            .push_back(OverlayEvent::Transmit(Datagram { to, payload }));
     }
 
     fn notice(&mut self, text: String) {
@@ -480,7 +480,7 @@ impl RonOverlay {
         self.relayed += 1;
         let to = self.members[dst].addr;
         self.events
-            .push_back(OverlayEvent::Transmit { to, payload: buf });
+            .push_back(OverlayEvent::Transmit(Datagram { to, payload: buf }));
         Received::Consumed
     }
 
@@ -592,7 +592,7 @@ impl Overlay for RonOverlay {
         };
         let route = choose(metric, None, self.candidates(now, member).into_iter()).map(|(h, _)| h);
         if let Ok(d) = self.send_data(member, route, (0, remote), metric, datagram) {
-            self.events.push_back(d.into());
+            self.events.push_back(OverlayEvent::Transmit(d));
         }
     }
 
@@ -783,7 +783,7 @@ mod tests {
     fn sent(m: &mut RonOverlay) -> Vec<SocketAddr> {
         std::iter::from_fn(|| m.poll_event())
             .filter_map(|e| match e {
-                OverlayEvent::Transmit { to, .. } => Some(to),
+                OverlayEvent::Transmit(Datagram { to, .. }) => Some(to),
                 _ => None,
             })
             .collect()
@@ -878,7 +878,7 @@ mod tests {
             while let Some(e) = alice.poll_event() {
                 match e {
                     OverlayEvent::TunnelDead(r) => dead.push((r, step)),
-                    OverlayEvent::Transmit { to, .. } if to == addr(2) => probes += 1,
+                    OverlayEvent::Transmit(Datagram { to, .. }) if to == addr(2) => probes += 1,
                     _ => {}
                 }
             }
