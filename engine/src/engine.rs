@@ -80,6 +80,18 @@ pub struct Engine {
     pub(crate) ecn_out: Ecn,
 }
 
+/// Inputs that arrived together, fed one at a time ([`Engine::batch`]).
+pub struct Batch<'e> {
+    engine: &'e mut Engine,
+}
+
+impl Batch<'_> {
+    /// Feeds one input of the batch.
+    pub fn input(&mut self, input: Input<'_>) {
+        self.engine.dispatch(input);
+    }
+}
+
 /// Stateless replies allowed per 100 ms window.
 const REPLY_BUDGET: u32 = 32;
 /// Cookie replies allowed per 100 ms window.
@@ -259,6 +271,17 @@ impl Engine {
         now: Instant,
         inputs: impl IntoIterator<Item = Input<'a>>,
     ) -> Result<(), ApiError> {
+        let mut batch = self.batch(now)?;
+        for input in inputs {
+            batch.input(input);
+        }
+        Ok(())
+    }
+
+    /// Starts a batch at `now`, checking timers once, for inputs that cannot be listed up
+    /// front: the segments of a TUN super-packet, each cut in the read buffer over the one
+    /// before once the engine has taken it. Outputs queue as for [`Engine::handle_batch`].
+    pub fn batch(&mut self, now: Instant) -> Result<Batch<'_>, ApiError> {
         if now < self.now {
             return Err(ApiError::TimeWentBackwards {
                 last: self.now,
@@ -267,10 +290,7 @@ impl Engine {
         }
         self.now = now;
         self.fire_timers();
-        for input in inputs {
-            self.dispatch(input);
-        }
-        Ok(())
+        Ok(Batch { engine: self })
     }
 
     fn dispatch(&mut self, input: Input<'_>) {

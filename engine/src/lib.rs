@@ -31,7 +31,7 @@ pub use api::{
     TunnelStatus, UpstreamError,
 };
 pub use config::{Config, ConfigError};
-pub use engine::Engine;
+pub use engine::{Batch, Engine};
 pub use invariants::TablesChecked;
 pub use packet::{Packet, PacketPool, HEADROOM};
 pub use time::Instant;

@@ -5,9 +5,10 @@
 //! written (`egress.rs`), on a second thread where `daemon.threads = 2` (`writer.rs`).
 //!
 //! The engine takes a receive's datagrams as one batch (`Engine::handle_batch`, payloads
-//! borrowed from the read buffers) and a super-packet's segments one by one as they are cut
-//! in place in the TUN's read buffer; the daemon then takes all the outputs of the read
-//! (`poll_output`) and only then makes the system calls.
+//! borrowed from the read buffers) and a super-packet's segments as one batch too, fed one
+//! by one as they are cut in place in the TUN's read buffer (`Engine::batch`); the daemon
+//! then takes all the outputs of the read (`poll_output`) and only then makes the system
+//! calls.
 
 mod egress;
 #[cfg(test)]
@@ -227,14 +228,16 @@ impl Datapath {
             self.stats.bad_tun_reads += 1;
             return Ok(0);
         };
+        // Only a clock running backwards fails here, and the clock is monotonic.
+        let Ok(mut batch) = engine.batch(now) else {
+            return Ok(0);
+        };
         // Each segment goes in alone: the next one is cut over the tail of this one.
         let mut feed = |packet: &[u8], partial: Option<PartialChecksum>| {
-            let input = match partial {
+            batch.input(match partial {
                 Some(checksum) => Input::TunPartial { packet, checksum },
                 None => Input::TunPacket(packet),
-            };
-            // Only a clock running backwards fails here, and the clock is monotonic.
-            let _ = engine.handle_batch(now, [input]);
+            });
         };
         match segment::split(&hdr, packet, &mut feed) {
             Ok(count) => {

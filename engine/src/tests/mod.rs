@@ -372,6 +372,41 @@ fn time_going_backwards_is_the_callers_error() {
         .handle_input(Instant::from_nanos(5), Input::Timeout)
         .unwrap_err();
     assert!(matches!(err, ApiError::TimeWentBackwards { .. }));
+    assert!(matches!(
+        e.batch(Instant::from_nanos(5)).err(),
+        Some(ApiError::TimeWentBackwards { .. })
+    ));
+}
+
+/// Inputs fed one by one through [`Engine::batch`] (as ocalad feeds a super-packet's
+/// segments) come out as the same list through `handle_batch` does.
+#[test]
+fn a_batch_fed_one_by_one_is_a_batch() {
+    let outputs = |one_by_one: bool| {
+        let mut net = pair();
+        let handle = answered_v4(&net.lookup(0, "bob.udp").unwrap());
+        let tun: IpAddr = net.nodes[0].cfg.handles.tun_v4.into();
+        let packets: Vec<Vec<u8>> = (0..3u8).map(|i| udp_to(tun, handle, &[i; 40])).collect();
+        let now = net.now.saturating_add(Duration::from_millis(5));
+        let alice = &mut net.nodes[0];
+        if one_by_one {
+            let mut batch = alice.batch(now).unwrap();
+            for p in &packets {
+                batch.input(Input::TunPacket(p));
+            }
+        } else {
+            let inputs = packets.iter().map(|p| Input::TunPacket(p));
+            alice.handle_batch(now, inputs).unwrap();
+        }
+        let mut sent = Vec::new();
+        while let Output::Transmit { to, payload, .. } = alice.poll_output() {
+            sent.push((to, payload.to_vec()));
+        }
+        sent
+    };
+    let batched = outputs(false);
+    assert_eq!(batched.len(), 3);
+    assert_eq!(outputs(true), batched);
 }
 
 #[test]
