@@ -115,7 +115,12 @@ impl Engine {
             return;
         };
         if p.state == State::Up {
-            let standard = PartialChecksum::at(&ip);
+            // Where the receiver looks for the checksum matters only to a path that leaves
+            // it partial or seals the packet.
+            let standard = match p.partial.send || p.secure.is_some() {
+                true => PartialChecksum::at(&ip),
+                false => None,
+            };
             self.send_on_path(path, packet, partial, standard);
             return;
         }
@@ -169,7 +174,7 @@ impl Engine {
     /// sends it over the path's tunnel. A `partial` checksum is completed on the copy, or
     /// left partial where the peer takes that and it is at `standard`, where the packet's
     /// receiver will look for it ([`PartialChecksum::of`], found where the packet was
-    /// parsed).
+    /// parsed; `None` is enough for a plain path that completes checksums).
     pub(crate) fn send_on_path(
         &mut self,
         key: usize,
@@ -476,8 +481,10 @@ impl Engine {
     /// the packet dropped if its sender's transport is not ECN-capable. Its checksum stands
     /// as `form` says.
     fn deliver(&mut self, key: usize, handle: usize, mut buf: Packet, outer: Ecn, form: Form) {
-        // Parsed once: the checksum's place, and the header rewriting below takes as it is.
+        // Parsed once: the header rewriting below takes as it is, and the checksum's place
+        // where it is not complete.
         let (header, standard) = match IpView::parse(&buf) {
+            Ok(ip) if form == Form::Complete => (ip.header(), None),
             Ok(ip) => (ip.header(), PartialChecksum::at(&ip)),
             Err(e) => {
                 self.pool.give(buf);
