@@ -406,6 +406,10 @@ impl Engine {
     /// [`Engine::drain_overlay`] right after a module was handed a datagram that carries ECN
     /// field `ecn`: what it sends now leaves with that field.
     pub(crate) fn drain_overlay_carrying(&mut self, id: OverlayId, ecn: Ecn) {
+        let slot = self.overlays.get(usize::from(id.0));
+        if !slot.is_some_and(|s| s.module.has_events()) {
+            return;
+        }
         self.ecn_out = ecn;
         self.drain_overlay(id);
         self.ecn_out = Ecn::NotEct;

@@ -200,6 +200,9 @@ pub trait Overlay {
     fn poll_timeout(&self) -> Instant;
     /// Drains the module's events.
     fn poll_event(&mut self) -> Option<OverlayEvent>;
+    /// Whether events wait: OC-I asks after each datagram it hands over, which almost
+    /// never leaves one, before it drains.
+    fn has_events(&self) -> bool;
     /// A short description of a tunnel's far end, for status output.
     fn describe(&self, tunnel: TunnelRef) -> String;
     /// OC-I proved that a message on `tunnel` came from its peer: a secure path's packet

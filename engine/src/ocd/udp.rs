@@ -386,6 +386,10 @@ impl Overlay for UdpOverlay {
         self.events.pop_front()
     }
 
+    fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     fn authenticated(&mut self, now: Instant, tunnel: TunnelRef) {
         if let Some(t) = self.tunnels.get_mut(tunnel as usize) {
             t.last_rx = now;
@@ -473,6 +477,7 @@ mod tests {
         let d = sent.expect("the tunnel to bob is up");
         assert_eq!(d.to, BOB.parse().unwrap());
         assert_eq!(&*d.payload, b"data");
+        assert!(!m.has_events());
         assert!(m.poll_event().is_none(), "OC-I does not drain after a send");
         // A tunnel that is gone gives the buffer back.
         m.close(t);

@@ -378,6 +378,36 @@ fn time_going_backwards_is_the_callers_error() {
     ));
 }
 
+/// A module's answer to a datagram (here udp's to a keepalive) leaves with the datagram's
+/// own outputs, not at the module's next timer.
+#[test]
+fn a_keepalive_is_answered_at_once() {
+    let mut net = pair();
+    net.lookup(0, "bob.udp").unwrap();
+    let probe = datagram(&Message::Keepalive(crate::wire::message::Keepalive {
+        reply_requested: true,
+        is_reply: false,
+        seq: 77,
+    }));
+    let bob = &mut net.nodes[1];
+    let datagram = Input::Datagram {
+        overlay: UDP,
+        from: addr(1),
+        payload: &probe,
+        queued: Duration::ZERO,
+        ecn: crate::wire::ecn::Ecn::NotEct,
+    };
+    bob.handle_input(net.now, datagram).unwrap();
+    let Output::Transmit { to, payload, .. } = bob.poll_output() else {
+        panic!("bob answered nothing");
+    };
+    assert_eq!(to, addr(1));
+    assert!(matches!(
+        Message::parse(&payload),
+        Ok(Message::Keepalive(k)) if k.is_reply && k.seq == 77
+    ));
+}
+
 /// Inputs fed one by one through [`Engine::batch`] (as ocalad feeds a super-packet's
 /// segments) come out as the same list through `handle_batch` does.
 #[test]

@@ -721,6 +721,10 @@ impl Overlay for I3Overlay {
         self.events.pop_front()
     }
 
+    fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     fn describe(&self, tunnel: TunnelRef) -> String {
         let Some(t) = self.tunnels.get(tunnel as usize) else {
             return "closed".into();

@@ -720,6 +720,10 @@ impl Overlay for RonOverlay {
         self.events.pop_front()
     }
 
+    fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     fn describe(&self, tunnel: TunnelRef) -> String {
         let Some(t) = self.tunnels.get(tunnel as usize) else {
             return "closed".into();
