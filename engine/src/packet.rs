@@ -118,6 +118,7 @@ impl Packet {
 
     /// Empties the packet, keeping headroom and capacity. The headroom is not zeroed again
     /// (no data packet pays for that): [`Packet::prepend`] hands it out to be overwritten.
+    #[inline]
     fn reset(&mut self) {
         self.buf.truncate(HEADROOM);
         self.buf.resize(HEADROOM, 0);
