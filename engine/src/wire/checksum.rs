@@ -257,6 +257,7 @@ impl Delta {
         self.new = add(self.new, other.new);
     }
 
+    #[inline]
     pub(crate) fn apply(&self, checksum: u16) -> u16 {
         update_sums(checksum, self.old, self.new)
     }
