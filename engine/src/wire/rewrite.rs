@@ -166,27 +166,14 @@ pub fn rewrite_parsed(
     new_dst: IpAddr,
     partial: bool,
 ) -> Result<(), WireError> {
-    let IpHeader {
-        version,
-        header_len,
-        total_len,
-        protocol,
-        has_transport,
-        ..
-    } = header;
     if header.routing_pending {
         // The pseudo-header uses the final destination from the routing header, not the
         // field we would rewrite; such packets do not come from ordinary local apps.
         return Err(WireError::Unsupported);
     }
-    if let (4, true, IpAddr::V4(src), IpAddr::V4(dst)) = (version, has_transport, new_src, new_dst)
-    {
-        let at = V4Transport {
-            header_len,
-            total_len,
-            protocol,
-        };
-        if at.rewrite(packet, src, dst, partial).is_some() {
+    let shortcut = (header.version, header.has_transport, new_src, new_dst);
+    if let (4, true, IpAddr::V4(src), IpAddr::V4(dst)) = shortcut {
+        if rewrite_v4_transport(packet, &header, src, dst, partial).is_some() {
             return Ok(());
         }
     }
@@ -259,57 +246,49 @@ fn rewrite_general(
     Ok(())
 }
 
-/// Where an IPv4 packet keeps what [`rewrite_parsed`] changes in the case every packet of a
-/// bulk flow takes: a TCP or UDP header (of a whole packet or a first fragment).
-struct V4Transport {
-    header_len: usize,
-    total_len: usize,
-    protocol: u8,
-}
-
-impl V4Transport {
-    /// [`rewrite_parsed`] in this case, as straight-line code on the address pair as one
-    /// word: the same arithmetic as the general case, so the same bytes, at a third of its
-    /// cost. `None`, with the packet untouched, when it is not this case (an ICMP message,
-    /// a header cut short, a checksum field past the end), for the general case to judge.
-    fn rewrite(
-        &self,
-        packet: &mut [u8],
-        src: Ipv4Addr,
-        dst: Ipv4Addr,
-        partial: bool,
-    ) -> Option<()> {
-        let udp = match self.protocol {
-            PROTO_TCP => false,
-            PROTO_UDP => true,
-            _ => return None,
-        };
-        let field = self.header_len + if udp { 6 } else { 16 };
-        if self.total_len < field + 2 {
-            return None;
-        }
-        let old = u64_at(packet, 12).ok()?;
-        let (header_ck, ck) = (u16_at(packet, 10).ok()?, u16_at(packet, field).ok()?);
-        let new = (u64::from(u32::from(src)) << 32) | u64::from(u32::from(dst));
-        let mut addrs = Delta::default();
-        addrs.replace_sums(old, new);
-        let ck = match (partial, udp && ck == 0) {
-            (true, _) => !addrs.apply(!ck),
-            // A UDP datagram sent without a checksum keeps none.
-            (false, true) => 0,
-            // A computed UDP checksum of zero is sent as all ones (RFC 768).
-            (false, false) => match addrs.apply(ck) {
-                0 if udp => 0xFFFF,
-                c => c,
-            },
-        };
-        put_u16(packet, field, ck).ok()?;
-        put_u16(packet, 10, addrs.apply(header_ck)).ok()?;
-        slice_mut(packet, 12, 8)
-            .ok()?
-            .copy_from_slice(&new.to_be_bytes());
-        Some(())
+/// [`rewrite_parsed`] in the case every packet of a bulk flow takes, an IPv4 TCP or UDP
+/// packet (or first fragment) with a transport header, as straight-line code on the
+/// address pair as one word: the same arithmetic as the general case, so the same bytes,
+/// at a third of its cost. `None`, with the packet untouched, when it is not this case (an
+/// ICMP message, a header cut short, a checksum field past the end), for the general case
+/// to judge.
+fn rewrite_v4_transport(
+    packet: &mut [u8],
+    header: &IpHeader,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    partial: bool,
+) -> Option<()> {
+    let udp = match header.protocol {
+        PROTO_TCP => false,
+        PROTO_UDP => true,
+        _ => return None,
+    };
+    let field = header.header_len + if udp { 6 } else { 16 };
+    if header.total_len < field + 2 {
+        return None;
     }
+    let old = u64_at(packet, 12).ok()?;
+    let (header_ck, ck) = (u16_at(packet, 10).ok()?, u16_at(packet, field).ok()?);
+    let new = (u64::from(u32::from(src)) << 32) | u64::from(u32::from(dst));
+    let mut addrs = Delta::default();
+    addrs.replace_sums(old, new);
+    let ck = match (partial, udp && ck == 0) {
+        (true, _) => !addrs.apply(!ck),
+        // A UDP datagram sent without a checksum keeps none.
+        (false, true) => 0,
+        // A computed UDP checksum of zero is sent as all ones (RFC 768).
+        (false, false) => match addrs.apply(ck) {
+            0 if udp => 0xFFFF,
+            c => c,
+        },
+    };
+    put_u16(packet, field, ck).ok()?;
+    put_u16(packet, 10, addrs.apply(header_ck)).ok()?;
+    slice_mut(packet, 12, 8)
+        .ok()?
+        .copy_from_slice(&new.to_be_bytes());
+    Some(())
 }
 
 /// Applies `delta` — the pseudo-header's address change and any changes inside the covered
