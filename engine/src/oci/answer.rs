@@ -150,7 +150,7 @@ impl Engine {
         }
         let now = self.now;
         let r = self.module(overlay)?.accept(now, &from);
-        // What the module set up for the tunnel (an i3 trigger) goes out before the answer.
+        // What the module set up for the tunnel goes out before the answer.
         self.drain_overlay(overlay);
         Some(self.tunnels.register(overlay, r, None, true))
     }

@@ -253,6 +253,15 @@ fn pair() -> Net {
     ])
 }
 
+/// A pair whose path from alice to bob is up: the net, alice's handle for bob and alice's
+/// own TUN address.
+fn pair_up() -> (Net, IpAddr, IpAddr) {
+    let mut net = pair();
+    let handle = answered_v4(&net.lookup(0, "bob.udp").expect("the path comes up"));
+    let tun = net.nodes[0].cfg.handles.tun_v4.into();
+    (net, handle, tun)
+}
+
 #[test]
 fn lookup_sets_up_path_and_packets_arrive_rewritten() {
     let mut net = pair();
@@ -281,9 +290,7 @@ fn lookup_sets_up_path_and_packets_arrive_rewritten() {
 #[test]
 fn data_alone_keeps_tunnels_alive_when_every_keepalive_is_lost() {
     let run = |with_data: bool| {
-        let mut net = pair();
-        let at_alice = answered_v4(&net.lookup(0, "bob.udp").unwrap());
-        let alice_tun: IpAddr = net.nodes[0].cfg.handles.tun_v4.into();
+        let (mut net, at_alice, alice_tun) = pair_up();
         net.input(0, Input::TunPacket(&udp_to(alice_tun, at_alice, b"hi")));
         // Bob's handle for alice is where alice's packet came from.
         let got = net.tun[1].last().expect("delivered to bob").clone();
@@ -413,9 +420,7 @@ fn a_keepalive_is_answered_at_once() {
 #[test]
 fn a_batch_fed_one_by_one_is_a_batch() {
     let outputs = |one_by_one: bool| {
-        let mut net = pair();
-        let handle = answered_v4(&net.lookup(0, "bob.udp").unwrap());
-        let tun: IpAddr = net.nodes[0].cfg.handles.tun_v4.into();
+        let (mut net, handle, tun) = pair_up();
         let packets: Vec<Vec<u8>> = (0..3u8).map(|i| udp_to(tun, handle, &[i; 40])).collect();
         let now = net.now.saturating_add(Duration::from_millis(5));
         let alice = &mut net.nodes[0];
