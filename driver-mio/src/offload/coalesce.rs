@@ -33,6 +33,8 @@ const MAX_TOTAL: usize = 65_535;
 const MAX_SEGMENTS: usize = 64;
 /// Longest headers of a joinable segment: IPv4 and TCP, each with 40 bytes of options.
 const MAX_HEADERS: usize = 120;
+/// Room for a [`shared_mask`]: the longest headers in whole eight-byte words.
+const MASK_LEN: usize = MAX_HEADERS.div_ceil(8) * 8;
 /// Header of a packet written as it came.
 const PLAIN: [u8; vnet::LEN] = [0; vnet::LEN];
 
@@ -53,6 +55,8 @@ struct Run {
     psh: bool,
     /// A short or PSH segment ended the run.
     closed: bool,
+    /// The header bits every segment shares with the first ([`shared_mask`]).
+    shared: [u8; MASK_LEN],
 }
 
 /// What the engine said about a packet it delivers.
@@ -133,39 +137,71 @@ fn joinable(packet: &[u8], about: Delivered, udp: bool) -> Option<Layout> {
 /// same way.
 fn same_hosts(a: &[u8], b: &[u8]) -> bool {
     let version = |p: &[u8]| p.first().map(|v| v >> 4);
-    let addrs = match version(a) {
-        Some(4) => 12..20,
-        Some(6) => 8..40,
-        _ => return false,
-    };
-    version(a) == version(b) && a.get(addrs.clone()) == b.get(addrs)
+    // Compared as fixed-size arrays (a word or four), not as slices of any length.
+    match (version(a), version(b)) {
+        (Some(4), Some(4)) => field::<8>(a, 12).is_some_and(|x| Some(x) == field::<8>(b, 12)),
+        (Some(6), Some(6)) => field::<32>(a, 8).is_some_and(|x| Some(x) == field::<32>(b, 8)),
+        _ => false,
+    }
+}
+
+/// The `N` bytes of `p` at `at`, if it holds them.
+fn field<const N: usize>(p: &[u8], at: usize) -> Option<[u8; N]> {
+    p.get(at..at + N).and_then(|s| <[u8; N]>::try_from(s).ok())
 }
 
 /// Whether two packets with the same layout belong to the same flow.
 fn same_flow(l: &Layout, a: &[u8], b: &[u8]) -> bool {
-    let ports = l.l4..l.l4 + 4;
-    same_hosts(a, b) && a.get(ports.clone()) == b.get(ports)
+    same_hosts(a, b) && field::<4>(a, l.l4).is_some_and(|x| Some(x) == field::<4>(b, l.l4))
 }
 
-/// Whether every header field but those that differ between segments of one send is equal:
-/// not the lengths, IPv4 ID and checksums, sequence number, PSH or transport checksum.
-fn same_headers(l: &Layout, a: &[u8], b: &[u8]) -> bool {
-    let eq = |r: std::ops::Range<usize>| a.get(r.clone()) == b.get(r);
-    let ip = if l.v6 {
-        eq(0..4) && eq(6..l.l4)
-    } else {
-        eq(0..2) && eq(6..10) && eq(12..l.l4)
+/// The header bits that segments of one send share, as a mask over headers of layout `l`
+/// (set where the bits must be equal): every field but the lengths, IPv4 ID and checksums,
+/// sequence number, PSH and transport checksum. A run builds it once; each segment is
+/// then compared eight bytes at a time ([`same_under`]).
+fn shared_mask(l: &Layout) -> [u8; MASK_LEN] {
+    let mut mask = [0u8; MASK_LEN];
+    let mut keep = |r: std::ops::Range<usize>, bits: u8| {
+        if let Some(m) = mask.get_mut(r) {
+            m.fill(bits);
+        }
     };
-    let t = l.l4;
-    if l.proto == layout::PROTO_UDP {
-        return ip && eq(t..t + 4);
+    if l.v6 {
+        keep(0..4, 0xFF);
+        keep(6..l.l4, 0xFF);
+    } else {
+        keep(0..2, 0xFF);
+        keep(6..10, 0xFF);
+        keep(12..l.l4, 0xFF);
     }
-    let flags = |p: &[u8]| p.get(t + 13).map(|f| f & !layout::PSH);
-    ip && eq(t..t + 4)
-        && eq(t + 8..t + 13)
-        && flags(a) == flags(b)
-        && eq(t + 14..t + 16)
-        && eq(t + 18..l.payload)
+    let t = l.l4;
+    keep(t..t + 4, 0xFF);
+    if l.proto == layout::PROTO_TCP {
+        keep(t + 8..t + 13, 0xFF);
+        keep(t + 13..t + 14, !layout::PSH);
+        keep(t + 14..t + 16, 0xFF);
+        keep(t + 18..l.payload, 0xFF);
+    }
+    mask
+}
+
+/// Whether `a` and `b` agree wherever `mask` is set, over its first `len` bytes (both
+/// packets hold at least that many; one that does not is not the same).
+fn same_under(mask: &[u8; MASK_LEN], len: usize, a: &[u8], b: &[u8]) -> bool {
+    let words = len.div_ceil(8) * 8;
+    let word = |c: &[u8]| <[u8; 8]>::try_from(c).map_or(0, u64::from_ne_bytes);
+    match (a.get(..words), b.get(..words), mask.get(..words)) {
+        (Some(a), Some(b), Some(m)) => a
+            .chunks_exact(8)
+            .zip(b.chunks_exact(8))
+            .zip(m.chunks_exact(8))
+            .all(|((a, b), m)| (word(a) ^ word(b)) & word(m) == 0),
+        // A payload too short to fill the last word: byte by byte.
+        _ => (0..len).all(|i| match (a.get(i), b.get(i), mask.get(i)) {
+            (Some(a), Some(b), Some(m)) => (a ^ b) & m == 0,
+            _ => false,
+        }),
+    }
 }
 
 /// The bytes of packet `i` of the batch; none past its end.
@@ -182,7 +218,7 @@ impl Run {
             && (l.proto == layout::PROTO_UDP || layout::get32(packet, l.l4 + 4) == self.next_seq)
             && len <= self.mss
             && self.total + len <= MAX_TOTAL
-            && same_headers(l, first, packet)
+            && same_under(&self.shared, l.payload, first, packet)
     }
 
     fn append(&mut self, i: usize, l: &Layout, packet: &[u8]) {
@@ -309,6 +345,7 @@ impl Coalescer {
             total: packet.len(),
             psh,
             closed: psh,
+            shared: shared_mask(&l),
         });
     }
 
