@@ -123,6 +123,7 @@ impl Layout {
 }
 
 /// Reads the 16-bit big-endian field at `at`; 0 past the end.
+#[inline]
 pub fn get16(packet: &[u8], at: usize) -> u16 {
     packet
         .get(at..at + 2)
@@ -130,6 +131,7 @@ pub fn get16(packet: &[u8], at: usize) -> u16 {
 }
 
 /// Reads the 32-bit big-endian field at `at`; 0 past the end.
+#[inline]
 pub fn get32(packet: &[u8], at: usize) -> u32 {
     packet
         .get(at..at + 4)
@@ -137,6 +139,7 @@ pub fn get32(packet: &[u8], at: usize) -> u32 {
 }
 
 /// Writes a 16-bit big-endian field; nothing past the end.
+#[inline]
 pub fn put16(packet: &mut [u8], at: usize, v: u16) {
     if let Some(b) = packet.get_mut(at..at + 2) {
         b.copy_from_slice(&v.to_be_bytes());
@@ -144,6 +147,7 @@ pub fn put16(packet: &mut [u8], at: usize, v: u16) {
 }
 
 /// Writes a 32-bit big-endian field; nothing past the end.
+#[inline]
 pub fn put32(packet: &mut [u8], at: usize, v: u32) {
     if let Some(b) = packet.get_mut(at..at + 4) {
         b.copy_from_slice(&v.to_be_bytes());
