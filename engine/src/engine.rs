@@ -469,14 +469,10 @@ impl Engine {
         datagram: Packet,
         ecn: Ecn,
     ) {
-        let now = self.now;
-        let sent = match self.module(id) {
-            Some(m) => m.send(now, r, datagram),
-            None => Err(datagram),
-        };
-        match sent {
-            Ok(d) => self.transmit(id, d, ecn),
-            Err(buf) => self.pool.give(buf),
+        let (now, mut payload) = (self.now, datagram);
+        match self.module(id).and_then(|m| m.send(now, r, &mut payload)) {
+            Some(to) => self.transmit(id, Datagram { to, payload }, ecn),
+            None => self.pool.give(payload),
         }
     }
 

@@ -159,17 +159,18 @@ pub trait Overlay {
     fn reply(&mut self, now: Instant, to: &Peer, datagram: Packet);
     /// Releases a tunnel no path uses any more (OC-I keeps the reference count).
     fn close(&mut self, tunnel: TunnelRef);
-    /// Sends one OCALA datagram over a tunnel: the module adds its encapsulation and hands
-    /// it straight back, addressed, for OC-I to transmit (a data packet then passes one
-    /// queue, OC-I's outputs, not the module's events as well). Gives the buffer back if the
-    /// tunnel is gone or cannot carry it yet. It queues no events: OC-I drains them after
-    /// every other call (but `authenticated`), not after a send.
+    /// Sends one OCALA datagram over a tunnel: the module adds its encapsulation to
+    /// `datagram` where it lies and says where it goes, for OC-I to transmit (a data packet
+    /// then passes one queue, OC-I's outputs, not the module's events as well, and its
+    /// buffer is not moved through the module). `None` if the tunnel is gone or cannot
+    /// carry it yet. It queues no events: OC-I drains them after every other call (but
+    /// `authenticated`), not after a send.
     fn send(
         &mut self,
         now: Instant,
         tunnel: TunnelRef,
-        datagram: Packet,
-    ) -> Result<Datagram, Packet>;
+        datagram: &mut Packet,
+    ) -> Option<SocketAddr>;
     /// Interprets a datagram from the overlay socket; what it sends on comes from `pool`.
     fn receive<'a>(
         &mut self,

@@ -273,9 +273,11 @@ impl Engine {
         // datagram's ECN field; what else it sends now (replies to control messages) carries
         // it harmlessly, since only data messages' fields are read.
         self.drain_overlay_carrying(overlay, arrival.ecn);
-        let (known, from, bytes) = match received {
+        // Read in place: the module just wrote these, and a wide copy of its narrow stores
+        // would stall until they retire.
+        let (known, from, bytes) = match &received {
             Received::Consumed => return,
-            Received::Transit { message } => {
+            &Received::Transit { message } => {
                 if self.keep_transit_grant(message) {
                     return;
                 }
@@ -292,13 +294,13 @@ impl Engine {
                 }
                 return;
             }
-            Received::Dropped(d) => return self.drop_input(DropReason::Overlay(d)),
-            Received::Malformed(e) => return self.drop_input(DropReason::DatagramMalformed(e)),
+            &Received::Dropped(d) => return self.drop_input(DropReason::Overlay(d)),
+            &Received::Malformed(e) => return self.drop_input(DropReason::DatagramMalformed(e)),
             Received::Message {
                 tunnel,
                 peer,
                 message,
-            } => (tunnel, peer, message),
+            } => (*tunnel, peer, *message),
         };
         let tunnel = known.and_then(|r| self.tunnels.by_module(overlay, r));
         match Message::parse(bytes) {
@@ -319,7 +321,7 @@ impl Engine {
                 };
                 self.on_data(overlay, from, tunnel, data)
             }
-            Ok(Message::Setup(s)) => self.on_setup(overlay, from, tunnel, &s),
+            Ok(Message::Setup(s)) => self.on_setup(overlay, *from, tunnel, &s),
             Ok(Message::Accept(a)) if self.paths.by_label(a.receiver_label).is_none() => {
                 // An accept for a path this node gave up on: tell the sender, so the gateway
                 // or responder that kept state for it lets go.
@@ -329,7 +331,7 @@ impl Engine {
                     path_id: a.path_id,
                     reason: CloseReason::PeerClosed,
                 };
-                self.reply_stateless(overlay, from, &Message::Close(close));
+                self.reply_stateless(overlay, *from, &Message::Close(close));
             }
             Ok(Message::Accept(a)) => self.on_accept(tunnel, &a),
             Ok(Message::Reject(r)) => self.on_reject(tunnel, &r),
@@ -342,7 +344,7 @@ impl Engine {
         }
     }
 
-    fn on_data(&mut self, overlay: OverlayId, from: Peer, tunnel: Option<usize>, data: Data<'_>) {
+    fn on_data(&mut self, overlay: OverlayId, from: &Peer, tunnel: Option<usize>, data: Data<'_>) {
         let Data {
             label,
             datagram,
@@ -358,7 +360,7 @@ impl Engine {
                 path_id: 0,
                 reason: CloseReason::UnknownLabel,
             });
-            return self.reply_stateless(overlay, from, &msg);
+            return self.reply_stateless(overlay, *from, &msg);
         };
         let Some(p) = self.paths.get(key) else { return };
         if Some(p.tunnel) != tunnel {

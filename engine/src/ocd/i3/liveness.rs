@@ -62,7 +62,7 @@ impl I3Overlay {
         let mut p = Packet::from_slice(&[]);
         if msg.encode(p.tail_vec()).is_ok() {
             // A tunnel without a path to send on is the same as a lost keepalive.
-            if let Ok(d) = crate::ocd::Overlay::send(self, now, r, p) {
+            if let Ok(d) = self.send_datagram(now, r, p) {
                 self.transmit_buf(d.to, d.payload);
             }
         }

@@ -510,6 +510,43 @@ fn peer_of(id: &Id) -> Peer {
     Peer::id(&id.0)
 }
 
+impl I3Overlay {
+    /// [`Overlay::send`], with the buffer moved through the module's encoders.
+    fn send_datagram(
+        &mut self,
+        now: Instant,
+        tunnel: TunnelRef,
+        datagram: Packet,
+    ) -> Result<Datagram, Packet> {
+        let every = self.refresh;
+        let Some(t) = self.tunnels.get_mut(tunnel as usize) else {
+            return Err(datagram);
+        };
+        let Some(ret) = self.own.get(t.private).map(|o| o.id) else {
+            return Err(datagram);
+        };
+        // A new path on a tunnel whose peer already answered goes to the peer's public
+        // trigger again, and its answer fixes the peer's private id anew: the peer may have
+        // restarted, and its old private trigger may still be matched at the server.
+        if let (true, Some(public)) = (t.negotiated, t.public) {
+            if datagram.first() == Some(&SETUP_TYPE_BYTE) {
+                if self.by_remote.get(&t.remote) == Some(&tunnel) {
+                    self.by_remote.remove(&t.remote);
+                }
+                t.remote = public;
+                t.negotiated = false;
+            }
+        }
+        let (to, direct, ask) = match t.shortcut.as_mut() {
+            // Only a negotiated tunnel asks: probes carry the peer's private id.
+            Some(s) => (t.remote, s.direct(), t.negotiated && s.ask(now, every)),
+            None => (t.remote, None, false),
+        };
+        let flags = if ask { FLAG_SHORTCUT } else { 0 };
+        self.send_to_id(&to, &ret, flags, direct, datagram)
+    }
+}
+
 impl Overlay for I3Overlay {
     fn parse_hop(&self, prefix: &str) -> Result<HopSpec, String> {
         match prefix.rsplit_once('.') {
@@ -579,34 +616,15 @@ impl Overlay for I3Overlay {
         &mut self,
         now: Instant,
         tunnel: TunnelRef,
-        datagram: Packet,
-    ) -> Result<Datagram, Packet> {
-        let every = self.refresh;
-        let Some(t) = self.tunnels.get_mut(tunnel as usize) else {
-            return Err(datagram);
+        datagram: &mut Packet,
+    ) -> Option<SocketAddr> {
+        let taken = std::mem::replace(datagram, Packet::from_vec(Vec::new()));
+        let (to, payload) = match self.send_datagram(now, tunnel, taken) {
+            Ok(d) => (Some(d.to), d.payload),
+            Err(p) => (None, p),
         };
-        let Some(ret) = self.own.get(t.private).map(|o| o.id) else {
-            return Err(datagram);
-        };
-        // A new path on a tunnel whose peer already answered goes to the peer's public
-        // trigger again, and its answer fixes the peer's private id anew: the peer may have
-        // restarted, and its old private trigger may still be matched at the server.
-        if let (true, Some(public)) = (t.negotiated, t.public) {
-            if datagram.first() == Some(&SETUP_TYPE_BYTE) {
-                if self.by_remote.get(&t.remote) == Some(&tunnel) {
-                    self.by_remote.remove(&t.remote);
-                }
-                t.remote = public;
-                t.negotiated = false;
-            }
-        }
-        let (to, direct, ask) = match t.shortcut.as_mut() {
-            // Only a negotiated tunnel asks: probes carry the peer's private id.
-            Some(s) => (t.remote, s.direct(), t.negotiated && s.ask(now, every)),
-            None => (t.remote, None, false),
-        };
-        let flags = if ask { FLAG_SHORTCUT } else { 0 };
-        self.send_to_id(&to, &ret, flags, direct, datagram)
+        *datagram = payload;
+        to
     }
 
     fn receive<'a>(

@@ -528,6 +528,37 @@ impl RonOverlay {
     }
 }
 
+impl RonOverlay {
+    /// [`Overlay::send`], with the buffer moved through the module's encoders.
+    fn send_datagram(
+        &mut self,
+        _now: Instant,
+        tunnel: TunnelRef,
+        datagram: Packet,
+    ) -> Result<Datagram, Packet> {
+        let Some(t) = self.tunnels.get(tunnel as usize) else {
+            return Err(datagram);
+        };
+        let Some(dst) = t.member else {
+            return Err(datagram);
+        };
+        let (route, metric, remote) = (t.route, t.metric, t.remote_tunnel);
+        let sent = self.send_data(
+            dst,
+            route,
+            (Self::wire_tunnel(tunnel), remote),
+            metric,
+            datagram,
+        );
+        if sent.is_err() {
+            if let Some(t) = self.tunnels.get_mut(tunnel as usize) {
+                t.no_route += 1;
+            }
+        }
+        sent
+    }
+}
+
 impl Overlay for RonOverlay {
     fn parse_hop(&self, prefix: &str) -> Result<HopSpec, String> {
         match prefix.rsplit_once('.') {
@@ -609,30 +640,17 @@ impl Overlay for RonOverlay {
 
     fn send(
         &mut self,
-        _now: Instant,
+        now: Instant,
         tunnel: TunnelRef,
-        datagram: Packet,
-    ) -> Result<Datagram, Packet> {
-        let Some(t) = self.tunnels.get(tunnel as usize) else {
-            return Err(datagram);
+        datagram: &mut Packet,
+    ) -> Option<SocketAddr> {
+        let taken = std::mem::replace(datagram, Packet::from_vec(Vec::new()));
+        let (to, payload) = match self.send_datagram(now, tunnel, taken) {
+            Ok(d) => (Some(d.to), d.payload),
+            Err(p) => (None, p),
         };
-        let Some(dst) = t.member else {
-            return Err(datagram);
-        };
-        let (route, metric, remote) = (t.route, t.metric, t.remote_tunnel);
-        let sent = self.send_data(
-            dst,
-            route,
-            (Self::wire_tunnel(tunnel), remote),
-            metric,
-            datagram,
-        );
-        if sent.is_err() {
-            if let Some(t) = self.tunnels.get_mut(tunnel as usize) {
-                t.no_route += 1;
-            }
-        }
-        sent
+        *datagram = payload;
+        to
     }
 
     fn receive<'a>(
