@@ -4,7 +4,7 @@
 
 use crate::api::{DropReason, OverlayId};
 use crate::codel::SIGNALLED_LEN;
-use crate::engine::Engine;
+use crate::engine::{stage_datagram, stage_delivery, staged_delivery, Engine};
 use crate::ocd::{Peer, Received};
 use crate::oci::paths::{Role, State};
 use crate::packet::Packet;
@@ -171,10 +171,11 @@ impl Engine {
     }
 
     /// Wraps an app's packet in a data header — sealed or MACed on a secure path — and
-    /// sends it over the path's tunnel. A `partial` checksum is completed on the copy, or
-    /// left partial where the peer takes that and it is at `standard`, where the packet's
-    /// receiver will look for it ([`PartialChecksum::of`], found where the packet was
-    /// parsed; `None` is enough for a plain path that completes checksums).
+    /// sends it over the path's tunnel, built in its output's buffer
+    /// ([`crate::engine::stage_datagram`]). A `partial` checksum is completed on the copy,
+    /// or left partial where the peer takes that and it is at `standard`, where the
+    /// packet's receiver will look for it ([`PartialChecksum::of`], found where the packet
+    /// was parsed; `None` is enough for a plain path that completes checksums).
     pub(crate) fn send_on_path(
         &mut self,
         key: usize,
@@ -185,8 +186,16 @@ impl Engine {
         let Some(p) = self.paths.get_mut(key) else {
             return;
         };
-        let (tunnel, peer, partial_form) = (p.tunnel, p.peer_label, p.partial.send);
-        let mut buf = self.pool.take();
+        let (peer, partial_form) = (p.peer_label, p.partial.send);
+        let Some(t) = self.tunnels.get(p.tunnel) else {
+            return;
+        };
+        let (overlay, r) = (t.overlay, t.module_ref);
+        // The outer header starts with the inner one's ECN field (RFC 6040's normal mode).
+        let ecn = ecn_of(packet).unwrap_or_default();
+        let Some(buf) = stage_datagram(&mut self.out, overlay, self.pool.take(), ecn) else {
+            return;
+        };
         if p.secure.is_some() {
             // The sealed body follows the header and the nonce; the tag follows it.
             let body = DATA_HEADER_LEN + NONCE_LEN;
@@ -215,10 +224,9 @@ impl Engine {
             }
         };
         match sealed {
-            // The outer header starts with the inner one's ECN field (RFC 6040's normal mode).
-            Ok(()) => self.send_over(tunnel, buf, ecn_of(packet).unwrap_or_default()),
+            Ok(()) => self.send_staged(overlay, r),
             Err(reason) => {
-                self.pool.give(buf);
+                self.unstage();
                 self.drop_input(reason);
                 if reason == DropReason::NonceExhausted {
                     self.close_path(
@@ -229,15 +237,6 @@ impl Engine {
                 }
             }
         }
-    }
-
-    /// Hands a finished datagram to the tunnel's module, to be sent with `ecn`.
-    fn send_over(&mut self, tunnel: usize, buf: Packet, ecn: Ecn) {
-        let Some(t) = self.tunnels.get(tunnel) else {
-            return self.pool.give(buf);
-        };
-        let (overlay, r) = (t.overlay, t.module_ref);
-        self.send_on_tunnel(overlay, r, buf, ecn);
     }
 
     /// Sends what apps wrote while the path was coming up.
@@ -385,15 +384,22 @@ impl Engine {
                 if self.middlebox.is_some() && !self.middlebox_passes(datagram, read) {
                     return;
                 }
-                let mut buf = self.pool.take();
+                let Some(t) = self.tunnels.get(tt) else {
+                    return self.drop_input(DropReason::PathNotUp);
+                };
+                let (overlay, r) = (t.overlay, t.module_ref);
+                let Some(buf) = stage_datagram(&mut self.out, overlay, self.pool.take(), ecn)
+                else {
+                    return;
+                };
                 buf.extend_from_slice(datagram);
-                if message::set_data_label(&mut buf, peer).is_err() {
-                    self.pool.give(buf);
+                if message::set_data_label(buf, peer).is_err() {
+                    self.unstage();
                     return self.drop_input(DropReason::PathNotUp);
                 }
                 self.counters.relayed += 1;
                 self.heard_on_path(key);
-                self.send_over(tt, buf, ecn);
+                self.send_staged(overlay, r);
             }
             Role::Initiator { handle }
             | Role::Responder {
@@ -436,7 +442,9 @@ impl Engine {
     /// Opens a data payload on an end path (checks and decrypts it on a secure path) and hands
     /// the packet to local apps, with the ECN field that `outer` makes of it.
     pub(crate) fn open_and_deliver(&mut self, key: usize, handle: usize, inner: &[u8], outer: Ecn) {
-        let mut buf = self.pool.take();
+        let Some(buf) = stage_delivery(&mut self.out, self.pool.take()) else {
+            return;
+        };
         let opened = match self.paths.get_mut(key).and_then(|p| p.secure.as_mut()) {
             Some(s) => {
                 let r = s.open(inner, buf.tail_vec(), &mut self.key_cache, key);
@@ -446,8 +454,8 @@ impl Engine {
                         // again.
                         s.confirmed = true;
                         s.message = Vec::new();
-                        self.heard_on_path(key);
-                        return self.pool.give(buf);
+                        self.unstage();
+                        return self.heard_on_path(key);
                     }
                     buf.mark_authentic();
                 }
@@ -467,10 +475,10 @@ impl Engine {
         match opened {
             Ok(form) => {
                 self.heard_on_path(key);
-                self.deliver(key, handle, buf, outer, form)
+                self.deliver(key, handle, outer, form)
             }
             Err(reason) => {
-                self.pool.give(buf);
+                self.unstage();
                 self.drop_input(reason);
             }
         }
@@ -482,14 +490,17 @@ impl Engine {
     /// field combines with the packet's own as RFC 6040 says: a CE mark is carried in, or
     /// the packet dropped if its sender's transport is not ECN-capable. Its checksum stands
     /// as `form` says.
-    fn deliver(&mut self, key: usize, handle: usize, mut buf: Packet, outer: Ecn, form: Form) {
+    fn deliver(&mut self, key: usize, handle: usize, outer: Ecn, form: Form) {
+        let Some(buf) = staged_delivery(&mut self.out) else {
+            return;
+        };
         // Parsed once: the header rewriting below takes as it is, and the checksum's place
         // where it is not complete.
-        let (header, standard) = match IpView::parse(&buf) {
+        let (header, standard) = match IpView::parse(buf) {
             Ok(ip) if form == Form::Complete => (ip.header(), None),
             Ok(ip) => (ip.header(), PartialChecksum::at(&ip)),
             Err(e) => {
-                self.pool.give(buf);
+                self.unstage();
                 return self.drop_input(DropReason::InnerMalformed(e));
             }
         };
@@ -498,28 +509,28 @@ impl Engine {
                 // What this node's driver cannot hand on partial is completed here.
                 Some(c) if self.cfg.security.partial_checksums => buf.mark_partial(c),
                 Some(c) => {
-                    c.complete(&mut buf);
+                    c.complete(buf);
                 }
                 // On a plain path in the partial form, what is not TCP or UDP is as it was
                 // sent.
                 None if form == Form::OfPath => {}
                 None => {
-                    self.pool.give(buf);
+                    self.unstage();
                     return self.drop_input(DropReason::InnerMalformed(WireError::BadHeader));
                 }
             }
         }
         // An outer header without ECN leaves the packet's own as it is.
         if outer != Ecn::NotEct {
-            let inner = ecn_of(&buf).unwrap_or_default();
+            let inner = ecn_of(buf).unwrap_or_default();
             match Ecn::decapsulate(inner, outer) {
                 None => {
-                    self.pool.give(buf);
+                    self.unstage();
                     return self.drop_input(DropReason::Congested);
                 }
                 Some(e) if e != inner => {
                     // Only the ECN bits of a header just parsed change: this cannot fail.
-                    let _ = set_ecn(&mut buf, e);
+                    let _ = set_ecn(buf, e);
                     if e == Ecn::Ce {
                         self.counters.ecn_marked += 1;
                     }
@@ -530,7 +541,7 @@ impl Engine {
         let now = self.now;
         let client = self.paths.get(key).and_then(|p| p.lan_client);
         let Some(h) = self.handles.get_mut(handle) else {
-            return self.pool.give(buf);
+            return self.unstage();
         };
         h.last_used = now;
         let src = header.src;
@@ -546,17 +557,17 @@ impl Engine {
             (None, None, IpAddr::V6(_)) => Some(IpAddr::V6(self.cfg.handles.tun_v6)),
         };
         let Some(to) = to else {
-            self.pool.give(buf);
+            self.unstage();
             return self.drop_input(DropReason::NoLegacyRoute);
         };
         let partial = buf.partial_checksum().is_some();
-        let rewritten = rewrite_parsed(&mut buf, header, from, to, partial);
+        let rewritten = rewrite_parsed(buf, header, from, to, partial);
         if let Err(e) = rewritten {
-            self.pool.give(buf);
+            self.unstage();
             return self.drop_input(DropReason::InnerMalformed(e));
         }
+        // Already queued, where it was built.
         self.counters.tun_out += 1;
-        self.out.push_back(crate::api::Output::WriteTun(buf));
     }
 }
 

@@ -322,6 +322,36 @@ fn data_alone_keeps_tunnels_alive_when_every_keepalive_is_lost() {
     );
 }
 
+/// A packet for local apps is built in its output's place (`engine::stage_delivery`); one
+/// dropped on the way there takes its output back, so nothing of it reaches the TUN and
+/// the packets after it arrive as ever.
+#[test]
+fn a_packet_dropped_at_delivery_leaves_no_output_behind() {
+    use crate::wire::message::{DATA_HEADER_LEN, TYPE_DATA, VERSION};
+    let (mut net, at_alice, alice_tun) = pair_up();
+    net.tamper = Some(Box::new(|d: &mut Vec<u8>| {
+        if d.first() == Some(&(VERSION << 4 | TYPE_DATA)) {
+            // The inner packet's version nibble: no IP version at all.
+            d[DATA_HEADER_LEN] = 0;
+        }
+    }));
+    for _ in 0..3 {
+        net.input(0, Input::TunPacket(&udp_to(alice_tun, at_alice, b"bad")));
+    }
+    assert!(net.tun[1].is_empty(), "{:?}", net.tun[1]);
+    let malformed: u64 = net.nodes[1]
+        .drops
+        .iter()
+        .filter(|(r, _)| matches!(r, DropReason::InnerMalformed(_)))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(malformed, 3);
+    net.tamper = None;
+    net.input(0, Input::TunPacket(&udp_to(alice_tun, at_alice, b"good")));
+    assert_eq!(net.tun[1].len(), 1);
+    assert!(net.tun[1][0].ends_with(b"good"));
+}
+
 #[test]
 fn packets_too_big_for_the_path_get_icmp_back() {
     let mut net = pair();
