@@ -51,6 +51,10 @@ pub struct Engine {
     pub(crate) tunnels: Tunnels,
     pub(crate) timers: Timers,
     pub(crate) out: VecDeque<Output>,
+    /// Packets for local apps, handed out after the other outputs of a drain: a queue of
+    /// buffers alone, so that one built in place ([`stage_delivery`]) is copied in whole
+    /// 16-byte halves, never straddling a freshly written enum tag (which stalls the CPU).
+    pub(crate) deliveries: VecDeque<Packet>,
     /// Expanded AEAD keys of the secure paths in use.
     pub(crate) key_cache: crate::security::keycache::KeyCache,
     pub(crate) pool: PacketPool,
@@ -240,6 +244,7 @@ impl Engine {
             tunnels: Tunnels::default(),
             timers: Timers::default(),
             out: VecDeque::new(),
+            deliveries: VecDeque::new(),
             key_cache: Default::default(),
             pool: PacketPool::default(),
             upstream: BTreeMap::new(),
@@ -315,11 +320,16 @@ impl Engine {
     }
 
     /// The next thing to do; `Output::Timeout` when there is nothing until that instant.
-    /// Inlined into the driver's loop (with [`Engine::recycle`]): it runs for every packet.
+    /// Datagrams and events come first, in the order they were made, then packets for local
+    /// apps in theirs. Inlined into the driver's loop (with [`Engine::recycle`]): it runs for
+    /// every packet.
     #[inline]
     pub fn poll_output(&mut self) -> Output {
-        match self.out.pop_front() {
-            Some(o) => o,
+        if let Some(o) = self.out.pop_front() {
+            return o;
+        }
+        match self.deliveries.pop_front() {
+            Some(p) => Output::WriteTun(p),
             None => Output::Timeout(self.next_deadline()),
         }
     }
@@ -501,13 +511,21 @@ impl Engine {
         }
     }
 
-    /// Takes back the output staged last, which cannot go out after all, and returns its
+    /// Takes back the datagram staged last, which cannot go out after all, and returns its
     /// buffer to the pool.
     pub(crate) fn unstage(&mut self) {
         match self.out.pop_back() {
-            Some(Output::WriteTun(p) | Output::Transmit { payload: p, .. }) => self.pool.give(p),
+            Some(Output::Transmit { payload, .. }) => self.pool.give(payload),
             Some(other) => self.out.push_back(other),
             None => {}
+        }
+    }
+
+    /// Takes back the packet for local apps staged last, which cannot be delivered after
+    /// all, and returns its buffer to the pool.
+    pub(crate) fn unstage_delivery(&mut self) {
+        if let Some(p) = self.deliveries.pop_back() {
+            self.pool.give(p);
         }
     }
 
@@ -722,17 +740,12 @@ pub(crate) fn stage_datagram(
 
 /// Queues `packet` for local apps before it is filled, as [`stage_datagram`] does for a
 /// datagram, and returns it.
-pub(crate) fn stage_delivery(out: &mut VecDeque<Output>, packet: Packet) -> Option<&mut Packet> {
-    out.push_back(Output::WriteTun(packet));
-    staged_delivery(out)
-}
-
-/// The packet for local apps staged last, if the last output is one.
-pub(crate) fn staged_delivery(out: &mut VecDeque<Output>) -> Option<&mut Packet> {
-    match out.back_mut() {
-        Some(Output::WriteTun(p)) => Some(p),
-        _ => None,
-    }
+pub(crate) fn stage_delivery(
+    deliveries: &mut VecDeque<Packet>,
+    packet: Packet,
+) -> Option<&mut Packet> {
+    deliveries.push_back(packet);
+    deliveries.back_mut()
 }
 
 fn module_seed(seed: &[u8; 32], index: usize) -> [u8; 32] {

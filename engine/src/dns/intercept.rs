@@ -411,8 +411,7 @@ impl Engine {
         let mut packet = Vec::with_capacity(msg.len() + 48);
         if write_udp_packet(&mut packet, server, client, msg).is_ok() {
             self.counters.tun_out += 1;
-            self.out
-                .push_back(Output::WriteTun(Packet::from_vec(packet)));
+            self.deliveries.push_back(Packet::from_vec(packet));
         }
     }
 }

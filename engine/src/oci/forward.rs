@@ -4,7 +4,7 @@
 
 use crate::api::{DropReason, OverlayId};
 use crate::codel::SIGNALLED_LEN;
-use crate::engine::{stage_datagram, stage_delivery, staged_delivery, Engine};
+use crate::engine::{stage_datagram, stage_delivery, Engine};
 use crate::ocd::{Peer, Received};
 use crate::oci::paths::{Role, State};
 use crate::packet::Packet;
@@ -144,8 +144,7 @@ impl Engine {
         let mut icmp = Vec::with_capacity(600);
         if write_icmp_too_big(&mut icmp, packet, handle, self.cfg.limits.path_mtu).is_ok() {
             self.counters.tun_out += 1;
-            self.out
-                .push_back(crate::api::Output::WriteTun(Packet::from_vec(icmp)));
+            self.deliveries.push_back(Packet::from_vec(icmp));
         }
     }
 
@@ -442,7 +441,7 @@ impl Engine {
     /// Opens a data payload on an end path (checks and decrypts it on a secure path) and hands
     /// the packet to local apps, with the ECN field that `outer` makes of it.
     pub(crate) fn open_and_deliver(&mut self, key: usize, handle: usize, inner: &[u8], outer: Ecn) {
-        let Some(buf) = stage_delivery(&mut self.out, self.pool.take()) else {
+        let Some(buf) = stage_delivery(&mut self.deliveries, self.pool.take()) else {
             return;
         };
         let opened = match self.paths.get_mut(key).and_then(|p| p.secure.as_mut()) {
@@ -454,7 +453,7 @@ impl Engine {
                         // again.
                         s.confirmed = true;
                         s.message = Vec::new();
-                        self.unstage();
+                        self.unstage_delivery();
                         return self.heard_on_path(key);
                     }
                     buf.mark_authentic();
@@ -478,7 +477,7 @@ impl Engine {
                 self.deliver(key, handle, outer, form)
             }
             Err(reason) => {
-                self.unstage();
+                self.unstage_delivery();
                 self.drop_input(reason);
             }
         }
@@ -491,7 +490,7 @@ impl Engine {
     /// the packet dropped if its sender's transport is not ECN-capable. Its checksum stands
     /// as `form` says.
     fn deliver(&mut self, key: usize, handle: usize, outer: Ecn, form: Form) {
-        let Some(buf) = staged_delivery(&mut self.out) else {
+        let Some(buf) = self.deliveries.back_mut() else {
             return;
         };
         // Parsed once: the header rewriting below takes as it is, and the checksum's place
@@ -500,7 +499,7 @@ impl Engine {
             Ok(ip) if form == Form::Complete => (ip.header(), None),
             Ok(ip) => (ip.header(), PartialChecksum::at(&ip)),
             Err(e) => {
-                self.unstage();
+                self.unstage_delivery();
                 return self.drop_input(DropReason::InnerMalformed(e));
             }
         };
@@ -515,7 +514,7 @@ impl Engine {
                 // sent.
                 None if form == Form::OfPath => {}
                 None => {
-                    self.unstage();
+                    self.unstage_delivery();
                     return self.drop_input(DropReason::InnerMalformed(WireError::BadHeader));
                 }
             }
@@ -525,7 +524,7 @@ impl Engine {
             let inner = ecn_of(buf).unwrap_or_default();
             match Ecn::decapsulate(inner, outer) {
                 None => {
-                    self.unstage();
+                    self.unstage_delivery();
                     return self.drop_input(DropReason::Congested);
                 }
                 Some(e) if e != inner => {
@@ -541,7 +540,7 @@ impl Engine {
         let now = self.now;
         let client = self.paths.get(key).and_then(|p| p.lan_client);
         let Some(h) = self.handles.get_mut(handle) else {
-            return self.unstage();
+            return self.unstage_delivery();
         };
         h.last_used = now;
         let src = header.src;
@@ -557,13 +556,13 @@ impl Engine {
             (None, None, IpAddr::V6(_)) => Some(IpAddr::V6(self.cfg.handles.tun_v6)),
         };
         let Some(to) = to else {
-            self.unstage();
+            self.unstage_delivery();
             return self.drop_input(DropReason::NoLegacyRoute);
         };
         let partial = buf.partial_checksum().is_some();
         let rewritten = rewrite_parsed(buf, header, from, to, partial);
         if let Err(e) = rewritten {
-            self.unstage();
+            self.unstage_delivery();
             return self.drop_input(DropReason::InnerMalformed(e));
         }
         // Already queued, where it was built.

@@ -352,6 +352,34 @@ fn a_packet_dropped_at_delivery_leaves_no_output_behind() {
     assert!(net.tun[1][0].ends_with(b"good"));
 }
 
+/// A datagram built in its output's place (`engine::stage_datagram`) that cannot go out is
+/// taken back alone: what was queued before it stays, and taking back when nothing is
+/// staged takes nothing.
+#[test]
+fn a_staged_datagram_taken_back_leaves_the_outputs_before_it() {
+    let mut net = pair();
+    let e = &mut net.nodes[0];
+    e.drop_input(DropReason::NotOurs);
+    let staged = crate::engine::stage_datagram(
+        &mut e.out,
+        crate::OverlayId(0),
+        e.pool.take(),
+        crate::Ecn::NotEct,
+    );
+    staged
+        .expect("a datagram was staged")
+        .extend_from_slice(b"x");
+    e.unstage();
+    e.unstage();
+    assert!(matches!(
+        e.poll_output(),
+        Output::Event(Event::Dropped {
+            reason: DropReason::NotOurs
+        })
+    ));
+    assert!(matches!(e.poll_output(), Output::Timeout(_)));
+}
+
 #[test]
 fn packets_too_big_for_the_path_get_icmp_back() {
     let mut net = pair();
