@@ -97,7 +97,7 @@ fn member_of_fifty() -> (RonOverlay, PacketPool, Instant) {
     for i in 1..MEMBERS {
         let ack = encode(&RonPacket::Ack { src: id(i), seq: 1 });
         assert_eq!(
-            m.receive(answered, addr(i), &ack, &mut pool),
+            m.receive(answered, &addr(i), &ack, &mut pool),
             Received::Consumed
         );
     }
@@ -116,7 +116,7 @@ fn member_of_fifty() -> (RonOverlay, PacketPool, Instant) {
             links,
         });
         assert_eq!(
-            m.receive(answered, addr(i), &p, &mut pool),
+            m.receive(answered, &addr(i), &p, &mut pool),
             Received::Consumed
         );
     }
@@ -160,7 +160,7 @@ fn path_choice(c: &mut Criterion) {
                 report(version)
             },
             |p| {
-                let consumed = m.receive(now, addr(7), &p, &mut pool) == Received::Consumed;
+                let consumed = m.receive(now, &addr(7), &p, &mut pool) == Received::Consumed;
                 while m.poll_event().is_some() {}
                 black_box(consumed)
             },

@@ -55,6 +55,11 @@ pub struct Engine {
     /// buffers alone, so that one built in place ([`stage_delivery`]) is copied in whole
     /// 16-byte halves, never straddling a freshly written enum tag (which stalls the CPU).
     pub(crate) deliveries: VecDeque<Packet>,
+    /// The module tunnel last told its peer was heard ([`crate::ocd::Overlay::authenticated`])
+    /// in this batch: a batch's packets mostly come over one tunnel, and telling its module
+    /// once an instant is enough (the call is indirect, a twentieth of a packet's receive
+    /// time). Forgotten at each batch and whenever a module's tunnels change.
+    pub(crate) heard: Option<(OverlayId, TunnelRef)>,
     /// Expanded AEAD keys of the secure paths in use.
     pub(crate) key_cache: crate::security::keycache::KeyCache,
     pub(crate) pool: PacketPool,
@@ -245,6 +250,7 @@ impl Engine {
             timers: Timers::default(),
             out: VecDeque::new(),
             deliveries: VecDeque::new(),
+            heard: None,
             key_cache: Default::default(),
             pool: PacketPool::default(),
             upstream: BTreeMap::new(),
@@ -295,6 +301,7 @@ impl Engine {
             });
         }
         self.now = now;
+        self.heard = None;
         self.fire_timers();
         Ok(Batch { engine: self })
     }
@@ -305,9 +312,11 @@ impl Engine {
             Input::Timeout => return,
             Input::TunPacket(packet) => (packet, None),
             Input::TunPartial { packet, checksum } => (packet, Some(checksum)),
+            // The address is read where the driver wrote it, not copied first: a wide copy of
+            // its fresh narrow stores stalls the CPU.
             Input::Datagram {
                 overlay,
-                from,
+                ref from,
                 payload,
                 queued,
                 ecn,
@@ -432,6 +441,7 @@ impl Engine {
             let Some(event) = self.module(id).and_then(|m| m.poll_event()) else {
                 return;
             };
+            self.heard = None;
             match event {
                 OverlayEvent::Transmit(d) => self.transmit(id, d, self.ecn_out),
                 OverlayEvent::SetupDone(r) => self.on_tunnel_up(id, r),

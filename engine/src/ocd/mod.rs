@@ -175,7 +175,7 @@ pub trait Overlay {
     fn receive<'a>(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        from: &SocketAddr,
         payload: &'a [u8],
         pool: &mut PacketPool,
     ) -> Received<'a>;

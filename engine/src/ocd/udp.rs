@@ -258,10 +258,11 @@ impl Overlay for UdpOverlay {
     fn receive<'a>(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        from: &SocketAddr,
         payload: &'a [u8],
         _pool: &mut PacketPool,
     ) -> Received<'a> {
+        let from = *from;
         // Liveness comes from answers to our own keepalives and from what OC-I authenticates
         // (`authenticated`), not from the source address alone.
         let tunnel = self.by_remote.lookup(from);
@@ -457,7 +458,7 @@ mod tests {
         let mut bytes = Vec::new();
         msg.encode(&mut bytes).unwrap();
         let mut pool = PacketPool::default();
-        let _ = m.receive(now, BOB.parse().unwrap(), &bytes, &mut pool);
+        let _ = m.receive(now, &BOB.parse().unwrap(), &bytes, &mut pool);
     }
 
     #[test]
@@ -480,7 +481,7 @@ mod tests {
         let bob: SocketAddr = BOB.parse().unwrap();
         let tunnel_of = |m: &mut UdpOverlay| {
             let data = [0x11, 0, 0, 0, 1];
-            match m.receive(Instant::ZERO, bob, &data, &mut PacketPool::default()) {
+            match m.receive(Instant::ZERO, &bob, &data, &mut PacketPool::default()) {
                 Received::Message { tunnel, .. } => tunnel,
                 _ => panic!("a data message"),
             }

@@ -255,7 +255,7 @@ impl Engine {
     pub(crate) fn on_datagram(
         &mut self,
         overlay: OverlayId,
-        from: SocketAddr,
+        from: &SocketAddr,
         payload: &[u8],
         arrival: Arrival,
     ) {
@@ -433,9 +433,13 @@ impl Engine {
             return;
         };
         let (overlay, r, now) = (t.overlay, t.module_ref, self.now);
+        if self.heard == Some((overlay, r)) {
+            return;
+        }
         if let Some(m) = self.module(overlay) {
             m.authenticated(now, r);
         }
+        self.heard = Some((overlay, r));
     }
 
     /// Opens a data payload on an end path (checks and decrypts it on a secure path) and hands

@@ -515,6 +515,7 @@ impl Engine {
         if let Some(m) = self.module(overlay) {
             m.close(r);
         }
+        self.heard = None;
         self.on_tunnel_up(overlay, existing);
         let waiting = self.paths.on_tunnel(into);
         for k in waiting {

@@ -112,6 +112,7 @@ impl Engine {
                 if let Some(m) = self.module(t.overlay) {
                     m.close(t.module_ref);
                 }
+                self.heard = None;
                 self.drain_overlay(t.overlay);
             }
         }

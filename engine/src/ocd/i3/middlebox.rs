@@ -190,13 +190,13 @@ mod tests {
         // Delivered at the public id itself, it came around fw.
         let around = data(FLAG_DELIVERED, &[public], b"hi");
         assert_eq!(
-            bob.receive(Instant::ZERO, from, &around, &mut PacketPool::default()),
+            bob.receive(Instant::ZERO, &from, &around, &mut PacketPool::default()),
             Received::Dropped(OverlayDrop::AroundMiddlebox)
         );
         // At the inner id (where fw's forwarding ends), it is bob's.
         let through = data(FLAG_DELIVERED, &[inner[1]], b"hi");
         assert!(matches!(
-            bob.receive(Instant::ZERO, from, &through, &mut PacketPool::default()),
+            bob.receive(Instant::ZERO, &from, &through, &mut PacketPool::default()),
             Received::Message { message: b"hi", .. }
         ));
         // And nobody gets a direct path to a guarded host.
@@ -207,7 +207,7 @@ mod tests {
         }
         .encode(&mut probe);
         assert_eq!(
-            bob.receive(Instant::ZERO, from, &probe, &mut PacketPool::default()),
+            bob.receive(Instant::ZERO, &from, &probe, &mut PacketPool::default()),
             Received::Dropped(OverlayDrop::AroundMiddlebox)
         );
         assert!(sent(&mut bob).is_empty(), "no probe answered");
@@ -225,7 +225,7 @@ mod tests {
             b"ocala message",
         );
         assert_eq!(
-            fw.receive(Instant::ZERO, from, &msg, &mut PacketPool::default()),
+            fw.receive(Instant::ZERO, &from, &msg, &mut PacketPool::default()),
             Received::Transit {
                 message: b"ocala message"
             }
@@ -260,7 +260,7 @@ mod tests {
         // Ids below a private trigger (not our public one) make no middlebox.
         let stray = data(FLAG_DELIVERED, &[next, me], b"x");
         assert_eq!(
-            fw.receive(Instant::ZERO, from, &stray, &mut PacketPool::default()),
+            fw.receive(Instant::ZERO, &from, &stray, &mut PacketPool::default()),
             Received::Dropped(OverlayDrop::NotAMiddlebox)
         );
     }

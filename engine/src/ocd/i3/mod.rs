@@ -630,10 +630,11 @@ impl Overlay for I3Overlay {
     fn receive<'a>(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        from: &SocketAddr,
         payload: &'a [u8],
         pool: &mut PacketPool,
     ) -> Received<'a> {
+        let from = *from;
         // DATA is read in place (a server forwards it without copying the stack out); the
         // rest is parsed whole.
         let p = match DataView::parse(payload) {

@@ -656,10 +656,11 @@ impl Overlay for RonOverlay {
     fn receive<'a>(
         &mut self,
         now: Instant,
-        from: SocketAddr,
+        from: &SocketAddr,
         payload: &'a [u8],
         pool: &mut PacketPool,
     ) -> Received<'a> {
+        let from = *from;
         let p = match RonPacket::parse(payload, &self.key) {
             Ok(p) => p,
             Err(ReadError::Malformed(e)) => return Received::Malformed(e),
@@ -826,12 +827,12 @@ mod tests {
         // A probe under another key is refused; a member's is answered.
         let forged = encode(&RonPacket::Probe { src: alice, seq: 1 }, &[1; 32]);
         assert_eq!(
-            carol.receive(now, addr(1), &forged, &mut pool),
+            carol.receive(now, &addr(1), &forged, &mut pool),
             Received::Dropped(OverlayDrop::BadMac)
         );
         let probe = encode(&RonPacket::Probe { src: alice, seq: 1 }, &KEY);
         assert_eq!(
-            carol.receive(now, addr(1), &probe, &mut pool),
+            carol.receive(now, &addr(1), &probe, &mut pool),
             Received::Consumed
         );
         assert_eq!(sent(&mut carol), [addr(1)]);
@@ -846,12 +847,12 @@ mod tests {
         };
         let data = encode(&RonPacket::Data(h, b"ocala"), &KEY);
         assert_eq!(
-            carol.receive(now, addr(1), &data, &mut pool),
+            carol.receive(now, &addr(1), &data, &mut pool),
             Received::Consumed
         );
         assert_eq!(sent(&mut carol), [addr(2)]);
         assert_eq!(
-            carol.receive(now, addr(9), &data, &mut pool),
+            carol.receive(now, &addr(9), &data, &mut pool),
             Received::Dropped(OverlayDrop::NotAMember),
             "from an address that is not alice's"
         );
@@ -866,7 +867,7 @@ mod tests {
             &KEY,
         );
         assert_eq!(
-            carol.receive(now, addr(1), &again, &mut pool),
+            carol.receive(now, &addr(1), &again, &mut pool),
             Received::Dropped(OverlayDrop::RelayedTwice)
         );
         let stranger = encode(
@@ -880,7 +881,7 @@ mod tests {
             &KEY,
         );
         assert_eq!(
-            carol.receive(now, addr(1), &stranger, &mut pool),
+            carol.receive(now, &addr(1), &stranger, &mut pool),
             Received::Dropped(OverlayDrop::NotAMember)
         );
         assert!(sent(&mut carol).is_empty());
