@@ -723,8 +723,6 @@ impl Engine {
     }
 }
 
-/// Each overlay module's own randomness (private trigger ids, probe nonces), drawn from the
-/// node's seed so runs stay reproducible, and apart from the engine's stream.
 /// Queues `payload` as a datagram for overlay `id` before it is filled or encapsulated, and
 /// returns it to be written where it stays ([`Engine::send_staged`] sends it,
 /// [`Engine::unstage`] takes it back). A data packet built in place is never copied with its
@@ -758,6 +756,8 @@ pub(crate) fn stage_delivery(
     deliveries.back_mut()
 }
 
+/// Each overlay module's own randomness (private trigger ids, probe nonces), drawn from the
+/// node's seed so runs stay reproducible, and apart from the engine's stream.
 fn module_seed(seed: &[u8; 32], index: usize) -> [u8; 32] {
     use blake2::digest::{FixedOutput, KeyInit, Update};
     let mut mac = blake2::Blake2sMac256::new(seed.into());

@@ -49,6 +49,22 @@ pub struct Datagram {
     pub payload: Packet,
 }
 
+/// [`Overlay::send`] for a module whose encoders take the buffer by value: `encode` gets it,
+/// and what it hands back (the datagram, or the buffer it could not send) is put back in
+/// `datagram`.
+pub(crate) fn send_moved(
+    datagram: &mut Packet,
+    encode: impl FnOnce(Packet) -> Result<Datagram, Packet>,
+) -> Option<SocketAddr> {
+    let taken = std::mem::replace(datagram, Packet::from_vec(Vec::new()));
+    let (to, payload) = match encode(taken) {
+        Ok(d) => (Some(d.to), d.payload),
+        Err(p) => (None, p),
+    };
+    *datagram = payload;
+    to
+}
+
 /// What a module tells OC-I.
 #[derive(Debug)]
 pub enum OverlayEvent {

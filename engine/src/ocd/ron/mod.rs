@@ -644,13 +644,7 @@ impl Overlay for RonOverlay {
         tunnel: TunnelRef,
         datagram: &mut Packet,
     ) -> Option<SocketAddr> {
-        let taken = std::mem::replace(datagram, Packet::from_vec(Vec::new()));
-        let (to, payload) = match self.send_datagram(now, tunnel, taken) {
-            Ok(d) => (Some(d.to), d.payload),
-            Err(p) => (None, p),
-        };
-        *datagram = payload;
-        to
+        super::send_moved(datagram, |d| self.send_datagram(now, tunnel, d))
     }
 
     fn receive<'a>(
