@@ -497,20 +497,7 @@ impl I3Overlay {
             self.transmit(to, &I3Packet::Ping { nonce });
         }
     }
-}
 
-fn random_key(rng: &mut ChaCha20Rng) -> [u8; KEY_LEN] {
-    let mut k = [0u8; KEY_LEN];
-    rng.fill_bytes(&mut k);
-    k
-}
-
-/// The peer token for a return id: the id's bytes.
-fn peer_of(id: &Id) -> Peer {
-    Peer::id(&id.0)
-}
-
-impl I3Overlay {
     /// [`Overlay::send`], with the buffer moved through the module's encoders.
     fn send_datagram(
         &mut self,
@@ -545,6 +532,17 @@ impl I3Overlay {
         let flags = if ask { FLAG_SHORTCUT } else { 0 };
         self.send_to_id(&to, &ret, flags, direct, datagram)
     }
+}
+
+fn random_key(rng: &mut ChaCha20Rng) -> [u8; KEY_LEN] {
+    let mut k = [0u8; KEY_LEN];
+    rng.fill_bytes(&mut k);
+    k
+}
+
+/// The peer token for a return id: the id's bytes.
+fn peer_of(id: &Id) -> Peer {
+    Peer::id(&id.0)
 }
 
 impl Overlay for I3Overlay {

@@ -526,16 +526,9 @@ impl RonOverlay {
     pub fn control_bytes(&self) -> u64 {
         self.control_bytes
     }
-}
 
-impl RonOverlay {
     /// [`Overlay::send`], with the buffer moved through the module's encoders.
-    fn send_datagram(
-        &mut self,
-        _now: Instant,
-        tunnel: TunnelRef,
-        datagram: Packet,
-    ) -> Result<Datagram, Packet> {
+    fn send_datagram(&mut self, tunnel: TunnelRef, datagram: Packet) -> Result<Datagram, Packet> {
         let Some(t) = self.tunnels.get(tunnel as usize) else {
             return Err(datagram);
         };
@@ -640,11 +633,11 @@ impl Overlay for RonOverlay {
 
     fn send(
         &mut self,
-        now: Instant,
+        _now: Instant,
         tunnel: TunnelRef,
         datagram: &mut Packet,
     ) -> Option<SocketAddr> {
-        super::send_moved(datagram, |d| self.send_datagram(now, tunnel, d))
+        super::send_moved(datagram, |d| self.send_datagram(tunnel, d))
     }
 
     fn receive<'a>(
