@@ -238,7 +238,7 @@ pub fn receive_batch(
 ) -> Drained {
     let batch = datagrams.iter().map(|payload| Input::Datagram {
         overlay: OVERLAY,
-        from,
+        from: &from,
         payload,
         queued: std::time::Duration::ZERO,
         ecn: ocala_engine::Ecn::NotEct,
@@ -256,7 +256,7 @@ pub fn receive(engine: &mut Engine, now: Instant, from: SocketAddr, payload: &[u
             now,
             Input::Datagram {
                 overlay: OVERLAY,
-                from,
+                from: &from,
                 payload,
                 queued: std::time::Duration::ZERO,
                 ecn: ocala_engine::Ecn::NotEct,
@@ -457,7 +457,7 @@ impl Net {
                     now,
                     Input::Datagram {
                         overlay: OVERLAY,
-                        from,
+                        from: &from,
                         payload: &payload,
                         queued: std::time::Duration::ZERO,
                         ecn: ocala_engine::Ecn::NotEct,
@@ -546,7 +546,7 @@ impl Net {
             i,
             Input::Datagram {
                 overlay: OVERLAY,
-                from,
+                from: &from,
                 payload,
                 queued: std::time::Duration::ZERO,
                 ecn: ocala_engine::Ecn::NotEct,

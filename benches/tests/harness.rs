@@ -129,7 +129,7 @@ fn gateway_swaps_the_label_and_carol_gets_the_packet() {
         now,
         Input::Datagram {
             overlay: ocala_benches::OVERLAY,
-            from: a,
+            from: &a,
             payload: &to_gw,
             queued: std::time::Duration::ZERO,
             ecn: ocala_engine::Ecn::NotEct,

@@ -107,6 +107,12 @@ fn setsockopt(
     }
 }
 
+/// The sender of a message that is not there (fed nothing).
+const NOBODY: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
 impl RecvBufs {
     /// The ECN field message `i` of the last receive came with (quinn-udp asks the kernel
     /// for it: `IP_RECVTOS`, `IPV6_RECVTCLASS`).
@@ -134,11 +140,11 @@ impl RecvBufs {
     }
 
     /// The datagrams of message `i` of the last receive: a GRO train cut at its stride.
-    pub fn datagrams(&self, i: usize) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+    pub fn datagrams(&self, i: usize) -> impl Iterator<Item = (&SocketAddr, &[u8])> {
         let (meta, buf) = (self.meta.get(i), self.bufs.get(i));
         let (from, data, stride) = match (meta, buf) {
-            (Some(m), Some(b)) => (m.addr, b.get(..m.len).unwrap_or(b), m.stride.max(1)),
-            _ => (SocketAddr::from(([0, 0, 0, 0], 0)), &[][..], 1),
+            (Some(m), Some(b)) => (&m.addr, b.get(..m.len).unwrap_or(b), m.stride.max(1)),
+            _ => (&NOBODY, &[][..], 1),
         };
         data.chunks(stride).map(move |d| (from, d))
     }

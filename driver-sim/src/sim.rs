@@ -621,7 +621,7 @@ impl Sim {
                     node,
                     Input::Datagram {
                         overlay,
-                        from,
+                        from: &from,
                         payload: &payload,
                         // Hosts read their sockets at once: no receive queue builds.
                         queued: Duration::ZERO,

@@ -35,8 +35,10 @@ pub enum Input<'a> {
     Datagram {
         /// Which overlay socket it arrived on.
         overlay: OverlayId,
-        /// Who sent it.
-        from: SocketAddr,
+        /// Who sent it. Borrowed: the datagrams of one receive share their sender, and the
+        /// engine reads the address where the driver keeps it rather than a fresh copy per
+        /// datagram (a wide read of just-written narrow stores stalls the CPU).
+        from: &'a SocketAddr,
         /// The UDP payload.
         payload: &'a [u8],
         /// How long it waited in the socket's receive queue (the kernel's arrival stamp

@@ -312,11 +312,9 @@ impl Engine {
             Input::Timeout => return,
             Input::TunPacket(packet) => (packet, None),
             Input::TunPartial { packet, checksum } => (packet, Some(checksum)),
-            // The address is read where the driver wrote it, not copied first: a wide copy of
-            // its fresh narrow stores stalls the CPU.
             Input::Datagram {
                 overlay,
-                ref from,
+                from,
                 payload,
                 queued,
                 ecn,

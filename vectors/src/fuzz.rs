@@ -360,7 +360,7 @@ fn engines_run(data: &[u8]) -> u64 {
                 Some((dst, bytes, from)) if *dst == i => match from {
                     Some(from) => Input::Datagram {
                         overlay: OverlayId(0),
-                        from: *from,
+                        from,
                         payload: bytes,
                         queued: std::time::Duration::ZERO,
                         ecn: ocala_engine::Ecn::NotEct,
@@ -410,6 +410,8 @@ pub fn engine_inputs(data: &[u8]) {
     let mut now = Instant::ZERO;
     let mut rest = data;
     let mut packet = Vec::new();
+    let peer: SocketAddr = PEER.parse().expect("an address");
+    let stranger: SocketAddr = "192.0.2.66:4000".parse().expect("an address");
     while let [op, len, tail @ ..] = rest {
         let n = usize::from(*len).min(tail.len());
         let (chunk, next) = tail.split_at(n);
@@ -435,11 +437,7 @@ pub fn engine_inputs(data: &[u8]) {
             }
             2 | 3 => Input::Datagram {
                 overlay: OverlayId(0),
-                from: if op % 5 == 2 {
-                    PEER.parse().expect("an address")
-                } else {
-                    "192.0.2.66:4000".parse().expect("an address")
-                },
+                from: if op % 5 == 2 { &peer } else { &stranger },
                 payload: chunk,
                 // Waits from none to 12.75 ms, so the receive queue's congestion signals
                 // (marks and drops) are reached too.

@@ -188,7 +188,7 @@ pub trait Overlay {
         datagram: &mut Packet,
     ) -> Option<SocketAddr>;
     /// Interprets a datagram from the overlay socket; what it sends on comes from `pool`.
-    /// The source address is borrowed from the driver's input, where it was just written.
+    /// The source address is borrowed from the driver's input ([`crate::Input::Datagram`]).
     fn receive<'a>(
         &mut self,
         now: Instant,

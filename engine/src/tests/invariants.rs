@@ -92,7 +92,7 @@ proptest! {
                 Op::Garbage { node, bytes } => {
                     let from = addr(node as u8 + 1);
                     let target = (node + 1) % 3;
-                    net.input(target, Input::Datagram { overlay: UDP, from, payload: &bytes , queued: std::time::Duration::ZERO, ecn: crate::Ecn::NotEct});
+                    net.input(target, Input::Datagram { overlay: UDP, from: &from, payload: &bytes , queued: std::time::Duration::ZERO, ecn: crate::Ecn::NotEct});
                 }
             }
             for (i, e) in net.nodes.iter().enumerate() {

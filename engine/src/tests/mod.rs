@@ -166,7 +166,7 @@ impl Net {
                         now,
                         Input::Datagram {
                             overlay: UDP,
-                            from,
+                            from: &from,
                             payload: &payload,
                             queued: self.queued,
                             ecn,
@@ -457,7 +457,7 @@ fn a_keepalive_is_answered_at_once() {
     let bob = &mut net.nodes[1];
     let datagram = Input::Datagram {
         overlay: UDP,
-        from: addr(1),
+        from: &addr(1),
         payload: &probe,
         queued: Duration::ZERO,
         ecn: crate::wire::ecn::Ecn::NotEct,
@@ -698,7 +698,7 @@ fn stale_labels_are_refused_and_answered_at_a_bounded_rate() {
             1,
             Input::Datagram {
                 overlay: UDP,
-                from: addr(77),
+                from: &addr(77),
                 payload: &d,
                 queued: std::time::Duration::ZERO,
                 ecn: crate::Ecn::NotEct,
@@ -721,7 +721,7 @@ fn reject_for(net: &mut Net, node: usize, from: u8, setup: Setup<'_>) -> Option<
         node,
         Input::Datagram {
             overlay: UDP,
-            from: addr(from),
+            from: &addr(from),
             payload: &d,
             queued: std::time::Duration::ZERO,
             ecn: crate::Ecn::NotEct,
@@ -817,7 +817,7 @@ proptest! {
             if matches!(Message::parse(d), Ok(Message::Setup(_))) {
                 setups += 1;
             }
-            net.input(1, Input::Datagram { overlay: UDP, from: addr(99), payload: d , queued: std::time::Duration::ZERO, ecn: crate::Ecn::NotEct});
+            net.input(1, Input::Datagram { overlay: UDP, from: &addr(99), payload: d , queued: std::time::Duration::ZERO, ecn: crate::Ecn::NotEct});
         }
         prop_assert!(net.nodes[1].paths.len() <= setups);
         prop_assert!(net.nodes[1].handles.slab.len() <= setups);

@@ -100,7 +100,7 @@ fn tampered_and_replayed_packets_are_dropped_and_counted() {
         1,
         Input::Datagram {
             overlay: UDP,
-            from: addr(1),
+            from: &addr(1),
             payload: &datagram,
             queued: std::time::Duration::ZERO,
             ecn: crate::Ecn::NotEct,
@@ -117,7 +117,7 @@ fn tampered_and_replayed_packets_are_dropped_and_counted() {
         1,
         Input::Datagram {
             overlay: UDP,
-            from: addr(1),
+            from: &addr(1),
             payload: &tampered,
             queued: std::time::Duration::ZERO,
             ecn: crate::Ecn::NotEct,
@@ -248,7 +248,7 @@ fn a_reflected_setup_is_dropped() {
         0,
         Input::Datagram {
             overlay: UDP,
-            from: addr(9),
+            from: &addr(9),
             payload: &setup,
             queued: std::time::Duration::ZERO,
             ecn: crate::Ecn::NotEct,
@@ -315,7 +315,7 @@ fn a_setup_repeated_after_the_confirm_gets_no_second_accept() {
         1,
         Input::Datagram {
             overlay: UDP,
-            from: addr(1),
+            from: &addr(1),
             payload: &setup,
             queued: std::time::Duration::ZERO,
             ecn: crate::Ecn::NotEct,
