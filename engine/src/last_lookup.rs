@@ -34,6 +34,11 @@ impl<K: Copy + PartialEq, V: Copy> LastLookup<K, V> {
         Some(v)
     }
 
+    /// The last question and its answer, if any.
+    pub(crate) fn peek(&self) -> Option<(K, V)> {
+        self.0.get()
+    }
+
     pub(crate) fn forget(&self) {
         self.0.set(None);
     }

@@ -54,19 +54,23 @@ impl Engine {
         if packet.len() > self.cfg.limits.max_packet {
             return self.drop_input(DropReason::Oversized);
         }
-        let ip = match IpView::parse(packet) {
+        // Read where `parse` wrote it, not moved out of the `Result` first: a wide copy of its
+        // fresh narrow stores stalls the CPU.
+        let parsed = IpView::parse(packet);
+        let ip = match &parsed {
             Ok(ip) => ip,
-            Err(e) => return self.drop_input(DropReason::TunMalformed(e)),
+            Err(e) => return self.drop_input(DropReason::TunMalformed(*e)),
         };
         if partial.is_some_and(|c| !c.fits(packet.len())) {
             return self.drop_input(DropReason::TunMalformed(WireError::Truncated));
         }
-        let dst = ip.dst();
-        if self.is_sentinel(dst) {
-            return self.on_sentinel_packet(&ip);
-        }
-        let Some(handle) = self.handles.by_addr(dst) else {
-            let reason = if self.handles.in_pool(dst) {
+        let handle = match ip.dst_v4() {
+            Some(v4) if v4 != self.cfg.handles.dns_v4 => self.handles.by_v4(v4),
+            _ if self.is_sentinel(ip.dst()) => return self.on_sentinel_packet(ip),
+            _ => self.handles.by_addr(ip.dst()),
+        };
+        let Some(handle) = handle else {
+            let reason = if self.handles.in_pool(ip.dst()) {
                 DropReason::NoHandle
             } else {
                 DropReason::NotOurs
@@ -88,7 +92,7 @@ impl Engine {
             return self.drop_input(DropReason::SessionExpired);
         }
         if packet.len() > usize::from(self.cfg.limits.path_mtu) && ip.dont_fragment() {
-            return self.too_big(packet, dst);
+            return self.too_big(packet, ip.dst());
         }
         let path = match path {
             Some(p) => p,
@@ -118,7 +122,7 @@ impl Engine {
             // Where the receiver looks for the checksum matters only to a path that leaves
             // it partial or seals the packet.
             let standard = match p.partial.send || p.secure.is_some() {
-                true => PartialChecksum::at(&ip),
+                true => PartialChecksum::at(ip),
                 false => None,
             };
             self.send_on_path(path, packet, partial, standard);

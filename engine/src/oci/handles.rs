@@ -260,6 +260,16 @@ impl Handles {
         self.by_name.get(name).copied()
     }
 
+    /// [`Self::by_addr`] for an IPv4 address, compared with the last one where it stands:
+    /// an `IpAddr` built to be passed would be copied wide right after its narrow stores,
+    /// and the CPU waits for such stores to retire (a sixth of an app packet's time).
+    pub(crate) fn by_v4(&self, ip: Ipv4Addr) -> Option<usize> {
+        match self.last.peek() {
+            Some((IpAddr::V4(last), key)) if last == ip => Some(key),
+            _ => self.by_addr(IpAddr::V4(ip)),
+        }
+    }
+
     pub(crate) fn by_addr(&self, ip: IpAddr) -> Option<usize> {
         self.last.get(ip, || self.by_addr.get(&ip).copied())
     }
@@ -427,10 +437,16 @@ mod tests {
         let addr = IpAddr::V4(v4);
         assert_eq!(h.by_addr(addr), Some(a));
         assert_eq!(h.by_addr(addr), Some(a), "again, from the last lookup");
+        assert_eq!(h.by_v4(v4), Some(a), "the IPv4 form reads the same answer");
         h.release(a);
         assert_eq!(h.by_addr(addr), None, "released: forgotten");
+        assert_eq!(h.by_v4(v4), None);
         // Another name gets the addresses, in the slot bob's handle had.
         let b = h.bind_exact("carol.udp", v4, v6, Instant::ZERO).unwrap();
+        assert_eq!(h.by_v4(v4), Some(b));
+        assert_eq!(h.by_addr(IpAddr::V6(v6)), Some(b));
+        assert_eq!(h.by_v4(v4), Some(b), "after an IPv6 lookup, found again");
+        assert_eq!(h.by_v4(Ipv4Addr::new(10, 99, 0, 250)), None);
         assert_eq!(h.by_addr(addr), Some(b));
         assert_eq!(h.get(b).map(|x| x.name.as_str()), Some("carol.udp"));
     }

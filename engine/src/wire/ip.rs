@@ -211,6 +211,14 @@ impl<'a> IpView<'a> {
         self.addr(false)
     }
 
+    /// The destination of an IPv4 packet.
+    pub fn dst_v4(&self) -> Option<Ipv4Addr> {
+        match self.version {
+            4 => array::<4>(self.buf, 16).ok().map(Ipv4Addr::from),
+            _ => None,
+        }
+    }
+
     fn addr(&self, src: bool) -> IpAddr {
         // The header was checked to be present in `parse`, so these reads cannot fail; the
         // unspecified fallback only keeps this function total.
@@ -311,6 +319,7 @@ mod tests {
         assert_eq!(v.version(), 4);
         assert_eq!(v.src(), v4("10.0.0.1"));
         assert_eq!(v.dst(), v4("10.0.0.2"));
+        assert_eq!(v.dst_v4(), Some(Ipv4Addr::new(10, 0, 0, 2)));
         assert_eq!(v.protocol(), PROTO_UDP);
         assert_eq!(v.header_len(), 20);
         assert_eq!(v.total_len(), 30);
@@ -371,6 +380,7 @@ mod tests {
         let v = IpView::parse(&q).unwrap();
         assert_eq!(v.protocol(), PROTO_UDP);
         assert_eq!(v.header_len(), 56);
+        assert_eq!(v.dst_v4(), None, "an IPv6 packet has no IPv4 destination");
         assert_eq!(v.payload(), &q[56..]);
         assert_eq!(v.payload().len(), seg.len());
         assert!(v.is_fragment() && v.has_transport_header());
