@@ -14,11 +14,15 @@ fn gateway(c: &mut Criterion) {
     for size in [64usize, 1200] {
         let packet = chain.packet_to_carol(size);
         let datagram = chain.datagram_for_gw(&packet);
-        assert_eq!(receive(chain.gw(), now, alice_addr, &datagram).transmits, 1);
+        assert_eq!(
+            receive(chain.gw(), now, alice_addr, &mut datagram.clone()).transmits,
+            1
+        );
         group.throughput(Throughput::Bytes(size as u64));
-        group.bench_with_input(BenchmarkId::new("relay", size), &datagram, |b, dgram| {
+        group.bench_function(BenchmarkId::new("relay", size), |b| {
+            let mut dgram = datagram.clone();
             let gw = chain.gw();
-            b.iter(|| black_box(receive(gw, now, alice_addr, black_box(dgram))));
+            b.iter(|| black_box(receive(gw, now, alice_addr, black_box(&mut dgram))));
         });
     }
     group.finish();

@@ -6,7 +6,7 @@
 //! `cargo bench -p ocala-benches --bench offload`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ocala_mio::offload::coalesce::{Coalescer, Delivered};
+use ocala_mio::offload::coalesce::{Coalescer, Delivered, Listed};
 use ocala_mio::offload::segment;
 use ocala_mio::offload::vnet::{self, VnetHdr};
 use std::hint::black_box;
@@ -85,7 +85,11 @@ fn offload(c: &mut Criterion) {
     group.bench_function("coalesce_48", |b| {
         b.iter(|| {
             let mut writes = 0;
-            coalescer.write(&segments, authentic, &mut |parts| {
+            let batch = Listed {
+                packets: &segments,
+                about: authentic,
+            };
+            coalescer.write(&batch, &mut |parts| {
                 writes += 1;
                 black_box(parts);
             });

@@ -84,10 +84,10 @@ fn ocala_packets(c: &mut Criterion, mode: Protection, cipher: CipherPolicy, pref
         assert!(datagram.len() >= size + 8 + 16, "{} B", datagram.len());
         let in_clear = datagram.windows(64).any(|w| w == &packet[size - 64..]);
         assert_eq!(in_clear, mode == Protection::Auth, "{mode:?}");
-        let got = receive(bob, now, alice_addr, &datagram);
+        let got = receive(bob, now, alice_addr, &mut datagram.clone());
         assert_eq!((got.tun_writes, got.events, got.bytes), (1, 0, size));
         // The same datagram again is a replay: dropped, nothing delivered.
-        let again = receive(bob, now, alice_addr, &datagram);
+        let again = receive(bob, now, alice_addr, &mut datagram.clone());
         assert_eq!((again.tun_writes, again.events), (0, 1), "replay refused");
 
         group.throughput(Throughput::Bytes(size as u64));

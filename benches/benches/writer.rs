@@ -43,7 +43,8 @@ fn send_batch(
                 ..
             } => dp.transmit(overlay, to, payload, ecn),
             Output::WriteTun(p) | Output::UpstreamDns { query: p, .. } => engine.recycle(p),
-            Output::Event(_) => {}
+            // Only received datagrams deliver in place, and this feeds none.
+            Output::WriteTunInPlace(_) | Output::Event(_) => {}
         }
     }
     dp.flush(engine);

@@ -118,7 +118,7 @@ fn main() {
                 for _ in 0..n {
                     let mut d = Vec::new();
                     send_into(engine, now, &packets[i], &mut d);
-                    assert_eq!(receive(bob, now, alice_addr, &d).tun_writes, 1);
+                    assert_eq!(receive(bob, now, alice_addr, &mut d).tun_writes, 1);
                 }
             }
             "boringtun-receive" => {
@@ -158,7 +158,7 @@ fn main() {
                 send_into(engine, now, &packets[i], d);
             }
             let t = per_packet(n, |_| {
-                for d in &sealed {
+                for d in &mut sealed {
                     assert_eq!(receive(bob, now, alice_addr, black_box(d)).tun_writes, 1);
                 }
             });

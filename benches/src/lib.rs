@@ -193,6 +193,10 @@ fn drain_into(engine: &mut Engine, mut out: Option<&mut Vec<u8>>) -> Drained {
                 d.bytes += p.len();
                 engine.recycle(p);
             }
+            Output::WriteTunInPlace(p) => {
+                d.tun_writes += 1;
+                d.bytes += p.range.len();
+            }
             Output::UpstreamDns { query, .. } => {
                 d.upstream += 1;
                 engine.recycle(query);
@@ -229,14 +233,14 @@ pub fn send_batch(engine: &mut Engine, now: Instant, packets: &[&[u8]]) -> Drain
 }
 
 /// A batch of datagrams from `from` on [`OVERLAY`], fed at once (as the daemon feeds one
-/// receive), then a full drain.
+/// receive), then a full drain. What the engine delivers in place is rewritten in them.
 pub fn receive_batch(
     engine: &mut Engine,
     now: Instant,
     from: SocketAddr,
-    datagrams: &[&[u8]],
+    datagrams: &mut [Vec<u8>],
 ) -> Drained {
-    let batch = datagrams.iter().map(|payload| Input::Datagram {
+    let batch = datagrams.iter_mut().map(|payload| Input::Datagram {
         overlay: OVERLAY,
         from: &from,
         payload,
@@ -249,8 +253,9 @@ pub fn receive_batch(
     drain_recycle(engine)
 }
 
-/// One datagram from `from` into `engine` on [`OVERLAY`], then a full drain.
-pub fn receive(engine: &mut Engine, now: Instant, from: SocketAddr, payload: &[u8]) -> Drained {
+/// One datagram from `from` into `engine` on [`OVERLAY`], then a full drain. What the
+/// engine delivers in place is rewritten in it.
+pub fn receive(engine: &mut Engine, now: Instant, from: SocketAddr, payload: &mut [u8]) -> Drained {
     engine
         .handle_input(
             now,
@@ -407,8 +412,9 @@ impl Net {
             .unwrap_or_else(|| panic!("no node {name}"))
     }
 
-    /// Drains one node's outputs: datagrams go in flight, TUN packets and events are kept.
-    fn drain(&mut self, i: usize) {
+    /// Drains one node's outputs: datagrams go in flight, TUN packets and events are kept;
+    /// those delivered in place lie in `lent`, the datagram it was last fed.
+    fn drain(&mut self, i: usize, lent: &[u8]) {
         loop {
             let node = &mut self.nodes[i];
             match node.engine.poll_output() {
@@ -432,6 +438,10 @@ impl Net {
                     node.tun.push(p.to_vec());
                     node.engine.recycle(p);
                 }
+                Output::WriteTunInPlace(d) => {
+                    let p = lent.get(d.range).expect("delivered in its datagram");
+                    node.tun.push(p.to_vec());
+                }
                 Output::UpstreamDns { query, .. } => {
                     node.upstream += 1;
                     node.engine.recycle(query);
@@ -444,10 +454,10 @@ impl Net {
     /// Delivers datagrams until none is in flight. Panics on what looks like a livelock.
     pub fn run(&mut self) {
         for i in 0..self.nodes.len() {
-            self.drain(i);
+            self.drain(i, &[]);
         }
         let mut delivered = 0usize;
-        while let Some((dst, from, payload)) = self.in_flight.pop_front() {
+        while let Some((dst, from, mut payload)) = self.in_flight.pop_front() {
             delivered += 1;
             assert!(delivered < 100_000, "datagrams keep flowing: livelock?");
             let now = self.now;
@@ -458,13 +468,13 @@ impl Net {
                     Input::Datagram {
                         overlay: OVERLAY,
                         from: &from,
-                        payload: &payload,
+                        payload: &mut payload,
                         queued: std::time::Duration::ZERO,
                         ecn: ocala_engine::Ecn::NotEct,
                     },
                 )
                 .expect("time does not go backwards");
-            self.drain(dst);
+            self.drain(dst, &payload);
         }
     }
 
@@ -540,7 +550,7 @@ impl Net {
         &mut self,
         i: usize,
         from: SocketAddr,
-        payload: &[u8],
+        payload: &mut [u8],
     ) -> Vec<(SocketAddr, Vec<u8>)> {
         self.capture(
             i,
@@ -570,6 +580,7 @@ impl Net {
                     engine.recycle(payload);
                 }
                 Output::WriteTun(p) => engine.recycle(p),
+                Output::WriteTunInPlace(_) => {}
                 Output::UpstreamDns { query, .. } => engine.recycle(query),
                 Output::Event(e) => node.events.push(e),
             }

@@ -58,7 +58,7 @@ fn step_functions_report_one_datagram_and_one_tun_write() {
     assert_eq!((sent.transmits, sent.tun_writes, sent.events), (1, 0, 0));
     assert_eq!(sent.bytes, datagram.len());
     let alice = pair.net.nodes[Pair::ALICE].addr;
-    let got = receive(pair.bob(), now, alice, &datagram);
+    let got = receive(pair.bob(), now, alice, &mut datagram.clone());
     assert_eq!((got.transmits, got.tun_writes, got.events), (0, 1, 0));
     assert_eq!(got.bytes, 64);
 }
@@ -130,7 +130,7 @@ fn gateway_swaps_the_label_and_carol_gets_the_packet() {
         Input::Datagram {
             overlay: ocala_benches::OVERLAY,
             from: &a,
-            payload: &to_gw,
+            payload: &mut to_gw.clone(),
             queued: std::time::Duration::ZERO,
             ecn: ocala_engine::Ecn::NotEct,
         },

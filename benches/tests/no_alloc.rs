@@ -112,10 +112,10 @@ fn one_hop_send_and_receive_do_not_allocate() {
             pair.net.tun_input(Pair::ALICE, &to_bob);
             pair.net.tun_input(Pair::BOB, &to_alice);
         }
-        let dgram_to_bob = pair.datagram_for_bob(&to_bob);
+        let mut dgram_to_bob = pair.datagram_for_bob(&to_bob);
         let mut back = pair.net.capture_send(Pair::BOB, &to_alice);
         assert_eq!(back.len(), 1);
-        let (to, dgram_to_alice) = back.pop().unwrap();
+        let (to, mut dgram_to_alice) = back.pop().unwrap();
         assert_eq!(to, alice_addr);
 
         let mut now = pair.net.now;
@@ -125,11 +125,11 @@ fn one_hop_send_and_receive_do_not_allocate() {
             let t: Instant = now;
             a_send.add(allocations(|| send(pair.alice(), t, &to_bob)));
             b_recv.add(allocations(|| {
-                receive(pair.bob(), t, alice_addr, &dgram_to_bob)
+                receive(pair.bob(), t, alice_addr, &mut dgram_to_bob)
             }));
             b_send.add(allocations(|| send(pair.bob(), t, &to_alice)));
             a_recv.add(allocations(|| {
-                receive(pair.alice(), t, bob_addr, &dgram_to_alice)
+                receive(pair.alice(), t, bob_addr, &mut dgram_to_alice)
             }));
         }
         pair.net.now = now;
@@ -190,12 +190,16 @@ fn secure_one_hop_does_not_allocate(mode: Protection) {
         }));
         // Encrypted, the app's payload is nowhere in the datagram.
         sealed &= !wire.windows(64).any(|w| w == &to_bob[size - 64..]);
-        b_recv.add(allocations(|| receive(pair.bob(), t, alice_addr, &wire)));
+        b_recv.add(allocations(|| {
+            receive(pair.bob(), t, alice_addr, &mut wire)
+        }));
         b_send.add(allocations(|| {
             send_into(pair.bob(), t, &to_alice, &mut wire)
         }));
         sealed &= !wire.windows(64).any(|w| w == &to_alice[size - 64..]);
-        a_recv.add(allocations(|| receive(pair.alice(), t, bob_addr, &wire)));
+        a_recv.add(allocations(|| {
+            receive(pair.alice(), t, bob_addr, &mut wire)
+        }));
     }
     pair.net.now = now;
     assert_eq!(sealed, mode == Protection::Encrypt, "{mode:?}");
@@ -234,10 +238,10 @@ fn gateway_relay_does_not_allocate() {
     }
     assert!(chain.net.nodes[Chain::CAROL].tun.len() >= 50);
     assert!(chain.net.nodes[Chain::ALICE].tun.len() >= 50);
-    let from_alice = chain.datagram_for_gw(&to_carol);
+    let mut from_alice = chain.datagram_for_gw(&to_carol);
     let mut back = chain.net.capture_send(Chain::CAROL, &to_alice);
     assert_eq!(back.len(), 1);
-    let from_carol = back.pop().unwrap().1;
+    let mut from_carol = back.pop().unwrap().1;
 
     let mut now = chain.net.now;
     let [mut forth, mut back_again]: [Tally; 2] = Default::default();
@@ -245,10 +249,10 @@ fn gateway_relay_does_not_allocate() {
         now = now.saturating_add(GAP);
         let t: Instant = now;
         forth.add(allocations(|| {
-            receive(chain.gw(), t, alice_addr, &from_alice)
+            receive(chain.gw(), t, alice_addr, &mut from_alice)
         }));
         back_again.add(allocations(|| {
-            receive(chain.gw(), t, carol_addr, &from_carol)
+            receive(chain.gw(), t, carol_addr, &mut from_carol)
         }));
     }
     for (what, tally) in [("alice to carol", &forth), ("carol to alice", &back_again)] {
@@ -276,10 +280,10 @@ fn i3_send_forward_and_delivery_do_not_allocate() {
         assert!(trio.net.nodes[I3Trio::BOB].tun.len() >= 50, "{name}");
         let alice = trio.net.nodes[I3Trio::ALICE].addr;
         let server = trio.net.nodes[I3Trio::SERVER].addr;
-        let (to, sent) = trio.datagram_for(&to_bob);
+        let (to, mut sent) = trio.datagram_for(&to_bob);
         // Through the server, the datagram bob gets is the server's rewrite of alice's.
-        let (from, at_bob) = if to == server {
-            let mut fwd = trio.net.capture_receive(I3Trio::SERVER, alice, &sent);
+        let (from, mut at_bob) = if to == server {
+            let mut fwd = trio.net.capture_receive(I3Trio::SERVER, alice, &mut sent);
             assert_eq!(fwd.len(), 1, "{name}: one forward");
             let (to, bytes) = fwd.pop().expect("one forward");
             assert_eq!(to, trio.net.nodes[I3Trio::BOB].addr, "{name}");
@@ -299,11 +303,11 @@ fn i3_send_forward_and_delivery_do_not_allocate() {
             }));
             if from == server {
                 s_fwd.add(allocations(|| {
-                    receive(&mut nodes[I3Trio::SERVER].engine, t, alice, &sent)
+                    receive(&mut nodes[I3Trio::SERVER].engine, t, alice, &mut sent)
                 }));
             }
             b_recv.add(allocations(|| {
-                receive(&mut nodes[I3Trio::BOB].engine, t, from, &at_bob)
+                receive(&mut nodes[I3Trio::BOB].engine, t, from, &mut at_bob)
             }));
         }
         trio.net.now = now;
@@ -365,13 +369,13 @@ fn ron_relay_does_not_allocate() {
     RonPacket::Data(h, &[0x61; 1200]).encode(&key, &mut data);
     let mut now = Instant::from_nanos(1_000_000_000);
     for _ in 0..50 {
-        receive(&mut e, now, addr(1), &data);
+        receive(&mut e, now, addr(1), &mut data);
     }
     let mut relay = Tally::default();
     for _ in 0..PACKETS {
         now = now.saturating_add(GAP);
         let t = now;
-        relay.add(allocations(|| receive(&mut e, t, addr(1), &data)));
+        relay.add(allocations(|| receive(&mut e, t, addr(1), &mut data)));
     }
     assert_eq!(
         (relay.out.transmits, relay.out.tun_writes, relay.out.events),
@@ -393,7 +397,7 @@ fn legacy_server_gateway_does_not_allocate() {
     }
     assert!(chain.net.nodes[LegacyChain::GW].tun.len() >= 50);
     assert!(chain.net.nodes[LegacyChain::ALICE].tun.len() >= 50);
-    let datagram = chain.datagram_for_gw(&to_server);
+    let mut datagram = chain.datagram_for_gw(&to_server);
 
     let mut now = chain.net.now;
     let [mut egress, mut ingress]: [Tally; 2] = Default::default();
@@ -401,7 +405,7 @@ fn legacy_server_gateway_does_not_allocate() {
         now = now.saturating_add(GAP);
         let t: Instant = now;
         egress.add(allocations(|| {
-            receive(chain.gw(), t, alice_addr, &datagram)
+            receive(chain.gw(), t, alice_addr, &mut datagram)
         }));
         ingress.add(allocations(|| send(chain.gw(), t, &from_server)));
     }

@@ -578,6 +578,26 @@ impl Daemon {
         self.datapath.flush(&mut self.engine);
     }
 
+    /// What takes packets for local apps before the TUN, and the data path, which takes the
+    /// rest.
+    fn local(&mut self) -> (Local<'_>, &mut Datapath) {
+        let local = Local {
+            traces: &mut self.traces,
+            userspace: self.userspace.as_mut(),
+            engine: &self.engine,
+            handles: &self.cfg.engine.handles,
+            clock: &self.clock,
+        };
+        (local, &mut self.datapath)
+    }
+
+    /// Before an app can see an address bound since the last checkpoint, the checkpoint.
+    fn before_local(&mut self) {
+        if self.engine.handles_version() != self.saved_version {
+            self.checkpoint();
+        }
+    }
+
     /// Carries out everything the engine asked for, but leaves its datagrams and TUN writes
     /// queued in the data path's batch, for a later [`Datapath::flush`].
     fn collect(&mut self) {
@@ -600,29 +620,22 @@ impl Daemon {
                     }
                 }
                 Output::WriteTun(p) => {
-                    // Before an app can see an address bound since the last checkpoint.
-                    if self.engine.handles_version() != self.saved_version {
-                        self.checkpoint();
-                    }
-                    // On every delivered packet: look for probe answers only while a trace runs.
-                    let probe = self.traces.running() && {
-                        let engine = &self.engine;
-                        let now = self.clock.now();
-                        self.traces
-                            .take_answer(&p, &self.cfg.engine.handles, now, |n| {
-                                engine.path_summary(n)
-                            })
-                    };
-                    if probe {
+                    self.before_local();
+                    let (local, datapath) = self.local();
+                    if taken_before_tun(local, &p) {
                         self.engine.recycle(p);
-                        continue;
+                    } else {
+                        datapath.deliver(p);
                     }
-                    match self.userspace.as_mut() {
-                        Some(u) => {
-                            u.stack.link.deliver(&p);
-                            self.engine.recycle(p);
-                        }
-                        None => self.datapath.deliver(p),
+                }
+                Output::WriteTunInPlace(d) => {
+                    self.before_local();
+                    let (local, datapath) = self.local();
+                    if !datapath
+                        .lent(&d)
+                        .is_some_and(|p| taken_before_tun(local, p))
+                    {
+                        datapath.deliver_lent(d);
                     }
                 }
                 Output::Transmit {
@@ -808,5 +821,35 @@ impl Daemon {
             None => tracing::info!("ocalad stopped"),
         }
         Ok(())
+    }
+}
+
+/// What may take a packet for local apps before the TUN: traces waiting for probe answers,
+/// and the userspace stack.
+struct Local<'a> {
+    traces: &'a mut crate::trace::Traces,
+    userspace: Option<&'a mut crate::userspace::Userspace>,
+    engine: &'a Engine,
+    handles: &'a ocala_engine::config::HandleConfig,
+    clock: &'a Clock,
+}
+
+/// Whether a packet for local apps was a trace's probe answer (looked for only while a
+/// trace runs) or went to the userspace stack; the rest is for the TUN.
+fn taken_before_tun(l: Local<'_>, packet: &[u8]) -> bool {
+    if l.traces.running() {
+        let (engine, now) = (l.engine, l.clock.now());
+        if l.traces
+            .take_answer(packet, l.handles, now, |n| engine.path_summary(n))
+        {
+            return true;
+        }
+    }
+    match l.userspace {
+        Some(u) => {
+            u.stack.link.deliver(packet);
+            true
+        }
+        None => false,
     }
 }

@@ -262,6 +262,12 @@ pub fn render(s: &Status, d: &DatapathStats) -> String {
         d.sent.tun_joined,
     );
     t.one(
+        "ocala_tun_in_place_packets_total",
+        "counter",
+        "Packets written to the TUN from the receive buffer they arrived in.",
+        d.tun_in_place,
+    );
+    t.one(
         "ocala_bad_tun_reads_total",
         "counter",
         "TUN reads whose offload header could not be used.",
@@ -316,6 +322,7 @@ mod tests {
             threads: 2,
             handed_off: 12,
             tun_segments: Some(45),
+            tun_in_place: 5,
             ..Default::default()
         };
         let text = render(&s, &d);
@@ -324,6 +331,7 @@ mod tests {
             "ocala_tun_segments 45",
             "ocala_offload{kind=\"tun_uso\"} 1",
             "ocala_writer_batches_total 12",
+            "ocala_tun_in_place_packets_total 5",
             "ocala_paths{state=\"up\",protection=\"encrypt\"} 2",
             "ocala_paths{state=\"connecting\",protection=\"plain\"} 1",
             "ocala_overlay_bytes_total{overlay=\"u\\\"dp\",direction=\"out\"} 99",

@@ -139,14 +139,41 @@ impl RecvBufs {
             .saturating_sub(arrived)
     }
 
-    /// The datagrams of message `i` of the last receive: a GRO train cut at its stride.
-    pub fn datagrams(&self, i: usize) -> impl Iterator<Item = (&SocketAddr, &[u8])> {
-        let (meta, buf) = (self.meta.get(i), self.bufs.get(i));
+    /// The datagrams of message `i` of the last receive, a GRO train cut at its stride, lent
+    /// mutably: the engine rewrites in place what it delivers from them.
+    pub fn datagrams(&mut self, i: usize) -> impl Iterator<Item = (&SocketAddr, &mut [u8])> {
+        let (meta, buf) = (self.meta.get(i), self.bufs.get_mut(i));
         let (from, data, stride) = match (meta, buf) {
-            (Some(m), Some(b)) => (&m.addr, b.get(..m.len).unwrap_or(b), m.stride.max(1)),
-            _ => (&NOBODY, &[][..], 1),
+            (Some(m), Some(b)) => {
+                let len = m.len.min(b.len());
+                (&m.addr, &mut b[..len], m.stride.max(1))
+            }
+            _ => (&NOBODY, &mut [][..], 1),
         };
-        data.chunks(stride).map(move |d| (from, d))
+        data.chunks_mut(stride).map(move |d| (from, d))
+    }
+
+    /// Where datagram `datagram` of message `i` starts in the message's buffer.
+    pub fn datagram_start(&self, i: usize, datagram: usize) -> Option<usize> {
+        let m = self.meta.get(i)?;
+        datagram.checked_mul(m.stride.max(1)).filter(|&s| s < m.len)
+    }
+
+    /// The buffer of message `i`, as received.
+    pub fn buffer(&self, i: usize) -> Option<&[u8]> {
+        self.bufs.get(i).map(Vec::as_slice)
+    }
+
+    /// Takes the buffer of message `i`, which packets delivered in place still lie in, and
+    /// puts `spare` (a buffer [`Self::lend`] took before) in its place for the next receive.
+    pub fn lend(&mut self, i: usize, spare: Vec<u8>) -> Option<Vec<u8>> {
+        let b = self.bufs.get_mut(i)?;
+        Some(std::mem::replace(b, spare))
+    }
+
+    /// A buffer for [`Self::lend`] to put in place of one it takes.
+    pub fn spare() -> Vec<u8> {
+        vec![0; MESSAGE_LEN]
     }
 }
 
@@ -384,7 +411,7 @@ mod tests {
             1,
             "one at least"
         );
-        let last: Vec<&[u8]> = bufs.datagrams(0).map(|(_, d)| d).collect();
+        let last: Vec<&[u8]> = bufs.datagrams(0).map(|(_, d)| &*d).collect();
         assert_eq!(last, [&[2u8; 10][..]]);
     }
 

@@ -14,7 +14,8 @@
 //!                 "cookie_replies": 0, "rekeys": 0, "ecn_marked": 0, "setups_timed": 1 },
 //!   "overlays": [ { "overlay": "udp", "datagrams_in": 12, "bytes_in": 1460, "datagrams_out": 12, "bytes_out": 1502 } ],
 //!   "datapath": { "tun_offload": true, "tun_uso": true, "tun_segments": 45 (or null), "udp_gso_segments": 64, "udp_gro": true,
-//!                 "threads": 1, "cpus": [] (or the engine thread's CPU, then the writer's), "tun_reads": 4, "tun_packets_in": 90, "tun_writes": 3, "tun_joined": 88, "bad_tun_reads": 0,
+//!                 "threads": 1, "cpus": [] (or the engine thread's CPU, then the writer's), "tun_reads": 4, "tun_packets_in": 90, "tun_writes": 3, "tun_joined": 88,
+//!                 "tun_in_place": 85, "bad_tun_reads": 0,
 //!                 "udp_receives": 2, "udp_datagrams_in": 91, "udp_sends": 3, "udp_datagrams_out": 92,
 //!                 "udp_send_errors": 0, "batches_handed_off": 0 } }
 //! ```
@@ -140,12 +141,13 @@ pub fn to_table(v: &Value) -> String {
             crate::datapath::placement(d["threads"].as_u64().unwrap_or(0), &cpus),
         ));
         out.push_str(&format!(
-            "  TUN   {} reads -> {} packets, {} bad; {} writes carrying {} joined packets\n",
+            "  TUN   {} reads -> {} packets, {} bad; {} writes carrying {} joined packets, {} written from where they arrived\n",
             text(&d["tun_reads"]),
             text(&d["tun_packets_in"]),
             text(&d["bad_tun_reads"]),
             text(&d["tun_writes"]),
             text(&d["tun_joined"]),
+            text(&d["tun_in_place"]),
         ));
         out.push_str(&format!(
             "  UDP   {} receives -> {} datagrams; {} sends <- {} datagrams, {} failed\n",
@@ -250,6 +252,7 @@ mod tests {
             handed_off: 7,
             tun_reads: 4,
             tun_packets_in: 90,
+            tun_in_place: 85,
             ..Default::default()
         }
         .to_json();
@@ -257,7 +260,8 @@ mod tests {
         assert!(
             t.contains("TUN offloads on (45 segments at most), TUN USO on, UDP GSO 64 segment(s), UDP GRO off, 2 thread(s) on CPUs 1, 0")
                 && t.contains("4 reads -> 90 packets")
-                && t.contains("7 batches written by the writer thread"),
+                && t.contains("7 batches written by the writer thread")
+                && t.contains("85 written from where they arrived"),
             "{t}"
         );
         assert_eq!(v["datapath"]["cpus"], json!([1, 0]));

@@ -335,7 +335,12 @@ fn real_programs_over_ocala() {
     assert!(state.contains("path up"), "{state}");
 
     // A plain path when the name asks for one (bob accepts them; gw, by default, does not).
+    let in_place = |n| status_json(&t, n)["datapath"]["tun_in_place"].as_u64();
+    let before = in_place("alice").expect("counted");
     assert_eq!(curl(&t, "http://bob.udp_plain.oci:8000/", 10), "200");
+    // bob's answer reached curl from where it arrived: alice's daemon wrote it to her TUN
+    // from the buffers it received it in.
+    assert!(in_place("alice") > Some(before), "{before}");
     // Its TCP went in the partial form, checksums left to bob's kernel, where both ends'
     // TUNs have offloads.
     let offload = |n| status_json(&t, n)["datapath"]["tun_offload"] == true;

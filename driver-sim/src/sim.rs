@@ -486,7 +486,7 @@ impl Sim {
             sim.push(at, Ev::Fault { index: i });
         }
         for node in 0..sim.nodes.len() {
-            sim.drain(node);
+            sim.drain(node, &[]);
         }
         Ok(sim)
     }
@@ -597,13 +597,25 @@ impl Sim {
     }
 
     fn input(&mut self, node: usize, input: Input<'_>) {
+        self.feed(node, input);
+        self.drain(node, &[]);
+        self.check(node);
+    }
+
+    fn feed(&mut self, node: usize, input: Input<'_>) {
         let now = self.now;
         if let Err(e) = self.nodes[node].engine.handle_input(now, input) {
             self.errors
                 .push(format!("{}: engine error: {e}", self.nodes[node].name));
         }
-        self.drain(node);
-        self.check(node);
+    }
+
+    /// A packet a node's engine delivers to its host.
+    fn write_tun(&mut self, node: usize, p: &[u8]) {
+        self.deliveries += 1;
+        self.persist(node);
+        self.record(node, "tun-out", p);
+        self.deliver_to_host(node, p);
     }
 
     fn step(&mut self, ev: Ev) {
@@ -617,17 +629,20 @@ impl Sim {
             } => {
                 self.deliveries += 1;
                 self.record(node, "rx", &payload);
-                self.input(
+                let mut payload = payload;
+                self.feed(
                     node,
                     Input::Datagram {
                         overlay,
                         from: &from,
-                        payload: &payload,
+                        payload: &mut payload,
                         // Hosts read their sockets at once: no receive queue builds.
                         queued: Duration::ZERO,
                         ecn,
                     },
                 );
+                self.drain(node, &payload);
+                self.check(node);
             }
             Ev::Tun { node, packet } => {
                 self.deliveries += 1;
@@ -655,8 +670,9 @@ impl Sim {
         }
     }
 
-    /// Carries out everything a node's engine asked for.
-    fn drain(&mut self, node: usize) {
+    /// Carries out everything a node's engine asked for; what it delivered in place lies in
+    /// `lent`, the payload of the datagram it was last fed.
+    fn drain(&mut self, node: usize, lent: &[u8]) {
         loop {
             let out = self.nodes[node].engine.poll_output();
             match out {
@@ -670,12 +686,16 @@ impl Sim {
                     return;
                 }
                 Output::WriteTun(p) => {
-                    self.deliveries += 1;
-                    self.persist(node);
-                    self.record(node, "tun-out", &p);
-                    self.deliver_to_host(node, &p);
+                    self.write_tun(node, &p);
                     self.nodes[node].engine.recycle(p);
                 }
+                Output::WriteTunInPlace(d) => match lent.get(d.range) {
+                    Some(p) if d.datagram == 0 => self.write_tun(node, p),
+                    _ => self.errors.push(format!(
+                        "{}: delivered in place outside its datagram",
+                        self.nodes[node].name
+                    )),
+                },
                 Output::Transmit {
                     overlay,
                     to,

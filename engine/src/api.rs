@@ -39,8 +39,10 @@ pub enum Input<'a> {
         /// engine reads the address where the driver keeps it rather than a fresh copy per
         /// datagram (a wide read of just-written narrow stores stalls the CPU).
         from: &'a SocketAddr,
-        /// The UDP payload.
-        payload: &'a [u8],
+        /// The UDP payload, lent mutably: a packet a plain path carries to local apps is
+        /// rewritten where it lies and delivered from there ([`Output::WriteTunInPlace`]),
+        /// never copied.
+        payload: &'a mut [u8],
         /// How long it waited in the socket's receive queue (the kernel's arrival stamp
         /// against the clock); zero when the driver cannot tell. A wait that stays long
         /// signals congestion to the flows inside (`limits.queue_target_us`).
@@ -96,6 +98,9 @@ pub struct HandleBinding {
 pub enum Output {
     /// Deliver an IP packet to local apps.
     WriteTun(Packet),
+    /// Deliver an IP packet to local apps that lies, rewritten, in the payload of one of the
+    /// batch's datagrams. Comes after the batch's [`Output::WriteTun`]s.
+    WriteTunInPlace(InPlace),
     /// Send a UDP datagram from an overlay's socket.
     Transmit {
         /// Which overlay socket to send from.
@@ -120,6 +125,23 @@ pub enum Output {
     Event(Event),
     /// Nothing more to do until this instant, or until new input. Ends every drain.
     Timeout(Instant),
+}
+
+/// A packet for local apps left where it arrived: bytes `range` of the payload of the
+/// batch's `datagram`-th [`Input::Datagram`] (counted from 0, other inputs not counted). The
+/// driver keeps a batch's payloads until it has drained the batch's outputs; one still queued
+/// when the next batch starts is dropped ([`DropReason::NotDrained`]), since its bytes may
+/// be gone.
+///
+/// Only data of plain paths is left in place: what a secure path opens is written into a
+/// buffer of the engine's by the decryption itself, and so is never
+/// [`Packet::authentic`]. Its transport checksum is `partial` as
+/// [`Packet::partial_checksum`] says of a built packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InPlace {
+    pub datagram: usize,
+    pub range: std::ops::Range<usize>,
+    pub partial: Option<PartialChecksum>,
 }
 
 /// Notable happenings, for logs, the status command and the simulator's summary.
@@ -298,6 +320,9 @@ pub enum DropReason {
     DnsBusy,
     /// A datagram that is not a well-formed OCALA message.
     DatagramMalformed(WireError),
+    /// A packet delivered in place ([`Output::WriteTunInPlace`]) that the driver had not
+    /// drained when it started the next batch: its bytes may have been overwritten.
+    NotDrained,
     /// A data packet or control message for a label this node does not have.
     UnknownLabel,
     /// A message for a label that belongs to another tunnel or another path.
@@ -365,6 +390,7 @@ impl fmt::Display for DropReason {
             DropReason::DnsUnreadable => f.write_str("unreadable DNS message"),
             DropReason::DnsBusy => f.write_str("too many DNS queries waiting"),
             DropReason::DatagramMalformed(e) => write!(f, "malformed datagram ({e})"),
+            DropReason::NotDrained => f.write_str("delivered in place, not drained in its batch"),
             DropReason::UnknownLabel => f.write_str("unknown label"),
             DropReason::WrongPeer => f.write_str("label of another peer"),
             DropReason::PathNotUp => f.write_str("data on a path not up"),

@@ -4,8 +4,8 @@
 //! `dns/intercept.rs`; this file owns the tables, the timers and the drain.
 
 use crate::api::{
-    ApiError, Command, Counters, DropReason, Event, HandleBinding, Input, Output, OverlayId,
-    QueryId,
+    ApiError, Command, Counters, DropReason, Event, HandleBinding, InPlace, Input, Output,
+    OverlayId, QueryId,
 };
 use crate::config::{Config, ConfigError};
 use crate::dns::intercept::Upstream;
@@ -51,10 +51,14 @@ pub struct Engine {
     pub(crate) tunnels: Tunnels,
     pub(crate) timers: Timers,
     pub(crate) out: VecDeque<Output>,
-    /// Packets for local apps, handed out after the other outputs of a drain: a queue of
-    /// buffers alone, so that one built in place ([`stage_delivery`]) is copied in whole
-    /// 16-byte halves, never straddling a freshly written enum tag (which stalls the CPU).
+    /// Packets for local apps built in the engine's buffers, handed out after the other
+    /// outputs of a drain.
     pub(crate) deliveries: VecDeque<Packet>,
+    /// Packets for local apps left in the batch's datagrams, handed out last: a plain path's
+    /// earlier packets, held while it came up, are built ones, so none is overtaken.
+    pub(crate) in_place: VecDeque<InPlace>,
+    /// Which datagram of the batch is being handled ([`InPlace::datagram`]).
+    pub(crate) datagram_index: usize,
     /// The module tunnel last told its peer was heard ([`crate::ocd::Overlay::authenticated`])
     /// in this batch: a batch's packets mostly come over one tunnel, and telling its module
     /// once an instant is enough (the call is indirect, a twentieth of a packet's receive
@@ -250,6 +254,8 @@ impl Engine {
             timers: Timers::default(),
             out: VecDeque::new(),
             deliveries: VecDeque::new(),
+            in_place: VecDeque::new(),
+            datagram_index: 0,
             heard: None,
             key_cache: Default::default(),
             pool: PacketPool::default(),
@@ -302,6 +308,12 @@ impl Engine {
         }
         self.now = now;
         self.heard = None;
+        self.datagram_index = 0;
+        // The driver may have reused the last batch's buffers: what still lies there is lost.
+        for _ in 0..self.in_place.len() {
+            self.drop_input(DropReason::NotDrained);
+        }
+        self.in_place.clear();
         self.fire_timers();
         Ok(Batch { engine: self })
     }
@@ -318,7 +330,11 @@ impl Engine {
                 payload,
                 queued,
                 ecn,
-            } => return self.on_datagram(overlay, from, payload, Arrival { queued, ecn }),
+            } => {
+                self.on_datagram(overlay, from, payload, Arrival { queued, ecn });
+                self.datagram_index += 1;
+                return;
+            }
             Input::Resolved { id, result } => return self.on_resolved(id, result),
             Input::Command(cmd) => return self.on_command(cmd),
             Input::NetworkChanged => return self.on_network_changed(),
@@ -335,8 +351,11 @@ impl Engine {
         if let Some(o) = self.out.pop_front() {
             return o;
         }
-        match self.deliveries.pop_front() {
-            Some(p) => Output::WriteTun(p),
+        if let Some(p) = self.deliveries.pop_front() {
+            return Output::WriteTun(p);
+        }
+        match self.in_place.pop_front() {
+            Some(d) => Output::WriteTunInPlace(d),
             None => Output::Timeout(self.next_deadline()),
         }
     }
@@ -526,14 +545,6 @@ impl Engine {
             Some(Output::Transmit { payload, .. }) => self.pool.give(payload),
             Some(other) => self.out.push_back(other),
             None => {}
-        }
-    }
-
-    /// Takes back the packet for local apps staged last, which cannot be delivered after
-    /// all, and returns its buffer to the pool.
-    pub(crate) fn unstage_delivery(&mut self) {
-        if let Some(p) = self.deliveries.pop_back() {
-            self.pool.give(p);
         }
     }
 
@@ -742,16 +753,6 @@ pub(crate) fn stage_datagram(
         Some(Output::Transmit { payload, .. }) => Some(payload),
         _ => None,
     }
-}
-
-/// Queues `packet` for local apps before it is filled, as [`stage_datagram`] does for a
-/// datagram, and returns it.
-pub(crate) fn stage_delivery(
-    deliveries: &mut VecDeque<Packet>,
-    packet: Packet,
-) -> Option<&mut Packet> {
-    deliveries.push_back(packet);
-    deliveries.back_mut()
 }
 
 /// Each overlay module's own randomness (private trigger ids, probe nonces), drawn from the

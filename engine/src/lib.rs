@@ -26,7 +26,7 @@ mod timers;
 pub mod wire;
 
 pub use api::{
-    ApiError, Command, Counters, DropReason, Event, HandleBinding, HandleStatus, Input,
+    ApiError, Command, Counters, DropReason, Event, HandleBinding, HandleStatus, InPlace, Input,
     LatencyHistogram, Output, OverlayCounters, OverlayId, PathStatus, QueryId, Status,
     TunnelStatus, UpstreamError,
 };

@@ -184,7 +184,7 @@ pub fn ip_packet(data: &[u8]) {
 /// cuts again, without error, into segments with valid checksums once completed, as many as
 /// went in.
 pub fn tun_offload(data: &[u8]) {
-    use ocala_mio::offload::coalesce::{Coalescer, Delivered};
+    use ocala_mio::offload::coalesce::{Coalescer, Delivered, Listed};
     use ocala_mio::offload::layout::{self, Layout};
     use ocala_mio::offload::{segment, vnet::VnetHdr};
     let mut read = data.to_vec();
@@ -210,7 +210,11 @@ pub fn tun_offload(data: &[u8]) {
         authentic: data.len() % 2 == 1,
         partial: None,
     };
-    Coalescer::new(true).write(&cut, |_| about, &mut |parts| {
+    let listed = Listed {
+        packets: &cut,
+        about: |_: &Vec<u8>| about,
+    };
+    Coalescer::new(true).write(&listed, &mut |parts| {
         writes.push(parts.iter().flat_map(|p| p.iter().copied()).collect());
     });
     let mut out = 0;
@@ -356,7 +360,7 @@ fn engines_run(data: &[u8]) -> u64 {
             }
         }
         for (i, e) in nodes.iter_mut().enumerate() {
-            let input = match &feed {
+            let input = match &mut feed {
                 Some((dst, bytes, from)) if *dst == i => match from {
                     Some(from) => Input::Datagram {
                         overlay: OverlayId(0),
@@ -371,6 +375,10 @@ fn engines_run(data: &[u8]) -> u64 {
             };
             e.handle_input(now, input)
                 .unwrap_or_else(|err| panic!("time moved forward only: {err:?}"));
+            let lent: &[u8] = match &feed {
+                Some((dst, bytes, Some(_))) if *dst == i => bytes,
+                _ => &[],
+            };
             loop {
                 match e.poll_output() {
                     Output::Timeout(_) => break,
@@ -386,6 +394,10 @@ fn engines_run(data: &[u8]) -> u64 {
                     Output::WriteTun(p) => {
                         transcript.write(&p);
                         e.recycle(p);
+                    }
+                    Output::WriteTunInPlace(d) => {
+                        assert_eq!(d.datagram, 0, "one datagram a batch");
+                        transcript.write(lent.get(d.range).expect("within its datagram"));
                     }
                     Output::UpstreamDns { query, .. } => e.recycle(query),
                     Output::Event(_) => {}
@@ -410,6 +422,7 @@ pub fn engine_inputs(data: &[u8]) {
     let mut now = Instant::ZERO;
     let mut rest = data;
     let mut packet = Vec::new();
+    let mut datagram = Vec::new();
     let peer: SocketAddr = PEER.parse().expect("an address");
     let stranger: SocketAddr = "192.0.2.66:4000".parse().expect("an address");
     while let [op, len, tail @ ..] = rest {
@@ -438,7 +451,11 @@ pub fn engine_inputs(data: &[u8]) {
             2 | 3 => Input::Datagram {
                 overlay: OverlayId(0),
                 from: if op % 5 == 2 { &peer } else { &stranger },
-                payload: chunk,
+                payload: {
+                    datagram.clear();
+                    datagram.extend_from_slice(chunk);
+                    &mut datagram
+                },
                 // Waits from none to 12.75 ms, so the receive queue's congestion signals
                 // (marks and drops) are reached too.
                 queued: Duration::from_micros(u64::from(*len) * 50),
@@ -452,7 +469,16 @@ pub fn engine_inputs(data: &[u8]) {
         engine
             .handle_input(now, input)
             .unwrap_or_else(|e| panic!("time moved forward only: {e:?}"));
-        while !matches!(engine.poll_output(), Output::Timeout(_)) {}
+        loop {
+            match engine.poll_output() {
+                Output::Timeout(_) => break,
+                Output::WriteTunInPlace(d) => {
+                    assert_eq!(d.datagram, 0, "one datagram a batch");
+                    assert!(d.range.end <= datagram.len(), "within its datagram");
+                }
+                _ => {}
+            }
+        }
         check_engine(&engine, &limits);
     }
 }

@@ -3,15 +3,16 @@
 //! into one super-packet). It owns no engine state, so it can run on its own thread
 //! ([`super::writer`]) while the engine works on the next batch.
 
-use crate::offload::coalesce::{Coalescer, Delivered};
+use crate::offload::coalesce::{Coalescer, Delivered, Packets};
 use crate::offload::vnet;
-use crate::socket::{OverlaySocket, MAX_TRAIN};
+use crate::socket::{OverlaySocket, RecvBufs, MAX_TRAIN};
 use crate::tun::Tun;
 use arrayvec::ArrayVec;
 use ocala_engine::security::MAX_DATA_OVERHEAD;
-use ocala_engine::{Ecn, Engine, OverlayId, Packet};
+use ocala_engine::{Ecn, Engine, OverlayId, Packet, PartialChecksum};
 use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// Largest UDP payload one GSO send may carry.
@@ -34,12 +35,30 @@ pub struct Pending {
     ecn: Ecn,
 }
 
+/// A packet for local apps.
+enum Local {
+    /// In a buffer of the engine's.
+    Built(Packet),
+    /// Where it arrived ([`ocala_engine::Output::WriteTunInPlace`]): bytes `range` of the
+    /// batch's receive buffer `buffer`.
+    Lent {
+        buffer: usize,
+        range: Range<usize>,
+        partial: Option<PartialChecksum>,
+    },
+}
+
 /// The engine's outputs of one batch, owned: the buffers go back to the engine
-/// ([`Batch::recycle`]) once written.
+/// ([`Batch::recycle`]) once written, and the receive buffers that packets delivered in
+/// place lie in travel with it until then.
 #[derive(Default)]
 pub struct Batch {
     tx: Vec<Pending>,
-    tun: Vec<Packet>,
+    tun: Vec<Local>,
+    /// Receive buffers that packets of `tun` lie in.
+    received: Vec<Vec<u8>>,
+    /// Receive buffers written out, to take the place of the next ones kept.
+    spare: Vec<Vec<u8>>,
 }
 
 impl Batch {
@@ -55,7 +74,38 @@ impl Batch {
 
     /// Queues a packet for local apps.
     pub fn deliver(&mut self, packet: Packet) {
-        self.tun.push(packet);
+        self.tun.push(Local::Built(packet));
+    }
+
+    /// Keeps a receive buffer until the batch is written; its number, for
+    /// [`Self::deliver_lent`].
+    pub fn keep(&mut self, buffer: Vec<u8>) -> usize {
+        self.received.push(buffer);
+        self.received.len() - 1
+    }
+
+    /// A receive buffer kept ([`Self::keep`]).
+    pub fn kept(&self, buffer: usize) -> Option<&[u8]> {
+        self.received.get(buffer).map(Vec::as_slice)
+    }
+
+    /// A buffer to receive into in place of one kept.
+    pub fn spare(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_else(RecvBufs::spare)
+    }
+
+    /// Queues a packet for local apps that lies in kept buffer `buffer`, at `range`.
+    pub fn deliver_lent(
+        &mut self,
+        buffer: usize,
+        range: Range<usize>,
+        partial: Option<PartialChecksum>,
+    ) {
+        self.tun.push(Local::Lent {
+            buffer,
+            range,
+            partial,
+        });
     }
 
     /// Datagrams and packets queued.
@@ -63,13 +113,44 @@ impl Batch {
         self.tx.len() + self.tun.len()
     }
 
-    /// Gives every buffer back to the engine's pool, keeping the batch's capacity.
+    /// Gives every buffer back to the engine's pool, and the receive buffers to the spares,
+    /// keeping the batch's capacity.
     pub fn recycle(&mut self, engine: &mut Engine) {
         for p in self.tx.drain(..) {
             engine.recycle(p.payload);
         }
         for p in self.tun.drain(..) {
-            engine.recycle(p);
+            if let Local::Built(p) = p {
+                engine.recycle(p);
+            }
+        }
+        self.spare.append(&mut self.received);
+    }
+}
+
+impl Packets for Batch {
+    fn count(&self) -> usize {
+        self.tun.len()
+    }
+
+    fn packet(&self, i: usize) -> Option<&[u8]> {
+        match self.tun.get(i)? {
+            Local::Built(p) => Some(p),
+            Local::Lent { buffer, range, .. } => self.kept(*buffer)?.get(range.clone()),
+        }
+    }
+
+    fn about(&self, i: usize) -> Delivered {
+        match self.tun.get(i) {
+            Some(Local::Built(p)) => Delivered {
+                authentic: p.authentic(),
+                partial: p.partial_checksum(),
+            },
+            Some(&Local::Lent { partial, .. }) => Delivered {
+                authentic: false,
+                partial,
+            },
+            None => Delivered::default(),
         }
     }
 }
@@ -126,15 +207,12 @@ impl Egress {
             return;
         };
         if tun.offload() {
-            let about = |p: &Packet| Delivered {
-                authentic: p.authentic(),
-                partial: p.partial_checksum(),
-            };
             self.coalescer
-                .write(&batch.tun, about, &mut |parts| write_tun(tun, parts));
+                .write(batch, &mut |parts| write_tun(tun, parts));
         } else {
             // Without offloads the kernel was not asked to take super-packets.
-            for p in &batch.tun {
+            for i in 0..batch.count() {
+                let Some(p) = batch.packet(i) else { continue };
                 self.stats.tun_writes += 1;
                 write_tun(tun, &[IoSlice::new(&[0; vnet::LEN]), IoSlice::new(p)]);
             }
@@ -205,6 +283,29 @@ fn write_tun(tun: &Tun, parts: &[IoSlice<'_>]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receive_buffers_travel_with_their_batch_and_come_back_as_spares() {
+        let mut batch = Batch::default();
+        let kept = batch.keep(b"header|packet".to_vec());
+        batch.deliver_lent(kept, 7..13, None);
+        batch.deliver(Packet::from_slice(b"built"));
+        assert_eq!(batch.count(), 2);
+        assert_eq!(batch.packet(0), Some(&b"packet"[..]));
+        assert_eq!(batch.packet(1), Some(&b"built"[..]));
+        assert_eq!(batch.packet(2), None);
+        assert_eq!(batch.about(0), Delivered::default());
+        let mut engine = Engine::new(ocala_engine::Config::default(), [1; 32], Default::default())
+            .expect("an engine");
+        batch.recycle(&mut engine);
+        assert_eq!((batch.len(), batch.count()), (0, 0));
+        assert_eq!(batch.spare(), b"header|packet", "the kept buffer, back");
+        assert_eq!(
+            batch.spare().len(),
+            RecvBufs::spare().len(),
+            "then a new one"
+        );
+    }
 
     #[test]
     fn a_super_packet_of_full_size_segments_leaves_in_one_send() {

@@ -22,10 +22,11 @@ use crate::socket::{OverlaySocket, RecvBufs};
 use crate::tun::Tun;
 pub use egress::segments_per_send;
 use egress::{Batch, Egress, EgressStats};
-use ocala_engine::{Ecn, Engine, Input, Instant, OverlayId, Packet, PartialChecksum};
+use ocala_engine::{Ecn, Engine, InPlace, Input, Instant, OverlayId, Packet, PartialChecksum};
 use serde_json::{json, Value};
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::Arc;
 use writer::Writer;
 
@@ -48,6 +49,9 @@ pub struct DatapathStats {
     pub cpus: [Option<usize>; 2],
     pub tun_reads: u64,
     pub tun_packets_in: u64,
+    /// Packets for local apps written from the receive buffer they arrived in, where the
+    /// engine delivered them in place.
+    pub tun_in_place: u64,
     pub bad_tun_reads: u64,
     pub udp_receives: u64,
     pub udp_datagrams_in: u64,
@@ -77,6 +81,7 @@ impl DatapathStats {
             "tun_packets_in": self.tun_packets_in,
             "tun_writes": self.sent.tun_writes,
             "tun_joined": self.sent.tun_joined,
+            "tun_in_place": self.tun_in_place,
             "bad_tun_reads": self.bad_tun_reads,
             "udp_receives": self.udp_receives,
             "udp_datagrams_in": self.udp_datagrams_in,
@@ -136,8 +141,20 @@ pub struct Datapath {
     tun_buf: Vec<u8>,
     /// The outputs of the batch under way.
     out: Batch,
+    /// The message being fed, whose datagrams the engine may deliver packets in place from.
+    lending: Option<Lending>,
     sink: Sink,
     stats: DatapathStats,
+}
+
+/// The received message the engine is being fed, which packets it delivers in place lie
+/// in ([`ocala_engine::InPlace`]).
+struct Lending {
+    /// Its number in the last receive.
+    message: usize,
+    /// The number of its buffer in the batch, once a packet in it was queued: the buffer
+    /// travels with the batch until the batch is written, and a spare takes its place.
+    kept: Option<usize>,
 }
 
 impl Datapath {
@@ -190,6 +207,7 @@ impl Datapath {
             rx: RecvBufs::default(),
             tun_buf: vec![0; TUN_READ],
             out: Batch::default(),
+            lending: None,
             sink,
             stats,
         })
@@ -269,6 +287,10 @@ impl Datapath {
         let overlay = OverlayId(index as u16);
         let mut count = 0;
         let (queued, ecn) = (self.rx.queued(m), self.rx.ecn(m));
+        self.lending = Some(Lending {
+            message: m,
+            kept: None,
+        });
         let batch = self.rx.datagrams(m).map(|(from, payload)| {
             count += 1;
             Input::Datagram {
@@ -300,9 +322,56 @@ impl Datapath {
         self.out.deliver(packet);
     }
 
+    /// Where a packet the engine delivered in place from the message being fed lies.
+    fn in_message(&self, d: &InPlace) -> Option<(&Lending, Range<usize>)> {
+        let l = self.lending.as_ref()?;
+        let start = self.rx.datagram_start(l.message, d.datagram)?;
+        let range = start.checked_add(d.range.start)?..start.checked_add(d.range.end)?;
+        Some((l, range))
+    }
+
+    /// The bytes of a packet the engine delivered in place from the message being fed.
+    pub fn lent(&self, d: &InPlace) -> Option<&[u8]> {
+        let (l, range) = self.in_message(d)?;
+        match l.kept {
+            Some(k) => self.out.kept(k)?.get(range),
+            None => self.rx.buffer(l.message)?.get(range),
+        }
+    }
+
+    /// Queues a packet the engine delivered in place for the next [`Self::flush`], written
+    /// from the buffer it was received in, which goes with the batch until then.
+    pub fn deliver_lent(&mut self, d: InPlace) {
+        let Some((l, range)) = self.in_message(&d) else {
+            tracing::debug!("a packet delivered in place outside its message: {d:?}");
+            return;
+        };
+        let (message, kept) = (l.message, l.kept);
+        let buffer = match kept {
+            Some(k) => k,
+            None => {
+                let spare = self.out.spare();
+                let Some(b) = self.rx.lend(message, spare) else {
+                    return;
+                };
+                let k = self.out.keep(b);
+                self.lending = Some(Lending {
+                    message,
+                    kept: Some(k),
+                });
+                k
+            }
+        };
+        self.out.deliver_lent(buffer, range, d.partial);
+        self.stats.tun_in_place += 1;
+    }
+
     /// Ends a batch: its datagrams and packets leave, here or on the writer thread, and
     /// their buffers go back to the engine once written.
     pub fn flush(&mut self, engine: &mut Engine) {
+        // The batch takes the kept buffer with it, and the engine has handed out all it
+        // delivered in place.
+        self.lending = None;
         match &mut self.sink {
             Sink::Here(egress) => {
                 egress.write(&self.out);

@@ -84,6 +84,34 @@ impl Delivered {
     }
 }
 
+/// The packets of one batch for local apps, in order, and what the engine said of each.
+pub trait Packets {
+    fn count(&self) -> usize;
+    /// Packet `i`'s bytes; `None` past the end.
+    fn packet(&self, i: usize) -> Option<&[u8]>;
+    fn about(&self, i: usize) -> Delivered;
+}
+
+/// Packets listed in a slice, with a rule for what the engine said of each.
+pub struct Listed<'a, P, F> {
+    pub packets: &'a [P],
+    pub about: F,
+}
+
+impl<P: Deref<Target = [u8]>, F: Fn(&P) -> Delivered> Packets for Listed<'_, P, F> {
+    fn count(&self) -> usize {
+        self.packets.len()
+    }
+
+    fn packet(&self, i: usize) -> Option<&[u8]> {
+        self.packets.get(i).map(|p| &**p)
+    }
+
+    fn about(&self, i: usize) -> Delivered {
+        self.packets.get(i).map(&self.about).unwrap_or_default()
+    }
+}
+
 /// What the coalescer did, for `ocala status`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CoalesceStats {
@@ -205,8 +233,8 @@ fn same_under(mask: &[u8; MASK_LEN], len: usize, a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The bytes of packet `i` of the batch; none past its end.
-fn at<P: Deref<Target = [u8]>>(packets: &[P], i: usize) -> &[u8] {
-    packets.get(i).map_or(&[], |p| &**p)
+fn at<P: Packets + ?Sized>(packets: &P, i: usize) -> &[u8] {
+    packets.packet(i).unwrap_or(&[])
 }
 
 impl Run {
@@ -247,17 +275,16 @@ impl Coalescer {
     }
 
     /// Writes the packets of one batch, in order within each flow: segments that may join
-    /// are joined, the rest written as they came. `about` says what the engine said of each:
+    /// are joined, the rest written as they came. What the engine said of each counts:
     /// authentic ones join without their checksums being summed again, partial ones are
     /// written partial.
-    pub fn write<P: Deref<Target = [u8]>>(
+    pub fn write<P: Packets + ?Sized>(
         &mut self,
-        packets: &[P],
-        about: impl Fn(&P) -> Delivered,
+        packets: &P,
         write: &mut impl FnMut(&[IoSlice<'_>]),
     ) {
-        for (i, p) in packets.iter().enumerate() {
-            self.push(packets, i, about(p), write);
+        for i in 0..packets.count() {
+            self.push(packets, i, packets.about(i), write);
         }
         while !self.runs.is_empty() {
             self.write_run(packets, 0, write);
@@ -266,9 +293,9 @@ impl Coalescer {
 
     /// Takes packet `i`: joins it to its flow's run, or writes what must go before it and
     /// then it.
-    fn push<P: Deref<Target = [u8]>>(
+    fn push<P: Packets + ?Sized>(
         &mut self,
-        packets: &[P],
+        packets: &P,
         i: usize,
         about: Delivered,
         write: &mut impl FnMut(&[IoSlice<'_>]),
@@ -319,12 +346,7 @@ impl Coalescer {
         }
     }
 
-    fn run_of<P: Deref<Target = [u8]>>(
-        &self,
-        packets: &[P],
-        l: &Layout,
-        packet: &[u8],
-    ) -> Option<usize> {
+    fn run_of<P: Packets + ?Sized>(&self, packets: &P, l: &Layout, packet: &[u8]) -> Option<usize> {
         self.runs.iter().position(|r| {
             (r.layout.v6, r.layout.proto) == (l.v6, l.proto)
                 && same_flow(l, at(packets, r.segments[0]), packet)
@@ -353,9 +375,9 @@ impl Coalescer {
     /// segment's headers (with the joined length, PSH if any had it, and the pseudo-header
     /// sum for the kernel to complete) and then every segment's payload where it lies. The
     /// kernel gives each piece of a UDP one its own length again when it cuts it.
-    fn write_run<P: Deref<Target = [u8]>>(
+    fn write_run<P: Packets + ?Sized>(
         &mut self,
-        packets: &[P],
+        packets: &P,
         r: usize,
         write: &mut impl FnMut(&[IoSlice<'_>]),
     ) {

@@ -1,7 +1,7 @@
 //! Splitting and joining against each other: what the kernel's TSO would hand over, cut and
 //! joined again, must come back as the same stream with valid checksums.
 
-use super::coalesce::{Coalescer, Delivered};
+use super::coalesce::{Coalescer, Delivered, Listed};
 use super::layout::{self, Layout};
 use super::segment::{split, SplitError};
 use super::vnet::{self, VnetHdr};
@@ -172,7 +172,7 @@ fn coalesce_about(
 ) -> (Vec<(VnetHdr, Vec<u8>)>, Coalescer) {
     let mut c = Coalescer::new(true);
     let mut writes = Vec::new();
-    c.write(packets, about, &mut |parts| {
+    c.write(&Listed { packets, about }, &mut |parts| {
         let mut whole: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
         let (hdr, packet) = VnetHdr::parse(&mut whole).unwrap();
         writes.push((hdr, packet.to_vec()));
@@ -588,7 +588,11 @@ fn arbitrary_bytes_never_panic_either_way() {
                 batch.push(b);
             }
             let mut written = 0;
-            c.write(&batch, |_| Delivered::default(), &mut |parts| {
+            let listed = Listed {
+                packets: &batch,
+                about: |_: &Vec<u8>| Delivered::default(),
+            };
+            c.write(&listed, &mut |parts| {
                 written += parts.iter().map(|p| p.len()).sum::<usize>();
             });
             let held: usize = batch.iter().map(|b| vnet::LEN + b.len()).sum();
@@ -645,7 +649,11 @@ fn udp_datagrams_join_only_where_the_tun_takes_them_and_only_like_the_kernel() {
     let same = vec![flow(1, 1000), flow(1, 1000), flow(1, 1000)];
     let mut c = Coalescer::new(false);
     let mut writes = 0;
-    c.write(&same, |_| Delivered::default(), &mut |_| writes += 1);
+    let listed = Listed {
+        packets: &same,
+        about: |_: &Vec<u8>| Delivered::default(),
+    };
+    c.write(&listed, &mut |_| writes += 1);
     assert_eq!((writes, c.stats.joined), (3, 0));
 
     // A shorter datagram ends a run; a longer one starts the next; flows stay apart, each

@@ -48,7 +48,7 @@ impl Sim {
             Err(e) => self.errors.push(format!("{}: restart failed: {e}", n.name)),
         }
         self.record(node, "fault", b"restart");
-        self.drain(node);
+        self.drain(node, &[]);
         self.check(node);
     }
 }

@@ -2,9 +2,9 @@
 //! from peers to apps or — on a gateway — on to the next hop with the label swapped. Nothing
 //! here allocates once the packet pool is warm.
 
-use crate::api::{DropReason, OverlayId};
+use crate::api::{DropReason, InPlace, OverlayId};
 use crate::codel::SIGNALLED_LEN;
-use crate::engine::{stage_datagram, stage_delivery, Engine};
+use crate::engine::{stage_datagram, Engine};
 use crate::ocd::{Peer, Received};
 use crate::oci::paths::{Role, State};
 use crate::packet::Packet;
@@ -18,6 +18,7 @@ use crate::wire::rewrite::{rewrite_parsed, write_icmp_too_big};
 use crate::wire::transport::UdpView;
 use crate::wire::WireError;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::time::Duration;
 
 /// Data payloads a responder holds while it waits for the initiator's confirm.
@@ -32,14 +33,18 @@ pub(crate) struct Arrival {
     pub(crate) ecn: Ecn,
 }
 
-/// A data message as it arrived.
+/// A data message as it arrived, in the datagram the driver lent.
 struct Data<'a> {
     /// The path's label at this node.
     label: u32,
-    /// The whole message, for relaying.
-    datagram: &'a [u8],
-    /// Its payload: the (sealed, on a secure path) inner packet.
-    inner: &'a [u8],
+    /// The datagram's payload, lent mutably for a plain path's packet to be delivered from.
+    lent: &'a mut [u8],
+    /// Which datagram of the batch it is ([`InPlace::datagram`]).
+    index: usize,
+    /// Where the whole message lies in `lent`, for relaying.
+    datagram: Range<usize>,
+    /// Where its payload lies: the (sealed, on a secure path) inner packet.
+    inner: Range<usize>,
     /// Its outer ECN field.
     ecn: Ecn,
     /// Whether this node's receive queue signals congestion on it.
@@ -260,7 +265,7 @@ impl Engine {
         &mut self,
         overlay: OverlayId,
         from: &SocketAddr,
-        payload: &[u8],
+        payload: &mut [u8],
         arrival: Arrival,
     ) {
         self.counters.datagrams_in += 1;
@@ -307,21 +312,33 @@ impl Engine {
         let tunnel = known.and_then(|r| self.tunnels.by_module(overlay, r));
         match Message::parse(bytes) {
             Err(e) => self.drop_input(DropReason::DatagramMalformed(e)),
-            Ok(Message::Data { label, payload }) => {
+            Ok(Message::Data {
+                label,
+                payload: inner,
+            }) => {
                 // Only bulk data carries congestion signals (`codel::SIGNALLED_LEN`).
-                let congested = payload.len() >= SIGNALLED_LEN
+                let congested = inner.len() >= SIGNALLED_LEN
                     && self
                         .overlays
                         .get_mut(usize::from(overlay.0))
                         .is_some_and(|s| s.queue.signal(now, arrival.queued));
+                let from = *from;
+                // A module's message is part of the datagram it was given (it borrows it).
+                let (Some(datagram), Some(inner)) =
+                    (within(payload, bytes), within(payload, inner))
+                else {
+                    return self.drop_input(DropReason::DatagramMalformed(WireError::BadHeader));
+                };
                 let data = Data {
                     label,
-                    datagram: bytes,
-                    inner: payload,
+                    lent: payload,
+                    index: self.datagram_index,
+                    datagram,
+                    inner,
                     ecn: arrival.ecn,
                     congested,
                 };
-                self.on_data(overlay, from, tunnel, data)
+                self.on_data(overlay, &from, tunnel, data)
             }
             Ok(Message::Setup(s)) => self.on_setup(overlay, *from, tunnel, &s),
             Ok(Message::Accept(a)) if self.paths.by_label(a.receiver_label).is_none() => {
@@ -349,6 +366,8 @@ impl Engine {
     fn on_data(&mut self, overlay: OverlayId, from: &Peer, tunnel: Option<usize>, data: Data<'_>) {
         let Data {
             label,
+            lent,
+            index,
             datagram,
             inner,
             ecn,
@@ -384,6 +403,7 @@ impl Engine {
                 };
                 // A gateway that is also a middlebox (a sender-imposed hop) judges what it relays.
                 let read = p.read.as_deref().map(|k| (key, *k));
+                let datagram = lent.get(datagram).unwrap_or_default();
                 if self.middlebox.is_some() && !self.middlebox_passes(datagram, read) {
                     return;
                 }
@@ -413,7 +433,13 @@ impl Engine {
                 }
                 // The end can open the packet: congestion here marks it like a CE outer.
                 let outer = if congested { Ecn::Ce } else { ecn };
-                self.open_and_deliver(key, handle, inner, outer);
+                if p.secure.is_some() {
+                    let sealed = lent.get(inner).unwrap_or_default();
+                    self.open_and_deliver(key, handle, sealed, outer);
+                } else if let Some(packet) = lent.get_mut(inner.clone()) {
+                    let at = (index, inner);
+                    self.deliver_in_place(key, handle, packet, at, outer);
+                }
             }
             // Data can overtake the initiator's confirm on the way; hold a little of it until
             // the confirm arrives and the keys to open it exist.
@@ -421,7 +447,7 @@ impl Engine {
                 if p.state == State::AwaitConfirm && p.pending.len() < EARLY_DATA =>
             {
                 let mut buf = self.pool.take();
-                buf.extend_from_slice(inner);
+                buf.extend_from_slice(lent.get(inner).unwrap_or_default());
                 if let Some(p) = self.paths.get_mut(key) {
                     p.pending.push_back(buf);
                 }
@@ -446,12 +472,12 @@ impl Engine {
         self.heard = Some((overlay, r));
     }
 
-    /// Opens a data payload on an end path (checks and decrypts it on a secure path) and hands
-    /// the packet to local apps, with the ECN field that `outer` makes of it.
+    /// Opens a data payload on an end path (checks and decrypts it on a secure path) into a
+    /// buffer of the engine's and hands the packet to local apps, with the ECN field that
+    /// `outer` makes of it. A plain path's packets in a lent datagram go
+    /// [`Self::deliver_in_place`] instead; the ones here were held while it came up.
     pub(crate) fn open_and_deliver(&mut self, key: usize, handle: usize, inner: &[u8], outer: Ecn) {
-        let Some(buf) = stage_delivery(&mut self.deliveries, self.pool.take()) else {
-            return;
-        };
+        let mut buf = self.pool.take();
         let opened = match self.paths.get_mut(key).and_then(|p| p.secure.as_mut()) {
             Some(s) => {
                 let r = s.open(inner, buf.tail_vec(), &mut self.key_cache, key);
@@ -461,7 +487,7 @@ impl Engine {
                         // again.
                         s.confirmed = true;
                         s.message = Vec::new();
-                        self.unstage_delivery();
+                        self.pool.give(buf);
                         return self.heard_on_path(key);
                     }
                     buf.mark_authentic();
@@ -473,68 +499,104 @@ impl Engine {
             }
             None => {
                 buf.extend_from_slice(inner);
-                match self.paths.get(key).is_some_and(|p| p.partial.receive) {
-                    true => Ok(Form::OfPath),
-                    false => Ok(Form::Complete),
-                }
+                Ok(self.plain_form(key))
             }
         };
-        match opened {
-            Ok(form) => {
-                self.heard_on_path(key);
-                self.deliver(key, handle, outer, form)
+        let made = opened.and_then(|form| {
+            self.heard_on_path(key);
+            self.make_local(key, handle, outer, form, &mut buf)
+        });
+        match made {
+            Ok(partial) => {
+                if let Some(c) = partial {
+                    buf.mark_partial(c);
+                }
+                self.deliveries.push_back(buf);
+                self.counters.tun_out += 1;
             }
             Err(reason) => {
-                self.unstage_delivery();
+                self.pool.give(buf);
                 self.drop_input(reason);
             }
         }
     }
 
-    /// Rewrites a peer's packet (in `buf`) so it comes from the handle and goes to this
-    /// node's own TUN address — or to the LAN client the path is for, or, from an egress
-    /// handle, to its legacy server — then writes it to the TUN. The outer header's ECN
-    /// field combines with the packet's own as RFC 6040 says: a CE mark is carried in, or
-    /// the packet dropped if its sender's transport is not ECN-capable. Its checksum stands
-    /// as `form` says.
-    fn deliver(&mut self, key: usize, handle: usize, outer: Ecn, form: Form) {
-        let Some(buf) = self.deliveries.back_mut() else {
-            return;
-        };
+    /// Hands a plain path's `packet` to local apps where it arrived: bytes `at.1` of the
+    /// batch's datagram `at.0`, rewritten there, so that the driver writes it to the TUN from
+    /// its own receive buffer and no byte of it is copied.
+    fn deliver_in_place(
+        &mut self,
+        key: usize,
+        handle: usize,
+        packet: &mut [u8],
+        at: (usize, Range<usize>),
+        outer: Ecn,
+    ) {
+        self.heard_on_path(key);
+        let form = self.plain_form(key);
+        match self.make_local(key, handle, outer, form, packet) {
+            Ok(partial) => {
+                let (datagram, range) = at;
+                self.in_place.push_back(InPlace {
+                    datagram,
+                    range,
+                    partial,
+                });
+                self.counters.tun_out += 1;
+            }
+            Err(reason) => self.drop_input(reason),
+        }
+    }
+
+    /// How the checksums of a plain path's packets stand: partial where the path carries
+    /// them so.
+    fn plain_form(&self, key: usize) -> Form {
+        match self.paths.get(key).is_some_and(|p| p.partial.receive) {
+            true => Form::OfPath,
+            false => Form::Complete,
+        }
+    }
+
+    /// Rewrites a peer's packet so it comes from the handle and goes to this node's own TUN
+    /// address — or to the LAN client the path is for, or, from an egress handle, to its
+    /// legacy server — for local apps. The outer header's ECN field combines with the
+    /// packet's own as RFC 6040 says: a CE mark is carried in, or the packet dropped if its
+    /// sender's transport is not ECN-capable. Its checksum stands as `form` says; the one
+    /// left partial for the kernel comes back, or why the packet goes no further.
+    fn make_local(
+        &mut self,
+        key: usize,
+        handle: usize,
+        outer: Ecn,
+        form: Form,
+        buf: &mut [u8],
+    ) -> Result<Option<PartialChecksum>, DropReason> {
         // Parsed once: the header rewriting below takes as it is, and the checksum's place
         // where it is not complete.
         let (header, standard) = match IpView::parse(buf) {
             Ok(ip) if form == Form::Complete => (ip.header(), None),
             Ok(ip) => (ip.header(), PartialChecksum::at(&ip)),
-            Err(e) => {
-                self.unstage_delivery();
-                return self.drop_input(DropReason::InnerMalformed(e));
-            }
+            Err(e) => return Err(DropReason::InnerMalformed(e)),
         };
+        let mut partial = None;
         if form != Form::Complete {
             match standard {
                 // What this node's driver cannot hand on partial is completed here.
-                Some(c) if self.cfg.security.partial_checksums => buf.mark_partial(c),
+                Some(c) if self.cfg.security.partial_checksums => partial = Some(c),
                 Some(c) => {
                     c.complete(buf);
                 }
                 // On a plain path in the partial form, what is not TCP or UDP is as it was
                 // sent.
                 None if form == Form::OfPath => {}
-                None => {
-                    self.unstage_delivery();
-                    return self.drop_input(DropReason::InnerMalformed(WireError::BadHeader));
-                }
+                None => return Err(DropReason::InnerMalformed(WireError::BadHeader)),
             }
         }
         // An outer header without ECN leaves the packet's own as it is.
         if outer != Ecn::NotEct {
             let inner = ecn_of(buf).unwrap_or_default();
             match Ecn::decapsulate(inner, outer) {
-                None => {
-                    self.unstage_delivery();
-                    return self.drop_input(DropReason::Congested);
-                }
+                None => return Err(DropReason::Congested),
                 Some(e) if e != inner => {
                     // Only the ECN bits of a header just parsed change: this cannot fail.
                     let _ = set_ecn(buf, e);
@@ -548,7 +610,7 @@ impl Engine {
         let now = self.now;
         let client = self.paths.get(key).and_then(|p| p.lan_client);
         let Some(h) = self.handles.get_mut(handle) else {
-            return self.unstage_delivery();
+            return Err(DropReason::PathNotUp);
         };
         h.last_used = now;
         let src = header.src;
@@ -563,19 +625,18 @@ impl Engine {
             (None, None, IpAddr::V4(_)) => Some(IpAddr::V4(self.cfg.handles.tun_v4)),
             (None, None, IpAddr::V6(_)) => Some(IpAddr::V6(self.cfg.handles.tun_v6)),
         };
-        let Some(to) = to else {
-            self.unstage_delivery();
-            return self.drop_input(DropReason::NoLegacyRoute);
-        };
-        let partial = buf.partial_checksum().is_some();
-        let rewritten = rewrite_parsed(buf, header, from, to, partial);
-        if let Err(e) = rewritten {
-            self.unstage_delivery();
-            return self.drop_input(DropReason::InnerMalformed(e));
-        }
-        // Already queued, where it was built.
-        self.counters.tun_out += 1;
+        let to = to.ok_or(DropReason::NoLegacyRoute)?;
+        rewrite_parsed(buf, header, from, to, partial.is_some())
+            .map_err(DropReason::InnerMalformed)?;
+        Ok(partial)
     }
+}
+
+/// Where `part`, a slice of `whole`, lies in it.
+fn within(whole: &[u8], part: &[u8]) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= whole.len()).then_some(start..end)
 }
 
 /// How the transport checksum of a packet that arrived on an end path stands.

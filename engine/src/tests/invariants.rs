@@ -89,10 +89,10 @@ proptest! {
                     net.nodes[node] = Engine::new(cfg, [node as u8 + 100; 32], net.now).unwrap();
                 }
                 Op::Corrupt { every: n } => every.set(n),
-                Op::Garbage { node, bytes } => {
+                Op::Garbage { node, mut bytes } => {
                     let from = addr(node as u8 + 1);
                     let target = (node + 1) % 3;
-                    net.input(target, Input::Datagram { overlay: UDP, from: &from, payload: &bytes , queued: std::time::Duration::ZERO, ecn: crate::Ecn::NotEct});
+                    net.datagram(target, &from, &mut bytes);
                 }
             }
             for (i, e) in net.nodes.iter().enumerate() {

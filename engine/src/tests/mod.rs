@@ -15,6 +15,7 @@ use std::time::Duration;
 
 mod ciphers;
 mod congestion;
+mod in_place;
 mod invariants;
 mod legacy;
 mod negotiation;
@@ -110,43 +111,29 @@ impl Net {
     fn input(&mut self, node: usize, input: Input<'_>) {
         let now = self.now;
         self.nodes[node].handle_input(now, input).unwrap();
-        self.settle(node);
+        self.settle(node, &[]);
     }
 
-    /// Drains `first`, then delivers every datagram until the network is quiet.
-    fn settle(&mut self, first: usize) {
-        let mut queue = vec![first];
-        while let Some(node) = queue.pop() {
-            let mut datagrams = Vec::new();
-            loop {
-                match self.nodes[node].poll_output() {
-                    Output::Timeout(_) => break,
-                    Output::WriteTun(p) => {
-                        self.authentic[node].push(p.authentic());
-                        self.partial[node].push(p.partial_checksum());
-                        self.tun[node].push(p.to_vec());
-                    }
-                    Output::Transmit {
-                        to, payload, ecn, ..
-                    } => datagrams.push((to, payload.to_vec(), ecn)),
-                    Output::UpstreamDns { id, query } => {
-                        let answer = crate::dns::message::parse_query(&query).ok().and_then(|q| {
-                            let ip = *self.hosts.get(&q.name)?;
-                            // An address of the other family: the name exists, with no data.
-                            let same = ip.is_ipv6() == (q.qtype == 28);
-                            let ips = if same { vec![ip] } else { Vec::new() };
-                            Some(crate::dns::message::answer_addresses(&q, &ips, 60))
-                        });
-                        if let Some(a) = answer {
-                            let now = self.now;
-                            self.nodes[node]
-                                .handle_input(now, Input::Resolved { id, result: Ok(&a) })
-                                .unwrap();
-                        }
-                    }
-                    Output::Event(e) => self.events[node].push(e),
-                }
-            }
+    /// Feeds `node` a datagram from `from`, as its driver would, and settles.
+    fn datagram(&mut self, node: usize, from: &SocketAddr, payload: &mut [u8]) {
+        let input = Input::Datagram {
+            overlay: UDP,
+            from,
+            payload,
+            queued: Duration::ZERO,
+            ecn: crate::Ecn::NotEct,
+        };
+        let now = self.now;
+        self.nodes[node].handle_input(now, input).unwrap();
+        self.settle(node, payload);
+    }
+
+    /// Drains `first` (which was last fed a datagram of payload `lent`, if any), then
+    /// delivers every datagram until the network is quiet, each drained at once as a
+    /// driver does, so that what it delivers in place is read from it.
+    fn settle(&mut self, first: usize, lent: &[u8]) {
+        let mut queue = vec![(first, self.drain(first, lent))];
+        while let Some((node, datagrams)) = queue.pop() {
             for (to, mut payload, mut ecn) in datagrams {
                 if self.underlay_marks {
                     ecn = ecn.congested().unwrap_or(ecn);
@@ -167,13 +154,55 @@ impl Net {
                         Input::Datagram {
                             overlay: UDP,
                             from: &from,
-                            payload: &payload,
+                            payload: &mut payload,
                             queued: self.queued,
                             ecn,
                         },
                     )
                     .unwrap();
-                queue.push(dst);
+                let sent = self.drain(dst, &payload);
+                queue.push((dst, sent));
+            }
+        }
+    }
+
+    /// Carries out what `node` asked for, but for its datagrams, which it returns; packets
+    /// it delivered in place are read from `lent`, the payload of its last datagram.
+    fn drain(&mut self, node: usize, lent: &[u8]) -> Vec<(SocketAddr, Vec<u8>, crate::Ecn)> {
+        let mut datagrams = Vec::new();
+        loop {
+            match self.nodes[node].poll_output() {
+                Output::Timeout(_) => return datagrams,
+                Output::WriteTun(p) => {
+                    self.authentic[node].push(p.authentic());
+                    self.partial[node].push(p.partial_checksum());
+                    self.tun[node].push(p.to_vec());
+                }
+                Output::WriteTunInPlace(d) => {
+                    assert_eq!(d.datagram, 0, "one datagram a batch");
+                    self.authentic[node].push(false);
+                    self.partial[node].push(d.partial);
+                    self.tun[node].push(lent[d.range].to_vec());
+                }
+                Output::Transmit {
+                    to, payload, ecn, ..
+                } => datagrams.push((to, payload.to_vec(), ecn)),
+                Output::UpstreamDns { id, query } => {
+                    let answer = crate::dns::message::parse_query(&query).ok().and_then(|q| {
+                        let ip = *self.hosts.get(&q.name)?;
+                        // An address of the other family: the name exists, with no data.
+                        let same = ip.is_ipv6() == (q.qtype == 28);
+                        let ips = if same { vec![ip] } else { Vec::new() };
+                        Some(crate::dns::message::answer_addresses(&q, &ips, 60))
+                    });
+                    if let Some(a) = answer {
+                        let now = self.now;
+                        self.nodes[node]
+                            .handle_input(now, Input::Resolved { id, result: Ok(&a) })
+                            .unwrap();
+                    }
+                }
+                Output::Event(e) => self.events[node].push(e),
             }
         }
     }
@@ -449,7 +478,7 @@ fn time_going_backwards_is_the_callers_error() {
 fn a_keepalive_is_answered_at_once() {
     let mut net = pair();
     net.lookup(0, "bob.udp").unwrap();
-    let probe = datagram(&Message::Keepalive(crate::wire::message::Keepalive {
+    let mut probe = datagram(&Message::Keepalive(crate::wire::message::Keepalive {
         reply_requested: true,
         is_reply: false,
         seq: 77,
@@ -458,7 +487,7 @@ fn a_keepalive_is_answered_at_once() {
     let datagram = Input::Datagram {
         overlay: UDP,
         from: &addr(1),
-        payload: &probe,
+        payload: &mut probe,
         queued: Duration::ZERO,
         ecn: crate::wire::ecn::Ecn::NotEct,
     };
@@ -690,20 +719,11 @@ fn a_handle_apps_know_survives_a_failed_re_setup() {
 fn stale_labels_are_refused_and_answered_at_a_bounded_rate() {
     let mut net = pair();
     for i in 0..100u32 {
-        let d = datagram(&Message::Data {
+        let mut d = datagram(&Message::Data {
             label: 0x0010_0000 | i,
             payload: b"junk",
         });
-        net.input(
-            1,
-            Input::Datagram {
-                overlay: UDP,
-                from: &addr(77),
-                payload: &d,
-                queued: std::time::Duration::ZERO,
-                ecn: crate::Ecn::NotEct,
-            },
-        );
+        net.datagram(1, &addr(77), &mut d);
     }
     assert_eq!(net.drops(1, DropReason::UnknownLabel), 100);
     assert_eq!(
@@ -716,17 +736,8 @@ fn stale_labels_are_refused_and_answered_at_a_bounded_rate() {
 /// Feeds a crafted setup to a node, returning the reject reason it answered with.
 fn reject_for(net: &mut Net, node: usize, from: u8, setup: Setup<'_>) -> Option<RejectReason> {
     let before = net.strays.len();
-    let d = datagram(&Message::Setup(setup));
-    net.input(
-        node,
-        Input::Datagram {
-            overlay: UDP,
-            from: &addr(from),
-            payload: &d,
-            queued: std::time::Duration::ZERO,
-            ecn: crate::Ecn::NotEct,
-        },
-    );
+    let mut d = datagram(&Message::Setup(setup));
+    net.datagram(node, &addr(from), &mut d);
     net.strays[before..]
         .iter()
         .find_map(|(_, p)| match Message::parse(p) {
@@ -817,7 +828,7 @@ proptest! {
             if matches!(Message::parse(d), Ok(Message::Setup(_))) {
                 setups += 1;
             }
-            net.input(1, Input::Datagram { overlay: UDP, from: &addr(99), payload: d , queued: std::time::Duration::ZERO, ecn: crate::Ecn::NotEct});
+            net.datagram(1, &addr(99), &mut d.clone());
         }
         prop_assert!(net.nodes[1].paths.len() <= setups);
         prop_assert!(net.nodes[1].handles.slab.len() <= setups);

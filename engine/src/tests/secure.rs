@@ -94,18 +94,9 @@ fn packets_opened_on_a_secure_path_are_marked_authentic_and_no_others() {
 fn tampered_and_replayed_packets_are_dropped_and_counted() {
     let mut net = secure_pair();
     let handle = answered_v4(&net.lookup(0, "bob.udp").unwrap());
-    let datagram = send_secret(&mut net, handle);
+    let mut datagram = send_secret(&mut net, handle);
     let delivered = net.tun[1].len();
-    net.input(
-        1,
-        Input::Datagram {
-            overlay: UDP,
-            from: &addr(1),
-            payload: &datagram,
-            queued: std::time::Duration::ZERO,
-            ecn: crate::Ecn::NotEct,
-        },
-    );
+    net.datagram(1, &addr(1), &mut datagram);
     assert_eq!(net.drops(1, DropReason::Replayed), 1);
     let mut tampered = send_secret(&mut net, handle);
     let delivered_after = net.tun[1].len();
@@ -113,16 +104,7 @@ fn tampered_and_replayed_packets_are_dropped_and_counted() {
     tampered[last] ^= 0x40;
     // A fresh nonce, so only the tag can catch it.
     tampered[12] = tampered[12].wrapping_add(10);
-    net.input(
-        1,
-        Input::Datagram {
-            overlay: UDP,
-            from: &addr(1),
-            payload: &tampered,
-            queued: std::time::Duration::ZERO,
-            ecn: crate::Ecn::NotEct,
-        },
-    );
+    net.datagram(1, &addr(1), &mut tampered);
     assert_eq!(net.drops(1, DropReason::Forged), 1);
     assert_eq!(
         net.tun[1].len(),
@@ -243,17 +225,8 @@ fn a_corrupted_accept_is_dropped_and_the_next_one_taken() {
 fn a_reflected_setup_is_dropped() {
     let mut net = Net::new(vec![secure("alice", &[("bob", 9)], &["alice.udp"])]);
     assert!(net.lookup(0, "bob.udp").is_none());
-    let (_, setup) = net.strays.pop().expect("alice's setup");
-    net.input(
-        0,
-        Input::Datagram {
-            overlay: UDP,
-            from: &addr(9),
-            payload: &setup,
-            queued: std::time::Duration::ZERO,
-            ecn: crate::Ecn::NotEct,
-        },
-    );
+    let (_, mut setup) = net.strays.pop().expect("alice's setup");
+    net.datagram(0, &addr(9), &mut setup);
     assert_eq!(net.drops(0, DropReason::Reflected), 1);
     assert!(net.strays.is_empty(), "no answer to a reflection");
 }
@@ -304,23 +277,14 @@ fn replies_leave_on_the_path_their_request_came_in_on() {
 fn a_setup_repeated_after_the_confirm_gets_no_second_accept() {
     let mut net = secure_pair();
     answered_v4(&net.lookup(0, "bob.udp").expect("path up"));
-    let setup = net
+    let mut setup = net
         .wire
         .iter()
         .find(|(from, _, d)| *from == 0 && matches!(Message::parse(d), Ok(Message::Setup(_))))
         .map(|(_, _, d)| d.clone())
         .expect("alice's setup");
     let before = net.wire.len();
-    net.input(
-        1,
-        Input::Datagram {
-            overlay: UDP,
-            from: &addr(1),
-            payload: &setup,
-            queued: std::time::Duration::ZERO,
-            ecn: crate::Ecn::NotEct,
-        },
-    );
+    net.datagram(1, &addr(1), &mut setup);
     let accepts = net.wire[before..]
         .iter()
         .filter(|(from, _, d)| *from == 1 && matches!(Message::parse(d), Ok(Message::Accept(_))))
