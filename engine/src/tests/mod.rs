@@ -351,9 +351,9 @@ fn data_alone_keeps_tunnels_alive_when_every_keepalive_is_lost() {
     );
 }
 
-/// A packet for local apps is built in its output's place (`engine::stage_delivery`); one
-/// dropped on the way there takes its output back, so nothing of it reaches the TUN and
-/// the packets after it arrive as ever.
+/// A packet for local apps that is dropped on its way there (here rewritten in place, on a
+/// plain path) leaves no output behind: nothing of it reaches the TUN, and the packets
+/// after it arrive as ever.
 #[test]
 fn a_packet_dropped_at_delivery_leaves_no_output_behind() {
     use crate::wire::message::{DATA_HEADER_LEN, TYPE_DATA, VERSION};
