@@ -580,19 +580,19 @@ impl Daemon {
 
     /// What takes packets for local apps before the TUN, and the data path, which takes the
     /// rest.
-    fn local(&mut self) -> (Local<'_>, &mut Datapath) {
-        let local = Local {
+    fn before_tun(&mut self) -> (BeforeTun<'_>, &mut Datapath) {
+        let before = BeforeTun {
             traces: &mut self.traces,
             userspace: self.userspace.as_mut(),
             engine: &self.engine,
             handles: &self.cfg.engine.handles,
             clock: &self.clock,
         };
-        (local, &mut self.datapath)
+        (before, &mut self.datapath)
     }
 
     /// Before an app can see an address bound since the last checkpoint, the checkpoint.
-    fn before_local(&mut self) {
+    fn checkpoint_new_bindings(&mut self) {
         if self.engine.handles_version() != self.saved_version {
             self.checkpoint();
         }
@@ -620,21 +620,18 @@ impl Daemon {
                     }
                 }
                 Output::WriteTun(p) => {
-                    self.before_local();
-                    let (local, datapath) = self.local();
-                    if taken_before_tun(local, &p) {
+                    self.checkpoint_new_bindings();
+                    let (before, datapath) = self.before_tun();
+                    if before.took(&p) {
                         self.engine.recycle(p);
                     } else {
                         datapath.deliver(p);
                     }
                 }
                 Output::WriteTunInPlace(d) => {
-                    self.before_local();
-                    let (local, datapath) = self.local();
-                    if !datapath
-                        .lent(&d)
-                        .is_some_and(|p| taken_before_tun(local, p))
-                    {
+                    self.checkpoint_new_bindings();
+                    let (before, datapath) = self.before_tun();
+                    if !datapath.lent(&d).is_some_and(|p| before.took(p)) {
                         datapath.deliver_lent(d);
                     }
                 }
@@ -826,7 +823,7 @@ impl Daemon {
 
 /// What may take a packet for local apps before the TUN: traces waiting for probe answers,
 /// and the userspace stack.
-struct Local<'a> {
+struct BeforeTun<'a> {
     traces: &'a mut crate::trace::Traces,
     userspace: Option<&'a mut crate::userspace::Userspace>,
     engine: &'a Engine,
@@ -834,22 +831,25 @@ struct Local<'a> {
     clock: &'a Clock,
 }
 
-/// Whether a packet for local apps was a trace's probe answer (looked for only while a
-/// trace runs) or went to the userspace stack; the rest is for the TUN.
-fn taken_before_tun(l: Local<'_>, packet: &[u8]) -> bool {
-    if l.traces.running() {
-        let (engine, now) = (l.engine, l.clock.now());
-        if l.traces
-            .take_answer(packet, l.handles, now, |n| engine.path_summary(n))
-        {
-            return true;
+impl BeforeTun<'_> {
+    /// Whether a packet for local apps was a trace's probe answer (looked for only while a
+    /// trace runs) or went to the userspace stack; the rest is for the TUN.
+    fn took(self, packet: &[u8]) -> bool {
+        if self.traces.running() {
+            let (engine, now) = (self.engine, self.clock.now());
+            if self
+                .traces
+                .take_answer(packet, self.handles, now, |n| engine.path_summary(n))
+            {
+                return true;
+            }
         }
-    }
-    match l.userspace {
-        Some(u) => {
-            u.stack.link.deliver(packet);
-            true
+        match self.userspace {
+            Some(u) => {
+                u.stack.link.deliver(packet);
+                true
+            }
+            None => false,
         }
-        None => false,
     }
 }
