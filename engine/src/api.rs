@@ -139,8 +139,11 @@ pub enum Output {
 /// [`Packet::partial_checksum`] says of a built packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InPlace {
+    /// Which of the batch's datagrams it lies in.
     pub datagram: usize,
+    /// Where in that datagram's payload.
     pub range: std::ops::Range<usize>,
+    /// Where its transport checksum is left partial, if it is.
     pub partial: Option<PartialChecksum>,
 }
 
@@ -304,7 +307,8 @@ pub struct OverlayCounters {
 pub enum DropReason {
     /// A TUN packet that is not a well-formed IP packet.
     TunMalformed(WireError),
-    /// A TUN packet to an address in the pool that no name holds.
+    /// A packet to or from an address in the pool that no name holds: an app's, or a
+    /// path's whose handle was released.
     NoHandle,
     /// A TUN packet not addressed to a handle or the DNS sentinel.
     NotOurs,

@@ -54,8 +54,10 @@ pub struct Engine {
     /// Packets for local apps built in the engine's buffers, handed out after the other
     /// outputs of a drain.
     pub(crate) deliveries: VecDeque<Packet>,
-    /// Packets for local apps left in the batch's datagrams, handed out last: a plain path's
-    /// earlier packets, held while it came up, are built ones, so none is overtaken.
+    /// Packets for local apps left in the batch's datagrams, handed out last. No flow has
+    /// packets in both queues: only plain paths' packets are left in place, and a plain path
+    /// holds none while it comes up (only a secure responder does, until the confirm) and
+    /// has a handle of its own, so its packets are a flow apart.
     pub(crate) in_place: VecDeque<InPlace>,
     /// Which datagram of the batch is being handled ([`InPlace::datagram`]).
     pub(crate) datagram_index: usize,
@@ -355,7 +357,10 @@ impl Engine {
             return Output::WriteTun(p);
         }
         match self.in_place.pop_front() {
-            Some(d) => Output::WriteTunInPlace(d),
+            Some(d) => {
+                self.counters.tun_out += 1;
+                Output::WriteTunInPlace(d)
+            }
             None => Output::Timeout(self.next_deadline()),
         }
     }

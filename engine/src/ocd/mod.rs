@@ -189,6 +189,8 @@ pub trait Overlay {
     ) -> Option<SocketAddr>;
     /// Interprets a datagram from the overlay socket; what it sends on comes from `pool`.
     /// The source address is borrowed from the driver's input ([`crate::Input::Datagram`]).
+    /// A message it returns is a part of `payload` (OC-I delivers a plain path's packets
+    /// where they lie in it); one that is not is dropped as malformed.
     fn receive<'a>(
         &mut self,
         now: Instant,

@@ -316,6 +316,11 @@ impl Engine {
                 label,
                 payload: inner,
             }) => {
+                // A module's message is part of the datagram it was given (it borrows it).
+                let (Some(datagram), Some(at)) = (within(payload, bytes), within(payload, inner))
+                else {
+                    return self.drop_input(DropReason::DatagramMalformed(WireError::BadHeader));
+                };
                 // Only bulk data carries congestion signals (`codel::SIGNALLED_LEN`).
                 let congested = inner.len() >= SIGNALLED_LEN
                     && self
@@ -323,18 +328,12 @@ impl Engine {
                         .get_mut(usize::from(overlay.0))
                         .is_some_and(|s| s.queue.signal(now, arrival.queued));
                 let from = *from;
-                // A module's message is part of the datagram it was given (it borrows it).
-                let (Some(datagram), Some(inner)) =
-                    (within(payload, bytes), within(payload, inner))
-                else {
-                    return self.drop_input(DropReason::DatagramMalformed(WireError::BadHeader));
-                };
                 let data = Data {
                     label,
                     lent: payload,
                     index: self.datagram_index,
                     datagram,
-                    inner,
+                    inner: at,
                     ecn: arrival.ecn,
                     congested,
                 };
@@ -472,36 +471,35 @@ impl Engine {
         self.heard = Some((overlay, r));
     }
 
-    /// Opens a data payload on an end path (checks and decrypts it on a secure path) into a
-    /// buffer of the engine's and hands the packet to local apps, with the ECN field that
-    /// `outer` makes of it. A plain path's packets in a lent datagram go
-    /// [`Self::deliver_in_place`] instead; the ones here were held while it came up.
-    pub(crate) fn open_and_deliver(&mut self, key: usize, handle: usize, inner: &[u8], outer: Ecn) {
-        let mut buf = self.pool.take();
-        let opened = match self.paths.get_mut(key).and_then(|p| p.secure.as_mut()) {
-            Some(s) => {
-                let r = s.open(inner, buf.tail_vec(), &mut self.key_cache, key);
-                if r.is_ok() {
-                    if buf.is_empty() {
-                        // The responder's acknowledgement of our confirm, which is not sent
-                        // again.
-                        s.confirmed = true;
-                        s.message = Vec::new();
-                        self.pool.give(buf);
-                        return self.heard_on_path(key);
-                    }
-                    buf.mark_authentic();
-                }
-                r.map(|o| match o.partial {
-                    true => Form::Flagged,
-                    false => Form::Complete,
-                })
-            }
-            None => {
-                buf.extend_from_slice(inner);
-                Ok(self.plain_form(key))
-            }
+    /// Opens a secure path's data payload (checks and decrypts it) into a buffer of the
+    /// engine's and hands the packet to local apps, with the ECN field that `outer` makes of
+    /// it. A plain path's packets go [`Self::deliver_in_place`] instead.
+    pub(crate) fn open_and_deliver(
+        &mut self,
+        key: usize,
+        handle: usize,
+        sealed: &[u8],
+        outer: Ecn,
+    ) {
+        let Some(s) = self.paths.get_mut(key).and_then(|p| p.secure.as_mut()) else {
+            return self.drop_input(DropReason::PathNotUp);
         };
+        let mut buf = self.pool.take();
+        let r = s.open(sealed, buf.tail_vec(), &mut self.key_cache, key);
+        if r.is_ok() {
+            if buf.is_empty() {
+                // The responder's acknowledgement of our confirm, which is not sent again.
+                s.confirmed = true;
+                s.message = Vec::new();
+                self.pool.give(buf);
+                return self.heard_on_path(key);
+            }
+            buf.mark_authentic();
+        }
+        let opened = r.map(|o| match o.partial {
+            true => Form::Flagged,
+            false => Form::Complete,
+        });
         let made = opened.and_then(|form| {
             self.heard_on_path(key);
             self.make_local(key, handle, outer, form, &mut buf)
@@ -533,8 +531,13 @@ impl Engine {
         outer: Ecn,
     ) {
         self.heard_on_path(key);
-        let form = self.plain_form(key);
+        // Partial where the path carries checksums so.
+        let form = match self.paths.get(key).is_some_and(|p| p.partial.receive) {
+            true => Form::OfPath,
+            false => Form::Complete,
+        };
         match self.make_local(key, handle, outer, form, packet) {
+            // Counted in `tun_out` once handed out (`Engine::poll_output`).
             Ok(partial) => {
                 let (datagram, range) = at;
                 self.in_place.push_back(InPlace {
@@ -542,18 +545,8 @@ impl Engine {
                     range,
                     partial,
                 });
-                self.counters.tun_out += 1;
             }
             Err(reason) => self.drop_input(reason),
-        }
-    }
-
-    /// How the checksums of a plain path's packets stand: partial where the path carries
-    /// them so.
-    fn plain_form(&self, key: usize) -> Form {
-        match self.paths.get(key).is_some_and(|p| p.partial.receive) {
-            true => Form::OfPath,
-            false => Form::Complete,
         }
     }
 
@@ -610,7 +603,7 @@ impl Engine {
         let now = self.now;
         let client = self.paths.get(key).and_then(|p| p.lan_client);
         let Some(h) = self.handles.get_mut(handle) else {
-            return Err(DropReason::PathNotUp);
+            return Err(DropReason::NoHandle);
         };
         h.last_used = now;
         let src = header.src;

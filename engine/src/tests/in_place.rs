@@ -80,6 +80,7 @@ fn a_plain_paths_packets_are_delivered_where_they_arrived() {
 fn what_a_driver_leaves_undrained_when_its_next_batch_starts_is_dropped_and_counted() {
     let (mut net, handle, tun) = pair_up();
     let mut datagrams = datagrams_for_bob(&mut net, handle, tun, 2);
+    let delivered = net.nodes[1].counters.tun_out;
     feed_bob(&mut net, &mut datagrams);
     let bob = &mut net.nodes[1];
     assert!(matches!(bob.poll_output(), Output::WriteTunInPlace(_)));
@@ -94,4 +95,9 @@ fn what_a_driver_leaves_undrained_when_its_next_batch_starts_is_dropped_and_coun
             _ => {}
         }
     }
+    assert_eq!(
+        bob.counters.tun_out,
+        delivered + 1,
+        "only the one handed out"
+    );
 }
