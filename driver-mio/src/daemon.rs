@@ -631,7 +631,10 @@ impl Daemon {
                 Output::WriteTunInPlace(d) => {
                     self.checkpoint_new_bindings();
                     let (before, datapath) = self.before_tun();
-                    if !datapath.lent(&d).is_some_and(|p| before.took(p)) {
+                    // The bytes are looked up only for a trace or the userspace stack.
+                    let taken =
+                        before.active() && datapath.lent(&d).is_some_and(|p| before.took(p));
+                    if !taken {
                         datapath.deliver_lent(d);
                     }
                 }
@@ -832,6 +835,11 @@ struct BeforeTun<'a> {
 }
 
 impl BeforeTun<'_> {
+    /// Whether anything may take packets before the TUN.
+    fn active(&self) -> bool {
+        self.traces.running() || self.userspace.is_some()
+    }
+
     /// Whether a packet for local apps was a trace's probe answer (looked for only while a
     /// trace runs) or went to the userspace stack; the rest is for the TUN.
     fn took(self, packet: &[u8]) -> bool {
